@@ -1,0 +1,1 @@
+"""The centre's domain, services, storage and the one composition root (:mod:`intake.app`)."""

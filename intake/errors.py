@@ -1,0 +1,84 @@
+"""The exception hierarchy of izs-intake.
+
+Every error our code raises on purpose is an :class:`IzsError`. Third-party errors are mapped at the edge
+(``raise StorageError(...) from exc``). Each class has a stable ``error_id`` that the API returns in its
+``error`` field, so integrations can branch on it.
+
+    IzsError
+    ├── ConfigError            settings invalid; one line per problem, no traceback
+    ├── NotFound               a call, incident, desk or call taker does not exist
+    ├── Conflict               the change contradicts current state (e.g. an illegal call transition)
+    │   └── IllegalTransition  a call or incident state machine refused a transition
+    ├── ValidationFailed       input from outside is malformed
+    ├── PermissionDenied       the acting user's role may not do this
+    ├── StorageError           the database failed (retried from the journal where possible)
+    ├── LiveStateError         Redis failed: the system runs degraded and says so
+    ├── TelephonyError         a SIP / AMI adapter failed
+    └── TranscriptionError     a recognition engine or its model failed
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class IzsError(Exception):
+    error_id = "internal"
+    http_status = 500
+
+    def __init__(self, message: str, **details: Any) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details
+
+
+class ConfigError(IzsError):
+    error_id = "config_invalid"
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("; ".join(problems), problems=problems)
+        self.problems = problems
+
+
+class NotFound(IzsError):
+    error_id = "not_found"
+    http_status = 404
+
+
+class Conflict(IzsError):
+    error_id = "conflict"
+    http_status = 409
+
+
+class IllegalTransition(Conflict):
+    error_id = "illegal_transition"
+
+
+class ValidationFailed(IzsError):
+    error_id = "validation_failed"
+    http_status = 422
+
+
+class PermissionDenied(IzsError):
+    error_id = "forbidden"
+    http_status = 403
+
+
+class StorageError(IzsError):
+    error_id = "storage_unavailable"
+    http_status = 503
+
+
+class LiveStateError(IzsError):
+    error_id = "live_state_unavailable"
+    http_status = 503
+
+
+class TelephonyError(IzsError):
+    error_id = "telephony_error"
+    http_status = 502
+
+
+class TranscriptionError(IzsError):
+    error_id = "transcription_error"
+    http_status = 503

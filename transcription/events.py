@@ -1,0 +1,57 @@
+"""Transcript events produced by every recognition engine (Vosk, faster-whisper)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True, slots=True)
+class Word:
+    text: str
+    start_s: float
+    end_s: float
+    confidence: float
+
+
+@dataclass(frozen=True, slots=True)
+class TranscriptPartial:
+    """An unstable hypothesis for the words being spoken now; replaced by the next partial or final."""
+
+    call_ref: str
+    leg: str  # "caller" / "taker"
+    text: str
+    audio_s: float  # position in the leg's audio the hypothesis covers, seconds from the leg's start
+
+
+@dataclass(frozen=True, slots=True)
+class TranscriptFinal:
+    call_ref: str
+    leg: str
+    text: str
+    start_s: float
+    end_s: float
+    words: tuple[Word, ...] = ()
+    language: str | None = None
+    confidence: float | None = None
+    engine: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class LanguageDetected:
+    call_ref: str
+    language: str
+    probability: float
+    candidates: tuple[tuple[str, float], ...] = field(default_factory=tuple)
+
+
+@dataclass(frozen=True, slots=True)
+class TranscriptionFailed:
+    """Recognition for a leg failed or fell behind; the call goes on and routes by dialled number."""
+
+    call_ref: str
+    leg: str
+    reason: str
+    recovered: bool = False
+
+
+TranscriptEvent = TranscriptPartial | TranscriptFinal | LanguageDetected | TranscriptionFailed
