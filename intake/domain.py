@@ -31,7 +31,9 @@ class CallState(enum.StrEnum):
 
 
 CALL_TRANSITIONS: dict[CallState, frozenset[CallState]] = {
-    CallState.RINGING: frozenset({CallState.QUEUED, CallState.CONNECTED, CallState.ABANDONED, CallState.ENDED}),
+    CallState.RINGING: frozenset(
+        {CallState.QUEUED, CallState.CONNECTED, CallState.ABANDONED, CallState.ENDED}
+    ),
     # A queued call can only end by the caller giving up (abandoned) or by reaching a call taker.
     CallState.QUEUED: frozenset({CallState.CONNECTED, CallState.ABANDONED}),
     # Back to QUEUED is a transfer to another desk.
