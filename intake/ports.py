@@ -1,0 +1,38 @@
+"""What the intake services need from their collaborators, as structural types.
+
+The concrete classes live in :mod:`intake.storage` (database), :mod:`intake.live` (Redis),
+:mod:`transcription.service` and :mod:`telephony`; the composition root (:mod:`intake.app`) plugs them in.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+
+class Transcriber(Protocol):
+    def open_leg(
+        self,
+        call_ref: str,
+        leg: str,
+        sample_rate: int,
+        language_hint: str | None = None,
+        country_hint: str | None = None,
+    ) -> None: ...
+
+    def feed(self, call_ref: str, leg: str, pcm: bytes) -> None: ...
+
+    def close_leg(self, call_ref: str, leg: str) -> None: ...
+
+
+class CallControl(Protocol):
+    """Commands to whichever adapter holds a call (SIP endpoint in standalone mode, AMI bridge in PBX mode)."""
+
+    async def play_prompt(self, call_ref: str, pcm: bytes, sample_rate: int, loop: bool = True) -> None: ...
+
+    async def connect_to_taker(self, call_ref: str, taker_uri: str, priority: int) -> None: ...
+
+    async def hangup(self, call_ref: str) -> None: ...
+
+
+class Clock(Protocol):
+    def __call__(self) -> Any: ...
