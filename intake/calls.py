@@ -1,0 +1,606 @@
+"""The life of one call in the centre: telephony events in, the call record, transcript, triage, queue and
+incident kept current, and every change announced.
+
+Adapters call :meth:`CallService.submit` from their own threads; everything else runs on the event loop,
+one ordered stream of events per call. Audio frames skip that stream and go straight to transcription,
+which never blocks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections.abc import Callable, Coroutine
+from contextlib import suppress
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from intake.bus import EventBus, LiveEvent
+from intake.desks import DeskService, Offer
+from intake.domain import (
+    Call,
+    CallState,
+    Location,
+    LocationSource,
+    TakerState,
+    TranscriptSegment,
+    utc_now,
+)
+from intake.errors import IllegalTransition, LiveStateError, NotFound, StorageError
+from intake.incidents import IncidentService
+from intake.numbers import parse_caller_number
+from intake.ports import CallControl, Transcriber
+from intake.serialize import call_json, decision_json, decision_summary
+from routing.types import TriageDecision, TriageInput
+from routing.vocabulary import DESK_BY_DIALLED, DeskCode
+from telephony.events import (
+    AdapterStatus,
+    AudioFrame,
+    CallAnswered,
+    CallConnected,
+    CallEnded,
+    CallOffered,
+    CallQueued,
+    DtmfReceived,
+    EndReason,
+    GeoFix,
+    LocationReported,
+    TelephonyEvent,
+)
+from transcription.events import (
+    LanguageDetected,
+    TranscriptEvent,
+    TranscriptFinal,
+    TranscriptionFailed,
+    TranscriptPartial,
+)
+
+log = logging.getLogger(__name__)
+
+PARTIAL_PUBLISH_INTERVAL_S = 0.15  # consoles need no more than ~7 partials a second per call
+
+
+def new_call_id() -> str:
+    return uuid.uuid4().hex
+
+
+def geofix_to_location(fix: GeoFix) -> Location:
+    source = {
+        "pidf-lo": LocationSource.PIDF_LO,
+        "aml-gnss": LocationSource.AML_GNSS,
+        "aml-cell": LocationSource.AML_CELL,
+        "aml-wifi": LocationSource.AML_WIFI,
+        "ecall": LocationSource.ECALL,
+    }.get(fix.source, LocationSource.PIDF_LO)
+    civic = fix.civic
+    return Location(
+        source=source,
+        lat=fix.lat,
+        lon=fix.lon,
+        radius_m=fix.radius_m,
+        confidence=fix.confidence,
+        municipality=civic.get("A3") or civic.get("municipality"),
+        part=civic.get("A4") or civic.get("part"),
+        street=civic.get("RD") or civic.get("A6") or civic.get("street"),
+        house_number=civic.get("HNO") or civic.get("house_number"),
+        landmark=civic.get("LMK") or civic.get("landmark"),
+        country=civic.get("country"),
+        at=fix.at,
+    )
+
+
+@dataclass
+class CallSession:
+    """Per-call working state on the node that holds the call's media. A cache of the database record,
+    never the only copy of anything that matters."""
+
+    call: Call
+    inbox: asyncio.Queue[TelephonyEvent | TranscriptEvent] = field(default_factory=asyncio.Queue)
+    finals: list[str] = field(default_factory=list)
+    partial: str = ""
+    decision: TriageDecision | None = None
+    last_partial_sent: float = 0.0
+    speech_s: float = 0.0
+    worker: asyncio.Task[None] | None = None
+    legs_open: set[str] = field(default_factory=set)
+    no_transcript: bool = False
+
+    @property
+    def caller_text(self) -> str:
+        return " ".join([*self.finals, self.partial]).strip()
+
+
+class CallService:
+    def __init__(
+        self,
+        repo: Any,
+        live: Any | None,
+        bus: EventBus,
+        desks: DeskService,
+        incidents: IncidentService,
+        triage: Any,
+        node: str,
+        transcriber: Transcriber | None = None,
+        prompt: tuple[bytes, int] | None = None,
+        taker_uri: Callable[[str], str | None] | None = None,
+    ) -> None:
+        self._repo = repo
+        self._live = live
+        self._bus = bus
+        self._desks = desks
+        self._incidents = incidents
+        self._triage = triage
+        self._node = node
+        self._transcriber = transcriber
+        self._prompt = prompt
+        self._taker_uri = taker_uri or (lambda _taker_id: None)
+        self._controls: dict[str, CallControl] = {}
+        self._sessions: dict[str, CallSession] = {}  # by call_ref
+        self._refs_by_id: dict[str, str] = {}
+        self._aliases: dict[str, str] = {}  # media-fork call_ref / channel -> the call's call_ref
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._tasks: set[asyncio.Future[None]] = set()
+        self.adapter_health: dict[str, AdapterStatus] = {}
+        desks.on_offer = self._on_offer
+
+    # --------------------------------------------------------------------------- wiring
+
+    def attach(self, source: str, control: CallControl) -> None:
+        """Register the adapter that holds calls from ``source`` ("sip" / "ami")."""
+        self._controls[source] = control
+
+    def bind_loop(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+
+    def submit(self, event: TelephonyEvent | TranscriptEvent) -> None:
+        """Thread-safe entry for adapters and transcription workers. Never blocks the caller."""
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            log.error("event dropped before start: %r", type(event).__name__)
+            return
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is loop:
+            self._route(event)
+        else:
+            loop.call_soon_threadsafe(self._route, event)
+
+    def _route(self, event: TelephonyEvent | TranscriptEvent) -> None:
+        if isinstance(event, AudioFrame):
+            self._feed_audio(event)
+            return
+        if isinstance(event, AdapterStatus):
+            self.adapter_health[event.adapter] = event
+            self._background(
+                self._bus.publish(
+                    LiveEvent(
+                        "component.health",
+                        {"component": event.adapter, "healthy": event.healthy, "detail": event.detail},
+                    )
+                )
+            )
+            return
+        if isinstance(event, CallOffered) and event.fork_of:
+            self._aliases[event.call_ref] = self._aliases.get(event.fork_of, event.fork_of)
+            return
+        ref = self._aliases.get(event.call_ref, event.call_ref)
+        session = self._sessions.get(ref)
+        if session is None:
+            if not isinstance(event, CallOffered):
+                log.warning("event %s for unknown call %s ignored", type(event).__name__, event.call_ref)
+                return
+            session = self._new_session(event)
+        session.inbox.put_nowait(event)
+
+    # ---------------------------------------------------------------------------- reads
+
+    def session_by_id(self, call_id: str) -> CallSession | None:
+        ref = self._refs_by_id.get(call_id)
+        return self._sessions.get(ref) if ref else None
+
+    async def get(self, call_id: str) -> Call:
+        session = self.session_by_id(call_id)
+        if session is not None:
+            return session.call
+        call: Call = await asyncio.to_thread(self._repo.get_call, call_id)
+        return call
+
+    def current_decision(self, call_id: str) -> TriageDecision | None:
+        session = self.session_by_id(call_id)
+        return session.decision if session else None
+
+    def live_calls(self) -> list[Call]:
+        return [s.call for s in self._sessions.values()]
+
+    # ------------------------------------------------------------------------ the per-call worker
+
+    def _new_session(self, offered: CallOffered) -> CallSession:
+        caller = parse_caller_number(offered.caller)
+        call = Call(
+            id=new_call_id(),
+            call_ref=offered.call_ref,
+            source=offered.source.value,
+            dialled=offered.dialled,
+            caller=caller,
+            offered_at=offered.at,
+            desk=DESK_BY_DIALLED.get(offered.dialled, DeskCode.D112),
+            channel=offered.channel,
+            node=self._node,
+            location=geofix_to_location(offered.location) if offered.location else None,
+        )
+        session = CallSession(call=call)
+        self._sessions[call.call_ref] = session
+        self._refs_by_id[call.id] = call.call_ref
+        if offered.channel:
+            self._aliases[offered.channel] = call.call_ref
+        session.worker = asyncio.create_task(self._work(session), name=f"call-{call.id}")
+        return session
+
+    async def _work(self, session: CallSession) -> None:
+        while True:
+            event = await session.inbox.get()
+            try:
+                await self._handle(session, event)
+            except IllegalTransition as exc:
+                log.warning("call %s: %s", session.call.id, exc.message)
+            except (StorageError, LiveStateError) as exc:
+                # The call goes on: its state is still here and is written again at its next change.
+                log.error("call %s: %s while handling %s", session.call.id, exc, type(event).__name__)
+            if session.call.state in (CallState.ENDED, CallState.ABANDONED) and session.inbox.empty():
+                self._forget(session)
+                return
+
+    async def _handle(self, session: CallSession, event: TelephonyEvent | TranscriptEvent) -> None:
+        call = session.call
+        match event:
+            case CallOffered():
+                await self._on_offered(session, event)
+            case CallAnswered():
+                if event.by == "endpoint":
+                    call.media_answered_at = event.at
+                    await self._save(call)
+            case CallQueued():
+                if call.state is CallState.RINGING:
+                    call.transition(CallState.QUEUED, event.at)
+                    await self._save(call)
+                    await self._publish(session, "call.queued", {"queue": event.queue})
+            case CallConnected():
+                await self._connect(session, taker_id=self._taker_for(event.taker), at=event.at)
+            case CallEnded():
+                await self._on_ended(session, event)
+            case DtmfReceived():
+                await self._publish(session, "call.updated", {"dtmf": event.digit})
+            case LocationReported():
+                call.location = geofix_to_location(event.fix)
+                await self._save(call)
+                await self._publish(session, "location.updated", {"location": call_json(call)["location"]})
+            case TranscriptPartial():
+                await self._on_partial(session, event)
+            case TranscriptFinal():
+                await self._on_final(session, event)
+            case LanguageDetected():
+                if event.leg in ("", "caller"):
+                    call.language = event.language
+                    call.language_confidence = event.probability
+                    await self._save(call)
+                    await self._publish(
+                        session,
+                        "language.detected",
+                        {"language": event.language, "probability": event.probability},
+                    )
+            case TranscriptionFailed():
+                session.no_transcript = not event.recovered
+                await self._publish(
+                    session,
+                    "call.updated",
+                    {"no_transcript": session.no_transcript, "transcription_error": event.reason},
+                )
+
+    async def _on_offered(self, session: CallSession, event: CallOffered) -> None:
+        call = session.call
+        await self._save(call)
+        await self._publish(session, "call.offered", call_json(call))
+        if self._transcriber is not None:
+            try:
+                self._transcriber.open_leg(
+                    call.call_ref, "caller", 8000, language_hint=None, country_hint=call.caller.country
+                )
+                session.legs_open.add("caller")
+            except (RuntimeError, ValueError, OSError) as exc:
+                session.no_transcript = True
+                log.error("call %s: transcription unavailable, routing by dialled number: %s", call.id, exc)
+        else:
+            session.no_transcript = True
+        await self._retriage(session, force=True)
+        # Queue first, then dispatch: a free call taker gets it at once, otherwise the caller hears the prompt.
+        if call.state is CallState.RINGING:
+            call.transition(CallState.QUEUED)
+            await self._save(call)
+            await self._publish(session, "call.queued", {"desk": call.desk.value if call.desk else None})
+        await self._enqueue(session)
+        if call.state is CallState.QUEUED and call.taker_id is None:
+            await self._play_prompt(call)
+
+    async def _enqueue(self, session: CallSession) -> None:
+        call = session.call
+        decision = session.decision
+        desk = call.desk or DeskCode.D112
+        try:
+            await self._desks.enqueue(
+                call.id,
+                desk,
+                call.priority or 2,
+                call.offered_at,
+                front=bool(call.tcpr),
+                data={
+                    "language": call.language,
+                    "caller": call.caller.display,
+                    "dialled": call.dialled,
+                    "incident_type": decision.incident_type.value.value if decision else None,
+                    "first_words": session.caller_text[:120],
+                },
+            )
+        except LiveStateError as exc:
+            log.error(
+                "call %s: queue unavailable (%s); call stays answered and listed as queued", call.id, exc
+            )
+
+    async def _play_prompt(self, call: Call) -> None:
+        control = self._controls.get(call.source)
+        if control is None or self._prompt is None or call.source != "sip":
+            return
+        pcm, rate = self._prompt
+        try:
+            await control.play_prompt(call.call_ref, pcm, rate, loop=True)
+        except (OSError, RuntimeError, KeyError) as exc:
+            log.warning("call %s: prompt not played: %s", call.id, exc)
+
+    async def _on_offer(self, offer: Offer) -> None:
+        session = self.session_by_id(offer.call_id)
+        if session is None:
+            return  # held by another node: that node's consoles and control do the rest
+        call = session.call
+        call.taker_id = offer.taker_id
+        await self._save(call)
+        uri = self._taker_uri(offer.taker_id)
+        control = self._controls.get(call.source)
+        if uri and control is not None:
+            try:
+                await control.connect_to_taker(call.call_ref, uri, offer.priority)
+            except (OSError, RuntimeError, KeyError) as exc:
+                log.error("call %s: could not ring %s (%s): back to the queue", call.id, offer.taker_id, exc)
+                call.taker_id = None
+                await self._desks.set_taker_state(
+                    offer.taker_id, TakerState.PAUSED, "system", f"phone failed: {exc}"
+                )
+                await self._enqueue(session)
+
+    async def accept(self, call_id: str, taker_id: str) -> Call:
+        """A call taker takes the call from the console (console-only desks, or a PBX desk phone)."""
+        session = self.session_by_id(call_id)
+        if session is None:
+            call = await self.get(call_id)
+            raise IllegalTransition(f"call {call_id} is {call.state.value}, not waiting", call_id=call_id)
+        # The state machine decides: a hang-up that won the race turns this into IllegalTransition.
+        await self._connect(session, taker_id=taker_id, at=utc_now())
+        return session.call
+
+    async def _connect(self, session: CallSession, taker_id: str | None, at: datetime) -> None:
+        call = session.call
+        if call.state is CallState.CONNECTED and call.taker_id == taker_id:
+            return
+        call.transition(CallState.CONNECTED, at)
+        call.taker_id = taker_id or call.taker_id
+        if call.desk is not None:
+            await self._desks.leave_queue(call.id, call.desk)
+        await self._save(call)
+        if call.taker_id:
+            with suppress(LiveStateError):
+                await self._live_set_busy(call.taker_id, call.id)
+        await self._publish(session, "call.connected", {"taker_id": call.taker_id})
+        if call.incident_id is None and session.decision is not None:
+            # The call taker needs a form now, whatever triage has heard so far.
+            await self._open_incident(session, session.decision)
+
+    async def _live_set_busy(self, taker_id: str, call_id: str) -> None:
+        if self._live is not None:
+            await self._live.set_taker_state(taker_id, TakerState.BUSY.value, utc_now(), {"call_id": call_id})
+
+    async def _on_ended(self, session: CallSession, event: CallEnded) -> None:
+        call = session.call
+        target = CallState.ENDED if call.state is CallState.CONNECTED else CallState.ABANDONED
+        if event.reason is EndReason.ABANDONED:
+            target = CallState.ABANDONED if call.state is not CallState.CONNECTED else CallState.ENDED
+        call.transition(target, event.at)
+        call.end_reason = event.reason.value
+        for leg in list(session.legs_open):
+            if self._transcriber is not None:
+                self._transcriber.close_leg(call.call_ref, leg)
+            session.legs_open.discard(leg)
+        with suppress(LiveStateError):
+            await self._desks.leave_queue(call.id, call.desk)
+        await self._save(call)
+        kind = "call.abandoned" if target is CallState.ABANDONED else "call.ended"
+        await self._publish(session, kind, {"reason": event.reason.value, "detail": event.detail})
+        if call.taker_id:
+            with suppress(LiveStateError):
+                await self._desks.start_wrap_up(call.taker_id)
+            self._background(self._end_wrap_up(call.taker_id, delay=self._desks.wrap_up_seconds))
+
+    async def _end_wrap_up(self, taker_id: str, delay: float) -> None:
+        await asyncio.sleep(delay)
+        try:
+            states = await self._live.taker_states() if self._live is not None else {}
+            if states.get(taker_id, {}).get("state") == TakerState.WRAP_UP.value:
+                await self._desks.set_taker_state(taker_id, TakerState.AVAILABLE, "system", "wrap-up over")
+        except (LiveStateError, NotFound) as exc:
+            log.error("wrap-up end for %s failed: %s", taker_id, exc)
+
+    # --------------------------------------------------------------------------- transcript
+
+    def _feed_audio(self, frame: AudioFrame) -> None:
+        if self._transcriber is None:
+            return
+        ref = self._aliases.get(frame.call_ref, frame.call_ref)
+        session = self._sessions.get(ref)
+        if session is None:
+            return
+        leg = frame.leg.value
+        if leg not in session.legs_open:
+            try:
+                self._transcriber.open_leg(
+                    ref, leg, frame.sample_rate, country_hint=session.call.caller.country
+                )
+                session.legs_open.add(leg)
+            except (RuntimeError, ValueError, OSError) as exc:
+                log.error("call %s: cannot open %s leg for transcription: %s", session.call.id, leg, exc)
+                return
+        self._transcriber.feed(ref, leg, frame.pcm)
+
+    async def _on_partial(self, session: CallSession, event: TranscriptPartial) -> None:
+        if event.leg != "caller":
+            return
+        session.partial = event.text
+        session.speech_s = max(session.speech_s, event.audio_s)
+        now = asyncio.get_running_loop().time()
+        if now - session.last_partial_sent >= PARTIAL_PUBLISH_INTERVAL_S:
+            session.last_partial_sent = now
+            await self._publish(session, "transcript.partial", {"leg": event.leg, "text": event.text})
+        await self._retriage(session)
+
+    async def _on_final(self, session: CallSession, event: TranscriptFinal) -> None:
+        call = session.call
+        segment = TranscriptSegment(
+            leg=event.leg,
+            text=event.text,
+            start_s=event.start_s,
+            end_s=event.end_s,
+            confidence=event.confidence,
+            language=event.language,
+            words=tuple((w.text, w.start_s, w.end_s, w.confidence) for w in event.words),
+        )
+        call.transcript.append(segment)
+        try:
+            await asyncio.to_thread(self._repo.append_transcript, call.id, segment)
+        except StorageError as exc:
+            log.error("call %s: transcript segment not stored yet: %s", call.id, exc)
+        if event.leg == "caller":
+            session.finals.append(event.text)
+            session.partial = ""
+            session.speech_s = max(session.speech_s, event.end_s)
+        await self._publish(
+            session,
+            "transcript.final",
+            {"leg": event.leg, "text": event.text, "start_s": event.start_s, "end_s": event.end_s},
+        )
+        if event.leg == "caller":
+            await self._retriage(session)
+
+    # ------------------------------------------------------------------------------- triage
+
+    async def _retriage(self, session: CallSession, force: bool = False) -> None:
+        call = session.call
+        decision: TriageDecision = self._triage.decide(
+            TriageInput(
+                dialled=call.dialled,
+                caller_number=call.caller.e164,
+                caller_country=call.caller.country,
+                language=call.language or "cs",
+                transcript=session.caller_text,
+                speech_seconds=session.speech_s,
+            )
+        )
+        previous = session.decision
+        session.decision = decision
+        if not force and previous is not None and decision_summary(previous) == decision_summary(decision):
+            return
+        old_priority, old_tcpr, old_desk = call.priority, call.tcpr, call.desk
+        call.priority = decision.priority.value
+        call.tcpr = decision.tcpr.value
+        if (
+            not decision.unsure
+            and call.state in (CallState.RINGING, CallState.QUEUED)
+            and call.taker_id is None
+        ):
+            call.desk = decision.desk
+        await self._publish(session, "triage.updated", decision_json(decision))
+        if call.state is CallState.QUEUED and call.taker_id is None:
+            try:
+                if old_desk is not None and call.desk is not None and old_desk != call.desk:
+                    await self._desks.move(call.id, old_desk, call.desk, "triage", "triage changed desk")
+                if (old_priority, old_tcpr) != (call.priority, call.tcpr) and call.desk is not None:
+                    await self._desks.reprioritise(call.id, call.desk, call.priority, call.tcpr, "triage")
+            except LiveStateError as exc:
+                log.error("call %s: queue update failed: %s", call.id, exc)
+        if not decision.unsure:
+            if call.incident_id is None:
+                await self._open_incident(session, decision)
+            elif previous is not None:
+                await self._incidents.record_triage_update(call.incident_id, decision)
+        await self._save(call)
+
+    async def _open_incident(self, session: CallSession, decision: TriageDecision) -> None:
+        call = session.call
+        try:
+            incident, linked = await self._incidents.open_for_call(call, decision)
+        except StorageError as exc:
+            log.error("call %s: incident not opened yet: %s", call.id, exc)
+            return
+        call.incident_id = incident.id
+        await self._save(call)
+        await self._publish(session, "call.updated", {"incident_id": incident.id, "linked": linked})
+
+    # ------------------------------------------------------------------------------ helpers
+
+    def _taker_for(self, interface: str) -> str | None:
+        return interface or None
+
+    async def _save(self, call: Call) -> None:
+        await asyncio.to_thread(self._repo.save_call, call)
+        if self._live is not None:
+            try:
+                if call.is_live:
+                    await self._live.put_active_call(call.id, call_json(call))
+                else:
+                    await self._live.remove_active_call(call.id)
+            except LiveStateError as exc:
+                log.error("call %s: live state not updated: %s", call.id, exc)
+
+    async def _publish(self, session: CallSession, kind: str, data: dict[str, Any]) -> None:
+        call = session.call
+        await self._bus.publish(
+            LiveEvent(
+                kind,
+                data,
+                call_id=call.id,
+                incident_id=call.incident_id,
+                desk=call.desk.value if call.desk else None,
+                taker_id=call.taker_id,
+            )
+        )
+
+    def _background(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _forget(self, session: CallSession) -> None:
+        call = session.call
+        self._sessions.pop(call.call_ref, None)
+        self._refs_by_id.pop(call.id, None)
+        for alias, ref in list(self._aliases.items()):
+            if ref == call.call_ref:
+                del self._aliases[alias]
+
+    async def close(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        for session in list(self._sessions.values()):
+            if session.worker is not None:
+                session.worker.cancel()
+                with suppress(asyncio.CancelledError):
+                    await session.worker

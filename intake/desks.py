@@ -1,0 +1,273 @@
+"""Desk routing (ACD) on shared live state: queues per desk in Redis, call takers' states in Redis.
+
+Selection rules are routing's pure functions; this module applies them to the shared state so that any
+intake node can queue, offer and claim calls without two nodes ever handing one call to two people.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from intake.bus import EventBus, LiveEvent
+from intake.domain import CallTaker, TakerState, utc_now
+from intake.errors import LiveStateError, NotFound, ValidationFailed
+from routing.vocabulary import DeskCode
+
+log = logging.getLogger(__name__)
+
+TAKER_TRANSITIONS: dict[TakerState, frozenset[TakerState]] = {
+    TakerState.OFFLINE: frozenset({TakerState.AVAILABLE, TakerState.PAUSED}),
+    TakerState.AVAILABLE: frozenset({TakerState.BUSY, TakerState.PAUSED, TakerState.OFFLINE}),
+    TakerState.BUSY: frozenset({TakerState.WRAP_UP, TakerState.AVAILABLE}),
+    TakerState.WRAP_UP: frozenset({TakerState.AVAILABLE, TakerState.PAUSED, TakerState.OFFLINE}),
+    TakerState.PAUSED: frozenset({TakerState.AVAILABLE, TakerState.OFFLINE}),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Offer:
+    call_id: str
+    taker_id: str
+    desk: DeskCode
+    priority: int
+
+
+class DeskService:
+    def __init__(
+        self,
+        repo: Any,
+        live: Any,
+        bus: EventBus,
+        overflow_after: timedelta,
+        wrap_up: timedelta,
+        offer_timeout: timedelta = timedelta(seconds=20),
+    ) -> None:
+        self._repo = repo
+        self._live = live
+        self._bus = bus
+        self._overflow_after = overflow_after
+        self._wrap_up = wrap_up
+        self._offer_timeout = offer_timeout
+        self._dispatch_lock = asyncio.Lock()
+        self.on_offer: Callable[[Offer], Awaitable[None]] | None = None
+
+    @property
+    def wrap_up_seconds(self) -> float:
+        return self._wrap_up.total_seconds()
+
+    # ------------------------------------------------------------------------------- call takers
+
+    async def register_takers(self, takers: list[CallTaker]) -> None:
+        for taker in takers:
+            await asyncio.to_thread(self._repo.upsert_taker, taker)
+            states = await self._live.taker_states()
+            if taker.id not in states:
+                await self._live.set_taker_state(taker.id, TakerState.OFFLINE.value, utc_now(), {})
+
+    async def takers(self) -> list[dict[str, Any]]:
+        takers: list[CallTaker] = await asyncio.to_thread(self._repo.list_takers)
+        states = await self._safe_taker_states()
+        out = []
+        for taker in takers:
+            live = states.get(taker.id, {})
+            out.append(
+                {
+                    "id": taker.id,
+                    "name": taker.name,
+                    "desks": [d.value for d in taker.desks],
+                    "languages": list(taker.languages),
+                    "state": live.get("state", TakerState.OFFLINE.value),
+                    "since": live.get("since"),
+                    "call_id": live.get("call_id"),
+                    "sip_uri": taker.sip_uri,
+                }
+            )
+        return out
+
+    async def _safe_taker_states(self) -> dict[str, dict[str, Any]]:
+        try:
+            states: dict[str, dict[str, Any]] = await self._live.taker_states()
+        except LiveStateError as exc:
+            log.error("call-taker states unavailable: %s", exc)
+            return {}
+        return states
+
+    async def set_taker_state(self, taker_id: str, target: TakerState, actor: str, reason: str = "") -> None:
+        await asyncio.to_thread(self._repo.get_taker, taker_id)  # NotFound for unknown ids
+        states = await self._live.taker_states()
+        current = TakerState(states.get(taker_id, {}).get("state", TakerState.OFFLINE.value))
+        if target is not current and target not in TAKER_TRANSITIONS[current]:
+            raise ValidationFailed(f"call taker {taker_id}: {current.value} -> {target.value} is not allowed")
+        data: dict[str, Any] = {"by": actor, "reason": reason}
+        if target is TakerState.BUSY:
+            data["call_id"] = states.get(taker_id, {}).get("call_id")
+        await self._live.set_taker_state(taker_id, target.value, utc_now(), data)
+        await self._bus.publish(
+            LiveEvent(
+                "taker.state", {"state": target.value, "by": actor, "reason": reason}, taker_id=taker_id
+            )
+        )
+        if target is TakerState.AVAILABLE:
+            await self.dispatch()
+
+    async def start_wrap_up(self, taker_id: str) -> None:
+        await self._live.set_taker_state(taker_id, TakerState.WRAP_UP.value, utc_now(), {})
+        await self._bus.publish(
+            LiveEvent("taker.state", {"state": TakerState.WRAP_UP.value}, taker_id=taker_id)
+        )
+
+    # ------------------------------------------------------------------------------------ queues
+
+    async def enqueue(
+        self,
+        call_id: str,
+        desk: DeskCode,
+        priority: int,
+        arrival: datetime,
+        front: bool,
+        data: dict[str, Any],
+    ) -> None:
+        await self._live.enqueue(desk.value, call_id, priority, arrival, front=front, data=data)
+        await self._bus.publish(
+            LiveEvent(
+                "queue.changed", {"action": "joined", "priority": priority}, call_id=call_id, desk=desk.value
+            )
+        )
+        await self.dispatch()
+
+    async def leave_queue(self, call_id: str, desk: DeskCode | None) -> None:
+        desks = [desk.value] if desk else [d.value for d in DeskCode]
+        for code in desks:
+            await self._live.dequeue_specific(code, call_id)
+        await self._bus.publish(
+            LiveEvent("queue.changed", {"action": "left"}, call_id=call_id, desk=desk.value if desk else None)
+        )
+
+    async def reprioritise(
+        self, call_id: str, desk: DeskCode, priority: int, front: bool, actor: str
+    ) -> None:
+        if priority not in (1, 2, 3):
+            raise ValidationFailed("priority must be 1, 2 or 3")
+        await self._live.reprioritise(desk.value, call_id, priority, front=front)
+        await self._bus.publish(
+            LiveEvent(
+                "queue.changed",
+                {"action": "reprioritised", "priority": priority, "front": front, "by": actor},
+                call_id=call_id,
+                desk=desk.value,
+            )
+        )
+
+    async def move(
+        self, call_id: str, from_desk: DeskCode, to_desk: DeskCode, actor: str, reason: str
+    ) -> None:
+        await self._live.move(call_id, from_desk.value, to_desk.value)
+        await self._bus.publish(
+            LiveEvent(
+                "queue.changed",
+                {
+                    "action": "moved",
+                    "from": from_desk.value,
+                    "to": to_desk.value,
+                    "by": actor,
+                    "reason": reason,
+                },
+                call_id=call_id,
+                desk=to_desk.value,
+            )
+        )
+        await self.dispatch()
+
+    async def queues(self) -> dict[str, list[dict[str, Any]]]:
+        out: dict[str, list[dict[str, Any]]] = {}
+        for desk in DeskCode:
+            entries = await self._live.queue(desk.value)
+            out[desk.value] = [_entry_json(e) for e in entries]
+        return out
+
+    # ---------------------------------------------------------------------------------- dispatch
+
+    async def dispatch(self) -> list[Offer]:
+        """Pair every available call taker with the best waiting call they can take.
+
+        Longest-idle taker first; for each, the head of the best queue among the desks they serve
+        (priority, then arrival; cardiac arrest at the front), preferring calls in a language they speak.
+        Claiming is atomic in Redis, so two nodes dispatching at once never offer one call twice.
+        """
+        offers: list[Offer] = []
+        async with self._dispatch_lock:
+            try:
+                takers: list[CallTaker] = await asyncio.to_thread(self._repo.list_takers)
+                states = await self._live.taker_states()
+            except LiveStateError as exc:
+                log.error("dispatch skipped, live state unavailable: %s", exc)
+                return offers
+            idle = [
+                (states[t.id].get("since") or "", t)
+                for t in takers
+                if states.get(t.id, {}).get("state") == TakerState.AVAILABLE.value
+            ]
+            idle.sort(key=lambda pair: pair[0])
+            for _, taker in idle:
+                offer = await self._claim_for(taker)
+                if offer is not None:
+                    offers.append(offer)
+        for offer in offers:
+            await self._bus.publish(
+                LiveEvent(
+                    "call.offered_to_taker",
+                    {"priority": offer.priority},
+                    call_id=offer.call_id,
+                    desk=offer.desk.value,
+                    taker_id=offer.taker_id,
+                )
+            )
+            if self.on_offer is not None:
+                await self.on_offer(offer)
+        return offers
+
+    async def _claim_for(self, taker: CallTaker) -> Offer | None:
+        for _attempt in range(5):
+            heads: list[tuple[tuple[int, int, float], DeskCode, Any]] = []
+            for desk in taker.desks:
+                for entry in await self._live.queue(desk.value):
+                    language = (entry.data or {}).get("language")
+                    speaks = language is None or language in taker.languages
+                    heads.append(((0 if speaks else 1, *entry.sort_key), desk, entry))
+                    break  # only the head of each desk's queue competes
+            if not heads:
+                return None
+            heads.sort(key=lambda h: h[0])
+            _, desk, entry = heads[0]
+            call_id = await self._live.claim_next(desk.value, taker.id)
+            if call_id is None:
+                continue  # another node took it; look again
+            await self._live.set_taker_state(
+                taker.id, TakerState.BUSY.value, utc_now(), {"call_id": call_id, "offered": True}
+            )
+            return Offer(call_id=call_id, taker_id=taker.id, desk=desk, priority=entry.priority)
+        return None
+
+
+def _entry_json(entry: Any) -> dict[str, Any]:
+    data = dict(entry.data or {})
+    return {
+        "call_id": entry.call_id,
+        "priority": entry.priority,
+        "front": entry.front,
+        "arrival": entry.arrival.isoformat() if entry.arrival else None,
+        "wait_s": round((utc_now() - entry.arrival).total_seconds(), 1) if entry.arrival else None,
+        **data,
+    }
+
+
+def find_taker(takers: list[CallTaker], taker_id: str) -> CallTaker:
+    for taker in takers:
+        if taker.id == taker_id:
+            return taker
+    raise NotFound(f"no call taker {taker_id}", taker_id=taker_id)

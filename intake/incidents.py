@@ -1,0 +1,299 @@
+"""The common incident record: opened from triage, linked across calls, confirmed or corrected by people.
+
+Every change goes through the repository, which appends a timeline entry in the same transaction; every
+change is then announced on the live bus (consoles) and on the incident stream (integrations).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import timedelta
+from typing import Any
+
+from intake.bus import EventBus, LiveEvent
+from intake.domain import AgencyStatus, Call, Incident, IncidentStatus, Location, LocationSource, utc_now
+from intake.errors import LiveStateError, ValidationFailed
+from intake.serialize import decision_json, decision_summary, incident_json
+from routing.types import TriageDecision
+from routing.vocabulary import Agency, IncidentType
+
+log = logging.getLogger(__name__)
+
+# Fields a person may change on an incident, and how each is checked.
+EDITABLE_FIELDS = frozenset(
+    {"incident_type", "priority", "status", "agencies_add", "agency_status", "location", "note", "tcpr"}
+)
+
+
+def spoken_to_location(decision: TriageDecision) -> Location | None:
+    spoken = decision.location
+    if spoken is None or not any(
+        (spoken.municipality, spoken.street, spoken.landmark, spoken.road, spoken.part)
+    ):
+        return None
+    return Location(
+        source=LocationSource.SPOKEN,
+        confidence=spoken.confidence,
+        municipality=spoken.municipality,
+        part=spoken.part,
+        street=spoken.street,
+        house_number=spoken.house_number,
+        landmark=spoken.landmark,
+        road=" km ".join(b for b in (spoken.road, spoken.road_km) if b) or None,
+    )
+
+
+class IncidentService:
+    def __init__(
+        self,
+        repo: Any,
+        live: Any | None,
+        bus: EventBus,
+        region: str,
+        duplicate_window: timedelta,
+        duplicate_finder: Any | None = None,
+    ) -> None:
+        self._repo = repo
+        self._live = live
+        self._bus = bus
+        self._region = region
+        self._window = duplicate_window
+        self._find_duplicate = duplicate_finder
+
+    # ---------------------------------------------------------------------------------------- reads
+
+    async def get(self, incident_id: str) -> Incident:
+        incident: Incident = await asyncio.to_thread(self._repo.get_incident, incident_id)
+        return incident
+
+    async def search(self, **filters: Any) -> tuple[list[Incident], int]:
+        result: tuple[list[Incident], int] = await asyncio.to_thread(self._repo.list_incidents, **filters)
+        return result
+
+    async def open_incidents(self) -> list[Incident]:
+        since = utc_now() - self._window
+        result: list[Incident] = await asyncio.to_thread(self._repo.open_incidents, since)
+        return result
+
+    # ------------------------------------------------------------------------------ from triage
+
+    async def open_for_call(self, call: Call, decision: TriageDecision) -> tuple[Incident, bool]:
+        """Give a call its incident: link it to an open one about the same event, or open a new one.
+
+        Returns the incident and whether the call was linked to an existing incident.
+        """
+        if self._find_duplicate is not None:
+            candidates = await self.open_incidents()
+            proposal = self._find_duplicate(call, decision, candidates)
+            if proposal is not None and proposal.auto_link:
+                incident = await self.link_call(
+                    proposal.incident_id,
+                    call.id,
+                    actor="triage",
+                    reason=proposal.reason,
+                    score=proposal.score,
+                )
+                return incident, True
+        incident = await asyncio.to_thread(
+            self._repo.create_incident,
+            self._region,
+            decision.incident_type.value,
+            decision.priority.value,
+            [a.value for a in decision.agencies],
+            spoken_to_location(decision) or call.location,
+            decision.tcpr.value,
+            "triage",
+            {"call_id": call.id, "triage": decision_json(decision)},
+        )
+        await asyncio.to_thread(self._repo.link_call, incident.id, call.id, "triage", "first call")
+        incident = await self.get(incident.id)
+        await self._announce("incident.created", incident, {"call_id": call.id})
+        return incident, False
+
+    async def record_triage_update(self, incident_id: str, decision: TriageDecision) -> None:
+        """Triage changed its mind while the caller spoke: keep the proposal on the timeline, change nothing
+        a person has already confirmed."""
+        await asyncio.to_thread(
+            self._repo.append_timeline, incident_id, "triage", "triage_proposed", decision_json(decision)
+        )
+        incident = await self.get(incident_id)
+        if incident.confirmed_by is None and incident.status is IncidentStatus.NEW:
+            changes: dict[str, Any] = {}
+            summary = decision_summary(decision)
+            if summary["incident_type"] != incident.incident_type.value:
+                changes["incident_type"] = decision.incident_type.value
+            if summary["priority"] != incident.priority:
+                changes["priority"] = decision.priority.value
+            if summary["tcpr"] and not incident.tcpr:
+                changes["tcpr"] = True
+            missing = [a.value for a in decision.agencies if a.value not in incident.agency_codes]
+            if missing:
+                changes["agencies_add"] = missing
+            location = spoken_to_location(decision)
+            if (
+                location is not None
+                and (incident.location is None or incident.location.source is LocationSource.SPOKEN)
+                and (incident.location is None or incident.location.text() != location.text())
+            ):
+                changes["location"] = location
+            if changes:
+                incident = await asyncio.to_thread(
+                    self._repo.update_incident, incident_id, "triage", "triage_updated", changes
+                )
+                await self._announce("incident.updated", incident, {"by": "triage"})
+
+    # ----------------------------------------------------------------------------- people's changes
+
+    async def confirm(
+        self, incident_id: str, actor: str, corrections: dict[str, Any] | None = None
+    ) -> Incident:
+        """The call taker accepts triage's proposal, possibly corrected. The timeline keeps what triage
+        proposed beside what the person decided: that is the data to improve triage."""
+        corrections = self._check_changes(corrections or {})
+        before = await self.get(incident_id)
+        proposed = {
+            "incident_type": before.incident_type.value,
+            "priority": before.priority,
+            "agencies": [a.value for a in before.agency_codes],
+            "tcpr": before.tcpr,
+        }
+        changes = dict(corrections)
+        changes["confirmed_by"] = actor
+        if before.status is IncidentStatus.NEW:
+            changes["status"] = IncidentStatus.ACTIVE
+        action = "triage_corrected" if corrections else "triage_confirmed"
+        incident = await asyncio.to_thread(
+            self._repo.update_incident,
+            incident_id,
+            actor,
+            action,
+            changes,
+        )
+        await asyncio.to_thread(
+            self._repo.append_timeline,
+            incident_id,
+            actor,
+            "triage_review",
+            {"proposed": proposed, "corrections": _jsonable(corrections)},
+        )
+        incident = await self.get(incident_id)
+        await self._announce("incident.updated", incident, {"by": actor, "action": action})
+        return incident
+
+    async def update(self, incident_id: str, actor: str, changes: dict[str, Any]) -> Incident:
+        changes = self._check_changes(changes)
+        if not changes:
+            raise ValidationFailed("no change given", fields=sorted(EDITABLE_FIELDS))
+        incident = await asyncio.to_thread(self._repo.update_incident, incident_id, actor, "updated", changes)
+        await self._announce("incident.updated", incident, {"by": actor})
+        return incident
+
+    async def create(
+        self,
+        actor: str,
+        incident_type: IncidentType,
+        priority: int,
+        agencies: list[Agency],
+        location: Location | None = None,
+        note: str | None = None,
+        call_id: str | None = None,
+    ) -> Incident:
+        """A call taker opens an incident by hand (or an integration does)."""
+        incident = await asyncio.to_thread(
+            self._repo.create_incident,
+            self._region,
+            incident_type,
+            priority,
+            agencies,
+            location,
+            False,
+            actor,
+            {"manual": True},
+        )
+        if note:
+            incident = await asyncio.to_thread(
+                self._repo.update_incident, incident.id, actor, "note_added", {"note": note}
+            )
+        if call_id:
+            await asyncio.to_thread(self._repo.link_call, incident.id, call_id, actor, "opened by call taker")
+        incident = await self.get(incident.id)
+        await self._announce("incident.created", incident, {"by": actor})
+        return incident
+
+    async def link_call(
+        self, incident_id: str, call_id: str, actor: str, reason: str, score: float | None = None
+    ) -> Incident:
+        await asyncio.to_thread(self._repo.link_call, incident_id, call_id, actor, reason)
+        incident = await self.get(incident_id)
+        await self._announce(
+            "incident.linked", incident, {"call_id": call_id, "reason": reason, "score": score}
+        )
+        return incident
+
+    async def unlink_call(self, incident_id: str, call_id: str, actor: str, reason: str) -> Incident:
+        await asyncio.to_thread(self._repo.unlink_call, incident_id, call_id, actor, reason)
+        incident = await self.get(incident_id)
+        await self._announce("incident.updated", incident, {"by": actor, "unlinked": call_id})
+        return incident
+
+    async def _announce(self, kind: str, incident: Incident, extra: dict[str, Any]) -> None:
+        body = incident_json(incident)
+        await self._bus.publish(LiveEvent(kind, {**body, **_jsonable(extra)}, incident_id=incident.id))
+        if self._live is not None:
+            try:
+                await self._live.publish_incident_event({"type": kind, "incident": body, **_jsonable(extra)})
+            except LiveStateError as exc:
+                # The database holds the truth; integrators replay from it (and from the stream once back).
+                log.error("incident stream unavailable, %s %s not streamed: %s", kind, incident.id, exc)
+
+    @staticmethod
+    def _check_changes(changes: dict[str, Any]) -> dict[str, Any]:
+        unknown = set(changes) - EDITABLE_FIELDS
+        if unknown:
+            raise ValidationFailed(f"cannot change {', '.join(sorted(unknown))}", fields=sorted(unknown))
+        out: dict[str, Any] = {}
+        for key, value in changes.items():
+            try:
+                if key == "incident_type":
+                    out[key] = IncidentType(value)
+                elif key == "priority":
+                    if int(value) not in (1, 2, 3):
+                        raise ValueError("priority must be 1, 2 or 3")
+                    out[key] = int(value)
+                elif key == "status":
+                    out[key] = IncidentStatus(value)
+                elif key == "agencies_add":
+                    out[key] = [Agency(a) for a in value]
+                elif key == "agency_status":
+                    out[key] = {Agency(a): AgencyStatus(s) for a, s in dict(value).items()}
+                elif key == "location":
+                    out[key] = value if isinstance(value, Location) else _location_from_dict(value)
+                elif key == "note":
+                    text = str(value).strip()
+                    if not text:
+                        raise ValueError("note is empty")
+                    out[key] = text
+                elif key == "tcpr":
+                    out[key] = bool(value)
+            except (ValueError, TypeError) as exc:
+                raise ValidationFailed(f"{key}: {exc}", field=key) from exc
+        return out
+
+
+def _location_from_dict(value: Any) -> Location:
+    if not isinstance(value, dict):
+        raise ValueError("location must be an object")
+    allowed = {"municipality", "part", "street", "house_number", "landmark", "road", "lat", "lon", "radius_m"}
+    fields = {k: v for k, v in value.items() if k in allowed and v not in (None, "")}
+    return Location(source=LocationSource.CALL_TAKER, confidence=1.0, **fields)
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(getattr(k, "value", k)): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, Location):
+        return {"source": value.source.value, "text": value.text()}
+    return getattr(value, "value", value)
