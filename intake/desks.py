@@ -190,6 +190,17 @@ class DeskService:
             out[desk.value] = [_entry_json(e) for e in entries]
         return out
 
+    async def overflow_due(self) -> list[str]:
+        """Calls that waited too long on an agency desk go to the 112 desk (leader-only duty)."""
+        moved: list[str] = []
+        now = utc_now()
+        for desk in (DeskCode.HZS, DeskCode.ZZS, DeskCode.PCR):
+            for entry in await self._live.queue(desk.value):
+                if entry.arrival is not None and now - entry.arrival >= self._overflow_after:
+                    await self.move(entry.call_id, desk, DeskCode.D112, "system", "overflow: waited too long")
+                    moved.append(entry.call_id)
+        return moved
+
     # ---------------------------------------------------------------------------------- dispatch
 
     async def dispatch(self) -> list[Offer]:

@@ -1,0 +1,274 @@
+"""The one composition root: builds every service from :class:`~intake.settings.Settings` and wires them.
+
+``Centre`` owns the lifetime of everything it starts (embedded Redis, database engine, SIP endpoint, AMI
+bridge, transcription workers, leader duties). Nothing else constructs services; tests build a Centre with
+their own settings.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from contextlib import AsyncExitStack, suppress
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from intake.bus import EventBus, LiveEvent
+from intake.calls import CallService
+from intake.desks import DeskService
+from intake.domain import CallTaker, TakerState
+from intake.errors import LiveStateError, StorageError
+from intake.incidents import IncidentService
+from intake.settings import Settings
+from routing.vocabulary import DeskCode
+
+log = logging.getLogger(__name__)
+
+LEADER_LEASE = "leader"
+LEADER_TTL_MS = 5000
+
+
+@dataclass
+class ComponentHealth:
+    name: str
+    healthy: bool
+    detail: str = ""
+
+
+@dataclass
+class Centre:
+    settings: Settings
+    repo: Any
+    live: Any
+    bus: EventBus
+    desks: DeskService
+    incidents: IncidentService
+    calls: CallService
+    triage: Any
+    transcriber: Any | None = None
+    sip: Any | None = None
+    ami: Any | None = None
+    embedded_redis: Any | None = None
+    database: Any | None = None
+    _stack: AsyncExitStack = field(default_factory=AsyncExitStack)
+    _tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    is_leader: bool = False
+
+    # ------------------------------------------------------------------------------ lifecycle
+
+    @classmethod
+    async def start(cls, settings: Settings, *, with_telephony: bool = True) -> Centre:
+        """Build and start everything ``settings`` asks for. Raises IzsError subclasses with clear messages."""
+        import redis.asyncio as aioredis
+
+        from intake.live import LiveState
+        from intake.storage.database import Database
+        from intake.storage.repository import Repository
+        from routing.duplicates import DuplicateFinder
+        from routing.triage import Triage
+
+        stack = AsyncExitStack()
+        settings.var_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            database = Database(settings.effective_database_url)
+            stack.callback(database.dispose)
+            await asyncio.to_thread(database.upgrade)
+            repo = Repository(database)
+
+            embedded = None
+            redis_url = settings.redis_url
+            if redis_url is None:
+                from intake.redis_server import EmbeddedRedis
+
+                embedded = EmbeddedRedis(settings.var_dir / "redis")
+                await asyncio.to_thread(embedded.start)
+                stack.callback(embedded.stop)
+                redis_url = embedded.url
+            client = aioredis.Redis.from_url(redis_url, decode_responses=False)
+            stack.push_async_callback(client.aclose)
+            live = LiveState(client)
+
+            bus = EventBus(live, node=settings.node_id)
+            await bus.start()
+            stack.push_async_callback(bus.stop)
+
+            triage = Triage.from_data_dir(settings.triage_data_dir)
+            desks = DeskService(
+                repo,
+                live,
+                bus,
+                overflow_after=timedelta(seconds=settings.overflow_after_s),
+                wrap_up=timedelta(seconds=settings.wrap_up_s),
+            )
+            incidents = IncidentService(
+                repo,
+                live,
+                bus,
+                region=settings.region,
+                duplicate_window=timedelta(minutes=settings.duplicate_window_min),
+                duplicate_finder=DuplicateFinder(),
+            )
+            takers = [
+                CallTaker(
+                    id=t.id,
+                    name=t.name,
+                    desks=tuple(DeskCode(d) for d in t.desks),
+                    languages=tuple(t.languages),
+                    sip_uri=t.sip_uri,
+                    interface=t.interface,
+                )
+                for t in settings.takers
+            ]
+            uris = {t.id: t.sip_uri for t in takers}
+            calls = CallService(
+                repo,
+                live,
+                bus,
+                desks,
+                incidents,
+                triage,
+                node=settings.node_id,
+                taker_uri=lambda taker_id: uris.get(taker_id),
+            )
+            calls.bind_loop(asyncio.get_running_loop())
+            stack.push_async_callback(calls.close)
+            await desks.register_takers(takers)
+
+            centre = cls(
+                settings=settings,
+                repo=repo,
+                live=live,
+                bus=bus,
+                desks=desks,
+                incidents=incidents,
+                calls=calls,
+                triage=triage,
+                embedded_redis=embedded,
+                database=database,
+                _stack=stack,
+            )
+            if with_telephony:
+                await centre._start_media(stack)
+            centre._tasks.append(asyncio.create_task(centre._leader_loop(), name="leader-duties"))
+            return centre
+        except BaseException:
+            await stack.aclose()
+            raise
+
+    async def _start_media(self, stack: AsyncExitStack) -> None:
+        """Transcription and telephony adapters: each optional, each failure logged and shown as degraded."""
+        settings = self.settings
+        if settings.transcription_enabled:
+            from transcription.service import TranscriptionService, TranscriptionSettings
+
+            self.transcriber = TranscriptionService(
+                TranscriptionSettings.from_centre(settings), on_event=self.calls.submit
+            )
+            stack.callback(self.transcriber.close)
+            self.calls._transcriber = self.transcriber
+        if settings.sip_enabled:
+            from telephony.sip import SipEndpoint, SipEndpointConfig
+            from telephony.sip.prompt import ensure_prompt
+
+            config = SipEndpointConfig.from_settings(settings)
+            self.sip = SipEndpoint(config, sink=self.calls.submit)
+            await asyncio.to_thread(self.sip.start)
+            stack.callback(self.sip.stop)
+            self.calls.attach("sip", self.sip)
+            try:
+                self.calls._prompt = await asyncio.to_thread(ensure_prompt, settings.var_dir / "prompts")
+            except OSError as exc:
+                log.error("waiting prompt unavailable (callers will hear silence): %s", exc)
+        if settings.ami_enabled:
+            from telephony.ami import AmiBridge, AmiConfig
+
+            self.ami = AmiBridge(
+                AmiConfig(
+                    host=settings.ami_host,
+                    port=settings.ami_port,
+                    username=settings.ami_username,
+                    secret=settings.ami_secret,
+                ),
+                sink=self.calls.submit,
+            )
+            await self.ami.start()
+            stack.push_async_callback(self.ami.stop)
+            self.calls.attach("ami", self.ami)
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with suppress(asyncio.CancelledError):
+                await task
+        if self.is_leader and self.live is not None:
+            with suppress(LiveStateError):
+                await self.live.release_lease(LEADER_LEASE, self.settings.node_id)
+        await self._stack.aclose()
+
+    async def __aenter__(self) -> Centre:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    # ----------------------------------------------------------------------------- leader duties
+
+    async def _leader_loop(self) -> None:
+        """Exactly one node runs the queue timers (overflow, unanswered offers); another takes over within
+        a lease period when it dies."""
+        node = self.settings.node_id
+        while True:
+            try:
+                if self.is_leader:
+                    self.is_leader = await self.live.renew_lease(LEADER_LEASE, node, LEADER_TTL_MS)
+                else:
+                    self.is_leader = await self.live.acquire_lease(LEADER_LEASE, node, LEADER_TTL_MS)
+                    if self.is_leader:
+                        log.warning("node %s holds the leader lease", node)
+                if self.is_leader:
+                    await self.leader_tick()
+            except (LiveStateError, StorageError) as exc:
+                log.error("leader duties skipped: %s", exc)
+            await asyncio.sleep(1.0)
+
+    async def leader_tick(self) -> None:
+        await self.desks.overflow_due()
+        await self.desks.dispatch()
+
+    # ------------------------------------------------------------------------------------ health
+
+    async def health(self) -> list[ComponentHealth]:
+        out: list[ComponentHealth] = []
+        try:
+            ok = await asyncio.to_thread(self.repo.ping) if hasattr(self.repo, "ping") else True
+            out.append(ComponentHealth("database", bool(ok)))
+        except StorageError as exc:
+            out.append(ComponentHealth("database", False, str(exc)))
+        if self.live is not None:
+            try:
+                await self.live.ping()
+                out.append(
+                    ComponentHealth("redis", self.bus.degraded_reason is None, self.bus.degraded_reason or "")
+                )
+            except LiveStateError as exc:
+                out.append(ComponentHealth("redis", False, str(exc)))
+        for name, status in self.calls.adapter_health.items():
+            out.append(ComponentHealth(name, status.healthy, status.detail))
+        if self.transcriber is not None and hasattr(self.transcriber, "health"):
+            healthy, detail = self.transcriber.health()
+            out.append(ComponentHealth("transcription", healthy, detail))
+        return out
+
+    async def announce_health(self) -> None:
+        for component in await self.health():
+            await self.bus.publish(
+                LiveEvent(
+                    "component.health",
+                    {"component": component.name, "healthy": component.healthy, "detail": component.detail},
+                )
+            )
+
+    async def set_taker_state(self, taker_id: str, state: TakerState, actor: str, reason: str = "") -> None:
+        await self.desks.set_taker_state(taker_id, state, actor, reason)
