@@ -1,0 +1,299 @@
+"""Where is the caller? Fusion of every location source of a call, and the nearest known place.
+
+All functions are pure over :class:`intake.domain.Location` values; the integrator keeps the history (all
+locations ever reported for a call, in arrival order) on the incident and asks :func:`fuse` for the best.
+
+Ranking (best first), each step explained in :attr:`RankedLocation.reason`:
+
+1. a call taker's own entry (``LocationSource.CALL_TAKER``) beats everything, the newest one first;
+2. usable locations (coordinates or an address) before unusable ones;
+3. fresh before stale: a fix older than :attr:`FusionPolicy.max_age` loses to any fresh fix;
+4. source: AML GNSS > eCall > PIDF-LO > AML cell / Wi-Fi > spoken address > caller number's country;
+5. ties: smaller accuracy radius first (unknown radius last), then the more recent.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import NamedTuple
+
+from intake.domain import Location, LocationSource
+from intake.errors import ValidationFailed
+from telephony.events import GeoFix
+
+DEFAULT_PLACES_CSV = Path(__file__).parent / "data" / "geo" / "places.csv"
+EARTH_RADIUS_M = 6_371_008.8
+
+DEFAULT_SOURCE_ORDER: tuple[tuple[LocationSource, ...], ...] = (
+    (LocationSource.AML_GNSS,),
+    (LocationSource.ECALL,),
+    (LocationSource.PIDF_LO,),
+    (LocationSource.AML_CELL, LocationSource.AML_WIFI),
+    (LocationSource.SPOKEN,),
+    (LocationSource.CALLER_COUNTRY,),
+)
+
+GEOFIX_SOURCES: dict[str, LocationSource] = {
+    "aml-gnss": LocationSource.AML_GNSS,
+    "aml-cell": LocationSource.AML_CELL,
+    "aml-wifi": LocationSource.AML_WIFI,
+    "ecall": LocationSource.ECALL,
+    "pidf-lo": LocationSource.PIDF_LO,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class FusionPolicy:
+    max_age: timedelta = timedelta(minutes=15)
+    source_order: tuple[tuple[LocationSource, ...], ...] = DEFAULT_SOURCE_ORDER
+    # A fix is labelled with the nearest known place's municipality only this close to it.
+    place_label_max_distance_m: float = 1500.0
+
+    def source_rank(self, source: LocationSource) -> int:
+        for rank, group in enumerate(self.source_order):
+            if source in group:
+                return rank
+        return len(self.source_order)
+
+
+@dataclass(frozen=True, slots=True)
+class RankedLocation:
+    location: Location
+    rank: int  # 0 = best
+    stale: bool
+    usable: bool
+    age_s: float
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class FusedLocation:
+    best: Location | None
+    ranking: tuple[RankedLocation, ...]
+    history: tuple[Location, ...] = field(default_factory=tuple)
+
+    @property
+    def explanation(self) -> str:
+        return self.ranking[0].reason if self.ranking else "no location reported"
+
+
+def is_usable(location: Location) -> bool:
+    has_position = location.lat is not None and location.lon is not None
+    has_text = any(
+        (
+            location.municipality,
+            location.part,
+            location.street,
+            location.landmark,
+            location.road,
+            location.country,
+        )
+    )
+    return has_position or has_text
+
+
+def rank_locations(
+    locations: Iterable[Location], now: datetime, policy: FusionPolicy | None = None
+) -> list[RankedLocation]:
+    """All locations ranked best first, each with the reason for its place (see the module docstring)."""
+    policy = policy or FusionPolicy()
+    entries = []
+    for index, location in enumerate(locations):
+        age_s = (now - location.at).total_seconds()
+        usable = is_usable(location)
+        stale = age_s > policy.max_age.total_seconds()
+        taker = location.source is LocationSource.CALL_TAKER
+        radius = location.radius_m if location.radius_m is not None else math.inf
+        key = (
+            0 if taker else 1,
+            0 if usable else 1,
+            0 if taker or not stale else 1,
+            0 if taker else policy.source_rank(location.source),
+            0.0 if taker else radius,
+            -location.at.timestamp(),
+            -index,  # the later report of two identical ones
+        )
+        entries.append((key, location, stale, usable, age_s))
+    entries.sort(key=lambda entry: entry[0])
+    ranked = []
+    for rank, (_key, location, stale, usable, age_s) in enumerate(entries):
+        ranked.append(
+            RankedLocation(
+                location=location,
+                rank=rank,
+                stale=stale,
+                usable=usable,
+                age_s=age_s,
+                reason=_reason(location, stale, usable, age_s, policy),
+            )
+        )
+    return ranked
+
+
+def _reason(location: Location, stale: bool, usable: bool, age_s: float, policy: FusionPolicy) -> str:
+    if location.source is LocationSource.CALL_TAKER:
+        return "entered by the call taker: overrides every automatic source"
+    if not usable:
+        return f"{location.source.value}: neither coordinates nor an address"
+    bits = [f"source {location.source.value} (preference {policy.source_rank(location.source) + 1})"]
+    bits.append(
+        f"accuracy {location.radius_m:.0f} m" if location.radius_m is not None else "accuracy unknown"
+    )
+    if location.confidence is not None:
+        bits.append(f"confidence {location.confidence:.0%}")
+    bits.append(f"{age_s:.0f} s old")
+    if stale:
+        bits.append(f"stale (older than {policy.max_age.total_seconds():.0f} s)")
+    return ", ".join(bits)
+
+
+def best_location(
+    locations: Iterable[Location], now: datetime, policy: FusionPolicy | None = None
+) -> Location | None:
+    ranked = rank_locations(locations, now, policy)
+    if not ranked or not ranked[0].usable:
+        return None
+    return ranked[0].location
+
+
+def fuse(history: Sequence[Location], now: datetime, policy: FusionPolicy | None = None) -> FusedLocation:
+    """The best location of a call given its whole location history (kept unchanged in the result)."""
+    ranking = tuple(rank_locations(history, now, policy))
+    best = ranking[0].location if ranking and ranking[0].usable else None
+    return FusedLocation(best=best, ranking=ranking, history=tuple(history))
+
+
+# ----------------------------------------------------------------------------- converting sources
+
+
+def location_from_geofix(
+    fix: GeoFix,
+    places: PlaceGazetteer | None = None,
+    policy: FusionPolicy | None = None,
+) -> Location:
+    """A decoder's :class:`GeoFix` as a domain :class:`Location`, labelled with the nearest known place.
+
+    RFC 5139 civic elements map as used in Czechia: A3 obec -> municipality, A4 část obce -> part, RD (with
+    STS) or A6 -> street, HNO (with HNS) -> house number, LMK -> landmark, country -> country.
+    """
+    source = GEOFIX_SOURCES.get(fix.source)
+    if source is None:
+        raise ValidationFailed(f"unknown location source {fix.source!r}", source=fix.source)
+    civic = fix.civic
+    street = " ".join(b for b in (civic.get("RD") or civic.get("A6"), civic.get("STS")) if b) or None
+    house = "".join(b for b in (civic.get("HNO"), civic.get("HNS")) if b) or None
+    location = Location(
+        source=source,
+        lat=fix.lat,
+        lon=fix.lon,
+        radius_m=fix.radius_m,
+        confidence=fix.confidence,
+        municipality=civic.get("A3"),
+        part=civic.get("A4"),
+        street=street,
+        house_number=house,
+        landmark=civic.get("LMK"),
+        country=civic.get("country"),
+        at=fix.at,
+    )
+    return label_with_place(location, places, policy) if places is not None else location
+
+
+def location_from_caller_country(country: str | None, at: datetime) -> Location | None:
+    """The weakest hint: the country of the caller's number (ISO 3166-1 alpha-2), if known."""
+    if not country:
+        return None
+    return Location(source=LocationSource.CALLER_COUNTRY, country=country.upper(), at=at)
+
+
+def label_with_place(
+    location: Location, places: PlaceGazetteer, policy: FusionPolicy | None = None
+) -> Location:
+    """Fill municipality/part from the nearest known place when the fix lies close to it."""
+    policy = policy or FusionPolicy()
+    if location.municipality or location.lat is None or location.lon is None:
+        return location
+    nearest = places.nearest_place(location.lat, location.lon, policy.place_label_max_distance_m)
+    if nearest is None:
+        return location
+    return replace(location, municipality=nearest.municipality, part=nearest.part)
+
+
+# ----------------------------------------------------------------------------- nearest place
+
+
+class NearestPlace(NamedTuple):
+    municipality: str
+    part: str
+    distance_m: float
+
+
+@dataclass(frozen=True, slots=True)
+class Place:
+    name: str
+    lat: float
+    lon: float
+    municipality: str
+    part: str
+    municipality_code: str = ""
+    part_code: str = ""
+
+
+class PlaceGazetteer:
+    """Known places with coordinates (``intake/data/geo/places.csv``), queried by nearest distance."""
+
+    def __init__(self, places: Sequence[Place]) -> None:
+        if not places:
+            raise ValidationFailed("the place gazetteer is empty")
+        self._places = tuple(places)
+
+    @classmethod
+    def from_csv(cls, path: Path = DEFAULT_PLACES_CSV) -> PlaceGazetteer:
+        with path.open(encoding="utf-8", newline="") as handle:
+            rows = list(csv.DictReader(handle))
+        try:
+            places = [
+                Place(
+                    name=row["name"],
+                    lat=float(row["lat"]),
+                    lon=float(row["lon"]),
+                    municipality=row["municipality"],
+                    part=row["part"],
+                    municipality_code=row.get("municipality_code", ""),
+                    part_code=row.get("part_code", ""),
+                )
+                for row in rows
+            ]
+        except (KeyError, ValueError) as exc:
+            raise ValidationFailed(f"place gazetteer {path} is malformed: {exc}", path=str(path)) from exc
+        return cls(places)
+
+    @property
+    def places(self) -> tuple[Place, ...]:
+        return self._places
+
+    def nearest_place(
+        self, lat: float, lon: float, max_distance_m: float | None = None
+    ) -> NearestPlace | None:
+        """The nearest known place's municipality and part, and its distance; None beyond max_distance_m."""
+        if not (math.isfinite(lat) and math.isfinite(lon) and -90 <= lat <= 90 and -180 <= lon <= 180):
+            raise ValidationFailed(f"not a position: {lat}, {lon}", lat=lat, lon=lon)
+        # A linear scan: the region has under a thousand places and this runs once per fix.
+        best = min(self._places, key=lambda place: haversine_m(lat, lon, place.lat, place.lon))
+        distance = haversine_m(lat, lon, best.lat, best.lon)
+        if max_distance_m is not None and distance > max_distance_m:
+            return None
+        return NearestPlace(best.municipality, best.part, distance)
+
+
+def haversine_m(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
+    phi1, phi2 = math.radians(lat1), math.radians(lat2)
+    d_phi = phi2 - phi1
+    d_lambda = math.radians(lon2 - lon1)
+    a = math.sin(d_phi / 2) ** 2 + math.cos(phi1) * math.cos(phi2) * math.sin(d_lambda / 2) ** 2
+    return 2 * EARTH_RADIUS_M * math.asin(min(1.0, math.sqrt(a)))
