@@ -45,6 +45,12 @@ CALL_TRANSITIONS: dict[CallState, frozenset[CallState]] = {
 TERMINAL_CALL_STATES = frozenset({CallState.ENDED, CallState.ABANDONED})
 
 
+# What networks and PBXs put in the caller id when the number is not presented.
+WITHHELD_CALLER_IDS = frozenset(
+    {"", "anonymous", "unknown", "unavailable", "restricted", "<unknown>", "private"}
+)
+
+
 class LineType(enum.StrEnum):
     MOBILE = "mobile"
     FIXED = "fixed_line"
@@ -63,8 +69,14 @@ class CallerNumber:
     valid: bool = False
 
     @property
+    def withheld(self) -> bool:
+        return self.e164 is None and self.raw.lower() in WITHHELD_CALLER_IDS
+
+    @property
     def display(self) -> str:
-        return self.e164 or self.raw or "withheld"
+        if self.withheld:
+            return "withheld"
+        return self.e164 or self.raw
 
 
 @dataclass(frozen=True, slots=True)

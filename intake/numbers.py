@@ -5,7 +5,7 @@ from __future__ import annotations
 import phonenumbers
 from phonenumbers import NumberParseException, PhoneNumberType
 
-from intake.domain import CallerNumber, LineType
+from intake.domain import WITHHELD_CALLER_IDS, CallerNumber, LineType
 
 _LINE_TYPES = {
     PhoneNumberType.MOBILE: LineType.MOBILE,
@@ -18,7 +18,7 @@ _LINE_TYPES = {
 def parse_caller_number(raw: str | None, default_region: str = "CZ") -> CallerNumber:
     """Never raises: a withheld or garbled number is still a call, just one without a parsed number."""
     text = (raw or "").strip()
-    if not text or text.lower() in {"anonymous", "unknown", "unavailable", "restricted", "<unknown>"}:
+    if text.lower() in WITHHELD_CALLER_IDS:
         return CallerNumber(raw=text)
     candidate = text
     # SIP user parts often carry the international prefix as 00; phonenumbers wants + for foreign numbers.

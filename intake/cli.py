@@ -1,0 +1,312 @@
+"""``izs``: the operator's command line.
+
+Every command validates settings first; a bad setting prints one line per problem and exits 2, never a
+traceback. ``--json`` output is for scripts and stays stable.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from intake.errors import ConfigError, IzsError
+from intake.settings import Settings, check_runtime, load_settings
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_CONFIG = 2
+
+
+def _print_json(value: Any) -> None:
+    json.dump(value, sys.stdout, ensure_ascii=False, indent=2, default=str)
+    sys.stdout.write("\n")
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    return load_settings(Path(args.config) if getattr(args, "config", None) else None)
+
+
+def _repository(settings: Settings) -> Any:
+    from intake.storage.database import Database
+    from intake.storage.repository import Repository
+
+    database = Database(settings.effective_database_url)
+    if not database.is_up_to_date():
+        raise IzsError("the database schema is not current: run `izs db upgrade` first")
+    return Repository(database)
+
+
+# --------------------------------------------------------------------------------------- commands
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    overrides: dict[str, Any] = {}
+    if args.port is not None:
+        overrides["http_port"] = args.port
+    if args.sip_port is not None:
+        overrides["sip_port"] = args.sip_port
+    if overrides:
+        settings = settings.model_copy(update=overrides)
+    problems = check_runtime(settings)
+    if problems:
+        raise ConfigError(problems)
+    from api.server import serve
+
+    asyncio.run(serve(settings))
+    return EXIT_OK
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from intake.demo import run_demo
+
+    settings = _settings(args)
+    return asyncio.run(
+        run_demo(
+            settings,
+            scenarios=Path(args.scenarios) if args.scenarios else None,
+            calls=args.calls,
+            pace_s=args.pace,
+            keep_running=not args.once,
+        )
+    )
+
+
+def cmd_db_upgrade(args: argparse.Namespace) -> int:
+    from intake.storage.database import Database
+
+    settings = _settings(args)
+    settings.var_dir.mkdir(parents=True, exist_ok=True)
+    database = Database(settings.effective_database_url)
+    database.upgrade()
+    print(f"database at revision {database.current_revision()} ({database.url_for_display()})")
+    return EXIT_OK
+
+
+def cmd_incidents_list(args: argparse.Namespace) -> int:
+    from intake.serialize import incident_json
+
+    repo = _repository(_settings(args))
+    incidents, total = repo.list_incidents(
+        status=args.status, agency=args.agency, text=args.text, limit=args.limit, offset=0
+    )
+    if args.json:
+        _print_json({"total": total, "items": [incident_json(i) for i in incidents]})
+        return EXIT_OK
+    if not incidents:
+        print("no incidents")
+        return EXIT_OK
+    print(
+        f"{'ID':<17} {'STATUS':<7} {'P':<2} {'TYPE':<26} {'AGENCIES':<12} {'CALLS':>5}  {'CREATED':<20} PLACE"
+    )
+    for i in incidents:
+        print(
+            f"{i.id:<17} {i.status.value:<7} {i.priority:<2} {i.incident_type.value:<26} "
+            f"{','.join(a.value for a in i.agency_codes):<12} {len(i.call_ids):>5}  "
+            f"{i.created_at:%Y-%m-%d %H:%M:%S}  {i.location.text() if i.location else ''}"
+        )
+    print(f"{len(incidents)} of {total}")
+    return EXIT_OK
+
+
+def cmd_incidents_show(args: argparse.Namespace) -> int:
+    from intake.serialize import incident_json
+
+    repo = _repository(_settings(args))
+    incident = repo.get_incident(args.id)
+    if args.json:
+        _print_json(incident_json(incident, with_timeline=True))
+        return EXIT_OK
+    print(
+        f"{incident.id}  {incident.incident_type.value}  priority {incident.priority}  {incident.status.value}"
+    )
+    if incident.tcpr:
+        print("TELEPHONE CPR: suspected cardiac arrest")
+    for a in incident.agencies:
+        print(f"  {a.agency.value:<4} {a.status.value}")
+    if incident.location:
+        print(f"  location: {incident.location.text()} ({incident.location.source.value})")
+    print(f"  calls: {', '.join(incident.call_ids) or '-'}")
+    for note in incident.notes:
+        print(f"  note: {note}")
+    print("timeline:")
+    for entry in incident.timeline:
+        data = json.dumps(entry.data, ensure_ascii=False, default=str)
+        print(
+            f"  {entry.seq:>3} {entry.at:%Y-%m-%d %H:%M:%S} {entry.actor:<12} {entry.action:<18} {data[:160]}"
+        )
+    return EXIT_OK
+
+
+def cmd_triage_eval(args: argparse.Namespace) -> int:
+    from routing.eval import main_eval
+
+    return int(
+        main_eval([args.file, *(["--json"] if args.json else []), *(["--split"] if args.split else [])])
+    )
+
+
+def cmd_triage_run(args: argparse.Namespace) -> int:
+    from routing.eval import main_run
+
+    return int(main_run([args.file]))
+
+
+def cmd_models_list(args: argparse.Namespace) -> int:
+    from transcription.models import ModelRegistry
+
+    settings = _settings(args)
+    registry = ModelRegistry(settings.effective_model_dir)
+    models = registry.list_models()
+    if args.json:
+        _print_json([m.to_json() for m in models])
+        return EXIT_OK
+    if not models:
+        print("no models installed")
+    for m in models:
+        print(m.describe())
+    return EXIT_OK
+
+
+def cmd_models_install(args: argparse.Namespace) -> int:
+    from transcription.models import install_model
+
+    settings = _settings(args)
+    return int(install_model(args.language, settings.effective_model_dir, out=sys.stdout))
+
+
+def cmd_users_add(args: argparse.Namespace) -> int:
+    from api.users import create_user
+
+    settings = _settings(args)
+    password = sys.stdin.readline().rstrip("\n") if args.password_stdin else None
+    if password is None:
+        import getpass
+
+        password = getpass.getpass(f"password for {args.username}: ")
+    repo = _repository(settings)
+    create_user(repo, args.username, password, args.role)
+    print(f"user {args.username} ({args.role}) created")
+    return EXIT_OK
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    problems = check_runtime(settings)
+    if problems:
+        raise ConfigError(problems)
+    print("settings ok")
+    return EXIT_OK
+
+
+# ----------------------------------------------------------------------------------------- parser
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="izs",
+        description="izs-intake: call intake for a joint IZS operations centre (112/150/155/158).",
+        epilog="Settings come from IZS_* environment variables and the TOML file named by --config or IZS_CONFIG.",
+    )
+    parser.add_argument("--config", metavar="FILE", help="TOML settings file (default: $IZS_CONFIG)")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def add(name: str, func: Callable[[argparse.Namespace], int], help_: str, parent: Any = sub) -> Any:
+        p = parent.add_parser(name, help=help_, description=help_)
+        p.set_defaults(func=func)
+        return p
+
+    p = add(
+        "serve", cmd_serve, "Run the intake node: SIP endpoint, AMI bridge, transcription, API and consoles"
+    )
+    p.add_argument("--port", type=int, help="HTTP port (overrides IZS_HTTP_PORT)")
+    p.add_argument("--sip-port", type=int, help="SIP UDP port (overrides IZS_SIP_PORT)")
+
+    p = add("demo", cmd_demo, "Start the whole system and place synthesized emergency calls into it")
+    p.add_argument("--scenarios", metavar="FILE", help="scenario JSONL (default: the shipped dev set)")
+    p.add_argument("--calls", type=int, default=12, help="how many calls to place (default 12)")
+    p.add_argument("--pace", type=float, default=4.0, help="seconds between calls (default 4)")
+    p.add_argument("--once", action="store_true", help="exit after the calls end instead of running on")
+
+    p = add("check", cmd_check, "Validate settings and the machine (ports, directories, models)")
+
+    db = add("db", lambda a: EXIT_OK, "Database maintenance")
+    db_sub = db.add_subparsers(dest="db_command", required=True, metavar="COMMAND")
+    add("upgrade", cmd_db_upgrade, "Create or migrate the database schema to the current version", db_sub)
+
+    inc = add("incidents", lambda a: EXIT_OK, "Look at incidents from a terminal")
+    inc_sub = inc.add_subparsers(dest="incidents_command", required=True, metavar="COMMAND")
+    p = add("list", cmd_incidents_list, "List incidents, newest first", inc_sub)
+    p.add_argument("--status", choices=["new", "active", "closed"])
+    p.add_argument("--agency", choices=["HZS", "ZZS", "PCR"])
+    p.add_argument("--text", help="search text (place, type, notes)")
+    p.add_argument("--limit", type=int, default=50)
+    p.add_argument("--json", action="store_true", help="print JSON for scripts")
+    p = add("show", cmd_incidents_show, "Show one incident with its timeline", inc_sub)
+    p.add_argument("id", help="incident id, e.g. KVK-2026-000123")
+    p.add_argument("--json", action="store_true", help="print JSON for scripts")
+
+    tri = add("triage", lambda a: EXIT_OK, "Evaluate and run triage on scenario files")
+    tri_sub = tri.add_subparsers(dest="triage_command", required=True, metavar="COMMAND")
+    p = add(
+        "eval",
+        cmd_triage_eval,
+        "Score triage on a labelled scenario file (clean and ASR-noisy text)",
+        tri_sub,
+    )
+    p.add_argument("file")
+    p.add_argument("--json", action="store_true", help="one JSON object instead of tables")
+    p.add_argument("--split", action="store_true", help="also report the tuning and held-out parts")
+    p = add("run", cmd_triage_run, "Print one triage prediction per call as JSON lines", tri_sub)
+    p.add_argument("file")
+
+    mod = add("models", lambda a: EXIT_OK, "Speech recognition models")
+    mod_sub = mod.add_subparsers(dest="models_command", required=True, metavar="COMMAND")
+    p = add("list", cmd_models_list, "List installed recognition models by language", mod_sub)
+    p.add_argument("--json", action="store_true")
+    p = add(
+        "install",
+        cmd_models_install,
+        "Download and verify a model (prints offline steps if unreachable)",
+        mod_sub,
+    )
+    p.add_argument("language", help="language code, e.g. cs")
+
+    usr = add("users", lambda a: EXIT_OK, "Console and API users")
+    usr_sub = usr.add_subparsers(dest="users_command", required=True, metavar="COMMAND")
+    p = add("add", cmd_users_add, "Create a user", usr_sub)
+    p.add_argument("username")
+    p.add_argument("--role", required=True, choices=["call_taker", "supervisor", "integration", "admin"])
+    p.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        from intake.logs import configure_logging
+
+        if args.command in ("serve", "demo"):
+            settings = _settings(args)
+            configure_logging(settings.log_level, settings.log_json)
+        result: int = args.func(args)
+        return result
+    except ConfigError as exc:
+        for problem in exc.problems:
+            print(f"izs: configuration error: {problem}", file=sys.stderr)
+        return EXIT_CONFIG
+    except IzsError as exc:
+        print(f"izs: {exc.message}", file=sys.stderr)
+        return EXIT_FAILED
+    except KeyboardInterrupt:
+        return EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())
