@@ -17,9 +17,10 @@ from typing import Any
 from intake.bus import EventBus, LiveEvent
 from intake.calls import CallService
 from intake.desks import DeskService
-from intake.domain import CallTaker, TakerState
+from intake.domain import CallTaker, TakerState, utc_now
 from intake.errors import LiveStateError, StorageError
 from intake.incidents import IncidentService
+from intake.metrics import Metrics
 from intake.settings import Settings
 from routing.vocabulary import DeskCode
 
@@ -51,6 +52,7 @@ class Centre:
     ami: Any | None = None
     embedded_redis: Any | None = None
     database: Any | None = None
+    metrics: Metrics = field(default_factory=Metrics)
     _stack: AsyncExitStack = field(default_factory=AsyncExitStack)
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
     is_leader: bool = False
@@ -121,6 +123,7 @@ class Centre:
                 for t in settings.takers
             ]
             uris = {t.id: t.sip_uri for t in takers}
+            metrics = Metrics()
             calls = CallService(
                 repo,
                 live,
@@ -130,6 +133,7 @@ class Centre:
                 triage,
                 node=settings.node_id,
                 taker_uri=lambda taker_id: uris.get(taker_id),
+                metrics=metrics,
             )
             calls.bind_loop(asyncio.get_running_loop())
             stack.push_async_callback(calls.close)
@@ -146,6 +150,7 @@ class Centre:
                 triage=triage,
                 embedded_redis=embedded,
                 database=database,
+                metrics=metrics,
                 _stack=stack,
             )
             if with_telephony:
@@ -260,6 +265,21 @@ class Centre:
             healthy, detail = self.transcriber.health()
             out.append(ComponentHealth("transcription", healthy, detail))
         return out
+
+    async def render_metrics(self) -> bytes:
+        """Queue gauges are read from the shared state at scrape time, so every node reports the centre."""
+        now = utc_now()
+        try:
+            for desk in DeskCode:
+                entries = await self.live.queue(desk.value)
+                self.metrics.queue_length.labels(desk=desk.value).set(len(entries))
+                oldest = max(((now - e.arrival).total_seconds() for e in entries if e.arrival), default=0.0)
+                self.metrics.queue_oldest_wait.labels(desk=desk.value).set(oldest)
+        except LiveStateError as exc:
+            log.error("queue metrics unavailable: %s", exc)
+        for component in await self.health():
+            self.metrics.component_up.labels(component=component.name).set(1 if component.healthy else 0)
+        return self.metrics.render()
 
     async def announce_health(self) -> None:
         for component in await self.health():

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 import uuid
 from collections.abc import Callable, Coroutine
 from contextlib import suppress
@@ -30,6 +31,8 @@ from intake.domain import (
 )
 from intake.errors import IllegalTransition, LiveStateError, NotFound, StorageError
 from intake.incidents import IncidentService
+from intake.logs import call_context
+from intake.metrics import Metrics
 from intake.numbers import parse_caller_number
 from intake.ports import CallControl, Transcriber
 from intake.serialize import call_json, decision_json, decision_summary
@@ -125,7 +128,9 @@ class CallService:
         transcriber: Transcriber | None = None,
         prompt: tuple[bytes, int] | None = None,
         taker_uri: Callable[[str], str | None] | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
+        self._metrics = metrics or Metrics()
         self._repo = repo
         self._live = live
         self._bus = bus
@@ -244,7 +249,8 @@ class CallService:
         while True:
             event = await session.inbox.get()
             try:
-                await self._handle(session, event)
+                with call_context(session.call.id, session.call.incident_id):
+                    await self._handle(session, event)
             except IllegalTransition as exc:
                 log.warning("call %s: %s", session.call.id, exc.message)
             except (StorageError, LiveStateError) as exc:
@@ -302,6 +308,10 @@ class CallService:
 
     async def _on_offered(self, session: CallSession, event: CallOffered) -> None:
         call = session.call
+        self._metrics.calls_offered.labels(
+            desk=call.desk.value if call.desk else "-", dialled=call.dialled
+        ).inc()
+        log.info("call offered: %s from %s via %s", call.dialled, call.caller.display, call.source)
         await self._save(call)
         await self._publish(session, "call.offered", call_json(call))
         if self._transcriber is not None:
@@ -395,6 +405,10 @@ class CallService:
             return
         call.transition(CallState.CONNECTED, at)
         call.taker_id = taker_id or call.taker_id
+        desk_label = call.desk.value if call.desk else "-"
+        self._metrics.calls_answered.labels(desk=desk_label).inc()
+        self._metrics.answer_wait.labels(desk=desk_label).observe(call.wait_seconds())
+        log.info("call connected to %s after %.1f s", call.taker_id, call.wait_seconds())
         if call.desk is not None:
             await self._desks.leave_queue(call.id, call.desk)
         await self._save(call)
@@ -417,6 +431,9 @@ class CallService:
             target = CallState.ABANDONED if call.state is not CallState.CONNECTED else CallState.ENDED
         call.transition(target, event.at)
         call.end_reason = event.reason.value
+        if target is CallState.ABANDONED:
+            self._metrics.calls_abandoned.labels(desk=call.desk.value if call.desk else "-").inc()
+        log.info("call %s: %s", target.value, event.reason.value)
         for leg in list(session.legs_open):
             if self._transcriber is not None:
                 self._transcriber.close_leg(call.call_ref, leg)
@@ -504,6 +521,7 @@ class CallService:
 
     async def _retriage(self, session: CallSession, force: bool = False) -> None:
         call = session.call
+        started = time.perf_counter()
         decision: TriageDecision = self._triage.decide(
             TriageInput(
                 dialled=call.dialled,
@@ -514,6 +532,7 @@ class CallService:
                 speech_seconds=session.speech_s,
             )
         )
+        self._metrics.triage_latency.observe(time.perf_counter() - started)
         previous = session.decision
         session.decision = decision
         if not force and previous is not None and decision_summary(previous) == decision_summary(decision):
