@@ -42,6 +42,7 @@ class LanguageDetected:
     language: str
     probability: float
     candidates: tuple[tuple[str, float], ...] = field(default_factory=tuple)
+    leg: str = ""  # which leg was identified ("caller" / "taker"); "" when not known
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,79 @@
+"""Settings of the transcription service (plain values; the integrator fills them from its settings)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+# Languages a caller of a Karlovarský kraj operations centre realistically speaks; language identification
+# only chooses among these.
+DEFAULT_CANDIDATE_LANGUAGES: tuple[str, ...] = ("cs", "sk", "en", "de", "ru", "uk", "pl", "vi")
+
+ENGINE_VOSK = "vosk"
+ENGINE_WHISPER = "whisper"
+KNOWN_ENGINES = (ENGINE_VOSK, ENGINE_WHISPER)
+
+
+@dataclass(frozen=True, slots=True)
+class VadConfig:
+    """Energy voice-activity detection with an adaptive noise floor and hangover."""
+
+    frame_ms: int = 20
+    # A frame is speech when its RMS exceeds both the absolute floor and noise_floor * snr_factor.
+    min_speech_rms: float = 120.0
+    snr_factor: float = 3.0
+    # Frames of speech needed to open an utterance (debounces clicks) and silence needed to close it.
+    onset_frames: int = 3
+    hangover_ms: int = 600
+    # Audio kept before the onset so the first phoneme is not clipped.
+    preroll_ms: int = 200
+    # Frames whose samples sit at full scale over this fraction count as clipped (reported once per leg).
+    clipped_fraction: float = 0.05
+
+
+@dataclass(frozen=True, slots=True)
+class WhisperConfig:
+    compute_type: str = "int8"
+    cpu_threads: int = 2
+    # Model replicas able to decode in parallel (CTranslate2 inter_threads).
+    num_workers: int = 1
+    beam_size: int = 1
+    # Re-decode the growing utterance window after this much new audio (LocalAgreement step).
+    step_s: float = 1.0
+    # Commit the agreed prefix as a final and trim the window once it grows past this.
+    max_window_s: float = 12.0
+    # Segments Whisper itself marks as probably silence are dropped (hallucination guard).
+    no_speech_threshold: float = 0.6
+    log_prob_threshold: float = -1.0
+
+
+@dataclass(frozen=True, slots=True)
+class TranscriptionConfig:
+    """Everything the service needs; no global state.
+
+    ``engines`` maps a language to ``"vosk"`` or ``"whisper"``; languages not listed use ``default_engine``
+    unless an installed Vosk model serves them and ``prefer_vosk_when_installed`` is set.
+    """
+
+    models_dir: Path = Path("var/models")
+    cache_dir: Path = Path("var/cache/transcription")
+    engines: dict[str, str] = field(default_factory=dict)
+    default_engine: str = ENGINE_WHISPER
+    prefer_vosk_when_installed: bool = True
+    # Extra Vosk model directories per language, e.g. {"cs": Path("/opt/vosk-model-small-cs-0.4-rhasspy")}.
+    vosk_models: dict[str, Path] = field(default_factory=dict)
+    candidate_languages: tuple[str, ...] = DEFAULT_CANDIDATE_LANGUAGES
+    # Language used when identification is impossible (no Whisper model, no speech).
+    fallback_language: str = "cs"
+    # Voiced audio collected before the caller's language is identified.
+    language_detect_s: float = 3.0
+    # Weight of the caller-country prior against Whisper's acoustic language probabilities (0 = ignore).
+    country_prior_weight: float = 1.0
+    frame_ms: int = 20
+    accepted_sample_rates: tuple[int, ...] = (8000, 16000)
+    # Audio waiting for a busy worker beyond this is dropped (and reported), so memory stays bounded.
+    max_backlog_s: float = 8.0
+    # Engine crashes per leg after which the leg stops being transcribed (the call goes on).
+    max_restarts_per_leg: int = 3
+    vad: VadConfig = field(default_factory=VadConfig)
+    whisper: WhisperConfig = field(default_factory=WhisperConfig)

@@ -1,0 +1,546 @@
+"""The streaming transcription service: PCM frames of call legs in, transcript events out.
+
+Threading model: ``open_leg``/``feed``/``close_leg`` only touch a per-leg queue under a short lock and
+return at once, so they are safe to call from the asyncio loop or a media thread. Each leg has a worker
+thread that runs voice-activity detection, language identification and the engine; decoding never runs
+on the caller's thread. ``on_event`` is called from those worker threads.
+
+Failure policy (the call always goes on): a malformed frame, a mislabelled sample rate, an engine error
+or a worker that falls behind becomes a :class:`TranscriptionFailed` event; the engine stream is
+restarted (``recovered=True``) up to ``max_restarts_per_leg`` times, after which the leg's audio is
+discarded cheaply (``recovered=False``). The queue is bounded: beyond ``max_backlog_s`` the oldest audio
+is dropped and reported, and partial hypotheses are skipped while the worker catches up.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+
+from transcription import language as lang_id
+from transcription.audio import (
+    EnergyVad,
+    Int16Array,
+    UtteranceAudio,
+    UtteranceEnd,
+    UtteranceStart,
+    VadEvent,
+    clipped_fraction,
+    frame_size_bytes,
+    pcm16_to_array,
+    rate_from_frame_size,
+)
+from transcription.config import ENGINE_VOSK, ENGINE_WHISPER, TranscriptionConfig
+from transcription.engine import Engine, EngineStream, LanguageGuess, LanguageIdentifier, Segment
+from transcription.errors import AudioFormatError, EngineError, TranscriptionError
+from transcription.events import (
+    LanguageDetected,
+    TranscriptEvent,
+    TranscriptFinal,
+    TranscriptionFailed,
+    TranscriptPartial,
+)
+from transcription.models import ModelRegistry, engine_for_language, require_vosk_model
+
+log = logging.getLogger(__name__)
+
+EventSink = Callable[[TranscriptEvent], None]
+# Minimum audio between two partial hypotheses of a leg (keeps consoles from flickering).
+PARTIAL_INTERVAL_S = 0.1
+# A worker with more queued audio than this is behind: it skips partials and only commits.
+CAUGHT_UP_S = 0.3
+
+
+class EngineSource(Protocol):
+    """Where legs get their (shared) engines from; the default loads models from the registry."""
+
+    def engine(self, engine_name: str, language: str) -> Engine: ...
+
+    def identifier(self) -> LanguageIdentifier | None: ...
+
+
+class ModelEngines:
+    """Loads each model once, on first use, from whichever worker needs it; shared by every leg."""
+
+    def __init__(self, config: TranscriptionConfig, registry: ModelRegistry) -> None:
+        self._config = config
+        self._registry = registry
+        self._lock = threading.Lock()
+        self._loaded: dict[tuple[str, str], Engine] = {}
+
+    def engine(self, engine_name: str, language: str) -> Engine:
+        key = (engine_name, language if engine_name == ENGINE_VOSK else "*")
+        with self._lock:
+            engine = self._loaded.get(key)
+            if engine is None:
+                engine = self._load(engine_name, language)
+                self._loaded[key] = engine
+            return engine
+
+    def _load(self, engine_name: str, language: str) -> Engine:
+        if engine_name == ENGINE_VOSK:
+            from transcription.vosk_engine import VoskEngine
+
+            return VoskEngine(require_vosk_model(self._registry, language), language)
+        from transcription.whisper_engine import WhisperEngine
+
+        return WhisperEngine(self._registry.whisper_model_dir(), self._config.whisper)
+
+    def identifier(self) -> LanguageIdentifier | None:
+        try:
+            engine = self.engine(ENGINE_WHISPER, "*")
+        except TranscriptionError as exc:
+            log.warning("language identification unavailable: %s", exc.message)
+            return None
+        from transcription.whisper_engine import WhisperEngine
+
+        return engine if isinstance(engine, WhisperEngine) else None
+
+    def loaded(self) -> list[Engine]:
+        with self._lock:
+            return list(self._loaded.values())
+
+
+@dataclass(slots=True)
+class _LegState:
+    call_ref: str
+    leg: str
+    declared_rate: int
+    language_hint: str | None
+    country: str | None
+    condition: threading.Condition = field(default_factory=threading.Condition)
+    queue: deque[bytes] = field(default_factory=deque)
+    queued_bytes: int = 0
+    dropped_bytes: int = 0
+    closing: bool = False
+    done: threading.Event = field(default_factory=threading.Event)
+    worker: threading.Thread | None = None
+    # Everything below is touched only by the worker thread.
+    pipeline: _LegPipeline | None = None
+
+
+class _LegPipeline:
+    """VAD → language identification → engine stream for one leg; runs only on its worker thread."""
+
+    def __init__(self, service: TranscriptionService, state: _LegState) -> None:
+        self._service = service
+        self._config = service.config
+        self._state = state
+        self.rate = state.declared_rate
+        self._rate_checked = False
+        self._vad: EnergyVad | None = None
+        self._language: str | None = state.language_hint
+        self._engine_name = ""
+        self._stream: EngineStream | None = None
+        self._pending: list[VadEvent] = []  # held back until the language is known
+        self._pending_voiced: list[Int16Array] = []
+        self._restarts = 0
+        self.dead = False
+        self._malformed_reported = False
+        self._clipping_reported = False
+        self._last_partial_s = -1.0
+        self._last_partial_text = ""
+
+    # -- events -------------------------------------------------------------------------------------
+    def _emit(self, event: TranscriptEvent) -> None:
+        self._service.emit(event)
+
+    def _fail(self, reason: str, recovered: bool) -> None:
+        log.warning("transcription %s/%s: %s", self._state.call_ref, self._state.leg, reason)
+        self._emit(TranscriptionFailed(self._state.call_ref, self._state.leg, reason, recovered=recovered))
+
+    # -- input --------------------------------------------------------------------------------------
+    def _check_rate(self, chunk: bytes) -> bool:
+        """Settle the leg's real sample rate on its first frame; False when the leg must be refused."""
+        self._rate_checked = True
+        cfg = self._config
+        if len(chunk) == frame_size_bytes(self.rate, cfg.frame_ms):
+            return True
+        actual = rate_from_frame_size(len(chunk), cfg.frame_ms, cfg.accepted_sample_rates)
+        if actual is None:
+            return True  # another packetisation; the label is all we have
+        if not self._service.detect_rate_from_frame_size:
+            self._fail(
+                f"{len(chunk)}-byte frames are {cfg.frame_ms} ms at {actual} Hz but the leg was opened at "
+                f"{self.rate} Hz; refusing to transcribe it",
+                recovered=False,
+            )
+            return False
+        self._fail(
+            f"{len(chunk)}-byte frames are {cfg.frame_ms} ms at {actual} Hz but the leg was opened at "
+            f"{self.rate} Hz; transcribing it as {actual} Hz",
+            recovered=True,
+        )
+        self.rate = actual
+        return True
+
+    def _vad_for_rate(self) -> EnergyVad:
+        if self._vad is None:
+            self._vad = EnergyVad(self.rate, self._config.vad)
+        return self._vad
+
+    def skip(self, n_bytes: int) -> None:
+        if self.dead:
+            return
+        self._fail(
+            f"recognition fell behind: dropped {n_bytes / 2 / self.rate:.1f} s of audio", recovered=True
+        )
+        self._handle(self._vad_for_rate().skip(n_bytes // 2), last=False)
+
+    def feed(self, chunks: list[bytes], caught_up: bool) -> None:
+        if self.dead:
+            return
+        if not self._rate_checked and chunks and not self._check_rate(chunks[0]):
+            self.dead = True
+            return
+        vad = self._vad_for_rate()
+        arrays = []
+        for chunk in chunks:
+            try:
+                arrays.append(pcm16_to_array(chunk))
+            except AudioFormatError as exc:
+                if not self._malformed_reported:
+                    self._malformed_reported = True
+                    self._fail(f"{exc.message}; such chunks are skipped", recovered=True)
+        if not arrays:
+            return
+        samples = np.concatenate(arrays) if len(arrays) > 1 else arrays[0]
+        if not self._clipping_reported and clipped_fraction(samples) > self._config.vad.clipped_fraction:
+            self._clipping_reported = True
+            log.warning("transcription %s/%s: input is clipping", self._state.call_ref, self._state.leg)
+        self._handle(vad.process(samples), last=caught_up)
+
+    def finish(self) -> None:
+        if self.dead:
+            return
+        events = self._vad.flush() if self._vad is not None else []
+        self._handle(events, last=False, closing=True)
+        if self._language is None and self._pending_voiced:
+            self._identify()
+        if self._stream is not None:
+            self._guard(lambda stream: self._emit_finals(stream.end_utterance()))
+            stream = self._stream
+            self._stream = None
+            stream.close()
+
+    # -- pipeline -----------------------------------------------------------------------------------
+    def _handle(self, events: list[VadEvent], last: bool, closing: bool = False) -> None:
+        if self._language is None:
+            self._pending.extend(events)
+            self._pending_voiced.extend(e.samples for e in events if isinstance(e, UtteranceAudio))
+            voiced_s = sum(a.size for a in self._pending_voiced) / self.rate
+            if voiced_s >= self._config.language_detect_s:
+                self._identify()
+            return
+        for event in events:
+            self._dispatch(event)
+        if last and self._stream is not None and self._vad is not None and self._vad.in_utterance:
+            self._step(want_partial=True)
+
+    def _identify(self) -> None:
+        state = self._state
+        cfg = self._config
+        voiced = np.concatenate(self._pending_voiced)
+        identifier = self._service.engines.identifier()
+        guess: LanguageGuess
+        if identifier is None:
+            guess = lang_id.prior_only(state.country, cfg.candidate_languages, cfg.fallback_language)
+        else:
+            try:
+                acoustic = identifier.language_probabilities(voiced, self.rate)
+            except EngineError as exc:
+                self._fail(f"language identification failed: {exc.message}", recovered=True)
+                guess = lang_id.prior_only(state.country, cfg.candidate_languages, cfg.fallback_language)
+            else:
+                guess = lang_id.combine(
+                    acoustic, cfg.candidate_languages, state.country, cfg.country_prior_weight
+                )
+        self._language = guess.language
+        self._emit(
+            LanguageDetected(
+                state.call_ref, guess.language, guess.probability, candidates=guess.candidates, leg=state.leg
+            )
+        )
+        pending, self._pending, self._pending_voiced = self._pending, [], []
+        for event in pending:
+            self._dispatch(event)
+
+    def _open_stream(self) -> EngineStream | None:
+        assert self._language is not None
+        engine_name = engine_for_language(self._config, self._service.registry, self._language)
+        try:
+            engine = self._service.engines.engine(engine_name, self._language)
+            stream = engine.open_stream(self.rate, self._language)
+        except TranscriptionError as exc:
+            self.dead = True
+            self._fail(f"no {engine_name} engine for {self._language}: {exc.message}", recovered=False)
+            return None
+        self._engine_name = engine.name
+        self._stream = stream
+        return stream
+
+    def _dispatch(self, event: VadEvent) -> None:
+        if self.dead:
+            return
+        if self._stream is None and self._open_stream() is None:
+            return
+        if isinstance(event, UtteranceStart):
+            self._last_partial_s = -1.0
+            self._guard(lambda stream: stream.start_utterance(event.at_s))
+        elif isinstance(event, UtteranceAudio):
+            self._guard(lambda stream: stream.accept(event.samples))
+            self._step(want_partial=False)
+        elif isinstance(event, UtteranceEnd):
+            self._guard(lambda stream: self._emit_finals(stream.end_utterance()))
+            self._last_partial_text = ""
+
+    def _step(self, want_partial: bool) -> None:
+        def run(stream: EngineStream) -> None:
+            result = stream.step(want_partial)
+            self._emit_finals(result.finals)
+            partial = result.partial
+            if (
+                partial is not None
+                and partial.text != self._last_partial_text
+                and partial.audio_s - self._last_partial_s >= PARTIAL_INTERVAL_S
+            ):
+                self._last_partial_s = partial.audio_s
+                self._last_partial_text = partial.text
+                self._emit(
+                    TranscriptPartial(self._state.call_ref, self._state.leg, partial.text, partial.audio_s)
+                )
+
+        self._guard(run)
+
+    def _emit_finals(self, segments: list[Segment]) -> None:
+        for segment in segments:
+            self._emit(
+                TranscriptFinal(
+                    call_ref=self._state.call_ref,
+                    leg=self._state.leg,
+                    text=segment.text,
+                    start_s=segment.start_s,
+                    end_s=segment.end_s,
+                    words=segment.words,
+                    language=self._language,
+                    confidence=segment.confidence,
+                    engine=self._engine_name,
+                )
+            )
+
+    def _guard(self, action: Callable[[EngineStream], None]) -> None:
+        """Run one engine call; an engine failure restarts the stream instead of ending the leg."""
+        stream = self._stream
+        if stream is None or self.dead:
+            return
+        try:
+            action(stream)
+        except EngineError as exc:
+            self._restart(exc.message)
+        except Exception as exc:  # an engine bug must not end the call's transcription silently
+            log.exception("transcription %s/%s: engine crashed", self._state.call_ref, self._state.leg)
+            self._restart(f"engine crashed: {type(exc).__name__}: {exc}")
+
+    def _restart(self, reason: str) -> None:
+        if self._stream is not None:
+            try:
+                self._stream.close()
+            except Exception:  # the stream is being discarded; its close failing changes nothing
+                log.exception(
+                    "closing a crashed stream of %s/%s failed", self._state.call_ref, self._state.leg
+                )
+        self._stream = None
+        self._restarts += 1
+        if self._restarts > self._config.max_restarts_per_leg:
+            self.dead = True
+            self._fail(f"{reason}; gave up after {self._restarts - 1} restarts", recovered=False)
+            return
+        self._fail(f"{reason}; engine stream restarted", recovered=True)
+        stream = self._open_stream()
+        if stream is not None and self._vad is not None and self._vad.in_utterance:
+            # The rest of the interrupted utterance continues in the fresh stream.
+            position_s = self._vad.position_samples / self.rate
+            self._guard(lambda s: s.start_utterance(position_s))
+
+
+class TranscriptionService:
+    """Transcribes any number of call legs concurrently with shared models.
+
+    ``on_event`` is called from worker threads; hop to the event loop there
+    (``loop.call_soon_threadsafe``).
+    """
+
+    def __init__(
+        self,
+        config: TranscriptionConfig,
+        on_event: EventSink,
+        *,
+        registry: ModelRegistry | None = None,
+        engines: EngineSource | None = None,
+        detect_rate_from_frame_size: bool = True,
+    ) -> None:
+        self.config = config
+        self.registry = registry or ModelRegistry.from_config(config)
+        self.engines: EngineSource = engines or ModelEngines(config, self.registry)
+        self.detect_rate_from_frame_size = detect_rate_from_frame_size
+        self._on_event = on_event
+        self._legs: dict[tuple[str, str], _LegState] = {}
+        self._lock = threading.Lock()
+        self._closed = False
+
+    # -- public API ---------------------------------------------------------------------------------
+    def preload(self, languages: tuple[str, ...] = ()) -> None:
+        """Load the models for ``languages`` (and Whisper for identification) now, e.g. at startup.
+
+        Blocking: call it from a thread, not the event loop.
+        """
+        self.engines.identifier()
+        for language in languages:
+            self.engines.engine(engine_for_language(self.config, self.registry, language), language)
+
+    def open_leg(
+        self,
+        call_ref: str,
+        leg: str,
+        sample_rate: int,
+        language_hint: str | None = None,
+        country_hint: str | None = None,
+    ) -> None:
+        """Start transcribing one leg. ``language_hint`` fixes the language (no identification);
+        ``country_hint`` is an ISO region (``"CZ"``) or an E.164 caller number used as a prior."""
+        if sample_rate not in self.config.accepted_sample_rates:
+            raise AudioFormatError(
+                f"sample rate {sample_rate} Hz is not supported (use one of {self.config.accepted_sample_rates})"
+            )
+        country = country_hint
+        if country_hint is not None and country_hint.startswith("+"):
+            country = lang_id.country_of(country_hint)
+        state = _LegState(call_ref, leg, sample_rate, language_hint, country)
+        with self._lock:
+            if self._closed:
+                raise TranscriptionError("transcription service is closed")
+            previous = self._legs.get((call_ref, leg))
+            if previous is not None and not previous.done.is_set():
+                raise TranscriptionError(f"leg {call_ref}/{leg} is already open")
+            self._legs[(call_ref, leg)] = state
+        self._start_worker(state)
+
+    def feed(self, call_ref: str, leg: str, pcm: bytes) -> bool:
+        """Queue one frame of 16-bit little-endian mono PCM; never blocks. False if the leg is not open."""
+        state = self._legs.get((call_ref, leg))
+        if state is None or state.closing:
+            log.warning("audio for %s/%s which is not open; ignored", call_ref, leg)
+            return False
+        limit = int(self.config.max_backlog_s * state.declared_rate * 2)
+        with state.condition:
+            state.queue.append(pcm)
+            state.queued_bytes += len(pcm)
+            while state.queued_bytes > limit and len(state.queue) > 1:
+                dropped = state.queue.popleft()
+                state.queued_bytes -= len(dropped)
+                state.dropped_bytes += len(dropped)
+            state.condition.notify()
+        worker = state.worker
+        if worker is not None and not worker.is_alive() and not state.done.is_set():
+            self._restart_worker(state)
+        return True
+
+    def close_leg(self, call_ref: str, leg: str) -> threading.Event:
+        """Flush the leg's remaining audio into finals; the returned event is set when that is done."""
+        state = self._legs.get((call_ref, leg))
+        if state is None:
+            done = threading.Event()
+            done.set()
+            return done
+        with state.condition:
+            state.closing = True
+            state.condition.notify()
+        worker = state.worker
+        if worker is not None and not worker.is_alive() and not state.done.is_set():
+            self._restart_worker(state)
+        return state.done
+
+    def backlog_s(self, call_ref: str, leg: str) -> float:
+        state = self._legs.get((call_ref, leg))
+        return 0.0 if state is None else state.queued_bytes / 2 / state.declared_rate
+
+    def close(self, timeout_s: float = 30.0) -> None:
+        """Close every leg (flushing finals) and wait for the workers."""
+        with self._lock:
+            self._closed = True
+            legs = list(self._legs.values())
+        for state in legs:
+            self.close_leg(state.call_ref, state.leg)
+        deadline = time.monotonic() + timeout_s
+        for state in legs:
+            if not state.done.wait(max(0.0, deadline - time.monotonic())):
+                log.warning("transcription worker of %s/%s did not finish in time", state.call_ref, state.leg)
+
+    # -- internals ----------------------------------------------------------------------------------
+    def emit(self, event: TranscriptEvent) -> None:
+        try:
+            self._on_event(event)
+        except Exception:  # the consumer's bug must not stop recognition for the call
+            log.exception("on_event raised for %s", event)
+
+    def _start_worker(self, state: _LegState) -> None:
+        worker = threading.Thread(
+            target=self._run_leg, args=(state,), name=f"asr-{state.call_ref}-{state.leg}", daemon=True
+        )
+        state.worker = worker
+        worker.start()
+
+    def _restart_worker(self, state: _LegState) -> None:
+        with self._lock:
+            worker = state.worker
+            if worker is None or worker.is_alive() or state.done.is_set():
+                return
+            log.error("transcription worker of %s/%s died; restarting it", state.call_ref, state.leg)
+            # The dead worker's pipeline may be mid-utterance in an unknown state: start clean.
+            state.pipeline = None
+            self._start_worker(state)
+        self.emit(
+            TranscriptionFailed(
+                state.call_ref, state.leg, "transcription worker died; restarted", recovered=True
+            )
+        )
+
+    def _run_leg(self, state: _LegState) -> None:
+        if state.pipeline is None:
+            state.pipeline = _LegPipeline(self, state)
+        pipeline = state.pipeline
+        caught_up_bytes = int(CAUGHT_UP_S * state.declared_rate * 2)
+        while True:
+            with state.condition:
+                while not state.queue and not state.closing and not state.dropped_bytes:
+                    state.condition.wait()
+                chunks = list(state.queue)
+                state.queue.clear()
+                state.queued_bytes = 0
+                dropped, state.dropped_bytes = state.dropped_bytes, 0
+                closing = state.closing
+            if dropped:
+                pipeline.skip(dropped)
+            if chunks:
+                caught_up = state.queued_bytes <= caught_up_bytes
+                pipeline.feed(chunks, caught_up)
+            if closing:
+                with state.condition:
+                    more = bool(state.queue) or bool(state.dropped_bytes)
+                if more:
+                    continue
+                try:
+                    pipeline.finish()
+                finally:
+                    state.done.set()
+                    with self._lock:
+                        if self._legs.get((state.call_ref, state.leg)) is state:
+                            del self._legs[(state.call_ref, state.leg)]
+                return

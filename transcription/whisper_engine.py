@@ -1,0 +1,266 @@
+"""faster-whisper (CTranslate2) engine in a chunked streaming mode.
+
+Whisper is not a streaming model, so each leg re-decodes its growing utterance window every ``step_s``
+seconds of new audio and commits the words two consecutive hypotheses agree on (LocalAgreement-2, as in
+Macháček et al., "Turning Whisper into Real-Time Transcription System", 2023). Committed words are never
+revised; they become a :class:`~transcription.events.TranscriptFinal` at a sentence end, when the window
+grows past ``max_window_s`` (the window is then trimmed after the last committed word) or when the
+utterance ends. The unagreed tail is the partial hypothesis.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from faster_whisper import WhisperModel
+
+from transcription.audio import Float32Array, Int16Array, resample
+from transcription.config import WhisperConfig
+from transcription.engine import Hypothesis, Segment, StepResult
+from transcription.errors import EngineError, ModelNotFound
+from transcription.events import Word
+
+log = logging.getLogger(__name__)
+
+ENGINE_NAME = "whisper"
+WHISPER_RATE = 16000
+# Whisper decodes at most 30 s at once; the window is forced to commit well before that.
+_HARD_WINDOW_S = 24.0
+_SENTENCE_END = (".", "?", "!", "…")
+_PROMPT_CHARS = 200
+_NORMALIZE = re.compile(r"[^\w]+", re.UNICODE)
+
+
+def _norm(text: str) -> str:
+    return _NORMALIZE.sub("", text.lower())
+
+
+@dataclass(frozen=True, slots=True)
+class _TimedWord:
+    text: str
+    start_s: float
+    end_s: float
+    probability: float
+
+
+def _segment(words: list[_TimedWord]) -> Segment:
+    events_words = tuple(
+        Word(text=w.text, start_s=round(w.start_s, 3), end_s=round(w.end_s, 3), confidence=w.probability)
+        for w in words
+    )
+    return Segment(
+        text=" ".join(w.text for w in words),
+        start_s=events_words[0].start_s,
+        end_s=events_words[-1].end_s,
+        words=events_words,
+        confidence=float(np.mean([w.probability for w in words])),
+    )
+
+
+class WhisperEngine:
+    """One CTranslate2 Whisper model shared by all legs (CTranslate2 releases the GIL while decoding)."""
+
+    def __init__(self, model_dir: Path, config: WhisperConfig) -> None:
+        if not (model_dir / "model.bin").is_file():
+            raise ModelNotFound(f"no Whisper model.bin in {model_dir}")
+        self._config = config
+        try:
+            self._model = WhisperModel(
+                str(model_dir),
+                device="cpu",
+                compute_type=config.compute_type,
+                cpu_threads=config.cpu_threads,
+                num_workers=config.num_workers,
+                local_files_only=True,
+            )
+        except (RuntimeError, ValueError, OSError) as exc:
+            raise EngineError(f"faster-whisper could not load {model_dir}: {exc}") from exc
+        self.model_dir = model_dir
+
+    @property
+    def name(self) -> str:
+        return ENGINE_NAME
+
+    @property
+    def config(self) -> WhisperConfig:
+        return self._config
+
+    def languages(self) -> frozenset[str] | None:
+        return None
+
+    def open_stream(self, sample_rate: int, language: str) -> WhisperStream:
+        return WhisperStream(self, sample_rate, language)
+
+    def language_probabilities(self, samples: Int16Array, sample_rate: int) -> dict[str, float]:
+        audio = resample(samples, sample_rate, WHISPER_RATE)
+        try:
+            _, _, all_probs = self._model.detect_language(audio=audio, language_detection_segments=1)
+        except (RuntimeError, ValueError) as exc:
+            raise EngineError(f"Whisper language identification failed: {exc}") from exc
+        return {lang: float(p) for lang, p in all_probs}
+
+    def decode(self, audio: Float32Array, language: str, prompt: str, offset_s: float) -> list[_TimedWord]:
+        """Transcribe one window; word times are shifted by ``offset_s`` to leg time."""
+        cfg = self._config
+        try:
+            segments, _ = self._model.transcribe(
+                audio,
+                language=language,
+                beam_size=cfg.beam_size,
+                temperature=0.0,
+                word_timestamps=True,
+                initial_prompt=prompt or None,
+                condition_on_previous_text=False,
+                vad_filter=False,
+            )
+            words: list[_TimedWord] = []
+            for segment in segments:
+                if segment.no_speech_prob > cfg.no_speech_threshold and (
+                    segment.avg_logprob < cfg.log_prob_threshold
+                ):
+                    continue
+                for w in segment.words or []:
+                    text = w.word.strip()
+                    if text:
+                        words.append(
+                            _TimedWord(
+                                text, offset_s + float(w.start), offset_s + float(w.end), float(w.probability)
+                            )
+                        )
+        except (RuntimeError, ValueError) as exc:
+            raise EngineError(f"Whisper decoding failed: {exc}") from exc
+        return words
+
+
+class WhisperStream:
+    def __init__(self, engine: WhisperEngine, sample_rate: int, language: str) -> None:
+        self._engine = engine
+        self._config = engine.config
+        self._rate = sample_rate
+        self._language = language
+        self._chunks: list[Int16Array] = []
+        self._buffered = 0
+        self._window_start_s = 0.0
+        self._decoded_upto = 0  # samples of the window covered by the last decode
+        self._committed: list[_TimedWord] = []  # agreed, not yet emitted as a final
+        self._committed_end_s = 0.0
+        self._previous_tail: list[_TimedWord] = []
+        self._prompt = ""
+
+    # -- window bookkeeping -------------------------------------------------------------------------
+    def _window_s(self) -> float:
+        return self._buffered / self._rate
+
+    def _window_end_s(self) -> float:
+        return self._window_start_s + self._window_s()
+
+    def _window(self) -> Int16Array:
+        if len(self._chunks) > 1:
+            self._chunks = [np.concatenate(self._chunks)]
+        return self._chunks[0] if self._chunks else np.zeros(0, dtype=np.int16)
+
+    def _trim_to(self, at_s: float) -> None:
+        cut = round((at_s - self._window_start_s) * self._rate)
+        cut = max(0, min(cut, self._buffered))
+        window = self._window()[cut:]
+        self._chunks = [window] if window.size else []
+        self._buffered = window.size
+        self._window_start_s += cut / self._rate
+        self._decoded_upto = max(0, self._decoded_upto - cut)
+
+    def _decode(self) -> list[_TimedWord]:
+        audio = resample(self._window(), self._rate, WHISPER_RATE)
+        self._decoded_upto = self._buffered
+        words = self._engine.decode(audio, self._language, self._prompt, self._window_start_s)
+        # Words the committed prefix already covers (Whisper re-reads the start of the window).
+        tail = [w for w in words if w.end_s > self._committed_end_s + 0.05]
+        recent = [_norm(w.text) for w in self._committed[-5:]]
+        for n in range(min(5, len(recent), len(tail)), 0, -1):
+            if [_norm(w.text) for w in tail[:n]] == recent[-n:]:
+                tail = tail[n:]
+                break
+        return tail
+
+    def _commit(self, words: list[_TimedWord]) -> None:
+        if words:
+            self._committed.extend(words)
+            self._committed_end_s = max(self._committed_end_s, words[-1].end_s)
+
+    def _emit(self) -> list[Segment]:
+        if not self._committed:
+            return []
+        segment = _segment(self._committed)
+        self._prompt = (self._prompt + " " + segment.text).strip()[-_PROMPT_CHARS:]
+        self._committed = []
+        return [segment]
+
+    # -- EngineStream -------------------------------------------------------------------------------
+    def start_utterance(self, at_s: float) -> None:
+        self._chunks = []
+        self._buffered = 0
+        self._decoded_upto = 0
+        self._window_start_s = at_s
+        self._previous_tail = []
+        self._committed_end_s = max(self._committed_end_s, at_s)
+
+    def accept(self, samples: Int16Array) -> None:
+        if samples.size:
+            self._chunks.append(samples)
+            self._buffered += samples.size
+
+    def step(self, want_partial: bool) -> StepResult:
+        new_s = (self._buffered - self._decoded_upto) / self._rate
+        over_window = self._window_s() >= self._config.max_window_s
+        if not ((want_partial and new_s >= self._config.step_s) or (over_window and new_s > 0.5)):
+            return StepResult()
+        tail = self._decode()
+        agreed: list[_TimedWord] = []
+        for previous, current in zip(self._previous_tail, tail, strict=False):
+            if _norm(previous.text) != _norm(current.text):
+                break
+            agreed.append(current)
+        self._commit(agreed)
+        tail = tail[len(agreed) :]
+        if over_window:
+            # Falling behind or one endless utterance: commit what lies safely before the window end.
+            settled_before = self._window_end_s() - 1.0
+            forced = [w for w in tail if w.end_s <= settled_before]
+            if not forced and self._window_s() >= _HARD_WINDOW_S:
+                forced = tail
+            self._commit(forced)
+            tail = tail[len(forced) :]
+        self._previous_tail = tail
+        finals: list[Segment] = []
+        sentence_done = bool(self._committed) and self._committed[-1].text.endswith(_SENTENCE_END)
+        if self._committed and (over_window or sentence_done):
+            finals = self._emit()
+            self._trim_to(self._committed_end_s)
+        elif over_window and not self._committed:
+            self._trim_to(self._window_end_s() - 1.0)
+        partial = None
+        if want_partial:
+            text = " ".join(w.text for w in [*self._committed, *tail])
+            if text:
+                partial = Hypothesis(text=text, audio_s=round(self._window_end_s(), 3))
+        return StepResult(finals=finals, partial=partial)
+
+    def end_utterance(self) -> list[Segment]:
+        if self._buffered - self._decoded_upto > 0 or self._previous_tail:
+            tail = self._decode() if self._buffered else []
+            self._commit(tail)
+        self._previous_tail = []
+        finals = self._emit()
+        self._chunks = []
+        self._buffered = 0
+        self._decoded_upto = 0
+        return finals
+
+    def close(self) -> None:
+        self._chunks = []
+        self._buffered = 0
+        self._committed = []
+        self._previous_tail = []
