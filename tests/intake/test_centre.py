@@ -1,0 +1,208 @@
+"""The centre wired end to end in one process, on the real database and a real Redis, without SIP:
+adapter events go in through ``CallService.submit`` exactly as the SIP endpoint and AMI bridge send them."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from intake.app import Centre
+from intake.bus import LiveEvent
+from intake.domain import CallState, IncidentStatus, TakerState
+from intake.settings import TakerConfig, load_settings
+from telephony.events import CallEnded, CallOffered, CallSource, EndReason
+from transcription.events import TranscriptFinal
+
+CARDIAC_ARREST = (
+    "Dobrý den, můj manžel se zhroutil v kuchyni, nereaguje a nedýchá, jenom tak divně chrčí. "
+    "Jsme v Sokolově, Husitská dvanáct."
+)
+
+
+async def eventually(check: Callable[[], Awaitable[Any]], timeout: float = 10.0) -> Any:
+    deadline = asyncio.get_running_loop().time() + timeout
+    last: Any = None
+    while asyncio.get_running_loop().time() < deadline:
+        last = await check()
+        if last:
+            return last
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"condition not met within {timeout} s (last: {last!r})")
+
+
+def settings_for(var_dir: Path, database_url: str, redis_url: str | None) -> Any:
+    return load_settings(
+        var_dir=var_dir,
+        database_url=database_url,
+        redis_url=redis_url,
+        sip_enabled=False,
+        transcription_enabled=False,
+        wrap_up_s=0.2,
+        takers=[
+            TakerConfig(id="jana", name="Jana", desks=["ZZS", "112"], languages=["cs", "de"]),
+            TakerConfig(id="petr", name="Petr", desks=["PCR"], languages=["cs"]),
+        ],
+    )
+
+
+@pytest.fixture
+async def centre(tmp_path: Path, database_url: str, redis_url: str, live_state: Any) -> AsyncIterator[Centre]:
+    await live_state.clear()
+    centre = await Centre.start(settings_for(tmp_path, database_url, redis_url), with_telephony=False)
+    try:
+        yield centre
+    finally:
+        await centre.stop()
+
+
+async def collect(centre: Centre, into: list[LiveEvent]) -> None:
+    async for event in centre.bus.subscribe():
+        into.append(event)
+
+
+def offer(ref: str, dialled: str = "150", caller: str = "+420603224590") -> CallOffered:
+    return CallOffered(call_ref=ref, dialled=dialled, caller=caller, source=CallSource.SIP)
+
+
+async def queued_ids(centre: Centre, desk: str) -> list[str]:
+    return [e.call_id for e in await centre.live.queue(desk)]
+
+
+async def test_offered_call_is_recorded_and_queued_on_the_desk_of_the_dialled_number(centre: Centre):
+    centre.calls.submit(offer("ref-1", dialled="158"))
+    call = await eventually(lambda: _call_by_ref(centre, "ref-1"))
+    assert call.caller.e164 == "+420603224590"
+    assert call.caller.country == "CZ"
+    await eventually(lambda: _is_state(centre, call.id, CallState.QUEUED))
+    assert call.id in await eventually(lambda: queued_ids(centre, "PCR"))
+
+
+async def test_heart_attack_on_150_goes_to_the_medical_desk_first_with_an_incident_flagged_for_tcpr(
+    centre: Centre,
+):
+    events: list[LiveEvent] = []
+    listener = asyncio.create_task(collect(centre, events))
+    await asyncio.sleep(0.1)
+    centre.calls.submit(offer("ref-early", dialled="155", caller="+420724380915"))
+    early = await eventually(lambda: _call_by_ref(centre, "ref-early"))
+    centre.calls.submit(offer("ref-ca", dialled="150"))
+    call = await eventually(lambda: _call_by_ref(centre, "ref-ca"))
+    centre.calls.submit(
+        TranscriptFinal(call_ref="ref-ca", leg="caller", text=CARDIAC_ARREST, start_s=0, end_s=9)
+    )
+
+    async def flagged() -> Any:
+        current = await centre.calls.get(call.id)
+        return current if current.tcpr and current.incident_id else None
+
+    current = await eventually(flagged)
+    assert current.desk.value == "ZZS"
+    queue = await eventually(lambda: queued_ids(centre, "ZZS"))
+    assert queue[0] == call.id, "a suspected cardiac arrest waits in front of an earlier call"
+    assert early.id in queue
+    incident = await centre.incidents.get(current.incident_id)
+    assert incident.id.startswith("KVK-")
+    assert incident.tcpr
+    assert incident.status is IncidentStatus.NEW
+    assert call.id in incident.call_ids
+    triage_events = [e for e in events if e.type == "triage.updated" and e.call_id == call.id]
+    assert triage_events, "consoles are told about triage"
+    evidence_words = [w for ev in triage_events[-1].data["tcpr"]["evidence"] for w in ev["words"]]
+    assert evidence_words, "the T-CPR flag names the words that raised it"
+    listener.cancel()
+
+
+async def test_available_call_taker_gets_the_call_and_correction_stays_beside_the_proposal(centre: Centre):
+    centre.calls.submit(offer("ref-2", dialled="155"))
+    call = await eventually(lambda: _call_by_ref(centre, "ref-2"))
+    centre.calls.submit(
+        TranscriptFinal(call_ref="ref-2", leg="caller", text=CARDIAC_ARREST, start_s=0, end_s=9)
+    )
+    await eventually(lambda: _has_incident(centre, call.id))
+    await centre.desks.set_taker_state("jana", TakerState.AVAILABLE, actor="jana")
+    offered = await eventually(lambda: _taker_of(centre, call.id))
+    assert offered == "jana"
+    connected = await centre.calls.accept(call.id, "jana")
+    assert connected.state is CallState.CONNECTED
+    assert call.id not in await queued_ids(centre, "ZZS")
+    incident = await centre.incidents.confirm(
+        connected.incident_id, "jana", {"priority": 1, "note": "CPR started"}
+    )
+    assert incident.confirmed_by == "jana"
+    assert incident.status is IncidentStatus.ACTIVE
+    review = [t for t in incident.timeline if t.action == "triage_review"]
+    assert review and review[0].actor == "jana"
+    assert "proposed" in review[0].data and "corrections" in review[0].data
+    centre.calls.submit(CallEnded(call_ref="ref-2", reason=EndReason.CALLER_HANGUP))
+    ended = await eventually(lambda: _is_state(centre, call.id, CallState.ENDED))
+    assert ended
+    states = await eventually(lambda: _taker_state(centre, "jana", TakerState.AVAILABLE.value), timeout=5)
+    assert states
+
+
+async def test_caller_hanging_up_while_queued_is_listed_as_abandoned_for_call_back(centre: Centre):
+    centre.calls.submit(offer("ref-3", dialled="158"))
+    call = await eventually(lambda: _call_by_ref(centre, "ref-3"))
+    await eventually(lambda: queued_ids(centre, "PCR"))
+    centre.calls.submit(CallEnded(call_ref="ref-3", reason=EndReason.CALLER_HANGUP))
+    await eventually(lambda: _is_state(centre, call.id, CallState.ABANDONED))
+    abandoned, _ = await asyncio.to_thread(centre.repo.list_calls, abandoned_uncalled=True)
+    assert call.id in [c.id for c in abandoned]
+    assert call.id not in await queued_ids(centre, "PCR")
+
+
+async def test_restart_keeps_queued_calls_and_records(tmp_path: Path, database_url: str):
+    """Embedded defaults: the app owns its Redis (persistence on) and a database; a restart loses nothing."""
+    settings = settings_for(tmp_path, database_url, redis_url=None)
+    first = await Centre.start(settings, with_telephony=False)
+    try:
+        await first.live.clear()
+        first.calls.submit(offer("ref-r1", dialled="155"))
+        first.calls.submit(offer("ref-r2", dialled="158"))
+        call1 = await eventually(lambda: _call_by_ref(first, "ref-r1"))
+        call2 = await eventually(lambda: _call_by_ref(first, "ref-r2"))
+        await eventually(lambda: queued_ids(first, "ZZS"))
+        await eventually(lambda: queued_ids(first, "PCR"))
+    finally:
+        await first.stop()
+    second = await Centre.start(settings, with_telephony=False)
+    try:
+        assert call1.id in await queued_ids(second, "ZZS")
+        assert call2.id in await queued_ids(second, "PCR")
+        active = {c["id"] for c in await second.live.active_calls()}
+        assert {call1.id, call2.id} <= active
+        stored = await asyncio.to_thread(second.repo.get_call, call1.id)
+        assert stored.state is CallState.QUEUED
+    finally:
+        await second.stop()
+
+
+# ------------------------------------------------------------------------------------------ helpers
+
+
+async def _call_by_ref(centre: Centre, ref: str) -> Any:
+    return await asyncio.to_thread(centre.repo.find_call_by_ref, ref)
+
+
+async def _is_state(centre: Centre, call_id: str, state: CallState) -> bool:
+    call = await asyncio.to_thread(centre.repo.get_call, call_id)
+    return call.state is state
+
+
+async def _has_incident(centre: Centre, call_id: str) -> bool:
+    call = await centre.calls.get(call_id)
+    return call.incident_id is not None
+
+
+async def _taker_of(centre: Centre, call_id: str) -> str | None:
+    call = await centre.calls.get(call_id)
+    return call.taker_id
+
+
+async def _taker_state(centre: Centre, taker_id: str, state: str) -> bool:
+    states = await centre.live.taker_states()
+    return bool(states.get(taker_id, {}).get("state") == state)
