@@ -71,7 +71,7 @@ def _split(body: bytes, boundary: bytes) -> list[tuple[dict[str, str], bytes]]:
         line_end = body.find(b"\n", position)
         if line_end < 0:
             break  # a delimiter at the very end without the closing dashes: nothing follows
-        next_delimiter = body.find(b"\n" + delimiter, line_end)
+        next_delimiter = _find_delimiter(body, b"\n" + delimiter, line_end)
         if next_delimiter < 0:
             raise MultipartError("multipart body is not closed by a final boundary")
         # The line break before a delimiter belongs to the delimiter (RFC 2046 section 5.1.1).
@@ -83,6 +83,18 @@ def _split(body: bytes, boundary: bytes) -> list[tuple[dict[str, str], bytes]]:
         parts.append(_parse_part(body[line_end + 1 : max(end, line_end + 1)]))
         position = next_delimiter + 1
     return parts
+
+
+def _find_delimiter(body: bytes, marker: bytes, start: int) -> int:
+    # "--boundary" only delimits when followed by "--", white space or the line end: a longer token
+    # that merely starts with the boundary is content (RFC 2046 section 5.1.1).
+    position = body.find(marker, start)
+    while position >= 0:
+        after = body[position + len(marker) : position + len(marker) + 2]
+        if after in (b"", b"--") or after[:1] in (b"\r", b"\n", b" ", b"\t"):
+            return position
+        position = body.find(marker, position + 1)
+    return -1
 
 
 def _parse_part(part: bytes) -> tuple[dict[str, str], bytes]:
