@@ -1139,10 +1139,12 @@ class Repository:
                     created_at=when,
                     delivered_at=None,
                 )
-                result = session.execute(
-                    stmt.on_conflict_do_nothing(index_elements=["webhook_id", "event_id"])
-                )
-                added += int(result.rowcount)  # type: ignore[attr-defined]
+                inserted = session.execute(
+                    stmt.on_conflict_do_nothing(index_elements=["webhook_id", "event_id"]).returning(
+                        WebhookDeliveryRow.id
+                    )
+                ).first()
+                added += inserted is not None
             return added
 
         return self._write("queue webhook deliveries", work)
@@ -1171,7 +1173,7 @@ class Repository:
                 .with_for_update(skip_locked=True, of=WebhookDeliveryRow)
             )
             claimed = []
-            for delivery, hook in session.execute(query).tuples():
+            for delivery, hook in session.execute(query):
                 claimed.append(_delivery(delivery, hook))
                 delivery.next_attempt_at = when + timedelta(seconds=lease_s)
             return claimed
@@ -1227,11 +1229,15 @@ class Repository:
             if status is not None:
                 query = query.where(WebhookDeliveryRow.status == status)
             query = query.order_by(WebhookDeliveryRow.id.desc()).limit(limit).offset(offset)
-            return [_delivery(d, h) for d, h in session.execute(query).tuples()]
+            return [_delivery(d, h) for d, h in session.execute(query)]
 
         return self._read("list webhook deliveries", work)
 
     # --------------------------------------------------------------------------------------- upkeep
+
+    def ping(self) -> bool:
+        """True when the database answers (never raises)."""
+        return self.db.ping()
 
     def counts(self) -> dict[str, int]:
         """Row counts of the main tables (for health pages and tests)."""

@@ -1,0 +1,1 @@
+"""Test support: real servers (PostgreSQL, Redis) started for the test run."""
