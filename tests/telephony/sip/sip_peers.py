@@ -68,7 +68,9 @@ def peak_normalised_correlation(reference: np.ndarray[Any, Any], received: np.nd
     if len(sig) < len(ref):
         sig = np.concatenate([sig, np.zeros(len(ref) - len(sig))])
     size = 1 << int(np.ceil(np.log2(len(sig) + len(ref))))
-    corr = np.fft.irfft(np.fft.rfft(sig, size) * np.conj(np.fft.rfft(ref, size)), size)[: len(sig) - len(ref) + 1]
+    corr = np.fft.irfft(np.fft.rfft(sig, size) * np.conj(np.fft.rfft(ref, size)), size)[
+        : len(sig) - len(ref) + 1
+    ]
     window = np.convolve(sig**2, np.ones(len(ref)), mode="valid")
     norm = np.sqrt(np.maximum(window, 1e-9) * float(np.sum(ref**2)))
     return float(np.max(corr / norm))

@@ -55,7 +55,9 @@ def test_pyvoip_rejects_options_probes() -> None:
     sip, _ = _pyvoip()
     wire = (FIXTURES / "baresip-invite.sip").read_bytes().replace(b"Supported:\r\n", b"")
     with pytest.raises(sip.SIPParseError):
-        sip.SIPMessage(wire.replace(b"INVITE sip:", b"OPTIONS sip:").replace(b"31958 INVITE", b"31958 OPTIONS"))
+        sip.SIPMessage(
+            wire.replace(b"INVITE sip:", b"OPTIONS sip:").replace(b"31958 INVITE", b"31958 OPTIONS")
+        )
 
 
 def test_pyvoip_decodes_received_audio_to_8_bit_and_sends_pcma_as_mu_law() -> None:

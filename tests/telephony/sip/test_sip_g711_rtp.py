@@ -58,7 +58,9 @@ def test_transcoding_between_laws_keeps_the_signal() -> None:
 
 
 def test_rtp_packet_with_csrc_extension_and_padding_is_parsed() -> None:
-    header = bytes([0xB1, 0x80 | 8]) + (7).to_bytes(2, "big") + (1234).to_bytes(4, "big") + (99).to_bytes(4, "big")
+    header = (
+        bytes([0xB1, 0x80 | 8]) + (7).to_bytes(2, "big") + (1234).to_bytes(4, "big") + (99).to_bytes(4, "big")
+    )
     csrc = (5).to_bytes(4, "big")
     extension = b"\xbe\xde\x00\x01" + b"\x00" * 4
     packet = parse_rtp(header + csrc + extension + b"\xd5" * 160 + b"\x00\x00\x03")
@@ -68,15 +70,21 @@ def test_rtp_packet_with_csrc_extension_and_padding_is_parsed() -> None:
     assert packet.payload == b"\xd5" * 160
 
 
-@pytest.mark.parametrize("data", [b"", b"\x80" * 5, b"\x40" + b"\x00" * 20, b"\xa0\x00" + b"\x00" * 10 + b"\xff"])
+@pytest.mark.parametrize(
+    "data", [b"", b"\x80" * 5, b"\x40" + b"\x00" * 20, b"\xa0\x00" + b"\x00" * 10 + b"\xff"]
+)
 def test_malformed_rtp_raises_parse_error(data: bytes) -> None:
     with pytest.raises(ParseError):
         parse_rtp(data)
 
 
 @given(
-    st.integers(0, 127), st.integers(0, 0xFFFF), st.integers(0, 0xFFFFFFFF), st.integers(0, 0xFFFFFFFF),
-    st.binary(max_size=400), st.booleans(),
+    st.integers(0, 127),
+    st.integers(0, 0xFFFF),
+    st.integers(0, 0xFFFFFFFF),
+    st.integers(0, 0xFFFFFFFF),
+    st.binary(max_size=400),
+    st.booleans(),
 )
 @settings(max_examples=200, deadline=None)
 def test_rtp_packets_round_trip(pt: int, seq: int, ts: int, ssrc: int, payload: bytes, marker: bool) -> None:

@@ -73,7 +73,9 @@ def test_bare_lf_line_ends_and_folded_headers_are_accepted() -> None:
     assert message.cseq == (7, "OPTIONS")
 
 
-@pytest.mark.parametrize("name", ["asterisk-invite-to-intake.sip", "asterisk-invite-to-intake-with-header.sip"])
+@pytest.mark.parametrize(
+    "name", ["asterisk-invite-to-intake.sip", "asterisk-invite-to-intake-with-header.sip"]
+)
 def test_recorded_asterisk_fork_invites_parse(name: str) -> None:
     message = parse_message((FIXTURES / name).read_bytes())
 
@@ -87,7 +89,10 @@ def test_fork_of_header_is_read_from_the_recorded_asterisk_invite() -> None:
     message = parse_message((FIXTURES / "asterisk-invite-to-intake-with-header.sip").read_bytes())
 
     assert message.header("X-IZS-Fork-Of") == "SIP/127.0.0.1-00000001"
-    assert parse_message((FIXTURES / "asterisk-invite-to-intake.sip").read_bytes()).header("X-IZS-Fork-Of") is None
+    assert (
+        parse_message((FIXTURES / "asterisk-invite-to-intake.sip").read_bytes()).header("X-IZS-Fork-Of")
+        is None
+    )
 
 
 @pytest.mark.parametrize(
@@ -141,7 +146,9 @@ def test_name_addr_and_uri_parts() -> None:
 
 # ----------------------------------------------------------------------------- property tests
 
-_token = st.text(alphabet="abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-.", min_size=1, max_size=20)
+_token = st.text(
+    alphabet="abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-.", min_size=1, max_size=20
+)
 _value = st.text(
     alphabet=st.characters(blacklist_categories=("Cc", "Cs", "Zl", "Zp"), blacklist_characters=","),
     max_size=60,
@@ -160,7 +167,9 @@ def sip_messages(draw: st.DrawFn) -> SipMessage:
     ]
     extra = draw(st.lists(st.tuples(_token.map(lambda t: "X-" + t), _value), max_size=5))
     body = draw(st.binary(max_size=200))
-    return SipMessage(method=method, uri=f"sip:{draw(_token)}@{draw(_token)}", headers=tuple(headers + extra), body=body)
+    return SipMessage(
+        method=method, uri=f"sip:{draw(_token)}@{draw(_token)}", headers=tuple(headers + extra), body=body
+    )
 
 
 @given(sip_messages())

@@ -60,8 +60,15 @@ def test_media_level_connection_overrides_session_level() -> None:
 
 @pytest.mark.parametrize(
     "body",
-    [b"", b"x=1", b"v=0\r\nm=audio abc RTP/AVP 0\r\n", b"v=0\r\nc=IN IP4\r\n", b"v=0\r\nbroken\r\n",
-     b"v=0\r\nm=audio 1 RTP/AVP 0\r\na=rtpmap:999 X/1\r\n", b"\xff\xfe"],
+    [
+        b"",
+        b"x=1",
+        b"v=0\r\nm=audio abc RTP/AVP 0\r\n",
+        b"v=0\r\nc=IN IP4\r\n",
+        b"v=0\r\nbroken\r\n",
+        b"v=0\r\nm=audio 1 RTP/AVP 0\r\na=rtpmap:999 X/1\r\n",
+        b"\xff\xfe",
+    ],
 )
 def test_malformed_sdp_raises_parse_error(body: bytes) -> None:
     with pytest.raises(ParseError):
@@ -95,7 +102,9 @@ def sessions(draw: st.DrawFn) -> SessionDescription:
                 other_attributes=tuple(draw(st.lists(_word.map(lambda w: f"x-{w}"), max_size=2))),
             )
         )
-    return SessionDescription(f"- {draw(st.integers(0, 99))} 1 IN IP4 h", draw(_word), "192.0.2.1", tuple(media))
+    return SessionDescription(
+        f"- {draw(st.integers(0, 99))} 1 IN IP4 h", draw(_word), "192.0.2.1", tuple(media)
+    )
 
 
 @given(sessions())

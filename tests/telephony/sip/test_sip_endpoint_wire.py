@@ -1,0 +1,428 @@
+"""The endpoint's SIP/RTP behaviour on the wire, driven by raw UDP sockets (exact bytes, fast).
+
+Calls with real user agents (baresip) are in test_sip_endpoint_baresip.py; these cover the protocol corners a
+real UA will not produce on demand: lying Via ports, garbage, floods, missing SDP, forks replayed from Asterisk.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import EventRecorder
+
+from telephony.events import (
+    AudioFrame,
+    CallAnswered,
+    CallEnded,
+    CallOffered,
+    DtmfReceived,
+    EndReason,
+)
+from telephony.sip import SipEndpoint
+from telephony.sip.g711 import encode
+from telephony.sip.message import SipMessage, parse_message
+from telephony.sip.rtp import RtpPacket, parse_rtp
+from telephony.sip.sdp import PCMU, parse_sdp
+
+FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "sip"
+
+
+class RawSipPeer:
+    """A UDP socket that speaks SIP by hand, with its own RTP socket."""
+
+    def __init__(self) -> None:
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.settimeout(0.2)
+        self.rtp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.rtp.bind(("127.0.0.1", 0))
+        self.rtp.settimeout(0.2)
+        self.port = self.sock.getsockname()[1]
+        self.rtp_port = self.rtp.getsockname()[1]
+        self.received: list[SipMessage] = []
+
+    def close(self) -> None:
+        self.sock.close()
+        self.rtp.close()
+
+    def sdp(self, formats: str = "0 8 101") -> bytes:
+        return (
+            "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"
+            f"m=audio {self.rtp_port} RTP/AVP {formats}\r\na=rtpmap:101 telephone-event/8000\r\n"
+            "a=rtpmap:96 opus/48000/2\r\na=sendrecv\r\n"
+        ).encode()
+
+    def request(
+        self,
+        method: str,
+        number: str,
+        call_id: str,
+        *,
+        body: bytes | None = None,
+        via_port: int | None = None,
+        rport: bool = True,
+        to_tag: str = "",
+        branch: str = "z9hG4bKraw1",
+        cseq: int = 1,
+        extra: tuple[tuple[str, str], ...] = (),
+        content_type: str = "application/sdp",
+    ) -> bytes:
+        via = f"SIP/2.0/UDP 127.0.0.1:{via_port or self.port};branch={branch}" + (";rport" if rport else "")
+        headers = [
+            ("Via", via),
+            ("From", f'"Caller {self.port}" <sip:+42077700{self.port}@127.0.0.1>;tag=from{self.port}'),
+            ("To", f"<sip:{number}@127.0.0.1>" + (f";tag={to_tag}" if to_tag else "")),
+            ("Call-ID", call_id),
+            ("CSeq", f"{cseq} {method}"),
+            ("Contact", f"<sip:caller@127.0.0.1:{self.port}>"),
+            ("Max-Forwards", "70"),
+            *extra,
+        ]
+        if body:
+            headers.append(("Content-Type", content_type))
+        return SipMessage(
+            method=method, uri=f"sip:{number}@127.0.0.1", headers=tuple(headers), body=body or b""
+        ).to_bytes()
+
+    def send(self, data: bytes, endpoint: SipEndpoint) -> None:
+        self.sock.sendto(data, ("127.0.0.1", endpoint.address[1]))
+
+    def expect(
+        self, status: int | str, timeout: float = 3.0, sock: socket.socket | None = None
+    ) -> SipMessage:
+        """Read until a response with this status (or a request with this method) arrives."""
+        deadline = time.monotonic() + timeout
+        sock = sock or self.sock
+        while time.monotonic() < deadline:
+            try:
+                data, _ = sock.recvfrom(65535)
+            except TimeoutError:
+                continue
+            message = parse_message(data)
+            self.received.append(message)
+            if message.status == status or message.method == status:
+                return message
+        raise AssertionError(
+            f"no {status} within {timeout}s; got {[m.status or m.method for m in self.received]}"
+        )
+
+    def establish(self, endpoint: SipEndpoint, number: str = "155") -> tuple[str, SipMessage]:
+        call_id = uuid.uuid4().hex
+        self.send(self.request("INVITE", number, call_id, body=self.sdp()), endpoint)
+        ok = self.expect(200)
+        self.send(self.request("ACK", number, call_id, to_tag=_to_tag(ok), branch="z9hG4bKack"), endpoint)
+        return call_id, ok
+
+
+def _to_tag(message: SipMessage) -> str:
+    return (message.header("To") or "").split("tag=")[1]
+
+
+@pytest.fixture
+def peer() -> Iterator[RawSipPeer]:
+    raw = RawSipPeer()
+    yield raw
+    raw.close()
+
+
+def _tone_packets(seconds: float, ssrc: int = 7) -> list[bytes]:
+    samples = (np.sin(np.arange(int(8000 * seconds)) * 2 * np.pi * 440 / 8000) * 9000).astype("<i2")
+    payload = encode(samples.tobytes(), PCMU)
+    return [
+        RtpPacket(PCMU, i, i * 160, ssrc, payload[i * 160 : (i + 1) * 160]).to_bytes()
+        for i in range(len(payload) // 160)
+    ]
+
+
+def _rtp_sender(peer: RawSipPeer, remote: tuple[str, int], packets: list[bytes]) -> threading.Thread:
+    def run() -> None:
+        for packet in packets:
+            peer.rtp.sendto(packet, remote)
+            time.sleep(0.02)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return thread
+
+
+def test_options_probe_gets_200_ok(start_endpoint: Callable[..., SipEndpoint], peer: RawSipPeer) -> None:
+    endpoint = start_endpoint()
+    peer.send(peer.request("OPTIONS", "intake", "probe-1"), endpoint)
+
+    ok = peer.expect(200)
+    assert "INVITE" in (ok.header("Allow") or "")
+    assert ok.call_id == "probe-1"
+
+
+def test_non_emergency_number_is_rejected_with_404(
+    start_endpoint: Callable[..., SipEndpoint], peer: RawSipPeer, recorder: EventRecorder
+) -> None:
+    endpoint = start_endpoint()
+    peer.send(peer.request("INVITE", "800123456", "wrong-number", body=peer.sdp()), endpoint)
+
+    rejection = peer.expect(404)
+    assert "tag=" in (rejection.header("To") or "")
+    assert recorder.of(CallOffered) == []
+
+
+@pytest.mark.parametrize(
+    ("body", "why"),
+    [(None, "no SDP offer"), (b"opus", "no PCMU/PCMA")],
+    ids=["without-sdp", "only-unknown-codecs"],
+)
+def test_invite_without_usable_audio_gets_488(
+    start_endpoint: Callable[..., SipEndpoint],
+    peer: RawSipPeer,
+    recorder: EventRecorder,
+    body: bytes | None,
+    why: str,
+) -> None:
+    endpoint = start_endpoint()
+    offer = peer.sdp("96 9") if body else None
+    peer.send(peer.request("INVITE", "112", "no-audio", body=offer), endpoint)
+
+    response = peer.expect(488)
+    assert why in (response.header("Warning") or "")
+    assert recorder.of(CallOffered) == []
+
+
+def test_replies_go_to_each_callers_via_address(
+    start_endpoint: Callable[..., SipEndpoint], recorder: EventRecorder
+) -> None:
+    endpoint = start_endpoint()
+    peers = [RawSipPeer() for _ in range(3)]
+    try:
+        # Without rport the reply must go to the Via port; with rport to the packet's source port even when the
+        # Via port is a lie (a NAT rewrote the source): never to one configured server address.
+        natted = RawSipPeer()
+        peers.append(natted)
+        for index, raw in enumerate(peers[:3]):
+            raw.send(raw.request("INVITE", "150", f"via-{index}", body=raw.sdp(), rport=False), endpoint)
+        natted.send(natted.request("INVITE", "158", "via-nat", body=natted.sdp(), via_port=9), endpoint)
+
+        for index, raw in enumerate(peers[:3]):
+            assert raw.expect(200).call_id == f"via-{index}"
+        assert natted.expect(200).call_id == "via-nat"
+        assert len(recorder.wait_for(CallAnswered, 4)) == 4
+    finally:
+        for raw in peers:
+            raw.close()
+
+
+def test_asterisk_media_fork_invite_is_offered_with_fork_of(
+    start_endpoint: Callable[..., SipEndpoint], peer: RawSipPeer, recorder: EventRecorder
+) -> None:
+    endpoint = start_endpoint()
+    recorded = (FIXTURES / "asterisk-invite-to-intake-with-header.sip").read_bytes()
+    peer.send(
+        recorded.replace(b"127.0.0.1:5080;branch", f"127.0.0.1:{peer.port};branch".encode(), 1), endpoint
+    )
+
+    peer.expect(200)
+    offered = recorder.wait_for(CallOffered)[0]
+    assert offered.fork_of == "SIP/127.0.0.1-00000001"
+    assert offered.dialled == "u5060"
+    assert offered.caller == "fork"
+    assert offered.headers["User-Agent"] == "Asterisk PBX 20.20.1"
+
+
+def test_plain_asterisk_fork_without_header_dials_a_non_emergency_user_and_is_rejected(
+    start_endpoint: Callable[..., SipEndpoint], peer: RawSipPeer
+) -> None:
+    endpoint = start_endpoint()
+    recorded = (FIXTURES / "asterisk-invite-to-intake.sip").read_bytes()
+    peer.send(
+        recorded.replace(b"127.0.0.1:5080;branch", f"127.0.0.1:{peer.port};branch".encode(), 1), endpoint
+    )
+    peer.expect(404)
+
+
+def test_retransmitted_invite_is_answered_again_but_offered_once(
+    start_endpoint: Callable[..., SipEndpoint], peer: RawSipPeer, recorder: EventRecorder
+) -> None:
+    endpoint = start_endpoint()
+    invite = peer.request("INVITE", "155", "retrans", body=peer.sdp())
+    peer.send(invite, endpoint)
+    first = peer.expect(200)
+    peer.send(invite, endpoint)
+    second = peer.expect(200)
+
+    assert first.body == second.body
+    time.sleep(0.1)
+    assert len(recorder.of(CallOffered)) == 1
+
+
+def test_cancel_before_answer_gets_487_and_the_call_ends_abandoned_never_answered(
+    start_endpoint: Callable[..., SipEndpoint], peer: RawSipPeer, recorder: EventRecorder
+) -> None:
+    endpoint = start_endpoint(answer_after_s=0.6)
+    peer.send(peer.request("INVITE", "158", "cancel-raw", body=peer.sdp()), endpoint)
+    peer.expect(180)
+    peer.send(peer.request("CANCEL", "158", "cancel-raw"), endpoint)
+
+    peer.expect(200)
+    terminated = peer.expect(487)
+    assert terminated.cseq == (1, "INVITE")
+    ended = recorder.wait_for(CallEnded)[0]
+    assert ended.reason is EndReason.ABANDONED
+    time.sleep(1.0)  # past the ring time: the answer timer must not fire for a cancelled call
+    assert recorder.of(CallAnswered) == []
+    assert all(m.status != 200 or m.cseq[1] != "INVITE" for m in peer.received)
+    assert recorder.sequence("cancel-raw") == ["CallOffered", "CallEnded"]
+
+
+def test_sip_info_dtmf_is_reported(
+    start_endpoint: Callable[..., SipEndpoint], peer: RawSipPeer, recorder: EventRecorder
+) -> None:
+    endpoint = start_endpoint()
+    call_id, ok = peer.establish(endpoint)
+    for cseq, (content_type, body) in enumerate(
+        [("application/dtmf-relay", b"Signal=5\r\nDuration=160\r\n"), ("application/dtmf", b"#")], start=2
+    ):
+        peer.send(
+            peer.request(
+                "INFO",
+                "155",
+                call_id,
+                body=body,
+                to_tag=_to_tag(ok),
+                cseq=cseq,
+                content_type=content_type,
+                branch=f"z9hG4bKinfo{cseq}",
+            ),
+            endpoint,
+        )
+        peer.expect(200)
+
+    digits = [e.digit for e in recorder.wait_for(DtmfReceived, 2)]
+    assert digits == ["5", "#"]
+
+
+def test_bye_for_unknown_call_gets_481(start_endpoint: Callable[..., SipEndpoint], peer: RawSipPeer) -> None:
+    endpoint = start_endpoint()
+    peer.send(peer.request("BYE", "155", "never-existed", to_tag="x"), endpoint)
+    peer.expect(481)
+
+
+def test_call_in_progress_keeps_receiving_frames_while_garbage_and_floods_arrive(
+    start_endpoint: Callable[..., SipEndpoint], peer: RawSipPeer, recorder: EventRecorder
+) -> None:
+    endpoint = start_endpoint()
+    call_id, ok = peer.establish(endpoint)
+    answer = parse_sdp(ok.body).audio_address()
+    assert answer is not None
+    sender = _rtp_sender(peer, ("127.0.0.1", answer[1]), _tone_packets(2.0))
+
+    attacker = RawSipPeer()
+    rng = np.random.default_rng(7)
+    try:
+        huge = peer.request("INVITE", "112", "huge", body=peer.sdp(), extra=(("X-Huge", "a" * 30_000),))
+        for index in range(300):
+            attacker.sock.sendto(rng.bytes(int(rng.integers(1, 1400))), ("127.0.0.1", endpoint.address[1]))
+            attacker.rtp.sendto(rng.bytes(int(rng.integers(1, 300))), ("127.0.0.1", answer[1]))
+            if index % 50 == 0:
+                attacker.sock.sendto(huge, ("127.0.0.1", endpoint.address[1]))
+                attacker.sock.sendto(os.urandom(60_000), ("127.0.0.1", endpoint.address[1]))
+        # An RTP flood from the caller's own address: rate-limited, not a crash.
+        flood = _tone_packets(0.02, ssrc=99)[0]
+        for _ in range(3000):
+            peer.rtp.sendto(flood, ("127.0.0.1", answer[1]))
+        sender.join()
+    finally:
+        attacker.close()
+
+    frames = recorder.of(AudioFrame, call_id)
+    assert len(frames) >= 90  # ~100 frames of the 2 s tone arrived despite the noise
+    assert len(frames) < 600  # the 3000-packet flood was cut at the per-second limit
+    assert endpoint.rejected_datagrams >= 300
+    assert call_id in endpoint.active_calls()
+
+    peer.send(peer.request("BYE", "155", call_id, to_tag=_to_tag(ok), cseq=2, branch="z9hG4bKbye"), endpoint)
+    peer.expect(200)
+    assert recorder.wait_for(CallEnded, call_ref=call_id)[0].reason is EndReason.CALLER_HANGUP
+    assert recorder.of(CallOffered, "huge") == []
+
+
+def test_silent_caller_is_ended_as_media_lost_with_bye(
+    start_endpoint: Callable[..., SipEndpoint], peer: RawSipPeer, recorder: EventRecorder
+) -> None:
+    endpoint = start_endpoint(media_timeout_s=0.5)
+    call_id, _ = peer.establish(endpoint)
+
+    peer.expect("BYE", timeout=3)
+    assert recorder.wait_for(CallEnded, call_ref=call_id)[0].reason is EndReason.MEDIA_LOST
+
+
+def test_unacknowledged_answer_is_retransmitted_then_ended(
+    start_endpoint: Callable[..., SipEndpoint], peer: RawSipPeer, recorder: EventRecorder
+) -> None:
+    endpoint = start_endpoint(ack_timeout_s=1.2)
+    peer.send(peer.request("INVITE", "155", "no-ack", body=peer.sdp()), endpoint)
+    peer.expect(200)
+    peer.expect(200, timeout=1.5)  # retransmitted after T1
+
+    ended = recorder.wait_for(CallEnded, call_ref="no-ack", timeout=5)[0]
+    assert ended.reason is EndReason.ERROR
+
+
+def test_intake_hangup_sends_bye_and_rejects_ringing_calls(
+    start_endpoint: Callable[..., SipEndpoint], peer: RawSipPeer, recorder: EventRecorder
+) -> None:
+    endpoint = start_endpoint()
+    call_id, _ = peer.establish(endpoint)
+    endpoint.hangup_sync(call_id)
+    peer.expect("BYE")
+    assert recorder.wait_for(CallEnded, call_ref=call_id)[0].reason is EndReason.TAKER_HANGUP
+
+
+def test_rfc2833_telephone_events_are_reported_once_per_key_press(
+    start_endpoint: Callable[..., SipEndpoint], peer: RawSipPeer, recorder: EventRecorder
+) -> None:
+    endpoint = start_endpoint()
+    call_id, ok = peer.establish(endpoint)
+    answer = parse_sdp(ok.body).audio_address()
+    assert answer is not None
+    from telephony.sip.rtp import build_telephone_event
+
+    seq = 0
+    for digit, timestamp in (("1", 1000), ("2", 3000)):
+        for duration, end in ((160, False), (320, False), (480, True), (480, True), (480, True)):
+            packet = RtpPacket(101, seq, timestamp, 5, build_telephone_event(digit, end, duration))
+            peer.rtp.sendto(packet.to_bytes(), ("127.0.0.1", answer[1]))
+            seq += 1
+            time.sleep(0.005)
+
+    assert [e.digit for e in recorder.wait_for(DtmfReceived, 2, call_ref=call_id)] == ["1", "2"]
+    time.sleep(0.1)
+    assert len(recorder.of(DtmfReceived, call_id)) == 2
+
+
+def test_prompt_is_sent_as_rtp_in_the_negotiated_codec(
+    start_endpoint: Callable[..., SipEndpoint], peer: RawSipPeer
+) -> None:
+    endpoint = start_endpoint()
+    call_id = "prompt-pcma"
+    peer.send(peer.request("INVITE", "155", call_id, body=peer.sdp("8 0 101")), endpoint)
+    ok = peer.expect(200)
+    assert parse_sdp(ok.body).media[0].formats[0] == "8"
+    tone = (np.sin(np.arange(1600) * 2 * np.pi * 500 / 8000) * 10000).astype("<i2")
+    endpoint.play_prompt_sync(call_id, tone.tobytes(), 8000, loop=False)
+
+    packets = []
+    deadline = time.monotonic() + 2
+    while len(packets) < 10 and time.monotonic() < deadline:
+        try:
+            packets.append(parse_rtp(peer.rtp.recvfrom(2048)[0]))
+        except TimeoutError:
+            continue
+    assert len(packets) == 10
+    assert {p.payload_type for p in packets} == {8}
+    assert packets[0].payload == encode(tone[:160].tobytes(), 8)
