@@ -10,6 +10,9 @@ degrees, ``rd`` radius of the uncertainty circle in metres, ``top`` time of posi
 YYYYMMDDhhmmss), ``lc`` level of confidence in percent, ``pm`` positioning method (G GNSS, W Wi-Fi,
 C cell, N no location), ``si`` IMSI, ``ei`` IMEI, ``mcc``/``mnc`` network codes and ``ml`` the length of
 the whole message in characters (header and the ``ml`` pair included), which detects truncation.
+Reference for the field list and examples: ETSI TS 103 625 as summarised in Google's Emergency Location
+Service SMS specification (ELS V1 = AML version 1; the experimental "ELS beta" version 2 is not AML and is
+refused as an unsupported version).
 
 The SMS's originating number is matched to a call by the integrator; this module only decodes the text.
 """
@@ -75,6 +78,7 @@ class AmlMessage:
     mcc: str | None = None
     mnc: str | None = None
     extra: dict[str, str] = field(default_factory=dict)  # keys of later format versions, kept verbatim
+    warnings: tuple[str, ...] = ()  # accepted irregularities, to show next to the position
 
     @property
     def has_position(self) -> bool:
@@ -95,8 +99,12 @@ class AmlMessage:
         )
 
 
-def decode_aml(text: str, received_at: datetime) -> AmlMessage:
-    """Decode the text of an AML SMS; raise :class:`AmlError` with the reason when it is malformed."""
+def decode_aml(text: str, received_at: datetime, *, strict_length: bool = False) -> AmlMessage:
+    """Decode the text of an AML SMS; raise :class:`AmlError` with the reason when it is malformed.
+
+    A message whose ``ml`` disagrees with its real length is rejected only with ``strict_length``;
+    otherwise it is decoded and the mismatch is listed in :attr:`AmlMessage.warnings`.
+    """
     if not isinstance(text, str):
         raise AmlError(f"expected the SMS text as str, got {type(text).__name__}")
     # Gateways append line ends or pad; the length field counts the message proper.
@@ -125,11 +133,14 @@ def decode_aml(text: str, received_at: datetime) -> AmlMessage:
     if "ml" not in fields:
         raise AmlError("message length field ml is missing")
     length = _parse_int(fields.pop("ml"), _LENGTH, "ml")
+    warnings: list[str] = []
     if length != len(message):
-        raise AmlError(
-            f"message length field says {length} characters but the message has {len(message)} "
-            "(truncated or altered on the way)"
-        )
+        mismatch = f"message length field says {length} characters but the message has {len(message)}"
+        if strict_length:
+            raise AmlError(f"{mismatch} (truncated or altered on the way)")
+        # Handsets in the field miscount (Google's published ELS example is one short); ml comes last,
+        # so a message that still ends in a valid ml was not truncated: keep the position, say so.
+        warnings.append(mismatch)
 
     if "pm" not in fields:
         raise AmlError("positioning method field pm is missing")
@@ -160,6 +171,7 @@ def decode_aml(text: str, received_at: datetime) -> AmlMessage:
         mcc=mcc,
         mnc=mnc,
         extra=dict(fields),
+        warnings=tuple(warnings),
     )
     if method is PositioningMethod.NONE:
         # No position: whatever the position fields hold is not a position, but a time is still useful.

@@ -114,7 +114,6 @@ def test_header_without_quote_and_unknown_future_keys_are_kept() -> None:
     [
         ("", "empty"),
         ("   \r\n", "empty"),
-        (KV_GNSS.replace("ml=128", "ml=129"), "message length field says 129"),
         (KV_GNSS[:-7], "ml is missing"),
         (with_length('A"ML=1;lt=50.1;lg=12.3;rd=20;top=20261127104702'), "pm is missing"),
         (with_length('A"ML=1;lt=50.1;lg=12.3;rd=20;top=20261127104702;pm=X'), "unknown positioning method"),
@@ -145,17 +144,58 @@ def test_malformed_messages_are_rejected_with_a_reason(text: str, reason: str) -
 
 def test_aml_error_is_a_location_decode_error_with_a_readable_message() -> None:
     with pytest.raises(LocationDecodeError, match="AML: message length"):
-        decode_aml(KV_GNSS.replace("ml=128", "ml=99"), RECEIVED)
+        decode_aml(KV_GNSS.replace("ml=128", "ml=99"), RECEIVED, strict_length=True)
+
+
+GOOGLE_ELS_NO_LOCATION = (
+    'A"ML=1;lt=+00.00000;lg=+000.00000;rd=N;top=20220131173734;lc=0;pm=N;'
+    "si=234159000000000;ei=123456789012345;mcc=234;mnc=15;ml=127"
+)
+# Published with ml=126 although the text has 127 characters.
+GOOGLE_ELS_WIFI = (
+    'A"ML=1;lt=+51.53321;lg=-0.12601;rd=14;top=20220131171748;lc=68;pm=W;'
+    "si=234159000000000;ei=123456789012345;mcc=234;mnc=15;ml=126"
+)
+
+
+def test_google_els_no_location_example_with_placeholder_values_has_no_position() -> None:
+    message = decode_aml(GOOGLE_ELS_NO_LOCATION, RECEIVED)
+    assert message.method is PositioningMethod.NONE and message.to_geofix() is None
+    assert message.warnings == ()
+
+
+def test_a_miscounted_length_keeps_the_position_and_says_so() -> None:
+    message = decode_aml(GOOGLE_ELS_WIFI, RECEIVED)
+    fix = message.to_geofix()
+    assert fix is not None and (fix.source, fix.lat, fix.lon, fix.radius_m) == (
+        "aml-wifi",
+        51.53321,
+        -0.12601,
+        14.0,
+    )
+    assert message.warnings == ("message length field says 126 characters but the message has 127",)
+
+
+def test_strict_length_rejects_a_miscounted_message() -> None:
+    with pytest.raises(AmlError, match="says 126 characters but the message has 127"):
+        decode_aml(GOOGLE_ELS_WIFI, RECEIVED, strict_length=True)
+
+
+def test_experimental_els_beta_version_2_is_refused_as_not_aml() -> None:
+    text = with_length('A"ML=2;en=112;et=1593187189;lo=37.42175,-122.08461,20.1;lc=68;ls=W')
+    with pytest.raises(AmlError, match="unsupported AML version 2"):
+        decode_aml(text, RECEIVED)
 
 
 @settings(max_examples=400, deadline=None)
 @given(st.text(max_size=300))
 def test_any_text_either_decodes_or_raises_aml_error(text: str) -> None:
-    try:
-        result = decode_aml(text, RECEIVED)
-    except AmlError:
-        return
-    assert isinstance(result, AmlMessage)
+    for strict in (False, True):
+        try:
+            result = decode_aml(text, RECEIVED, strict_length=strict)
+        except AmlError:
+            continue
+        assert isinstance(result, AmlMessage)
 
 
 @settings(max_examples=300, deadline=None)
