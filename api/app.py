@@ -1,0 +1,97 @@
+"""The web application of a centre: REST API, live events, consoles. Built by :func:`create_app`."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from importlib import resources
+from typing import Any
+
+from fastapi import Depends, FastAPI, WebSocket
+from fastapi.responses import HTMLResponse, RedirectResponse
+from fastapi.staticfiles import StaticFiles
+
+from api.auth import Role, TokenSigner, authenticate, load_secret
+from api.deps import ApiContext, authorize
+from api.errors import Unauthenticated, install_error_handlers
+from api.idempotency import IdempotencyMiddleware
+from api.live import Audience, serve_live
+from api.roles import rule_for
+from api.routes import router
+from api.users import ensure_bootstrap_admin
+from intake.errors import IzsError, NotFound
+
+log = logging.getLogger(__name__)
+
+STATIC = resources.files("api") / "static"
+WS_POLICY_VIOLATION = 1008
+
+
+def _page(name: str) -> HTMLResponse:
+    return HTMLResponse(
+        (STATIC / name).read_text(encoding="utf-8"),
+        headers={"Cache-Control": "no-store", "X-Frame-Options": "DENY", "Referrer-Policy": "no-referrer"},
+    )
+
+
+def create_app(centre: Any, signer: TokenSigner | None = None) -> FastAPI:
+    """The ASGI app for ``centre`` (a started :class:`intake.app.Centre`). Several apps (workers, nodes)
+    may serve one centre's database and Redis; give them the same ``settings.secret_key``."""
+    settings = centre.settings
+    signer = signer or TokenSigner(load_secret(settings.secret_key, settings.var_dir))
+    ctx = ApiContext(centre, signer)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if await ensure_bootstrap_admin(centre.repo, settings.bootstrap_admin_password):
+            log.warning("created user 'admin' from the bootstrap password: change it")
+        yield
+
+    app = FastAPI(
+        title="izs-intake API",
+        version="1.0",
+        description="Call intake of a joint IZS operations centre: calls, incidents, desks, live events.",
+        lifespan=lifespan,
+    )
+    app.state.ctx = ctx
+    install_error_handlers(app)
+    app.include_router(router)
+
+    @app.get("/", include_in_schema=False, dependencies=[Depends(authorize)])
+    async def index() -> RedirectResponse:
+        return RedirectResponse("/console")
+
+    @app.get("/console", include_in_schema=False, dependencies=[Depends(authorize)])
+    async def console_page() -> HTMLResponse:
+        return _page("console.html")
+
+    @app.get("/supervisor", include_in_schema=False, dependencies=[Depends(authorize)])
+    async def supervisor_page() -> HTMLResponse:
+        return _page("supervisor.html")
+
+    app.mount("/static", StaticFiles(directory=str(STATIC)), name="static")
+
+    @app.websocket("/api/live")
+    async def live(websocket: WebSocket, token: str | None = None) -> None:
+        """Live events; authenticate with ``?token=`` (browsers cannot set headers on WebSockets)."""
+        rule = rule_for("WS", "/api/live")
+        try:
+            principal = await authenticate(centre.repo, signer, token)
+            if rule is None or principal.role not in rule:
+                raise Unauthenticated("role may not receive live events")
+        except IzsError as exc:
+            await websocket.close(code=WS_POLICY_VIOLATION, reason=exc.error_id)
+            return
+        audience = Audience(role=principal.role)
+        if principal.role is Role.CALL_TAKER:
+            try:
+                taker = await asyncio.to_thread(centre.repo.get_taker, principal.username)
+                audience = Audience(principal.role, taker.id, frozenset(d.value for d in taker.desks))
+            except NotFound:
+                audience = Audience(principal.role, principal.username, frozenset())
+        await serve_live(websocket, principal, audience, centre.bus.subscribe)
+
+    app.add_middleware(IdempotencyMiddleware, repo=centre.repo, signer=signer)
+    return app

@@ -1,0 +1,136 @@
+"""Who is calling: users with argon2-hashed passwords, signed expiring bearer tokens, and the role rule
+table every endpoint is checked against.
+
+A token is ``base64url(json claims) + "." + base64url(HMAC-SHA256(secret, claims))``; claims are the user
+name, role and expiry. Each request also checks the user still exists and is active, so disabling a user
+takes effect at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import enum
+import hashlib
+import hmac
+import json
+import secrets
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
+
+from api.errors import Unauthenticated
+
+TOKEN_TTL_S = 12 * 3600  # one shift
+
+
+class Role(enum.StrEnum):
+    CALL_TAKER = "call_taker"
+    SUPERVISOR = "supervisor"
+    INTEGRATION = "integration"
+    ADMIN = "admin"
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    username: str
+    role: Role
+    expires_at: int
+
+    @property
+    def actor(self) -> str:
+        """The name written into incident timelines."""
+        return self.username
+
+
+_hasher = PasswordHasher()
+
+
+def hash_password(password: str) -> str:
+    return _hasher.hash(password)
+
+
+def verify_password(password_hash: str, password: str) -> bool:
+    try:
+        return _hasher.verify(password_hash, password)
+    except (VerifyMismatchError, VerificationError, InvalidHashError):
+        return False
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def _unb64(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def load_secret(secret_key: str | None, var_dir: Path) -> bytes:
+    """The settings' secret, or one generated once into ``var_dir/api-secret`` (shared by every worker of
+    the node; several nodes must be given the same ``IZS_SECRET_KEY``)."""
+    if secret_key:
+        return secret_key.encode()
+    path = var_dir / "api-secret"
+    if not path.exists():
+        var_dir.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(secrets.token_urlsafe(48))
+        tmp.chmod(0o600)
+        tmp.replace(path)
+    return path.read_text().strip().encode()
+
+
+class TokenSigner:
+    def __init__(self, secret: bytes, ttl_s: int = TOKEN_TTL_S) -> None:
+        self._secret = secret
+        self.ttl_s = ttl_s
+
+    def issue(self, username: str, role: Role, now: float | None = None) -> tuple[str, int]:
+        expires = int((now or time.time()) + self.ttl_s)
+        claims = _b64(json.dumps({"sub": username, "role": role.value, "exp": expires}).encode())
+        mac = _b64(hmac.new(self._secret, claims.encode(), hashlib.sha256).digest())
+        return f"{claims}.{mac}", expires
+
+    def verify(self, token: str, now: float | None = None) -> Principal:
+        try:
+            claims_part, mac_part = token.split(".", 1)
+            expected = hmac.new(self._secret, claims_part.encode(), hashlib.sha256).digest()
+            if not hmac.compare_digest(expected, _unb64(mac_part)):
+                raise Unauthenticated("token signature is not valid")
+            claims: dict[str, Any] = json.loads(_unb64(claims_part))
+            principal = Principal(str(claims["sub"]), Role(claims["role"]), int(claims["exp"]))
+        except (ValueError, KeyError, TypeError) as exc:
+            raise Unauthenticated("token is malformed") from exc
+        if principal.expires_at < (now or time.time()):
+            raise Unauthenticated("token has expired")
+        return principal
+
+
+async def authenticate(repo: Any, signer: TokenSigner, token: str | None) -> Principal:
+    if not token:
+        raise Unauthenticated("a bearer token is required (POST /api/auth/token)")
+    principal = signer.verify(token)
+    user = await asyncio.to_thread(repo.get_user, principal.username)
+    if user is None or not user.active:
+        raise Unauthenticated("the user no longer exists or is disabled")
+    if user.role != principal.role.value:
+        raise Unauthenticated("the user's role changed: log in again")
+    return principal
+
+
+async def login(repo: Any, signer: TokenSigner, username: str, password: str) -> tuple[str, int, Role]:
+    user = await asyncio.to_thread(repo.get_user, username)
+    # Hash anyway for unknown users, so timing does not tell which user names exist.
+    valid = verify_password(user.password_hash if user else _DUMMY_HASH, password)
+    if user is None or not valid or not user.active:
+        raise Unauthenticated("wrong user name or password")
+    role = Role(user.role)
+    token, expires = signer.issue(username, role)
+    return token, expires, role
+
+
+_DUMMY_HASH = _hasher.hash(secrets.token_urlsafe(16))

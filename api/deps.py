@@ -1,0 +1,64 @@
+"""Request-scoped dependencies: the centre, the caller (checked against the role rule table)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from api.auth import Principal, TokenSigner, authenticate
+from api.roles import PUBLIC, rule_for
+from intake.errors import PermissionDenied
+
+bearer = HTTPBearer(auto_error=False, description="token from POST /api/auth/token")
+
+
+class ApiContext:
+    """What every endpoint needs, held on ``app.state.ctx``."""
+
+    def __init__(self, centre: Any, signer: TokenSigner) -> None:
+        self.centre = centre
+        self.signer = signer
+
+    @property
+    def repo(self) -> Any:
+        return self.centre.repo
+
+
+def ctx_of(request: Request) -> ApiContext:
+    ctx: ApiContext = request.app.state.ctx
+    return ctx
+
+
+def route_path(request: Request) -> str:
+    route = request.scope.get("route")
+    return str(getattr(route, "path", request.url.path))
+
+
+async def authorize(
+    request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
+) -> Principal | None:
+    """Apply the route's role rule: 401 without a valid token, 403 when the role is not allowed, 403 for
+    a route nobody wrote a rule for (fail closed)."""
+    method = "GET" if request.method == "HEAD" else request.method
+    rule = rule_for(method, route_path(request))
+    if rule is None:
+        raise PermissionDenied("this endpoint has no role rule", route=route_path(request))
+    if rule is PUBLIC:
+        return None
+    ctx = ctx_of(request)
+    principal = await authenticate(ctx.repo, ctx.signer, credentials.credentials if credentials else None)
+    if principal.role not in rule:
+        raise PermissionDenied(
+            f"role {principal.role.value} may not {method} {route_path(request)}",
+            role=principal.role.value,
+            allowed=sorted(r.value for r in rule),
+        )
+    return principal
+
+
+async def require_user(principal: Annotated[Principal | None, Depends(authorize)]) -> Principal:
+    if principal is None:  # only on a public route that asked for a user: a programming error
+        raise PermissionDenied("this endpoint needs a user")
+    return principal

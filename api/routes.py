@@ -1,0 +1,506 @@
+"""The REST endpoints. Thin: check input, call the intake services, map the result to an output schema.
+
+Role rules live in :mod:`api.roles`; every router here depends on :func:`api.deps.authorize`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from datetime import datetime, timedelta
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, Path, Query, Response
+
+from api import schemas as s
+from api.auth import Principal, Role, login
+from api.deps import ApiContext, authorize, ctx_of, require_user
+from api.users import create_user
+from intake import reports
+from intake.domain import DESKS, IncidentStatus, Location, LocationSource, TakerState, utc_now
+from intake.errors import IllegalTransition, NotFound, PermissionDenied, ValidationFailed
+from intake.exchange.cap import incident_to_cap
+from intake.exchange.eido import incident_to_eido
+from intake.serialize import decision_json
+from routing.vocabulary import Agency, DeskCode
+
+ERRORS: dict[int | str, dict[str, Any]] = {
+    code: {"model": s.ErrorOut, "description": text}
+    for code, text in (
+        (401, "no valid token"),
+        (403, "the role may not do this"),
+        (404, "not found"),
+        (409, "conflict with the current state, or Idempotency-Key reused"),
+        (422, "the request is not valid"),
+        (503, "storage or live state unavailable"),
+    )
+}
+
+router = APIRouter(prefix="/api", dependencies=[Depends(authorize)], responses=ERRORS)
+
+User = Annotated[Principal, Depends(require_user)]
+Ctx = Annotated[ApiContext, Depends(ctx_of)]
+Limit = Annotated[int, Query(ge=1, le=200, description="page size")]
+Offset = Annotated[int, Query(ge=0, le=1_000_000, description="items to skip")]
+Since = Annotated[datetime | None, Query(description="from this time (inclusive, ISO 8601)")]
+Until = Annotated[datetime | None, Query(description="before this time (exclusive, ISO 8601)")]
+Text = Annotated[str | None, Query(max_length=200, description="text search (case and accents ignored)")]
+
+STREAM_ID = re.compile(r"^\d{1,20}(-\d{1,20})?$")
+
+
+def _location(value: s.LocationIn | None) -> Location | None:
+    if value is None:
+        return None
+    fields = {k: v for k, v in value.model_dump().items() if v not in (None, "")}
+    if not fields:
+        return None
+    return Location(source=LocationSource.CALL_TAKER, confidence=1.0, **fields)
+
+
+async def _taker_of(ctx: ApiContext, principal: Principal) -> Any | None:
+    try:
+        return await asyncio.to_thread(ctx.repo.get_taker, principal.username)
+    except NotFound:
+        return None
+
+
+# ------------------------------------------------------------------------------------------- auth
+
+
+@router.post("/auth/token", response_model=s.TokenOut, tags=["auth"])
+async def issue_token(body: s.TokenRequest, ctx: Ctx) -> s.TokenOut:
+    """Log in with user name and password; the token goes into ``Authorization: Bearer ...``."""
+    token, expires, role = await login(ctx.repo, ctx.signer, body.username, body.password)
+    return s.TokenOut(
+        access_token=token,
+        expires_at=datetime.fromtimestamp(expires).astimezone(),
+        role=role.value,
+        username=body.username,
+    )
+
+
+@router.get("/me", response_model=s.MeOut, tags=["auth"])
+async def me(principal: User, ctx: Ctx) -> s.MeOut:
+    taker = await _taker_of(ctx, principal) if principal.role in (Role.CALL_TAKER, Role.SUPERVISOR) else None
+    return s.MeOut(
+        username=principal.username,
+        role=principal.role.value,
+        taker_id=taker.id if taker else None,
+        desks=[d.value for d in taker.desks] if taker else [],
+        expires_at=datetime.fromtimestamp(principal.expires_at).astimezone(),
+    )
+
+
+@router.get("/healthz", tags=["health"])
+async def healthz() -> dict[str, bool]:
+    """Liveness: the process answers."""
+    return {"ok": True}
+
+
+@router.get("/health", response_model=list[s.HealthOut], tags=["health"])
+async def health(ctx: Ctx) -> list[s.HealthOut]:
+    """Every component's state; anything unhealthy is shown loudly on the consoles."""
+    return [
+        s.HealthOut(component=c.name, healthy=c.healthy, detail=c.detail) for c in await ctx.centre.health()
+    ]
+
+
+# ------------------------------------------------------------------------------------------- calls
+
+
+@router.get("/calls", response_model=s.CallPage, tags=["calls"])
+async def list_calls(
+    ctx: Ctx,
+    limit: Limit = 50,
+    offset: Offset = 0,
+    state: Annotated[Literal["ringing", "queued", "connected", "ended", "abandoned"] | None, Query()] = None,
+    desk: Annotated[DeskCode | None, Query()] = None,
+    since: Since = None,
+    until: Until = None,
+    q: Text = None,
+) -> s.CallPage:
+    calls, total = await asyncio.to_thread(
+        ctx.repo.list_calls,
+        state=state,
+        desk=desk,
+        since=since,
+        until=until,
+        text=q,
+        limit=limit,
+        offset=offset,
+    )
+    live = {c.id: c for c in ctx.centre.calls.live_calls()}
+    return s.CallPage(
+        items=[s.call_out(live.get(c.id, c)) for c in calls], total=total, limit=limit, offset=offset
+    )
+
+
+@router.get("/calls/{call_id}", response_model=s.CallOut, tags=["calls"])
+async def get_call(call_id: str, ctx: Ctx) -> s.CallOut:
+    call = await ctx.centre.calls.get(call_id)
+    decision = ctx.centre.calls.current_decision(call_id)
+    return s.call_out(call, with_transcript=True, triage=decision_json(decision) if decision else None)
+
+
+@router.post("/calls/{call_id}/accept", response_model=s.CallOut, tags=["calls"])
+async def accept_call(call_id: str, principal: User, ctx: Ctx, body: s.AcceptCall | None = None) -> s.CallOut:
+    """The call taker takes the call (from the console)."""
+    taker_id = principal.username
+    if body is not None and body.taker_id is not None:
+        if principal.role is not Role.SUPERVISOR and body.taker_id != principal.username:
+            raise PermissionDenied("only a supervisor may accept a call for someone else")
+        taker_id = body.taker_id
+    await asyncio.to_thread(ctx.repo.get_taker, taker_id)  # NotFound: this user is no call taker
+    call = await ctx.centre.calls.accept(call_id, taker_id)
+    decision = ctx.centre.calls.current_decision(call_id)
+    return s.call_out(call, with_transcript=True, triage=decision_json(decision) if decision else None)
+
+
+@router.post("/calls/{call_id}/callback", response_model=s.CallOut, tags=["calls"])
+async def called_back(call_id: str, principal: User, ctx: Ctx) -> s.CallOut:
+    """Mark an abandoned call as called back."""
+    call = await reports.mark_called_back(ctx.repo, ctx.centre.bus, call_id, principal.actor)
+    return s.call_out(call)
+
+
+# ---------------------------------------------------------------------------------------- incidents
+
+
+@router.get("/incidents", response_model=s.IncidentPage, tags=["incidents"])
+async def list_incidents(
+    ctx: Ctx,
+    limit: Limit = 50,
+    offset: Offset = 0,
+    status: Annotated[Literal["new", "active", "closed", "open"] | None, Query()] = None,
+    agency: Annotated[Agency | None, Query()] = None,
+    since: Since = None,
+    until: Until = None,
+    q: Text = None,
+) -> s.IncidentPage:
+    statuses: Any = [IncidentStatus.NEW.value, IncidentStatus.ACTIVE.value] if status == "open" else status
+    incidents, total = await ctx.centre.incidents.search(
+        status=statuses, agency=agency, since=since, until=until, text=q, limit=limit, offset=offset
+    )
+    return s.IncidentPage(
+        items=[s.incident_out(i) for i in incidents], total=total, limit=limit, offset=offset
+    )
+
+
+@router.post("/incidents", response_model=s.IncidentOut, status_code=201, tags=["incidents"])
+async def create_incident(body: s.IncidentCreate, principal: User, ctx: Ctx) -> s.IncidentOut:
+    incident = await ctx.centre.incidents.create(
+        principal.actor,
+        body.incident_type,
+        body.priority,
+        list(body.agencies),
+        location=_location(body.location),
+        note=body.note.strip() if body.note and body.note.strip() else None,
+        call_id=body.call_id,
+    )
+    return s.incident_out(incident, with_timeline=True)
+
+
+@router.get("/incidents/{incident_id}", response_model=s.IncidentOut, tags=["incidents"])
+async def get_incident(incident_id: str, ctx: Ctx) -> s.IncidentOut:
+    return s.incident_out(await ctx.centre.incidents.get(incident_id), with_timeline=True)
+
+
+@router.patch("/incidents/{incident_id}", response_model=s.IncidentOut, tags=["incidents"])
+async def update_incident(
+    incident_id: str, body: s.IncidentUpdate, principal: User, ctx: Ctx
+) -> s.IncidentOut:
+    """Change an incident; every change lands on its timeline with the acting user."""
+    changes = body.changes()
+    if "location" in changes and not any(v not in (None, "") for v in changes["location"].values()):
+        raise ValidationFailed("location: give at least one field", field="location")
+    incident = await ctx.centre.incidents.update(incident_id, principal.actor, changes)
+    return s.incident_out(await ctx.centre.incidents.get(incident.id), with_timeline=True)
+
+
+@router.post("/incidents/{incident_id}/confirm", response_model=s.IncidentOut, tags=["incidents"])
+async def confirm_incident(
+    incident_id: str, principal: User, ctx: Ctx, body: s.IncidentConfirm | None = None
+) -> s.IncidentOut:
+    """Accept triage's proposal, with corrections if given (both are kept on the timeline)."""
+    corrections = body.model_dump(exclude_none=True, mode="json") if body else {}
+    if "location" in corrections and not corrections["location"]:
+        corrections.pop("location")
+    incident = await ctx.centre.incidents.confirm(incident_id, principal.actor, corrections)
+    return s.incident_out(incident, with_timeline=True)
+
+
+@router.post("/incidents/{incident_id}/calls", response_model=s.IncidentOut, tags=["incidents"])
+async def link_call(incident_id: str, body: s.LinkCall, principal: User, ctx: Ctx) -> s.IncidentOut:
+    """Link a call to this incident (e.g. a duplicate the call taker recognised)."""
+    incident = await ctx.centre.incidents.link_call(incident_id, body.call_id, principal.actor, body.reason)
+    return s.incident_out(incident, with_timeline=True)
+
+
+@router.post("/incidents/{incident_id}/tcpr", response_model=s.IncidentOut, tags=["incidents"])
+async def tcpr_milestone(incident_id: str, body: s.TcprMilestone, principal: User, ctx: Ctx) -> s.IncidentOut:
+    """Record a telephone-CPR milestone (the console's "first compression" button) on the timeline."""
+    incident = await reports.record_tcpr_milestone(
+        ctx.repo, ctx.centre.bus, incident_id, principal.actor, body.milestone, body.at, body.call_id
+    )
+    return s.incident_out(incident, with_timeline=True)
+
+
+@router.get("/incidents/{incident_id}/timeline", response_model=list[s.TimelineEntryOut], tags=["incidents"])
+async def incident_timeline(incident_id: str, ctx: Ctx) -> list[s.TimelineEntryOut]:
+    incident = await ctx.centre.incidents.get(incident_id)
+    return s.incident_out(incident, with_timeline=True).timeline or []
+
+
+@router.get("/incidents/{incident_id}/duplicates", response_model=list[s.DuplicateOut], tags=["incidents"])
+async def incident_duplicates(incident_id: str, ctx: Ctx) -> list[s.DuplicateOut]:
+    """Open incidents that may be the same event (same place or type, close in time)."""
+    incident = await ctx.centre.incidents.get(incident_id)
+    candidates = await ctx.centre.incidents.open_incidents()
+    return [
+        s.DuplicateOut(incident=s.incident_out(other), score=score, reason=reason)
+        for other, score, reason in reports.duplicate_candidates(incident, candidates)
+    ]
+
+
+def _domain(ctx: ApiContext) -> str:
+    return f"{ctx.centre.settings.region.lower()}.izs.cz"
+
+
+@router.get("/incidents/{incident_id}/eido", tags=["exchange"], response_model=dict[str, Any])
+async def incident_eido(incident_id: str, ctx: Ctx) -> dict[str, Any]:
+    """The incident as a NENA EIDO JSON document (NENA-STA-021.1, EIDO 1.0)."""
+    incident = await ctx.centre.incidents.get(incident_id)
+    calls = []
+    for call_id in incident.call_ids:
+        try:
+            calls.append(await ctx.centre.calls.get(call_id))
+        except NotFound:
+            continue
+    return incident_to_eido(
+        incident, calls, domain=_domain(ctx), issuer=f"izs-intake:{ctx.centre.settings.node_id}"
+    )
+
+
+@router.get(
+    "/incidents/{incident_id}/cap",
+    tags=["exchange"],
+    response_class=Response,
+    responses={
+        200: {"content": {"application/xml": {"schema": {"type": "string"}}}, "description": "CAP 1.2"}
+    },
+)
+async def incident_cap(incident_id: str, ctx: Ctx) -> Response:
+    """The incident as an OASIS CAP 1.2 alert (scope Restricted to the IZS agencies)."""
+    incident = await ctx.centre.incidents.get(incident_id)
+    return Response(
+        incident_to_cap(incident, sender=f"izs-intake@{_domain(ctx)}"), media_type="application/xml"
+    )
+
+
+@router.get("/stream/incidents", response_model=s.StreamPage, tags=["exchange"])
+async def incident_stream(
+    ctx: Ctx,
+    after: Annotated[str | None, Query(max_length=42, description="last stream id you processed")] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> s.StreamPage:
+    """Replay the incident event stream after a stream id (oldest first); for live consumption use a
+    Redis consumer group on the same stream (see docs/api.md)."""
+    if after is not None and not STREAM_ID.match(after):
+        raise ValidationFailed("after: a stream id like 1700000000000-0", field="after")
+    messages = await ctx.centre.live.replay(from_id=after or "-", count=limit, exclusive=after is not None)
+    items = [s.StreamEventOut(id=m.id, event=m.event) for m in messages]
+    return s.StreamPage(items=items, last_id=items[-1].id if items else after)
+
+
+# ------------------------------------------------------------------------------ desks, queues, takers
+
+
+@router.get("/desks", response_model=list[s.DeskOut], tags=["desks"])
+async def list_desks() -> list[s.DeskOut]:
+    return [
+        s.DeskOut(
+            code=d.code.value,
+            name=d.name,
+            agencies=[a.value for a in d.agencies],
+            dialled=list(d.dialled),
+        )
+        for d in DESKS
+    ]
+
+
+@router.get("/queues", response_model=s.QueuesOut, tags=["desks"])
+async def list_queues(ctx: Ctx) -> s.QueuesOut:
+    queues = await ctx.centre.desks.queues()
+    return s.QueuesOut(
+        desks={desk: [s.QueueEntryOut(**e) for e in entries] for desk, entries in queues.items()}
+    )
+
+
+@router.post("/queues/{desk}/{call_id}/priority", response_model=s.QueuesOut, tags=["desks"])
+async def reprioritise(
+    desk: DeskCode, call_id: str, body: s.Reprioritise, principal: User, ctx: Ctx
+) -> s.QueuesOut:
+    await _queued_on(ctx, desk, call_id)
+    await ctx.centre.desks.reprioritise(call_id, desk, body.priority, body.front, principal.actor)
+    return await list_queues(ctx)
+
+
+@router.post("/queues/{desk}/{call_id}/move", response_model=s.QueuesOut, tags=["desks"])
+async def move_call(desk: DeskCode, call_id: str, body: s.MoveCall, principal: User, ctx: Ctx) -> s.QueuesOut:
+    """Reassign a waiting call to another desk."""
+    await _queued_on(ctx, desk, call_id)
+    if body.to_desk is desk:
+        raise ValidationFailed("the call already waits on that desk", field="to_desk")
+    await ctx.centre.desks.move(call_id, desk, body.to_desk, principal.actor, body.reason)
+    return await list_queues(ctx)
+
+
+async def _queued_on(ctx: ApiContext, desk: DeskCode, call_id: str) -> None:
+    queues = await ctx.centre.desks.queues()
+    if not any(e["call_id"] == call_id for e in queues.get(desk.value, [])):
+        raise NotFound(
+            f"call {call_id} is not waiting on desk {desk.value}", call_id=call_id, desk=desk.value
+        )
+
+
+@router.get("/takers", response_model=list[s.TakerOut], tags=["desks"])
+async def list_takers(ctx: Ctx) -> list[s.TakerOut]:
+    return [
+        s.TakerOut(**{k: v for k, v in t.items() if k in s.TakerOut.model_fields})
+        for t in await ctx.centre.desks.takers()
+    ]
+
+
+@router.put("/takers/{taker_id}/state", response_model=list[s.TakerOut], tags=["desks"])
+async def set_taker_state(
+    taker_id: str, body: s.TakerStateChange, principal: User, ctx: Ctx
+) -> list[s.TakerOut]:
+    """Log in / pause / log out. A call taker may change only their own state."""
+    if principal.role is Role.CALL_TAKER and taker_id != principal.username:
+        raise PermissionDenied("a call taker may change only their own state")
+    await ctx.centre.set_taker_state(taker_id, TakerState(body.state), principal.actor, body.reason)
+    return await list_takers(ctx)
+
+
+# ----------------------------------------------------------------------------------------- reports
+
+
+@router.get("/reports/summary", response_model=s.SummaryOut, tags=["reports"])
+async def summary(
+    ctx: Ctx,
+    since: Since = None,
+    until: Until = None,
+    threshold_s: Annotated[float, Query(gt=0, le=600)] = 10.0,
+) -> s.SummaryOut:
+    """Service level (answered within ``threshold_s``), waits, abandoned calls, open incidents per agency,
+    callers waiting now. Default period: the last 24 hours."""
+    now = utc_now()
+    since = since or now - timedelta(hours=24)
+    until = until or now
+    if since.tzinfo is None or until.tzinfo is None:
+        raise ValidationFailed("since / until need a time zone offset", field="since")
+    overall, per_desk = await reports.service_levels(ctx.repo, since, until, threshold_s)
+    _, abandoned_total = await reports.abandoned_to_call_back(ctx.repo, limit=0)
+    queues = await ctx.centre.desks.queues()
+    return s.SummaryOut(
+        service_level=s.ServiceLevelOut(**overall.to_json()),
+        per_desk={desk: s.ServiceLevelOut(**level.to_json()) for desk, level in per_desk.items()},
+        open_incidents_by_agency=await reports.open_incidents_by_agency(ctx.repo),
+        abandoned_to_call_back=abandoned_total,
+        waiting_now={desk: len(entries) for desk, entries in queues.items()},
+    )
+
+
+@router.get("/reports/abandoned", response_model=s.CallPage, tags=["reports"])
+async def abandoned(ctx: Ctx, limit: Limit = 50, offset: Offset = 0) -> s.CallPage:
+    """Abandoned calls nobody has called back yet, newest first."""
+    calls, total = await reports.abandoned_to_call_back(ctx.repo, limit=limit, offset=offset)
+    return s.CallPage(items=[s.call_out(c) for c in calls], total=total, limit=limit, offset=offset)
+
+
+# ------------------------------------------------------------------------------------------- admin
+
+
+def _user_out(user: Any) -> s.UserOut:
+    return s.UserOut(username=user.username, role=user.role, active=user.active, created_at=user.created_at)
+
+
+@router.get("/admin/users", response_model=list[s.UserOut], tags=["admin"])
+async def list_users(ctx: Ctx) -> list[s.UserOut]:
+    return [_user_out(u) for u in await asyncio.to_thread(ctx.repo.list_users)]
+
+
+@router.post("/admin/users", response_model=s.UserOut, status_code=201, tags=["admin"])
+async def add_user(body: s.UserCreate, ctx: Ctx) -> s.UserOut:
+    return _user_out(await create_user(ctx.repo, body.username, body.password, body.role))
+
+
+@router.patch("/admin/users/{username}", response_model=s.UserOut, tags=["admin"])
+async def change_user(username: str, body: s.UserUpdate, principal: User, ctx: Ctx) -> s.UserOut:
+    from api.auth import hash_password
+
+    if username == principal.username and (body.active is False or (body.role and body.role != "admin")):
+        raise IllegalTransition("an admin cannot disable or demote themselves", username=username)
+    password_hash = await asyncio.to_thread(hash_password, body.password) if body.password else None
+    user = await asyncio.to_thread(
+        ctx.repo.update_user, username, password_hash=password_hash, role=body.role, active=body.active
+    )
+    return _user_out(user)
+
+
+def _webhook_out(hook: Any) -> s.WebhookOut:
+    return s.WebhookOut(
+        id=hook.id, url=hook.url, events=list(hook.events), active=hook.active, created_at=hook.created_at
+    )
+
+
+@router.get("/admin/webhooks", response_model=list[s.WebhookOut], tags=["admin"])
+async def list_webhooks(ctx: Ctx) -> list[s.WebhookOut]:
+    return [_webhook_out(h) for h in await asyncio.to_thread(ctx.repo.list_webhooks)]
+
+
+@router.post("/admin/webhooks", response_model=s.WebhookOut, status_code=201, tags=["admin"])
+async def add_webhook(body: s.WebhookCreate, ctx: Ctx) -> s.WebhookOut:
+    known = {"*", "incident.created", "incident.updated", "incident.linked"}
+    unknown = [e for e in body.events if e not in known]
+    if unknown:
+        raise ValidationFailed(f"unknown event types: {', '.join(unknown)}", allowed=sorted(known))
+    hook = await asyncio.to_thread(ctx.repo.create_webhook, body.url, body.secret, body.events)
+    return _webhook_out(hook)
+
+
+@router.delete("/admin/webhooks/{webhook_id}", status_code=204, tags=["admin"], response_class=Response)
+async def delete_webhook(webhook_id: Annotated[int, Path(ge=1, le=2**31 - 1)], ctx: Ctx) -> Response:
+    await asyncio.to_thread(ctx.repo.delete_webhook, webhook_id)
+    return Response(status_code=204)
+
+
+@router.get("/admin/webhooks/deliveries", response_model=list[s.DeliveryOut], tags=["admin"])
+async def list_deliveries(
+    ctx: Ctx,
+    webhook_id: Annotated[int | None, Query(ge=1, le=2**31 - 1)] = None,
+    status: Annotated[Literal["pending", "delivered", "failed"] | None, Query()] = None,
+    limit: Limit = 50,
+    offset: Offset = 0,
+) -> list[s.DeliveryOut]:
+    """Webhook deliveries, newest first; ``status=failed`` is the dead-letter list."""
+    deliveries = await asyncio.to_thread(
+        ctx.repo.list_deliveries, webhook_id=webhook_id, status=status, limit=limit, offset=offset
+    )
+    return [
+        s.DeliveryOut(
+            id=d.id,
+            webhook_id=d.webhook_id,
+            url=d.url,
+            event_id=d.event_id,
+            event_type=d.event_type,
+            attempts=d.attempts,
+            status=str(d.status),
+            next_attempt_at=d.next_attempt_at,
+            last_error=d.last_error,
+            created_at=d.created_at,
+            delivered_at=d.delivered_at,
+        )
+        for d in deliveries
+    ]

@@ -1,0 +1,469 @@
+"""Wire schemas of the API: separate input (``...Create`` / ``...Update``) and output (``...Out``) models.
+
+Domain objects never leave the API directly; :func:`incident_out` and friends map them.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from intake.domain import Call, Incident, Location
+from routing.vocabulary import Agency, DeskCode, IncidentType
+
+AgencyCode = Literal["HZS", "ZZS", "PCR"]
+DeskName = Literal["HZS", "ZZS", "PCR", "112"]
+RoleName = Literal["call_taker", "supervisor", "integration", "admin"]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ErrorOut(BaseModel):
+    error: str = Field(description="stable error id, e.g. not_found, forbidden, idempotency_conflict")
+    message: str
+    details: dict[str, Any] = Field(default_factory=dict)
+
+
+# ------------------------------------------------------------------------------------------- auth
+
+
+class TokenRequest(Strict):
+    username: str = Field(min_length=1, max_length=128)
+    password: str = Field(min_length=1, max_length=1024)
+
+
+class TokenOut(BaseModel):
+    access_token: str
+    token_type: Literal["bearer"] = "bearer"
+    expires_at: datetime
+    role: RoleName
+    username: str
+
+
+class MeOut(BaseModel):
+    username: str
+    role: RoleName
+    taker_id: str | None = None
+    desks: list[str] = Field(default_factory=list)
+    expires_at: datetime
+
+
+class UserCreate(Strict):
+    username: str = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.@-]+$")
+    password: str = Field(min_length=8, max_length=1024)
+    role: RoleName
+
+
+class UserUpdate(Strict):
+    password: str | None = Field(None, min_length=8, max_length=1024)
+    role: RoleName | None = None
+    active: bool | None = None
+
+
+class UserOut(BaseModel):
+    username: str
+    role: RoleName
+    active: bool
+    created_at: datetime
+
+
+# ------------------------------------------------------------------------------------------ values
+
+
+class LocationIn(Strict):
+    municipality: str | None = Field(None, max_length=255)
+    part: str | None = Field(None, max_length=255)
+    street: str | None = Field(None, max_length=255)
+    house_number: str | None = Field(None, max_length=32)
+    landmark: str | None = Field(None, max_length=255)
+    road: str | None = Field(None, max_length=64)
+    lat: float | None = Field(None, ge=-90, le=90)
+    lon: float | None = Field(None, ge=-180, le=180)
+    radius_m: float | None = Field(None, ge=0, le=1_000_000)
+
+
+class LocationOut(BaseModel):
+    source: str
+    text: str
+    lat: float | None = None
+    lon: float | None = None
+    radius_m: float | None = None
+    confidence: float | None = None
+    municipality: str | None = None
+    part: str | None = None
+    street: str | None = None
+    house_number: str | None = None
+    landmark: str | None = None
+    road: str | None = None
+    country: str | None = None
+    at: datetime | None = None
+
+
+def location_out(location: Location | None) -> LocationOut | None:
+    if location is None:
+        return None
+    return LocationOut(
+        source=location.source.value,
+        text=location.text(),
+        lat=location.lat,
+        lon=location.lon,
+        radius_m=location.radius_m,
+        confidence=location.confidence,
+        municipality=location.municipality,
+        part=location.part,
+        street=location.street,
+        house_number=location.house_number,
+        landmark=location.landmark,
+        road=location.road,
+        country=location.country,
+        at=location.at,
+    )
+
+
+# ------------------------------------------------------------------------------------------- calls
+
+
+class CallerOut(BaseModel):
+    raw: str
+    e164: str | None
+    country: str | None
+    line_type: str
+    display: str
+
+
+class TranscriptSegmentOut(BaseModel):
+    leg: str
+    text: str
+    start_s: float
+    end_s: float
+    confidence: float | None = None
+    language: str | None = None
+
+
+class CallOut(BaseModel):
+    id: str
+    source: str
+    dialled: str
+    caller: CallerOut
+    state: str
+    offered_at: datetime
+    answered_at: datetime | None
+    ended_at: datetime | None
+    end_reason: str | None
+    desk: str | None
+    taker_id: str | None
+    language: str | None
+    incident_id: str | None
+    priority: int | None
+    tcpr: bool
+    location: LocationOut | None
+    wait_s: float
+    callback_done_at: datetime | None
+    callback_by: str | None
+    transcript: list[TranscriptSegmentOut] | None = None
+    triage: dict[str, Any] | None = Field(
+        None, description="current triage decision with evidence (live calls)"
+    )
+
+
+def call_out(call: Call, with_transcript: bool = False, triage: dict[str, Any] | None = None) -> CallOut:
+    return CallOut(
+        id=call.id,
+        source=call.source,
+        dialled=call.dialled,
+        caller=CallerOut(
+            raw=call.caller.raw,
+            e164=call.caller.e164,
+            country=call.caller.country,
+            line_type=call.caller.line_type.value,
+            display=call.caller.display,
+        ),
+        state=call.state.value,
+        offered_at=call.offered_at,
+        answered_at=call.answered_at,
+        ended_at=call.ended_at,
+        end_reason=call.end_reason,
+        desk=call.desk.value if call.desk else None,
+        taker_id=call.taker_id,
+        language=call.language,
+        incident_id=call.incident_id,
+        priority=call.priority,
+        tcpr=call.tcpr,
+        location=location_out(call.location),
+        wait_s=round(call.wait_seconds(), 1),
+        callback_done_at=call.callback_done_at,
+        callback_by=call.callback_by,
+        transcript=[
+            TranscriptSegmentOut(
+                leg=s.leg,
+                text=s.text,
+                start_s=s.start_s,
+                end_s=s.end_s,
+                confidence=s.confidence,
+                language=s.language,
+            )
+            for s in call.transcript
+        ]
+        if with_transcript
+        else None,
+        triage=triage,
+    )
+
+
+class CallPage(BaseModel):
+    items: list[CallOut]
+    total: int
+    limit: int
+    offset: int
+
+
+class AcceptCall(Strict):
+    taker_id: str | None = Field(None, max_length=64, description="supervisors only: accept for this taker")
+
+
+# --------------------------------------------------------------------------------------- incidents
+
+
+class AgencyAssignmentOut(BaseModel):
+    agency: AgencyCode
+    status: str
+    updated_at: datetime
+
+
+class TimelineEntryOut(BaseModel):
+    seq: int
+    at: datetime
+    actor: str
+    action: str
+    data: dict[str, Any]
+
+
+class IncidentOut(BaseModel):
+    id: str
+    incident_type: str
+    priority: int
+    status: str
+    agencies: list[AgencyAssignmentOut]
+    location: LocationOut | None
+    call_ids: list[str]
+    notes: list[str]
+    tcpr: bool
+    created_at: datetime
+    updated_at: datetime
+    closed_at: datetime | None
+    created_by: str
+    confirmed_by: str | None
+    version: int = Field(description="seq of the newest timeline entry")
+    timeline: list[TimelineEntryOut] | None = None
+
+
+def incident_out(incident: Incident, with_timeline: bool = False) -> IncidentOut:
+    return IncidentOut(
+        id=incident.id,
+        incident_type=incident.incident_type.value,
+        priority=incident.priority,
+        status=incident.status.value,
+        agencies=[
+            AgencyAssignmentOut(agency=a.agency.value, status=a.status.value, updated_at=a.updated_at)
+            for a in incident.agencies
+        ],
+        location=location_out(incident.location),
+        call_ids=list(incident.call_ids),
+        notes=list(incident.notes),
+        tcpr=incident.tcpr,
+        created_at=incident.created_at,
+        updated_at=incident.updated_at,
+        closed_at=incident.closed_at,
+        created_by=incident.created_by,
+        confirmed_by=incident.confirmed_by,
+        version=incident.timeline[-1].seq if incident.timeline else 0,
+        timeline=[
+            TimelineEntryOut(seq=t.seq, at=t.at, actor=t.actor, action=t.action, data=t.data)
+            for t in incident.timeline
+        ]
+        if with_timeline
+        else None,
+    )
+
+
+class IncidentPage(BaseModel):
+    items: list[IncidentOut]
+    total: int
+    limit: int
+    offset: int
+
+
+class IncidentCreate(Strict):
+    incident_type: IncidentType
+    priority: int = Field(ge=1, le=3)
+    agencies: list[Agency] = Field(min_length=1, max_length=3)
+    location: LocationIn | None = None
+    note: str | None = Field(None, max_length=4000)
+    call_id: str | None = Field(None, max_length=64)
+
+
+class IncidentUpdate(Strict):
+    incident_type: IncidentType | None = None
+    priority: int | None = Field(None, ge=1, le=3)
+    status: Literal["new", "active", "closed"] | None = None
+    agencies_add: list[Agency] | None = Field(None, min_length=1, max_length=3)
+    agency_status: dict[AgencyCode, Literal["alerted", "acknowledged", "dispatched", "closed"]] | None = None
+    location: LocationIn | None = None
+    note: str | None = Field(None, min_length=1, max_length=4000, pattern=r"\S")
+    tcpr: bool | None = None
+
+    def changes(self) -> dict[str, Any]:
+        out = self.model_dump(exclude_none=True, mode="json")
+        return out
+
+
+class IncidentConfirm(Strict):
+    """Accept triage's proposal, optionally corrected."""
+
+    incident_type: IncidentType | None = None
+    priority: int | None = Field(None, ge=1, le=3)
+    agencies_add: list[Agency] | None = Field(None, min_length=1, max_length=3)
+    location: LocationIn | None = None
+    note: str | None = Field(None, min_length=1, max_length=4000, pattern=r"\S")
+    tcpr: bool | None = None
+
+
+class LinkCall(Strict):
+    call_id: str = Field(min_length=1, max_length=64)
+    reason: str = Field("linked by call taker", max_length=500)
+
+
+class TcprMilestone(Strict):
+    milestone: Literal["recognised", "instructions_started", "first_compression", "ems_arrived", "stopped"]
+    call_id: str | None = Field(None, max_length=64)
+    at: datetime | None = Field(None, description="when it happened (default: now)")
+
+
+class DuplicateOut(BaseModel):
+    incident: IncidentOut
+    score: float | None = None
+    reason: str = ""
+
+
+class StreamEventOut(BaseModel):
+    id: str = Field(description="stream id: pass as ?after= to continue")
+    event: dict[str, Any]
+
+
+class StreamPage(BaseModel):
+    items: list[StreamEventOut]
+    last_id: str | None
+
+
+# ---------------------------------------------------------------------------- desks, queues, takers
+
+
+class DeskOut(BaseModel):
+    code: DeskName
+    name: str
+    agencies: list[AgencyCode]
+    dialled: list[str]
+
+
+class QueueEntryOut(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    call_id: str
+    priority: int
+    front: bool
+    arrival: datetime | None
+    wait_s: float | None
+
+
+class QueuesOut(BaseModel):
+    desks: dict[str, list[QueueEntryOut]]
+
+
+class Reprioritise(Strict):
+    priority: int = Field(ge=1, le=3)
+    front: bool = False
+
+
+class MoveCall(Strict):
+    to_desk: DeskCode
+    reason: str = Field("supervisor", max_length=500)
+
+
+class TakerOut(BaseModel):
+    id: str
+    name: str
+    desks: list[str]
+    languages: list[str]
+    state: str
+    since: str | None = None
+    call_id: str | None = None
+
+
+class TakerStateChange(Strict):
+    state: Literal["available", "paused", "offline", "wrap_up", "busy"]
+    reason: str = Field("", max_length=500)
+
+
+# ------------------------------------------------------------------------------------------ reports
+
+
+class ServiceLevelOut(BaseModel):
+    since: datetime
+    until: datetime
+    threshold_s: float
+    offered: int
+    answered: int
+    answered_within_threshold: int
+    abandoned: int
+    service_level_percent: float | None
+    average_wait_s: float | None
+    longest_wait_s: float | None
+
+
+class SummaryOut(BaseModel):
+    service_level: ServiceLevelOut
+    per_desk: dict[str, ServiceLevelOut]
+    open_incidents_by_agency: dict[str, int]
+    abandoned_to_call_back: int
+    waiting_now: dict[str, int]
+
+
+class HealthOut(BaseModel):
+    component: str
+    healthy: bool
+    detail: str = ""
+
+
+# ------------------------------------------------------------------------------------------- admin
+
+
+class WebhookCreate(Strict):
+    url: str = Field(min_length=8, max_length=2048, pattern=r"^https?://")
+    secret: str = Field(min_length=16, max_length=255)
+    events: list[str] = Field(default_factory=lambda: ["*"], min_length=1, max_length=32)
+
+
+class WebhookOut(BaseModel):
+    id: int
+    url: str
+    events: list[str]
+    active: bool
+    created_at: datetime
+
+
+class DeliveryOut(BaseModel):
+    id: int
+    webhook_id: int
+    url: str
+    event_id: str
+    event_type: str
+    attempts: int
+    status: str
+    next_attempt_at: datetime
+    last_error: str | None
+    created_at: datetime
+    delivered_at: datetime | None

@@ -1,0 +1,219 @@
+"""Supervisor statistics and follow-ups: service level, waits, abandoned calls to call back, open
+incidents per agency, and the telephone-CPR milestones a call taker records.
+
+Service level is the share of calls answered within the threshold (10 s by default) among calls that
+were answered, abandoned after the threshold, or are still waiting past it; callers who hung up within
+the threshold are left out (the usual ACD convention: nobody could have answered them).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from intake.bus import EventBus, LiveEvent
+from intake.domain import Call, CallState, Incident, IncidentStatus, utc_now
+from intake.serialize import call_json, incident_json
+from routing.vocabulary import Agency, DeskCode
+
+PAGE = 500
+
+TCPR_MILESTONES = ("recognised", "instructions_started", "first_compression", "ems_arrived", "stopped")
+
+
+@dataclass
+class ServiceLevel:
+    since: datetime
+    until: datetime
+    threshold_s: float
+    offered: int = 0
+    answered: int = 0
+    answered_within_threshold: int = 0
+    abandoned: int = 0
+    short_abandoned: int = 0
+    waiting_over_threshold: int = 0
+    waits: list[float] = field(default_factory=list)
+
+    def add(self, call: Call, now: datetime) -> None:
+        self.offered += 1
+        if call.answered_at is not None:
+            wait = max(0.0, (call.answered_at - call.offered_at).total_seconds())
+            self.answered += 1
+            self.waits.append(wait)
+            if wait <= self.threshold_s:
+                self.answered_within_threshold += 1
+        elif call.state is CallState.ABANDONED:
+            self.abandoned += 1
+            if call.wait_seconds(now) <= self.threshold_s:
+                self.short_abandoned += 1
+        elif call.is_live and call.wait_seconds(now) > self.threshold_s:
+            self.waiting_over_threshold += 1
+
+    @property
+    def percent(self) -> float | None:
+        counted = self.answered + (self.abandoned - self.short_abandoned) + self.waiting_over_threshold
+        if counted == 0:
+            return None
+        return round(100.0 * self.answered_within_threshold / counted, 1)
+
+    @property
+    def average_wait_s(self) -> float | None:
+        return round(sum(self.waits) / len(self.waits), 1) if self.waits else None
+
+    @property
+    def longest_wait_s(self) -> float | None:
+        return round(max(self.waits), 1) if self.waits else None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "since": self.since,
+            "until": self.until,
+            "threshold_s": self.threshold_s,
+            "offered": self.offered,
+            "answered": self.answered,
+            "answered_within_threshold": self.answered_within_threshold,
+            "abandoned": self.abandoned,
+            "service_level_percent": self.percent,
+            "average_wait_s": self.average_wait_s,
+            "longest_wait_s": self.longest_wait_s,
+        }
+
+
+async def _calls_between(repo: Any, since: datetime, until: datetime) -> list[Call]:
+    calls: list[Call] = []
+    offset = 0
+    while True:
+        page, total = await asyncio.to_thread(
+            repo.list_calls, since=since, until=until, limit=PAGE, offset=offset
+        )
+        calls.extend(page)
+        offset += len(page)
+        if not page or offset >= total:
+            return calls
+
+
+async def service_levels(
+    repo: Any, since: datetime, until: datetime | None = None, threshold_s: float = 10.0
+) -> tuple[ServiceLevel, dict[str, ServiceLevel]]:
+    """The centre's service level over calls offered in [since, until), and the same per desk."""
+    now = utc_now()
+    until = until or now
+    overall = ServiceLevel(since, until, threshold_s)
+    per_desk = {d.value: ServiceLevel(since, until, threshold_s) for d in DeskCode}
+    for call in await _calls_between(repo, since, until):
+        overall.add(call, now)
+        if call.desk is not None:
+            per_desk[call.desk.value].add(call, now)
+    return overall, per_desk
+
+
+async def abandoned_to_call_back(repo: Any, limit: int = 100, offset: int = 0) -> tuple[list[Call], int]:
+    """Abandoned calls nobody has called back yet, newest first."""
+    result: tuple[list[Call], int] = await asyncio.to_thread(
+        repo.list_calls, abandoned_uncalled=True, limit=limit, offset=offset
+    )
+    return result
+
+
+async def mark_called_back(repo: Any, bus: EventBus, call_id: str, by: str) -> Call:
+    call: Call = await asyncio.to_thread(repo.mark_called_back, call_id, by)
+    await bus.publish(
+        LiveEvent(
+            "call.updated",
+            {"callback_done_at": call_json(call)["callback_done_at"], "callback_by": by},
+            call_id=call.id,
+            desk=call.desk.value if call.desk else None,
+            incident_id=call.incident_id,
+        )
+    )
+    return call
+
+
+async def open_incidents_by_agency(repo: Any) -> dict[str, int]:
+    open_statuses = [IncidentStatus.NEW.value, IncidentStatus.ACTIVE.value]
+    out: dict[str, int] = {}
+    for agency in Agency:
+        _, total = await asyncio.to_thread(repo.list_incidents, status=open_statuses, agency=agency, limit=0)
+        out[agency.value] = total
+    return out
+
+
+async def record_tcpr_milestone(
+    repo: Any,
+    bus: EventBus,
+    incident_id: str,
+    actor: str,
+    milestone: str,
+    at: datetime | None = None,
+    call_id: str | None = None,
+) -> Incident:
+    """Write a telephone-CPR milestone (e.g. the first compression) on the incident's timeline with the
+    seconds since the call was answered, and announce the change.
+
+    Targets (recognition ≤ 60 s, first compression ≤ 90 s from answer) are measured from these entries.
+    """
+    if milestone not in TCPR_MILESTONES:
+        raise ValueError(f"unknown T-CPR milestone {milestone!r}")
+    at = at or utc_now()
+    data: dict[str, Any] = {"milestone": milestone, "at": at.isoformat()}
+    if call_id:
+        call: Call = await asyncio.to_thread(repo.get_call, call_id)
+        data["call_id"] = call_id
+        if call.answered_at is not None:
+            data["seconds_since_answer"] = round((at - call.answered_at).total_seconds(), 1)
+    await asyncio.to_thread(repo.append_timeline, incident_id, actor, f"tcpr_{milestone}", data)
+    incident: Incident = await asyncio.to_thread(repo.get_incident, incident_id)
+    await bus.publish(
+        LiveEvent(
+            "incident.updated",
+            {**incident_json(incident), "by": actor, "tcpr_milestone": data},
+            incident_id=incident.id,
+            call_id=call_id,
+        )
+    )
+    return incident
+
+
+def duplicate_candidates(
+    incident: Incident, candidates: list[Incident], window_s: float = 3600.0, threshold: float = 0.5
+) -> list[tuple[Incident, float, str]]:
+    """Open incidents that may describe the same event as ``incident``, best first, with the reasons
+    (same municipality / street, same type, shared agency, close in time). A proposal only: a person
+    decides whether to link."""
+    out: list[tuple[Incident, float, str]] = []
+    here = incident.location
+    for other in candidates:
+        if other.id == incident.id or other.status is IncidentStatus.CLOSED:
+            continue
+        score = 0.0
+        reasons: list[str] = []
+        there = other.location
+        if (
+            here is not None
+            and there is not None
+            and (
+                here.municipality
+                and there.municipality
+                and here.municipality.casefold() == there.municipality.casefold()
+            )
+        ):
+            score += 0.4
+            reasons.append(f"same municipality {there.municipality}")
+            if here.street and there.street and here.street.casefold() == there.street.casefold():
+                score += 0.2
+                reasons.append(f"same street {there.street}")
+        if other.incident_type is incident.incident_type:
+            score += 0.3
+            reasons.append("same type")
+        if set(other.agency_codes) & set(incident.agency_codes):
+            score += 0.1
+            reasons.append("shared agency")
+        if abs((other.created_at - incident.created_at).total_seconds()) <= window_s:
+            score += 0.1
+            reasons.append("within the hour")
+        if score >= threshold:
+            out.append((other, round(min(score, 1.0), 2), ", ".join(reasons)))
+    out.sort(key=lambda item: item[1], reverse=True)
+    return out
