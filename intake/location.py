@@ -24,6 +24,7 @@ from typing import NamedTuple
 
 from intake.domain import Location, LocationSource
 from intake.errors import ValidationFailed
+from routing.types import SpokenLocation
 from telephony.events import GeoFix
 
 DEFAULT_PLACES_CSV = Path(__file__).parent / "data" / "geo" / "places.csv"
@@ -204,6 +205,30 @@ def location_from_geofix(
     return label_with_place(location, places, policy) if places is not None else location
 
 
+def location_from_spoken(
+    spoken: SpokenLocation, at: datetime, places: PlaceGazetteer | None = None
+) -> Location | None:
+    """A spoken address (resolved by routing's gazetteer) as a location, with the coordinates of the
+    named place when the place gazetteer knows it (no radius: a village centre is not a position)."""
+    if not any((spoken.municipality, spoken.part, spoken.street, spoken.landmark, spoken.road)):
+        return None
+    place = places.find(spoken.municipality, spoken.part) if places is not None else None
+    road = " km ".join(b for b in (spoken.road, spoken.road_km) if b) or None
+    return Location(
+        source=LocationSource.SPOKEN,
+        lat=place.lat if place else None,
+        lon=place.lon if place else None,
+        confidence=spoken.confidence or None,
+        municipality=spoken.municipality,
+        part=spoken.part,
+        street=spoken.street,
+        house_number=spoken.house_number,
+        landmark=spoken.landmark,
+        road=road,
+        at=at,
+    )
+
+
 def location_from_caller_country(country: str | None, at: datetime) -> Location | None:
     """The weakest hint: the country of the caller's number (ISO 3166-1 alpha-2), if known."""
     if not country:
@@ -276,6 +301,21 @@ class PlaceGazetteer:
     @property
     def places(self) -> tuple[Place, ...]:
         return self._places
+
+    def find(self, municipality: str | None, part: str | None = None) -> Place | None:
+        """The known place of a municipality (and part), matched case-insensitively; None if unknown."""
+        if not municipality:
+            return None
+        wanted_municipality = municipality.casefold()
+        candidates = [p for p in self._places if p.municipality.casefold() == wanted_municipality]
+        if part:
+            exact = [p for p in candidates if p.part.casefold() == part.casefold()]
+            if exact:
+                return exact[0]
+        # The part named like its municipality is the municipality's centre.
+        centre = [p for p in candidates if p.part.casefold() == wanted_municipality]
+        best = centre or candidates
+        return best[0] if best else None
 
     def nearest_place(
         self, lat: float, lon: float, max_distance_m: float | None = None

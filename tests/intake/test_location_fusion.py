@@ -21,8 +21,10 @@ from intake.location import (
     label_with_place,
     location_from_caller_country,
     location_from_geofix,
+    location_from_spoken,
     rank_locations,
 )
+from routing.types import SpokenLocation
 from telephony.events import GeoFix
 from telephony.location.aml import decode_aml
 from telephony.location.pidf_lo import parse_pidf_lo
@@ -219,6 +221,30 @@ def test_a_fix_far_from_any_known_place_is_not_labelled() -> None:
 def test_unknown_geofix_source_is_a_validation_error() -> None:
     with pytest.raises(ValidationFailed):
         location_from_geofix(GeoFix(source="carrier-pigeon", lat=50.0, lon=12.0))
+
+
+def test_spoken_town_gets_the_coordinates_of_its_known_centre() -> None:
+    places = PlaceGazetteer.from_csv()
+    spoken = SpokenLocation(municipality="Sokolov", street="Rokycanova", house_number="12", confidence=0.8)
+    location = location_from_spoken(spoken, NOW, places)
+    assert location is not None and location.source is LocationSource.SPOKEN
+    assert location.lat == pytest.approx(50.18, abs=0.02) and location.radius_m is None
+    assert location.text() == "Rokycanova 12, Sokolov"
+    assert location.confidence == 0.8
+
+
+def test_spoken_road_without_a_known_place_has_no_coordinates() -> None:
+    spoken = SpokenLocation(road="D6", road_km="132")
+    location = location_from_spoken(spoken, NOW, PlaceGazetteer.from_csv())
+    assert location is not None and location.lat is None and location.road == "D6 km 132"
+    assert location_from_spoken(SpokenLocation(), NOW) is None
+
+
+def test_place_lookup_by_municipality_and_part_is_case_insensitive() -> None:
+    places = PlaceGazetteer.from_csv()
+    cheb = places.find("cheb")
+    assert cheb is not None and cheb.part == "Cheb"
+    assert places.find("Nonexistent") is None and places.find(None) is None
 
 
 def test_caller_country_becomes_the_weakest_location() -> None:
