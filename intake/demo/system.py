@@ -1,0 +1,235 @@
+"""Starting a whole centre for the demo and the drills: settings with demo defaults, demo call takers and
+users, the API, and call takers on autopilot that take offered calls like people at a console would.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import secrets
+import socket
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any, cast
+
+from intake.app import Centre
+from intake.bus import LiveEvent
+from intake.domain import TakerState
+from intake.errors import IzsError
+from intake.settings import Settings, TakerConfig
+
+log = logging.getLogger(__name__)
+
+DEMO_TAKERS = (
+    TakerConfig(id="hzs1", name="Hasiči – Jana", desks=["HZS"], languages=["cs", "sk"]),
+    TakerConfig(id="zzs1", name="Záchranka – Petr", desks=["ZZS"], languages=["cs", "sk", "en"]),
+    TakerConfig(id="zzs2", name="Záchranka – Eva", desks=["ZZS"], languages=["cs", "de"]),
+    TakerConfig(id="pcr1", name="Policie – Tomáš", desks=["PCR"], languages=["cs", "ru", "uk"]),
+    TakerConfig(id="l112a", name="Linka 112 – Lucie", desks=["112"], languages=["cs", "en", "de"]),
+    TakerConfig(id="l112b", name="Linka 112 – Olena", desks=["112"], languages=["cs", "uk", "ru", "vi"]),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class DemoUser:
+    username: str
+    password: str | None  # None: the user existed before, password unchanged
+    role: str
+
+
+def port_is_free(host: str, port: int, kind: socket.SocketKind = socket.SOCK_STREAM) -> bool:
+    with socket.socket(socket.AF_INET, kind) as sock:
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def demo_settings(settings: Settings) -> Settings:
+    """The user's settings with demo defaults for whatever they did not set explicitly: everything on
+    127.0.0.1, the SIP endpoint on a free port, the web port 8080 if free, short wrap-up, demo call takers."""
+    chosen = settings.model_fields_set
+    update: dict[str, Any] = {}
+    if "sip_host" not in chosen:
+        update["sip_host"] = "127.0.0.1"
+    if "sip_port" not in chosen:
+        update["sip_port"] = 0
+    if "http_port" not in chosen and not port_is_free(settings.http_host, settings.http_port):
+        update["http_port"] = 0
+    if "wrap_up_s" not in chosen:
+        update["wrap_up_s"] = 5.0
+    if "node_id" not in chosen:
+        update["node_id"] = "demo"
+    if not settings.takers:
+        update["takers"] = [t.model_copy() for t in DEMO_TAKERS]
+    return settings.model_copy(update=update) if update else settings
+
+
+# ------------------------------------------------------------------------------------------ the centre
+
+
+async def start_centre(settings: Settings, with_telephony: bool = True) -> Centre:
+    """``Centre.start`` with SIP/transcription wired in by this module where the composition root cannot
+    yet (interim: see docs/e2e.md, "integration gaps"). Raises IzsError subclasses with clear messages."""
+    if not with_telephony or _composition_root_wires_media():
+        return await Centre.start(settings, with_telephony=with_telephony)
+    centre = await Centre.start(settings, with_telephony=False)
+    try:
+        await wire_media(centre)
+    except BaseException:
+        await centre.stop()
+        raise
+    return centre
+
+
+def _composition_root_wires_media() -> bool:
+    """Whether the adapters offer what ``Centre._start_media`` calls (it did not at the time of writing)."""
+    try:
+        from telephony.sip import SipEndpointConfig, prompt
+
+        sip_ok = hasattr(SipEndpointConfig, "from_settings") and hasattr(prompt, "ensure_prompt")
+        from transcription import service
+
+        transcription_ok = hasattr(service, "TranscriptionSettings")
+    except ImportError:
+        return False
+    return sip_ok and transcription_ok
+
+
+async def wire_media(centre: Centre) -> None:
+    """Start transcription and the SIP endpoint for ``centre`` from its settings and attach them."""
+    from telephony.sip import SipEndpoint, SipEndpointConfig
+    from telephony.sip.prompt import generate_prompt_wav, read_wav_pcm
+
+    settings = centre.settings
+    stack = centre._stack
+    if settings.transcription_enabled:
+        from transcription.config import TranscriptionConfig
+        from transcription.service import TranscriptionService
+
+        engines = dict(settings.engine_by_language)
+        default_engine = engines.pop("default", "whisper")
+        config = TranscriptionConfig(
+            models_dir=settings.effective_model_dir,
+            cache_dir=settings.var_dir / "cache" / "transcription",
+            engines=engines,
+            default_engine=default_engine,
+        )
+        transcriber = TranscriptionService(config, on_event=centre.calls.submit)
+        stack.callback(transcriber.close)
+        centre.transcriber = transcriber
+        # TranscriptionService.feed/close_leg return values the Transcriber protocol declares as None.
+        centre.calls._transcriber = cast(Any, transcriber)
+    if settings.sip_enabled:
+        config_sip = SipEndpointConfig(
+            host=settings.sip_host,
+            port=settings.sip_port,
+            public_host=settings.sip_public_host,
+            accepted_numbers=frozenset(settings.accepted_numbers),
+            rtp_port_min=settings.rtp_port_min,
+            rtp_port_max=settings.rtp_port_max,
+        )
+        endpoint = SipEndpoint(config_sip, sink=centre.calls.submit)
+        await asyncio.to_thread(endpoint.start)
+        stack.callback(endpoint.stop)
+        centre.sip = endpoint
+        centre.calls.attach("sip", endpoint)
+        try:
+            wav = await asyncio.to_thread(generate_prompt_wav, settings.var_dir)
+            centre.calls._prompt = await asyncio.to_thread(read_wav_pcm, wav)
+        except IzsError as exc:
+            log.error("waiting prompt unavailable (callers will hear silence): %s", exc.message)
+
+
+def sip_target(centre: Centre, dialled: str) -> str:
+    """The SIP URI a caller dials to reach ``centre``'s endpoint with ``dialled``."""
+    if centre.sip is None:
+        raise IzsError("the SIP endpoint is not running (IZS_SIP_ENABLED=false?)")
+    host, port = centre.sip.address
+    if host in ("0.0.0.0", ""):
+        host = "127.0.0.1"
+    return f"sip:{dialled}@{host}:{port}"
+
+
+# ------------------------------------------------------------------------------------ people and API
+
+
+async def create_demo_users(centre: Centre, taker_ids: Iterable[str]) -> list[DemoUser]:
+    """A console user per call taker (user name = taker id), a supervisor and an admin, with fresh
+    passwords. Users that exist already keep their passwords."""
+    from api.users import create_user
+
+    wanted = [(t, "call_taker") for t in taker_ids] + [("supervisor", "supervisor"), ("admin", "admin")]
+    out: list[DemoUser] = []
+    for username, role in wanted:
+        existing = await asyncio.to_thread(centre.repo.get_user, username)
+        if existing is not None:
+            out.append(DemoUser(username, None, str(getattr(existing, "role", role))))
+            continue
+        password = secrets.token_urlsafe(9)
+        await create_user(centre.repo, username, password, role)
+        out.append(DemoUser(username, password, role))
+    return out
+
+
+async def make_available(centre: Centre, taker_ids: Iterable[str], actor: str = "demo") -> None:
+    for taker_id in taker_ids:
+        await centre.set_taker_state(taker_id, TakerState.AVAILABLE, actor, "demo shift starts")
+
+
+class TakerAutopilot:
+    """Call takers who accept every call offered to them after a short think time, as a person at a
+    console would (``POST /api/calls/{id}/accept``). Only the listed takers are driven."""
+
+    def __init__(
+        self,
+        centre: Centre,
+        taker_ids: Iterable[str],
+        think_s: tuple[float, float] = (1.0, 3.0),
+        seed: int = 155,
+    ) -> None:
+        self._centre = centre
+        self._takers = set(taker_ids)
+        self._think = think_s
+        self._random = random.Random(seed)
+        self._task: asyncio.Task[None] | None = None
+        self._pending: set[asyncio.Task[None]] = set()
+        self.accepted: list[tuple[str, str]] = []  # (call id, taker id) in order
+        self.failed: list[tuple[str, str, str]] = []
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="taker-autopilot")
+        await asyncio.sleep(0)
+
+    async def stop(self) -> None:
+        tasks = [t for t in (self._task, *self._pending) if t is not None]
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def _run(self) -> None:
+        async for event in self._centre.bus.subscribe():
+            if (
+                event.type == "call.offered_to_taker"
+                and event.taker_id in self._takers
+                and event.call_id is not None
+            ):
+                task = asyncio.create_task(self._accept(event))
+                self._pending.add(task)
+                task.add_done_callback(self._pending.discard)
+
+    async def _accept(self, event: LiveEvent) -> None:
+        assert event.call_id is not None and event.taker_id is not None
+        await asyncio.sleep(self._random.uniform(*self._think))
+        try:
+            await self._centre.calls.accept(event.call_id, event.taker_id)
+            self.accepted.append((event.call_id, event.taker_id))
+        except IzsError as exc:
+            # The caller hung up meanwhile: the call is abandoned and listed for call-back.
+            self.failed.append((event.call_id, event.taker_id, exc.message))
+            log.info("autopilot %s could not take call %s: %s", event.taker_id, event.call_id, exc.message)
