@@ -22,8 +22,9 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import NamedTuple
 
-from intake.domain import Location, LocationSource
+from intake.domain import Call, Location, LocationSource
 from intake.errors import ValidationFailed
+from intake.numbers import parse_caller_number
 from routing.types import SpokenLocation
 from telephony.events import GeoFix
 
@@ -247,6 +248,37 @@ def label_with_place(
     if nearest is None:
         return location
     return replace(location, municipality=nearest.municipality, part=nearest.part)
+
+
+# ----------------------------------------------------------------------------- AML SMS to call
+
+
+def match_call_for_sms(
+    sender: str,
+    received_at: datetime,
+    calls: Iterable[Call],
+    *,
+    before: timedelta = timedelta(seconds=60),
+    after_end: timedelta = timedelta(minutes=10),
+    default_region: str = "CZ",
+) -> Call | None:
+    """The call an AML SMS belongs to: same caller number (compared as E.164), offered at most ``before``
+    after the SMS arrived (the handset sends it as the call starts) and not ended more than ``after_end``
+    before it (late SMS for an abandoned call still locate the caller for the call-back). The most recently
+    offered live call wins, then the most recently offered ended one; None when nothing matches."""
+    number = parse_caller_number(sender, default_region)
+    if number.e164 is None:
+        return None
+    candidates = [
+        call
+        for call in calls
+        if call.caller.e164 == number.e164
+        and call.offered_at - before <= received_at
+        and (call.ended_at is None or received_at <= call.ended_at + after_end)
+    ]
+    if not candidates:
+        return None
+    return max(candidates, key=lambda call: (call.is_live, call.offered_at))
 
 
 # ----------------------------------------------------------------------------- nearest place

@@ -186,6 +186,11 @@ def decode_aml(text: str, received_at: datetime, *, strict_length: bool = False)
         raise AmlError(f"latitude {lat} outside -90..90")
     if not -180.0 <= lon <= 180.0:
         raise AmlError(f"longitude {lon} outside -180..180")
+    if lat == 0.0 and lon == 0.0:
+        # Handsets without a fix fill in zeros (Google's "no location" example does); a fix at 0°, 0° in
+        # the Gulf of Guinea would outrank every real source, so it is no position at all.
+        warnings.append("position 0, 0 is a placeholder, not a fix")
+        return replace(base, warnings=tuple(warnings))
     radius = _parse_float(radius_text, _RADIUS, "radius rd")
     if radius > MAX_RADIUS_M:
         raise AmlError(f"radius {radius} m is not a plausible uncertainty")

@@ -164,7 +164,8 @@ def _build(version: int, message: dict[str, Any], raw: bytes) -> EcallMsd:
     location = structure["vehicleLocation"]
     lat = _degrees(location["positionLatitude"], 90)
     lon = _degrees(location["positionLongitude"], 180)
-    if lat is None or lon is None:
+    if lat is None or lon is None or (lat == 0 and lon == 0):
+        # 0, 0 is what a receiver without a fix leaves in the fields, never a vehicle in Europe.
         lat = lon = None
 
     recent: list[RecentPosition] = []

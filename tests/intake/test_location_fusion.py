@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from intake.domain import Location, LocationSource
+from intake.domain import Call, CallState, Location, LocationSource
 from intake.errors import ValidationFailed
 from intake.location import (
     DEFAULT_PLACES_CSV,
@@ -22,8 +22,10 @@ from intake.location import (
     location_from_caller_country,
     location_from_geofix,
     location_from_spoken,
+    match_call_for_sms,
     rank_locations,
 )
+from intake.numbers import parse_caller_number
 from routing.types import SpokenLocation
 from telephony.events import GeoFix
 from telephony.location.aml import decode_aml
@@ -322,3 +324,49 @@ def test_a_malformed_places_file_is_a_validation_error(tmp_path: Path) -> None:
     bad.write_text("name,lat\nCheb,north\n", encoding="utf-8")
     with pytest.raises(ValidationFailed):
         PlaceGazetteer.from_csv(bad)
+
+
+# ------------------------------------------------------------------------------ AML SMS to call
+
+
+def call(call_id: str, caller: str, offered_s_ago: float, ended_s_ago: float | None = None) -> Call:
+    ended = None if ended_s_ago is None else at(ended_s_ago)
+    return Call(
+        id=call_id,
+        call_ref=f"ref-{call_id}",
+        source="sip",
+        dialled="112",
+        caller=parse_caller_number(caller),
+        state=CallState.CONNECTED if ended is None else CallState.ENDED,
+        offered_at=at(offered_s_ago),
+        ended_at=ended,
+    )
+
+
+def test_aml_sms_is_matched_to_the_live_call_of_the_same_number_in_any_notation() -> None:
+    calls = [call("a", "+420777123456", 40), call("b", "+420608111222", 30)]
+    for sender in ("+420777123456", "00420777123456", "777123456"):
+        matched = match_call_for_sms(sender, NOW, calls)
+        assert matched is not None and matched.id == "a"
+
+
+def test_aml_sms_prefers_the_live_call_over_an_earlier_ended_one() -> None:
+    calls = [call("old", "+420777123456", 400, ended_s_ago=300), call("new", "+420777123456", 20)]
+    matched = match_call_for_sms("+420777123456", NOW, calls)
+    assert matched is not None and matched.id == "new"
+
+
+def test_late_aml_sms_still_locates_an_abandoned_call_for_the_call_back() -> None:
+    calls = [call("abandoned", "+420777123456", 200, ended_s_ago=120)]
+    matched = match_call_for_sms("+420777123456", NOW, calls)
+    assert matched is not None and matched.id == "abandoned"
+
+
+def test_aml_sms_without_a_matching_call_or_number_gives_none() -> None:
+    calls = [
+        call("other", "+420608111222", 30),
+        call("long-gone", "+420777123456", 7200, ended_s_ago=3600),
+        call("future", "+420777123456", -600),
+    ]
+    assert match_call_for_sms("+420777123456", NOW, calls) is None
+    assert match_call_for_sms("not a number", NOW, calls) is None

@@ -4,7 +4,7 @@ import contextlib
 from datetime import UTC, datetime
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from telephony.location.aml import AmlMessage, PositioningMethod, decode_aml
@@ -176,6 +176,13 @@ def test_a_miscounted_length_keeps_the_position_and_says_so() -> None:
     assert message.warnings == ("message length field says 126 characters but the message has 127",)
 
 
+def test_a_zero_zero_position_is_a_placeholder_not_a_fix() -> None:
+    text = with_length('A"ML=1;lt=+00.00000;lg=+000.00000;rd=10;top=20261127104702;lc=68;pm=G')
+    message = decode_aml(text, RECEIVED)
+    assert message.to_geofix() is None and not message.has_position
+    assert message.warnings == ("position 0, 0 is a placeholder, not a fix",)
+
+
 def test_strict_length_rejects_a_miscounted_message() -> None:
     with pytest.raises(AmlError, match="says 126 characters but the message has 127"):
         decode_aml(GOOGLE_ELS_WIFI, RECEIVED, strict_length=True)
@@ -226,6 +233,7 @@ def test_near_valid_messages_never_raise_anything_but_aml_error(pairs: list[tupl
 def test_valid_generated_messages_round_trip_their_position(
     lat: float, lon: float, radius: int, confidence: int, method: str
 ) -> None:
+    assume(round(lat, 5) != 0 or round(lon, 5) != 0)  # 0, 0 is the no-fix placeholder
     text = with_length(
         f'A"ML=1;lt={lat:+.5f};lg={lon:+.5f};rd={radius};top=20261127104702;lc={confidence};pm={method}'
     )

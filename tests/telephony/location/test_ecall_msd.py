@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from telephony.location.ecall import (
@@ -255,6 +255,11 @@ def test_unknown_position_direction_and_occupants_are_none() -> None:
     assert msd.vin == "TMBJJ7NE1L0123456"  # the rest of the MSD is still there for the call taker
 
 
+def test_zero_zero_position_is_treated_as_unknown() -> None:
+    message = crash_on_d6(vehicleLocation={"positionLatitude": 0, "positionLongitude": 0})
+    assert decode_msd(encode_msd(message, version=2)).to_geofix() is None
+
+
 def test_impossible_latitude_is_treated_as_unknown() -> None:
     message = crash_on_d6(vehicleLocation={"positionLatitude": 91 * MAS, "positionLongitude": 12 * MAS})
     assert decode_msd(encode_msd(message, version=1)).to_geofix() is None
@@ -435,6 +440,7 @@ def test_generated_msds_round_trip_and_match_the_bit_layout(
     passengers: int | None,
     storage: set[str],
 ) -> None:
+    assume(lat != 0 or lon != 0)  # 0, 0 is read as "no fix"
     message = crash_on_d6(
         vehicleIdentificationNumber={
             "isowmi": vin[:3],
