@@ -1,0 +1,233 @@
+"""Finding protocol phrases in a transcript: stems, negation, fuzzy (misheard) words, evidence spans."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+from rapidfuzz import fuzz, process
+
+from routing.protocol import Protocol
+from routing.text import Analyzer, LanguageProfile, Token, fold
+from routing.types import Evidence
+
+_PREFIX_MARK = "*"
+_FUZZY_MIN_LEN = 5
+_FUZZY_CUTOFF = 85.0
+
+
+@dataclass(frozen=True, slots=True)
+class PhraseItem:
+    keys: frozenset[str]  # stems (or "*prefix") any of which matches
+    negated: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Phrase:
+    signal: str
+    language: str
+    text: str
+    items: tuple[PhraseItem, ...]
+    weight: float
+
+
+@dataclass(frozen=True, slots=True)
+class SignalHit:
+    signal: str
+    phrase: Phrase
+    positions: tuple[int, ...]  # indices into the token list
+    negated: bool  # the words are there but negated ("nehoří")
+    fuzzy: bool  # at least one word was matched as a likely mishearing
+    evidence: Evidence
+
+
+@dataclass
+class _LanguageIndex:
+    analyzer: Analyzer
+    phrases: list[Phrase] = field(default_factory=list)
+    by_key: dict[str, list[tuple[int, int]]] = field(default_factory=lambda: defaultdict(list))
+    prefixes: dict[str, list[str]] = field(default_factory=lambda: defaultdict(list))  # first 3 chars -> prefixes
+    lexicon: list[str] = field(default_factory=list)
+    _token_keys: dict[tuple[str, frozenset[str]], tuple[frozenset[str], frozenset[str]]] = field(
+        default_factory=dict
+    )
+
+    def token_keys(self, token: Token) -> tuple[frozenset[str], frozenset[str]]:
+        """Keys of the phrase index this token matches: (exact or prefix keys, fuzzy keys)."""
+        cache_key = (token.norm, token.keys)
+        cached = self._token_keys.get(cache_key)
+        if cached is not None:
+            return cached
+        exact = {k for k in token.keys if k in self.by_key}
+        for prefix in self.prefixes.get(token.norm[:3], ()):
+            if token.norm.startswith(prefix):
+                exact.add(_PREFIX_MARK + prefix)
+        fuzzy: set[str] = set()
+        if not exact and len(token.norm) >= _FUZZY_MIN_LEN and not token.is_stop and not token.is_negator:
+            for key in token.keys:
+                for candidate, _score, _ in process.extract(
+                    key, self.lexicon, scorer=fuzz.ratio, score_cutoff=_FUZZY_CUTOFF, limit=3
+                ):
+                    if abs(len(candidate) - len(key)) <= 2 and candidate[:1] == key[:1]:
+                        fuzzy.add(candidate)
+        result = (frozenset(exact), frozenset(fuzzy))
+        if len(self._token_keys) > 50000:
+            self._token_keys.clear()
+        self._token_keys[cache_key] = result
+        return result
+
+
+class PhraseMatcher:
+    """All signal phrases of a protocol, compiled per language."""
+
+    def __init__(self, protocol: Protocol) -> None:
+        self._indexes: dict[str, _LanguageIndex] = {}
+        for code, profile in protocol.languages.items():
+            self._indexes[code] = _LanguageIndex(Analyzer(profile))
+        for signal in protocol.signals.values():
+            for language, phrases in signal.phrases.items():
+                index = self._indexes.get(language)
+                if index is None:
+                    continue
+                for text in phrases:
+                    phrase = _compile(index.analyzer, signal.id, language, text, signal.weight)
+                    if phrase is not None:
+                        self._add(index, phrase)
+        for index in self._indexes.values():
+            index.lexicon = sorted(k for k in index.by_key if not k.startswith(_PREFIX_MARK) and len(k) >= 4)
+
+    @staticmethod
+    def _add(index: _LanguageIndex, phrase: Phrase) -> None:
+        pid = len(index.phrases)
+        index.phrases.append(phrase)
+        for item_no, item in enumerate(phrase.items):
+            for key in item.keys:
+                index.by_key[key].append((pid, item_no))
+                if key.startswith(_PREFIX_MARK):
+                    prefix = key[1:]
+                    if prefix not in index.prefixes[prefix[:3]]:
+                        index.prefixes[prefix[:3]].append(prefix)
+
+    def languages(self) -> Iterable[str]:
+        return self._indexes.keys()
+
+    def analyzer(self, language: str) -> Analyzer | None:
+        index = self._indexes.get(language)
+        return index.analyzer if index else None
+
+    def tokenize(self, language: str, text: str) -> list[Token]:
+        index = self._indexes.get(language)
+        return index.analyzer.tokenize(text) if index else []
+
+    def match(self, language: str, tokens: Sequence[Token], fuzzy_weight: float = 0.8) -> list[SignalHit]:
+        index = self._indexes.get(language)
+        if index is None:
+            return []
+        content = [i for i, t in enumerate(tokens) if not t.is_stop]
+        matched: list[tuple[frozenset[str], frozenset[str]]] = [index.token_keys(tokens[i]) for i in content]
+        seen: set[tuple[str, tuple[int, ...]]] = set()
+        hits: list[SignalHit] = []
+        for anchor, (exact, fuzzy_keys) in enumerate(matched):
+            candidates: set[int] = set()
+            for key in exact | fuzzy_keys:
+                for pid, _item in index.by_key.get(key, ()):
+                    candidates.add(pid)
+            for pid in candidates:
+                phrase = index.phrases[pid]
+                found = _verify(phrase, anchor, matched, [tokens[i] for i in content])
+                if found is None:
+                    continue
+                positions_c, polarity_ok, used_fuzzy = found
+                positions = tuple(sorted(content[p] for p in positions_c))
+                if (phrase.signal, positions) in seen:
+                    continue
+                seen.add((phrase.signal, positions))
+                words = tuple(tokens[p].text for p in positions)
+                span = (tokens[positions[0]].start, tokens[positions[-1]].end)
+                weight = phrase.weight * (fuzzy_weight if used_fuzzy else 1.0)
+                hits.append(
+                    SignalHit(
+                        signal=phrase.signal,
+                        phrase=phrase,
+                        positions=positions,
+                        negated=not polarity_ok,
+                        fuzzy=used_fuzzy,
+                        evidence=Evidence(
+                            rule=f"signal.{phrase.signal}",
+                            words=words,
+                            weight=round(weight, 3),
+                            span=span,
+                            negated=not polarity_ok,
+                        ),
+                    )
+                )
+        return hits
+
+
+def _compile(analyzer: Analyzer, signal: str, language: str, text: str, weight: float) -> Phrase | None:
+    tokens = analyzer.tokenize(text)
+    if not tokens:
+        return None
+    content = [t for t in tokens if not t.is_stop] or tokens
+    profile: LanguageProfile = analyzer.profile
+    items: list[PhraseItem] = []
+    for token in content:
+        is_prefix = text[token.end : token.end + 1] == _PREFIX_MARK
+        if is_prefix and not profile.tone_marks:
+            keys = frozenset({_PREFIX_MARK + token.norm})
+        elif profile.tone_marks:
+            keys = frozenset(token.keys | {fold(k) for k in token.keys})
+        else:
+            keys = token.keys
+        items.append(PhraseItem(keys=keys, negated=token.negated))
+    return Phrase(signal=signal, language=language, text=text, items=tuple(items), weight=weight)
+
+
+def _verify(
+    phrase: Phrase,
+    anchor: int,
+    matched: Sequence[tuple[frozenset[str], frozenset[str]]],
+    content_tokens: Sequence[Token],
+) -> tuple[list[int], bool, bool] | None:
+    """Find every item of the phrase near the anchor, each on its own token. Order does not matter."""
+    window = len(phrase.items) + 2
+    low = max(0, anchor - window)
+    high = min(len(matched), anchor + window + 1)
+    used: set[int] = set()
+    positions: list[int] = []
+    polarity_ok = True
+    used_fuzzy = False
+    for item in phrase.items:
+        best: tuple[int, int, bool, bool] | None = None  # (rank, position, polarity ok, fuzzy)
+        for pos in range(low, high):
+            if pos in used:
+                continue
+            exact, fuzzy_keys = matched[pos]
+            is_exact = not item.keys.isdisjoint(exact)
+            if not is_exact and item.keys.isdisjoint(fuzzy_keys):
+                continue
+            same_polarity = content_tokens[pos].negated == item.negated
+            rank = (0 if same_polarity else 100) + abs(pos - anchor) + (0 if is_exact else 10)
+            if best is None or rank < best[0]:
+                best = (rank, pos, same_polarity, not is_exact)
+        if best is None:
+            return None
+        used.add(best[1])
+        positions.append(best[1])
+        polarity_ok = polarity_ok and best[2]
+        used_fuzzy = used_fuzzy or best[3]
+    if max(positions) - min(positions) > window:
+        return None
+    return positions, polarity_ok, used_fuzzy
+
+
+def strongest_by_signal(hits: Iterable[SignalHit]) -> Mapping[str, list[SignalHit]]:
+    """Positive (not negated) hits grouped by signal, strongest first."""
+    grouped: dict[str, list[SignalHit]] = defaultdict(list)
+    for hit in hits:
+        if not hit.negated:
+            grouped[hit.signal].append(hit)
+    for group in grouped.values():
+        group.sort(key=lambda h: -h.evidence.weight)
+    return grouped
