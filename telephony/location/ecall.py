@@ -137,14 +137,26 @@ def decode_msd(data: bytes) -> EcallMsd:
         )
     codec = _codec(version)
     try:
-        envelope = codec.decode("ECallMessage", data)
-        message = codec.decode("MSDMessage", envelope["msd"]) if version >= 2 else envelope["msd"]
-    except asn1tools.Error as exc:
-        raise MsdError(f"MSD version {version} does not decode: {exc}") from exc
-    except (ValueError, IndexError, KeyError, TypeError) as exc:
-        # asn1tools raises these for some corrupted inputs instead of its own error type.
-        raise MsdError(f"MSD version {version} does not decode: {type(exc).__name__}: {exc}") from exc
+        message = _decode_message(codec, version, data)
+    except (asn1tools.Error, ValueError, IndexError, KeyError, TypeError) as exc:
+        # Version 2 units that write the MSD length as one octet even from 128 bytes on (UPER wants two):
+        # the octet then equals the rest of the message exactly, which a corrupted MSD rarely does.
+        if version >= 2 and len(data) >= 130 and data[1] == len(data) - 2:
+            try:
+                return _build(version, codec.decode("MSDMessage", data[2:]), data)
+            except (asn1tools.Error, ValueError, IndexError, KeyError, TypeError):
+                pass
+        # asn1tools raises ValueError/IndexError/... for some corrupted inputs instead of its own errors.
+        detail = str(exc) if isinstance(exc, asn1tools.Error) else f"{type(exc).__name__}: {exc}"
+        raise MsdError(f"MSD version {version} does not decode: {detail}") from exc
     return _build(version, message, data)
+
+
+def _decode_message(codec: Any, version: int, data: bytes) -> dict[str, Any]:
+    envelope = codec.decode("ECallMessage", data)
+    if version >= 2:
+        return dict(codec.decode("MSDMessage", envelope["msd"]))
+    return dict(envelope["msd"])
 
 
 def _degrees(mas: int, limit_degrees: int) -> float | None:

@@ -224,6 +224,17 @@ def test_minimal_msd_without_optional_fields_matches_the_bit_layout(version: int
     assert msd.recent_positions == () and msd.passengers is None
 
 
+def test_long_version_2_msd_decodes_with_a_one_or_two_octet_length() -> None:
+    message = crash_on_d6()
+    message["optionalAdditionalData"] = {"oid": bytes([8, 1]), "data": bytes(range(95))}
+    standard = encode_msd(message, version=2)  # UPER: two length octets from 128 bytes of content on
+    one_octet = layout_encode(message, 2)
+    assert standard[1] & 0x80 and len(one_octet) == len(standard) - 1 <= 140
+    for data in (standard, one_octet):
+        msd = decode_msd(data)
+        assert msd.vin == "TMBJJ7NE1L0123456" and msd.additional_data == bytes(range(95))
+
+
 def test_published_legato_test_vector_decodes_at_the_standard_bit_offsets() -> None:
     vector = msd_from_hex((FIXTURES / "legato_imported_msd.hex").read_text())
     # The vector flags additional data but ends before its two length octets.
