@@ -6,6 +6,7 @@ and which agencies are alerted. Element order follows the CAP 1.2 schema (``sche
 
 from __future__ import annotations
 
+import re
 import xml.etree.ElementTree as ET
 from datetime import UTC, datetime
 
@@ -13,6 +14,15 @@ from intake.domain import Incident, IncidentStatus, utc_now
 from routing.vocabulary import Agency, IncidentType
 
 CAP_NS = "urn:oasis:names:tc:emergency:cap:1.2"
+
+# Characters XML 1.0 cannot carry at all (control characters, surrogates, U+FFFE/U+FFFF): dropped, since
+# notes and places come from people and recognisers.
+NOT_XML = re.compile("[^\x09\x0a\x0d\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+
+
+def xml_text(value: str) -> str:
+    return NOT_XML.sub("", value)
+
 
 CATEGORY_BY_PREFIX = (
     ("FIRE_", "Fire"),
@@ -78,7 +88,7 @@ def cap_time(value: datetime) -> str:
 def _sub(parent: ET.Element, tag: str, text: str | None = None) -> ET.Element:
     element = ET.SubElement(parent, f"{{{CAP_NS}}}{tag}")
     if text is not None:
-        element.text = text
+        element.text = xml_text(text)
     return element
 
 

@@ -13,6 +13,7 @@ from typing import Any
 from xml.sax.saxutils import escape
 
 from intake.domain import Call, CallState, Incident, IncidentStatus, Location, utc_now
+from intake.exchange.cap import xml_text
 from routing.vocabulary import Agency, IncidentType
 
 EIDO_VERSION = "1.0"
@@ -78,7 +79,9 @@ def pidf_lo(location: Location, entity: str) -> str:
         ("HNO", location.house_number),
         ("LMK", location.landmark),
     ]
-    civic = "".join(f"<ca:{tag}>{escape(str(value))}</ca:{tag}>" for tag, value in civic_parts if value)
+    civic = "".join(
+        f"<ca:{tag}>{escape(xml_text(str(value)))}</ca:{tag}>" for tag, value in civic_parts if value
+    )
     geo = ""
     if location.lat is not None and location.lon is not None:
         pos = f"<gml:pos>{location.lat:.6f} {location.lon:.6f}</gml:pos>"

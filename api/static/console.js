@@ -1,0 +1,372 @@
+// Call-taker console: the offered call, live transcript with triage evidence highlighted, the triage
+// suggestion to accept or change, the incident form, and the telephone-CPR banner with its timers.
+"use strict";
+
+(() => {
+  const { t, api, el, seconds, clock, toast } = IZS;
+  const TYPES = [
+    "MED_CARDIAC_ARREST", "MED_BREATHING", "MED_CHEST_PAIN", "MED_STROKE", "MED_TRAUMA", "MED_UNCONSCIOUS",
+    "MED_SEIZURE", "MED_CHILDBIRTH", "MED_POISONING", "MED_ALLERGY", "MED_PSYCHIATRIC", "MED_OTHER",
+    "FIRE_BUILDING", "FIRE_VEHICLE", "FIRE_WILDLAND", "FIRE_OTHER", "TRAFFIC_ACCIDENT", "TECH_RESCUE",
+    "HAZMAT_GAS", "HAZMAT_CHEMICAL", "WEATHER_FLOOD", "POLICE_BURGLARY", "POLICE_ASSAULT",
+    "POLICE_DOMESTIC_VIOLENCE", "POLICE_THEFT", "POLICE_WEAPON", "POLICE_MISSING_PERSON", "POLICE_TRAFFIC",
+    "POLICE_PUBLIC_ORDER", "POLICE_OTHER", "NON_EMERGENCY", "SILENT_OR_HOAX",
+  ];
+  const state = {
+    me: null, offered: null, call: null, incident: null, triage: null,
+    finals: [], partial: "", duplicate: null, recognisedPosted: new Set(), compressionAt: null, recognisedAt: null,
+  };
+  const $ = (id) => document.getElementById(id);
+
+  function fillTypes() {
+    const select = $("f-type");
+    select.replaceChildren(...TYPES.map((v) => el("option", { value: v }, v)));
+  }
+
+  function renderSteps() {
+    $("tcpr-steps").replaceChildren(...t("tcpr_steps").map((s) => el("li", {}, s)));
+  }
+
+  // ------------------------------------------------------------------------------ offered call
+  function showOffer(call) {
+    state.offered = call;
+    $("offer-empty").classList.toggle("hidden", !!call);
+    $("offer-body").classList.toggle("hidden", !call);
+    $("offer").classList.toggle("ringing", !!call);
+    if (!call) return;
+    $("offer-caller").textContent = call.caller.display;
+    $("offer-language").textContent = call.language || "?";
+    $("offer-desk").textContent = call.desk || "?";
+    $("offer-location").textContent = (call.location && call.location.text) || t("none");
+    $("offer-priority").replaceChildren(call.priority ? el("span", { class: `prio prio-${call.priority}` }, `P${call.priority}`) : "");
+    $("btn-accept").focus();
+  }
+
+  async function accept() {
+    const call = state.offered;
+    if (!call) return;
+    try {
+      const accepted = await api("POST", `/api/calls/${call.id}/accept`, {}, { "Idempotency-Key": `accept-${call.id}` });
+      showOffer(null);
+      openCall(accepted);
+    } catch (e) {
+      toast(e.message);
+      showOffer(null);
+      refreshQueue();
+    }
+  }
+
+  // ------------------------------------------------------------------------------- current call
+  function openCall(call) {
+    state.call = call;
+    state.finals = (call.transcript || []).filter((s) => s.leg === "caller").map((s) => s.text);
+    state.partial = "";
+    state.compressionAt = null;
+    state.recognisedAt = null;
+    $("call-head").textContent = `${call.caller.display} · ${call.dialled} · ${call.desk || ""}`;
+    if (call.triage) showTriage(call.triage);
+    renderTranscript();
+    if (call.incident_id) loadIncident(call.incident_id);
+    $("btn-save").disabled = false;
+  }
+
+  function evidenceWords() {
+    const words = new Set();
+    const d = state.triage;
+    if (!d) return words;
+    const collect = (scored) => (scored && scored.evidence || []).forEach((e) => { if (!e.negated) e.words.forEach((w) => w && words.add(w.toLowerCase())); });
+    collect(d.incident_type); collect(d.tcpr); collect(d.priority);
+    (d.agencies || []).forEach(collect);
+    if (d.location) (d.location.evidence || []).forEach((e) => e.words.forEach((w) => w && words.add(w.toLowerCase())));
+    return words;
+  }
+
+  function highlighted(text, words) {
+    if (!words.size) return [text];
+    const escaped = [...words].sort((a, b) => b.length - a.length).map((w) => w.replace(/[.*+?^${}()|[\]\\]/g, "\\$&"));
+    const pattern = new RegExp(`(${escaped.join("|")})`, "giu");
+    return text.split(pattern).map((part, i) => (i % 2 === 1 ? el("mark", {}, part) : part));
+  }
+
+  function renderTranscript() {
+    const words = evidenceWords();
+    const nodes = [];
+    state.finals.forEach((text) => nodes.push(...highlighted(text, words), " "));
+    if (state.partial) nodes.push(el("span", { class: "partial" }, ...highlighted(state.partial, words)));
+    $("transcript").replaceChildren(...nodes);
+  }
+
+  function showTriage(decision) {
+    state.triage = decision;
+    const box = $("triage");
+    const agencies = (decision.agencies || []).map((a) => el("span", { class: "agency-chip" }, a.value));
+    const type = decision.incident_type ? decision.incident_type.value : "?";
+    const prio = decision.priority ? decision.priority.value : 2;
+    box.classList.remove("muted");
+    box.replaceChildren(
+      el("div", { class: "row" }, ...agencies, el("span", { class: `prio prio-${prio}` }, `P${prio}`)),
+      el("div", { class: "big", id: "triage-type" }, type),
+      decision.unsure ? el("div", { class: "error" }, t("unsure")) : null,
+      el("div", { class: "muted" }, `${t("evidence")}: ${[...evidenceWords()].join(", ") || t("none")}`),
+    );
+    $("btn-confirm").disabled = !state.incident;
+    if (!state.incident) prefill({ incident_type: type, priority: prio, agencies: (decision.agencies || []).map((a) => ({ agency: a.value })) });
+    setTcpr(!!(decision.tcpr && decision.tcpr.value));
+    renderTranscript();
+  }
+
+  // -------------------------------------------------------------------------------- incident
+  function prefill(incident) {
+    const form = $("incident-form");
+    if (incident.incident_type) form.elements.incident_type.value = incident.incident_type;
+    if (incident.priority) form.elements.priority.value = String(incident.priority);
+    const codes = new Set((incident.agencies || []).map((a) => a.agency));
+    form.querySelectorAll("input[name=agency]").forEach((box) => { box.checked = codes.has(box.value); });
+    const loc = incident.location;
+    if (loc) {
+      for (const name of ["municipality", "street", "house_number", "landmark"]) {
+        if (loc[name] && !form.elements[name].value) form.elements[name].value = loc[name];
+      }
+    }
+  }
+
+  async function loadIncident(id) {
+    const incident = await api("GET", `/api/incidents/${id}`);
+    state.incident = incident;
+    $("incident-id").textContent = incident.id;
+    prefill(incident);
+    $("btn-confirm").disabled = false;
+    setTcpr(incident.tcpr || (state.triage && state.triage.tcpr && state.triage.tcpr.value));
+    for (const entry of incident.timeline || []) {
+      if (entry.action === "tcpr_first_compression") state.compressionAt = entry.data.at;
+      if (entry.action === "tcpr_recognised") state.recognisedAt = entry.data.at;
+    }
+    try {
+      const duplicates = await api("GET", `/api/incidents/${id}/duplicates`);
+      showDuplicate(duplicates[0] || null);
+    } catch (e) { showDuplicate(null); }
+  }
+
+  function showDuplicate(candidate) {
+    state.duplicate = candidate;
+    $("duplicate").classList.toggle("hidden", !candidate);
+    if (candidate) {
+      const inc = candidate.incident;
+      $("duplicate-text").textContent = `${inc.id} · ${inc.incident_type} · ${(inc.location && inc.location.text) || ""} (${candidate.reason})`;
+    }
+  }
+
+  async function linkDuplicate() {
+    if (!state.duplicate || !state.call) return;
+    const target = state.duplicate.incident.id;
+    await api("POST", `/api/incidents/${target}/calls`, { call_id: state.call.id, reason: "duplicate confirmed by call taker" });
+    toast(`${t("saved")}: ${target}`);
+    await loadIncident(target);
+  }
+
+  function formValues() {
+    const form = $("incident-form");
+    const location = {};
+    for (const name of ["municipality", "street", "house_number", "landmark"]) {
+      const v = form.elements[name].value.trim();
+      if (v) location[name] = v;
+    }
+    const agencies = [...form.querySelectorAll("input[name=agency]:checked")].map((b) => b.value);
+    const note = form.elements.note.value.trim();
+    return { incident_type: form.elements.incident_type.value, priority: Number(form.elements.priority.value), agencies, location, note };
+  }
+
+  async function save(ev) {
+    if (ev) ev.preventDefault();
+    const v = formValues();
+    const status = $("save-status");
+    try {
+      let incident;
+      if (state.incident) {
+        const known = new Set(state.incident.agencies.map((a) => a.agency));
+        const body = { incident_type: v.incident_type, priority: v.priority };
+        const added = v.agencies.filter((a) => !known.has(a));
+        if (added.length) body.agencies_add = added;
+        if (Object.keys(v.location).length) body.location = v.location;
+        if (v.note) body.note = v.note;
+        incident = state.incident.confirmed_by
+          ? await api("PATCH", `/api/incidents/${state.incident.id}`, body)
+          : await api("POST", `/api/incidents/${state.incident.id}/confirm`, body);
+      } else {
+        if (!v.agencies.length) { status.textContent = t("agencies") + "?"; return; }
+        const body = { incident_type: v.incident_type, priority: v.priority, agencies: v.agencies };
+        if (Object.keys(v.location).length) body.location = v.location;
+        if (v.note) body.note = v.note;
+        if (state.call) body.call_id = state.call.id;
+        incident = await api("POST", "/api/incidents", body);
+      }
+      state.incident = incident;
+      $("incident-id").textContent = incident.id;
+      $("incident-form").elements.note.value = "";
+      status.textContent = `${t("saved")} ${incident.id}`;
+      toast(`${t("saved")}: ${incident.id}`);
+    } catch (e) {
+      status.textContent = e.message;
+    }
+  }
+
+  async function confirmTriage() {
+    if (!state.incident) return;
+    const incident = await api("POST", `/api/incidents/${state.incident.id}/confirm`, {});
+    state.incident = incident;
+    toast(`${t("saved")}: ${incident.id}`);
+  }
+
+  // ------------------------------------------------------------------------------------ T-CPR
+  function setTcpr(on) {
+    $("tcpr").classList.toggle("show", !!on);
+    if (on && state.incident && state.call && state.call.answered_at && !state.recognisedAt
+        && !state.recognisedPosted.has(state.incident.id)) {
+      state.recognisedPosted.add(state.incident.id);
+      state.recognisedAt = new Date().toISOString();
+      api("POST", `/api/incidents/${state.incident.id}/tcpr`, { milestone: "recognised", call_id: state.call.id }).catch(() => {});
+    }
+  }
+
+  async function firstCompression() {
+    if (!state.incident || state.compressionAt) return;
+    state.compressionAt = new Date().toISOString();
+    await api("POST", `/api/incidents/${state.incident.id}/tcpr`,
+      { milestone: "first_compression", call_id: state.call ? state.call.id : null },
+      { "Idempotency-Key": `compression-${state.incident.id}` });
+    toast(t("first_compression"));
+  }
+
+  function tick() {
+    if (state.offered) $("offer-wait").textContent = clock(seconds(state.offered.offered_at));
+    const answered = state.call && state.call.answered_at;
+    if (!answered) return;
+    const since = seconds(answered);
+    $("t-answer").textContent = clock(since);
+    const mark = (id, at, target) => {
+      const node = $(id);
+      if (at) {
+        const took = Math.max(0, Math.round((Date.parse(at) - Date.parse(answered)) / 1000));
+        node.textContent = clock(took);
+        node.className = `timer ${took <= target ? "done" : "late"}`;
+      } else {
+        node.textContent = clock(since);
+        node.className = `timer ${since > target ? "late" : ""}`;
+      }
+    };
+    mark("t-recognition", state.recognisedAt, 60);
+    mark("t-compression", state.compressionAt, 90);
+  }
+
+  // ----------------------------------------------------------------------------- queue, state
+  async function refreshQueue() {
+    const queues = await api("GET", "/api/queues");
+    const rows = [];
+    for (const desk of state.me.desks) {
+      for (const entry of queues.desks[desk] || []) {
+        rows.push(el("tr", {},
+          el("td", {}, el("span", { class: `prio prio-${entry.priority}` }, `P${entry.priority}`)),
+          el("td", {}, desk),
+          el("td", {}, entry.caller || ""),
+          el("td", {}, clock(Math.round(entry.wait_s || 0))),
+          el("td", { class: "muted" }, (entry.first_words || "").slice(0, 60)),
+          el("td", {}, el("button", { type: "button", onclick: () => pick(entry.call_id) }, t("accept"))),
+        ));
+      }
+    }
+    $("queue").replaceChildren(...rows);
+  }
+
+  async function pick(callId) {
+    showOffer(await api("GET", `/api/calls/${callId}`));
+  }
+
+  async function refreshState() {
+    const takers = await api("GET", "/api/takers");
+    const mine = takers.find((x) => x.id === state.me.taker_id);
+    const badge = $("my-state");
+    badge.textContent = mine ? mine.state : "—";
+    badge.className = `state-badge state-${mine ? mine.state : ""}`;
+  }
+
+  async function setState(target) {
+    if (!state.me.taker_id) return;
+    try {
+      await api("PUT", `/api/takers/${state.me.taker_id}/state`, { state: target });
+    } catch (e) { toast(e.message); }
+    refreshState();
+  }
+
+  async function refreshHealth() {
+    try { IZS.healthBanner(await api("GET", "/api/health")); } catch (e) { /* shown on next event */ }
+  }
+
+  // ------------------------------------------------------------------------------ live events
+  async function onEvent(ev) {
+    const current = state.call && ev.call_id === state.call.id;
+    switch (ev.type) {
+      case "call.offered_to_taker":
+        if (ev.taker_id === state.me.taker_id) showOffer(await api("GET", `/api/calls/${ev.call_id}`));
+        break;
+      case "transcript.partial":
+        if (current && ev.data.leg === "caller") { state.partial = ev.data.text; renderTranscript(); }
+        break;
+      case "transcript.final":
+        if (current && ev.data.leg === "caller") { state.finals.push(ev.data.text); state.partial = ""; renderTranscript(); }
+        break;
+      case "triage.updated":
+        if (current) showTriage(ev.data);
+        break;
+      case "call.updated":
+        if (current && ev.data.incident_id) { state.call.incident_id = ev.data.incident_id; loadIncident(ev.data.incident_id); }
+        break;
+      case "call.ended":
+      case "call.abandoned":
+        if (state.offered && ev.call_id === state.offered.id) showOffer(null);
+        if (current) $("call-head").textContent += " · ■";
+        refreshQueue();
+        break;
+      case "incident.updated":
+      case "incident.linked":
+        if (state.incident && ev.incident_id === state.incident.id) loadIncident(ev.incident_id);
+        break;
+      case "queue.changed":
+      case "call.queued":
+        refreshQueue();
+        break;
+      case "taker.state":
+        if (ev.taker_id === state.me.taker_id) refreshState();
+        break;
+      case "component.health":
+        refreshHealth();
+        break;
+      default:
+        break;
+    }
+  }
+
+  function keys(ev) {
+    if (ev.ctrlKey && ev.key === "Enter") { ev.preventDefault(); save(); return; }
+    if (!ev.altKey) return;
+    const actions = { p: accept, o: confirmTriage, k: firstCompression, r: () => setState("available"), a: () => setState("paused"), l: () => $("lang").click() };
+    const action = actions[ev.key.toLowerCase()];
+    if (action) { ev.preventDefault(); action(); }
+  }
+
+  IZS.boot(async (me) => {
+    state.me = me;
+    fillTypes();
+    renderSteps();
+    document.addEventListener("izs:language", renderSteps);
+    $("btn-accept").addEventListener("click", accept);
+    $("btn-confirm").addEventListener("click", confirmTriage);
+    $("btn-compression").addEventListener("click", firstCompression);
+    $("btn-link").addEventListener("click", linkDuplicate);
+    $("btn-ready").addEventListener("click", () => setState("available"));
+    $("btn-pause").addEventListener("click", () => setState("paused"));
+    $("incident-form").addEventListener("submit", save);
+    document.addEventListener("keydown", keys);
+    setInterval(tick, 500);
+    IZS.live(onEvent, () => { refreshQueue(); refreshState(); refreshHealth(); });
+  });
+})();

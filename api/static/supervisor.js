@@ -1,0 +1,139 @@
+// Supervisor dashboard: queues with waiting calls, call takers, service level, abandoned calls to call
+// back, open incidents per agency, component health. Every live event schedules one REST refresh.
+"use strict";
+
+(() => {
+  const { t, api, el, seconds, clock, toast } = IZS;
+  const $ = (id) => document.getElementById(id);
+  const DESKS = ["112", "HZS", "ZZS", "PCR"];
+  let refreshTimer = null;
+  let queued = [];
+
+  function tile(label, value, cls = "") {
+    return el("div", { class: `tile ${cls}` }, el("div", { class: "muted" }, label), el("div", { class: "value" }, value));
+  }
+
+  async function refreshSummary() {
+    const s = await api("GET", "/api/reports/summary");
+    const sl = s.service_level;
+    const pct = sl.service_level_percent;
+    const waiting = Object.values(s.waiting_now).reduce((a, b) => a + b, 0);
+    $("tiles").replaceChildren(
+      tile(t("service_level"), pct === null ? t("none") : `${pct} %`, pct === null ? "" : pct >= 90 ? "good" : "bad"),
+      tile(t("offered"), sl.offered),
+      tile(t("answered"), sl.answered),
+      tile(t("avg_wait"), sl.average_wait_s === null ? t("none") : `${sl.average_wait_s} s`),
+      tile(t("waiting_now"), waiting, waiting ? "bad" : "good"),
+      tile(t("abandoned"), s.abandoned_to_call_back, s.abandoned_to_call_back ? "bad" : "good"),
+    );
+    $("per-agency").replaceChildren(
+      ...Object.entries(s.open_incidents_by_agency).map(([agency, n]) => el("span", { class: "agency-chip" }, `${agency}: ${n}`)),
+    );
+  }
+
+  async function refreshQueues() {
+    const queues = await api("GET", "/api/queues");
+    queued = [];
+    const rows = [];
+    for (const desk of DESKS) {
+      for (const entry of queues.desks[desk] || []) {
+        queued.push(entry);
+        const prio = el("select", { "aria-label": t("reprioritise"), onchange: (ev) => reprioritise(desk, entry.call_id, Number(ev.target.value)) },
+          ...[1, 2, 3].map((p) => el("option", { value: p, selected: p === entry.priority }, `P${p}`)));
+        const move = el("select", { "aria-label": t("move"), onchange: (ev) => ev.target.value && moveCall(desk, entry.call_id, ev.target.value) },
+          el("option", { value: "" }, `${t("move")}…`), ...DESKS.filter((d) => d !== desk).map((d) => el("option", { value: d }, d)));
+        rows.push(el("tr", { "data-call": entry.call_id },
+          el("td", {}, desk),
+          el("td", {}, el("span", { class: `prio prio-${entry.priority}` }, `P${entry.priority}`), entry.front ? " ♥" : ""),
+          el("td", { class: "wait", "data-arrival": entry.arrival || "" }, clock(Math.round(entry.wait_s || 0))),
+          el("td", {}, entry.caller || ""),
+          el("td", { class: "muted" }, (entry.first_words || "").slice(0, 80)),
+          el("td", {}, prio, " ", move),
+        ));
+      }
+    }
+    $("queues").replaceChildren(...rows);
+  }
+
+  async function reprioritise(desk, callId, priority) {
+    try { await api("POST", `/api/queues/${encodeURIComponent(desk)}/${callId}/priority`, { priority, front: false }); }
+    catch (e) { toast(e.message); }
+    schedule();
+  }
+
+  async function moveCall(desk, callId, toDesk) {
+    try { await api("POST", `/api/queues/${encodeURIComponent(desk)}/${callId}/move`, { to_desk: toDesk, reason: "supervisor" }); }
+    catch (e) { toast(e.message); }
+    schedule();
+  }
+
+  async function refreshTakers() {
+    const takers = await api("GET", "/api/takers");
+    $("takers").replaceChildren(...takers.map((x) => el("tr", {},
+      el("td", {}, x.name),
+      el("td", {}, x.desks.join(", ")),
+      el("td", {}, el("span", { class: `state-badge state-${x.state}` }, x.state)),
+      el("td", { class: "since", "data-since": x.since || "" }, x.since ? clock(seconds(x.since)) : ""),
+    )));
+  }
+
+  async function refreshIncidents() {
+    const page = await api("GET", "/api/incidents?status=open&limit=50");
+    $("incidents").replaceChildren(...page.items.map((i) => el("tr", { "data-incident": i.id },
+      el("td", {}, el("strong", {}, i.id)),
+      el("td", {}, el("span", { class: `prio prio-${i.priority}` }, `P${i.priority}`)),
+      el("td", {}, i.incident_type),
+      el("td", {}, ...i.agencies.map((a) => el("span", { class: "agency-chip" }, a.agency))),
+      el("td", { class: "muted" }, (i.location && i.location.text) || ""),
+      el("td", { class: "muted" }, i.confirmed_by || ""),
+    )));
+  }
+
+  async function refreshAbandoned() {
+    const page = await api("GET", "/api/reports/abandoned?limit=50");
+    $("abandoned").replaceChildren(...page.items.map((c) => el("tr", {},
+      el("td", {}, el("strong", {}, c.caller.display)),
+      el("td", {}, c.dialled),
+      el("td", { class: "muted" }, new Date(c.offered_at).toLocaleTimeString()),
+      el("td", {}, el("button", { type: "button", onclick: () => calledBack(c.id) }, t("called_back"))),
+    )));
+  }
+
+  async function calledBack(callId) {
+    await api("POST", `/api/calls/${callId}/callback`, {}, { "Idempotency-Key": `callback-${callId}` });
+    schedule();
+  }
+
+  async function refreshHealth() {
+    const components = await api("GET", "/api/health");
+    IZS.healthBanner(components);
+    $("components").replaceChildren(...components.map((c) => el("tr", {},
+      el("td", {}, c.component),
+      el("td", {}, el("span", { class: `state-badge ${c.healthy ? "state-available" : "state-busy"}` }, c.healthy ? "OK" : "!!")),
+      el("td", { class: "muted" }, c.detail || ""),
+    )));
+  }
+
+  async function refreshAll() {
+    refreshTimer = null;
+    await Promise.allSettled([refreshSummary(), refreshQueues(), refreshTakers(), refreshIncidents(), refreshAbandoned(), refreshHealth()]);
+    document.body.dataset.refreshed = String(Date.now());
+  }
+
+  function schedule() {
+    if (refreshTimer === null) refreshTimer = setTimeout(refreshAll, 250);
+  }
+
+  function tick() {
+    document.querySelectorAll("td.wait[data-arrival]").forEach((td) => { if (td.dataset.arrival) td.textContent = clock(seconds(td.dataset.arrival)); });
+    document.querySelectorAll("td.since[data-since]").forEach((td) => { if (td.dataset.since) td.textContent = clock(seconds(td.dataset.since)); });
+  }
+
+  IZS.boot(async () => {
+    document.addEventListener("izs:language", schedule);
+    document.addEventListener("keydown", (ev) => { if (ev.altKey && ev.key.toLowerCase() === "l") $("lang").click(); });
+    setInterval(tick, 1000);
+    setInterval(schedule, 10000);  // service level drifts with time even without events
+    IZS.live(() => schedule(), () => refreshAll());
+  });
+})();

@@ -1,0 +1,138 @@
+"""Fixtures for API tests: real centres (database + Redis from tests/conftest.py) served by the real app,
+through httpx over ASGI or a real uvicorn on an ephemeral port."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import redis.asyncio as aioredis
+
+from api.app import create_app
+from api.auth import hash_password
+from intake.app import Centre
+from intake.settings import TakerConfig, load_settings
+
+SECRET = "test-secret-key-for-api-tests-0123456789"
+PASSWORD = "correct horse battery"
+# user name -> role; call takers' user names are their call-taker ids
+USERS = {
+    "admin": "admin",
+    "vedouci": "supervisor",
+    "jana": "call_taker",
+    "petr": "call_taker",
+    "zzs-dispatch": "integration",
+}
+ROLE_USER = {"admin": "admin", "supervisor": "vedouci", "call_taker": "jana", "integration": "zzs-dispatch"}
+
+
+def api_redis_url(redis_url: str) -> str:
+    """A database index of the session's Redis of its own, so the API tests can wipe it freely."""
+    if redis_url.startswith("redis://"):
+        return redis_url.rsplit("/", 1)[0] + "/7"
+    return redis_url
+
+
+def centre_settings(var_dir: Path, database_url: str, redis_url: str, node: str) -> Any:
+    return load_settings(
+        var_dir=var_dir,
+        database_url=database_url,
+        redis_url=redis_url,
+        node_id=node,
+        secret_key=SECRET,
+        sip_enabled=False,
+        transcription_enabled=False,
+        wrap_up_s=0.2,
+        takers=[
+            TakerConfig(id="jana", name="Jana Nováková", desks=["ZZS", "112"], languages=["cs", "de"]),
+            TakerConfig(id="petr", name="Petr Svoboda", desks=["PCR", "HZS"], languages=["cs"]),
+        ],
+    )
+
+
+async def eventually(check: Callable[[], Awaitable[Any]], timeout: float = 10.0) -> Any:
+    deadline = asyncio.get_running_loop().time() + timeout
+    last: Any = None
+    while asyncio.get_running_loop().time() < deadline:
+        last = await check()
+        if last:
+            return last
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"condition not met within {timeout} s (last: {last!r})")
+
+
+@pytest.fixture
+async def shared_redis(redis_url: str) -> str:
+    url = api_redis_url(redis_url)
+    client = aioredis.Redis.from_url(url)
+    try:
+        await client.flushdb()
+    finally:
+        await client.aclose()
+    return url
+
+
+@pytest.fixture
+async def start_centre(
+    tmp_path: Path, database: Any, database_url: str, shared_redis: str
+) -> AsyncIterator[Callable[[str], Awaitable[Centre]]]:
+    """``await start_centre("node-a")``: a centre on the test database and Redis (several share them)."""
+    started: list[Centre] = []
+
+    async def start(node: str = "node-a") -> Centre:
+        centre = await Centre.start(
+            centre_settings(tmp_path / node, database_url, shared_redis, node), with_telephony=False
+        )
+        started.append(centre)
+        return centre
+
+    try:
+        yield start
+    finally:
+        for centre in reversed(started):
+            await centre.stop()
+
+
+@pytest.fixture
+async def centre(start_centre: Callable[[str], Awaitable[Centre]]) -> Centre:
+    centre = await start_centre("node-a")
+    for username, role in USERS.items():
+        await asyncio.to_thread(centre.repo.create_user, username, hash_password(PASSWORD), role)
+    return centre
+
+
+@pytest.fixture
+def app(centre: Centre) -> Any:
+    return create_app(centre)
+
+
+@pytest.fixture
+async def client(app: Any) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://izs.test") as c:
+        yield c
+
+
+@pytest.fixture
+async def tokens(client: httpx.AsyncClient) -> dict[str, str]:
+    """A bearer token per user name."""
+    out = {}
+    for username in USERS:
+        response = await client.post("/api/auth/token", json={"username": username, "password": PASSWORD})
+        assert response.status_code == 200, response.text
+        out[username] = response.json()["access_token"]
+    return out
+
+
+@pytest.fixture
+def as_user(tokens: dict[str, str]) -> Callable[[str], dict[str, str]]:
+    return lambda username: {"Authorization": f"Bearer {tokens[username]}"}
+
+
+@pytest.fixture
+def role_users() -> dict[str, str]:
+    """One user name per role."""
+    return dict(ROLE_USER)

@@ -1,0 +1,128 @@
+"""Every endpoint has a role rule, and every role is refused what it may not do."""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+import pytest
+from fastapi.routing import APIRoute, APIWebSocketRoute
+from starlette.routing import Mount, Route
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed
+
+from api.auth import Role, TokenSigner
+from api.roles import PUBLIC, ROLE_RULES, rule_for
+from api.server import RunningServer
+
+# Framework routes that are not endpoints of ours: the OpenAPI document and its viewers, static files.
+FRAMEWORK_PATHS = {"/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc", "/static"}
+
+
+def app_routes(app: Any) -> list[tuple[str, str]]:
+    out = []
+    for route in app.routes:
+        if isinstance(route, APIRoute):
+            out.extend((method, route.path) for method in sorted(route.methods))
+        elif isinstance(route, APIWebSocketRoute):
+            out.append(("WS", route.path))
+        elif isinstance(route, Route | Mount):
+            assert route.path in FRAMEWORK_PATHS, f"unexpected non-API route {route.path}"
+        else:
+            raise AssertionError(f"unknown route type {route!r}")
+    return out
+
+
+def concrete(path: str, username: str) -> str:
+    values = {"desk": "ZZS", "webhook_id": "1", "taker_id": username, "username": "nobody"}
+    return re.sub(r"\{(\w+)\}", lambda m: values.get(m.group(1), "unknown-id"), path)
+
+
+def test_every_route_has_a_role_rule_and_every_rule_a_route(app: Any):
+    routes = app_routes(app)
+    missing = [r for r in routes if rule_for(*r) is None]
+    assert not missing, f"routes without a role rule in api/roles.py: {missing}"
+    stale = set(ROLE_RULES) - set(routes)
+    assert not stale, f"role rules for routes that do not exist: {stale}"
+
+
+HTTP_RULES = [(m, p, roles) for (m, p), roles in ROLE_RULES.items() if m != "WS"]
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "allowed"), HTTP_RULES, ids=[f"{m} {p}" for m, p, _ in HTTP_RULES]
+)
+async def test_each_role_gets_exactly_what_its_rule_allows(
+    client: httpx.AsyncClient,
+    as_user: Callable[[str], dict[str, str]],
+    role_users: dict[str, str],
+    method: str,
+    path: str,
+    allowed: frozenset[Role],
+):
+    for role in Role:
+        username = role_users[role.value]
+        response = await client.request(method, concrete(path, username), headers=as_user(username), json={})
+        if allowed is PUBLIC or role in allowed:
+            assert response.status_code not in (401, 403), (role, response.text)
+        else:
+            assert response.status_code == 403, (role, response.status_code, response.text)
+            assert response.json()["error"] == "forbidden"
+    if allowed is not PUBLIC:
+        anonymous = await client.request(method, concrete(path, "x"), json={})
+        assert anonymous.status_code == 401
+        assert anonymous.json()["error"] == "unauthenticated"
+        assert anonymous.headers["www-authenticate"] == "Bearer"
+
+
+async def test_forged_expired_and_disabled_tokens_are_refused(
+    client: httpx.AsyncClient, tokens: dict[str, str], centre: Any
+):
+    forged = TokenSigner(b"some other secret").issue("admin", Role.ADMIN)[0]
+    expired = TokenSigner(b"test-secret-key-for-api-tests-0123456789").issue(
+        "admin", Role.ADMIN, now=time.time() - 13 * 3600
+    )[0]
+    for token in (forged, expired, "garbage", tokens["admin"] + "x"):
+        response = await client.get("/api/me", headers={"Authorization": f"Bearer {token}"})
+        assert response.status_code == 401, token
+        assert response.json()["error"] == "unauthenticated"
+    centre.repo.update_user("vedouci", active=False)
+    response = await client.get("/api/me", headers={"Authorization": f"Bearer {tokens['vedouci']}"})
+    assert response.status_code == 401
+
+
+async def test_wrong_password_is_refused_without_saying_which_part_was_wrong(client: httpx.AsyncClient):
+    for body in ({"username": "admin", "password": "nope"}, {"username": "nobody", "password": "nope"}):
+        response = await client.post("/api/auth/token", json=body)
+        assert response.status_code == 401
+        assert response.json()["message"] == "wrong user name or password"
+
+
+async def test_a_call_taker_may_change_only_their_own_state(
+    client: httpx.AsyncClient, as_user: Callable[[str], dict[str, str]]
+):
+    own = await client.put("/api/takers/jana/state", json={"state": "available"}, headers=as_user("jana"))
+    assert own.status_code == 200
+    other = await client.put("/api/takers/petr/state", json={"state": "available"}, headers=as_user("jana"))
+    assert other.status_code == 403
+    assert other.json()["error"] == "forbidden"
+
+
+async def test_live_socket_refuses_missing_and_bad_tokens_and_admits_every_role(
+    app: Any, tokens: dict[str, str]
+):
+    assert rule_for("WS", "/api/live") == frozenset(Role)
+    async with RunningServer(app) as server:
+        base = server.url.replace("http://", "ws://") + "/api/live"
+        for url in (base, base + "?token=garbage"):
+            async with connect(url) as ws:
+                with pytest.raises(ConnectionClosed) as closed:
+                    await ws.recv()
+                assert closed.value.rcvd is not None and closed.value.rcvd.code == 1008
+        for username in tokens:
+            async with connect(f"{base}?token={tokens[username]}") as ws:
+                hello = await ws.recv()
+                assert username in hello

@@ -1,0 +1,170 @@
+"""Webhooks: signed POSTs to a real local HTTP receiver, retried with backoff, dead-lettered at the end,
+fed from the Redis incident stream through a consumer group."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import httpx
+import pytest
+
+from intake.exchange.webhooks import (
+    SIGNATURE_HEADER,
+    RetryPolicy,
+    deliver_due,
+    enqueue_event,
+    pump_incident_stream,
+    sign,
+    verify,
+)
+
+SECRET = "whsec-0123456789abcdef"
+T0 = datetime(2026, 11, 27, 10, 0, 0, tzinfo=UTC)
+
+
+class Receiver:
+    """A real HTTP server on an ephemeral port that fails the first ``fail_first`` requests with 503."""
+
+    def __init__(self, fail_first: int) -> None:
+        self.fail_first = fail_first
+        self.requests: list[tuple[dict[str, str], bytes]] = []
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                receiver.requests.append(({k.lower(): v for k, v in self.headers.items()}, body))
+                status = 503 if len(receiver.requests) <= receiver.fail_first else 204
+                self.send_response(status)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}/hook"
+
+    def __enter__(self) -> Receiver:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def flaky_receiver() -> Iterator[Receiver]:
+    with Receiver(fail_first=2) as receiver:
+        yield receiver
+
+
+def incident_event(n: int = 1) -> dict[str, Any]:
+    return {
+        "id": f"1700000000000-{n}",
+        "type": "incident.created",
+        "incident": {"id": f"KVK-2026-00000{n}", "incident_type": "FIRE_BUILDING", "priority": 1},
+    }
+
+
+def test_signature_verifies_and_rejects_tampering_and_replays():
+    body = b'{"a":1}'
+    header = sign(SECRET, body, int(T0.timestamp()))
+    assert verify(SECRET, body, header, now=T0)
+    assert not verify(SECRET, body + b" ", header, now=T0)
+    assert not verify("other-secret-000000", body, header, now=T0)
+    assert not verify(SECRET, body, header, now=T0 + timedelta(minutes=10))
+    assert not verify(SECRET, body, "garbage", now=T0)
+
+
+def test_backoff_doubles_up_to_the_cap():
+    policy = RetryPolicy(base_delay_s=5, max_delay_s=60)
+    assert [policy.delay_after(n) for n in range(1, 7)] == [5, 10, 20, 40, 60, 60]
+
+
+async def test_failed_deliveries_are_retried_with_backoff_until_the_receiver_takes_them(
+    repository: Any, flaky_receiver: Receiver
+):
+    hook = repository.create_webhook(flaky_receiver.url, SECRET, ["incident.created"])
+    assert await enqueue_event(repository, incident_event(), now=T0) == 1
+    assert await enqueue_event(repository, incident_event(), now=T0) == 0  # a replay queues nothing
+    policy = RetryPolicy(base_delay_s=5, max_attempts=5)
+    async with httpx.AsyncClient() as http:
+        first = await deliver_due(repository, http, now=T0, policy=policy)
+        assert first.retrying and not first.delivered
+        # not due yet: backoff holds it back
+        assert not (
+            await deliver_due(repository, http, now=T0 + timedelta(seconds=4), policy=policy)
+        ).retrying
+        second = await deliver_due(repository, http, now=T0 + timedelta(seconds=5), policy=policy)
+        assert second.retrying
+        assert not (
+            await deliver_due(repository, http, now=T0 + timedelta(seconds=14), policy=policy)
+        ).delivered
+        third = await deliver_due(repository, http, now=T0 + timedelta(seconds=15), policy=policy)
+        assert third.delivered
+    assert len(flaky_receiver.requests) == 3
+    headers, body = flaky_receiver.requests[-1]
+    assert verify(SECRET, body, headers[SIGNATURE_HEADER.lower()], now=T0 + timedelta(seconds=15))
+    assert json.loads(body)["data"]["incident"]["id"] == "KVK-2026-000001"
+    [delivery] = repository.list_deliveries(webhook_id=hook.id)
+    assert (delivery.status, delivery.attempts) == ("delivered", 3)
+
+
+async def test_delivery_is_dead_lettered_after_the_last_attempt(repository: Any):
+    with Receiver(fail_first=100) as receiver:
+        repository.create_webhook(receiver.url, SECRET, ["*"])
+        await enqueue_event(repository, incident_event(), now=T0)
+        policy = RetryPolicy(base_delay_s=1, max_attempts=3)
+        now = T0
+        async with httpx.AsyncClient() as http:
+            for _ in range(3):
+                report = await deliver_due(repository, http, now=now, policy=policy)
+                now += timedelta(seconds=10)
+        assert report.dead
+        assert len(receiver.requests) == 3
+    [dead] = repository.list_deliveries(status="failed")
+    assert dead.attempts == 3 and dead.last_error == "HTTP 503"
+    async with httpx.AsyncClient() as http:
+        assert not (await deliver_due(repository, http, now=now + timedelta(days=1), policy=policy)).retrying
+
+
+async def test_unreachable_receiver_counts_as_a_failed_attempt(repository: Any):
+    with Receiver(fail_first=0) as receiver:
+        url = receiver.url
+    repository.create_webhook(url, SECRET, ["*"])  # nobody listens there any more
+    await enqueue_event(repository, incident_event(), now=T0)
+    async with httpx.AsyncClient() as http:
+        report = await deliver_due(repository, http, now=T0, policy=RetryPolicy(timeout_s=2))
+    assert report.retrying
+    [delivery] = repository.list_deliveries()
+    assert "ConnectError" in (delivery.last_error or "")
+
+
+async def test_incident_stream_feeds_webhooks_once_per_event_through_a_consumer_group(
+    repository: Any, live_state: Any
+):
+    repository.create_webhook("http://127.0.0.1:9/unused", SECRET, ["incident.created", "incident.updated"])
+    await live_state.ensure_group("webhooks", "$")
+    for n in (1, 2):
+        await live_state.publish_incident_event(
+            {"type": "incident.created", "incident": {"id": f"KVK-2026-00000{n}"}}
+        )
+    await live_state.publish_incident_event(
+        {"type": "incident.linked", "incident": {"id": "KVK-2026-000001"}}
+    )
+    assert await pump_incident_stream(live_state, repository, consumer="node-a") == 3
+    assert await pump_incident_stream(live_state, repository, consumer="node-b") == 0
+    deliveries = repository.list_deliveries()
+    assert sorted(d.event_type for d in deliveries) == ["incident.created", "incident.created"]
+    assert (await live_state.pending("webhooks"))["pending"] == 0
