@@ -32,6 +32,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialWithJitterBackoff
 from redis.exceptions import RedisError, ResponseError
 
 from intake.domain import Call, CallState, utc_now
@@ -116,6 +118,21 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then
 end
 return 0
 """
+
+
+def connect_redis(url: str, *, timeout_s: float = 5.0, connect_timeout_s: float = 2.0) -> aioredis.Redis:
+    """A redis-py asyncio client tuned for live state: fail within seconds when Redis is gone (redis-py's
+    default retries for ~10 s per command), so the call path degrades instead of hanging.
+
+    ``timeout_s`` must exceed any ``block_ms`` given to :meth:`LiveState.read_group`.
+    """
+    return aioredis.Redis.from_url(
+        url,
+        socket_timeout=timeout_s,
+        socket_connect_timeout=connect_timeout_s,
+        retry=Retry(ExponentialWithJitterBackoff(cap=0.25, base=0.02), 2),
+        health_check_interval=15,
+    )
 
 
 def _ms(at: datetime) -> int:

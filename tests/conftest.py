@@ -17,7 +17,7 @@ import redis.asyncio as aioredis
 from sqlalchemy import text
 from support.servers import PostgresServer, start_postgres
 
-from intake.live import LiveState
+from intake.live import LiveState, connect_redis
 from intake.redis_server import EmbeddedRedis
 from intake.storage.database import Database
 from intake.storage.repository import Repository
@@ -124,7 +124,7 @@ def repository(database: Database) -> Repository:
 
 @pytest.fixture
 async def redis_client(redis_url: str) -> AsyncIterator[aioredis.Redis]:
-    client = aioredis.Redis.from_url(redis_url)
+    client = connect_redis(redis_url)
     try:
         yield client
     finally:

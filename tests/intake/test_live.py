@@ -13,7 +13,7 @@ import redis.asyncio as aioredis
 
 from intake.domain import Call, CallerNumber, CallState
 from intake.errors import LiveStateError
-from intake.live import LiveState, queue_entries_from_calls
+from intake.live import LiveState, connect_redis, queue_entries_from_calls
 from intake.redis_server import EmbeddedRedis
 from routing.vocabulary import DeskCode
 
@@ -305,7 +305,7 @@ async def test_concurrent_lease_acquisition_has_one_winner(live_state: LiveState
 
 async def test_redis_errors_become_live_state_errors() -> None:
     # nothing listens on port 1 of localhost
-    client = aioredis.Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.5)
+    client = connect_redis("redis://127.0.0.1:1/0", connect_timeout_s=0.5)
     try:
         live = LiveState(client)
         with pytest.raises(LiveStateError):
