@@ -822,12 +822,14 @@ class SipEndpoint:
             self._retransmits.pop(f"{leg.call_id}/invite", None)
             self._close_leg(leg)
         call.taker = None
-        log.warning(
-            "call %s: taker %s unavailable: %s %s", call.call_ref, call.taker_uri, status or "", detail
-        )
         future = call.taker_future
         if future is not None and not future.done():
+            log.warning(
+                "call %s: taker %s unavailable: %s %s", call.call_ref, call.taker_uri, status or "", detail
+            )
             future.set_exception(TakerUnavailableError(call.taker_uri, status, detail))
+        else:
+            log.info("call %s: taker leg %s closed: %s", call.call_ref, call.taker_uri, detail)
 
     def _drop_taker(self, call: _Call, detail: str, cancel: bool) -> None:
         leg = call.taker

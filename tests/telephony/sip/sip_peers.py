@@ -61,6 +61,18 @@ def read_wav(path: Path) -> np.ndarray[Any, np.dtype[np.int16]]:
         return np.frombuffer(wav.readframes(wav.getnframes()), dtype="<i2").copy()
 
 
+def write_tone_wav(path: Path, seconds: float, frequency: float = 425.0, amplitude: int = 2000) -> Path:
+    samples = (np.sin(np.arange(int(8000 * seconds)) * 2 * np.pi * frequency / 8000) * amplitude).astype(
+        "<i2"
+    )
+    with wave.open(str(path), "wb") as wav:
+        wav.setnchannels(1)
+        wav.setsampwidth(2)
+        wav.setframerate(8000)
+        wav.writeframes(samples.tobytes())
+    return path
+
+
 def peak_normalised_correlation(reference: np.ndarray[Any, Any], received: np.ndarray[Any, Any]) -> float:
     """Max over lags of the normalised cross-correlation of ``reference`` inside ``received``."""
     ref = reference.astype(np.float64)
@@ -71,7 +83,8 @@ def peak_normalised_correlation(reference: np.ndarray[Any, Any], received: np.nd
     corr = np.fft.irfft(np.fft.rfft(sig, size) * np.conj(np.fft.rfft(ref, size)), size)[
         : len(sig) - len(ref) + 1
     ]
-    window = np.convolve(sig**2, np.ones(len(ref)), mode="valid")
+    energy = np.concatenate([[0.0], np.cumsum(sig**2)])
+    window = energy[len(ref) :] - energy[: len(sig) - len(ref) + 1]
     norm = np.sqrt(np.maximum(window, 1e-9) * float(np.sum(ref**2)))
     return float(np.max(corr / norm))
 
@@ -91,8 +104,8 @@ class Baresip:
         self.name = name
         self.dir = workdir / name
         self.dir.mkdir(parents=True, exist_ok=True)
-        self.sip_port = free_sip_port()
-        self.ctrl_port = free_port(socket.SOCK_STREAM)
+        self.sip_port = 0
+        self.ctrl_port = 0
         self.record_dir = self.dir / "recordings"
         self.events: list[dict[str, Any]] = []
         self._responses: list[dict[str, Any]] = []
@@ -110,8 +123,11 @@ class Baresip:
         return f"sip:{self.name}@127.0.0.1:{self.sip_port}"
 
     def _write_config(self) -> None:
-        source = f"aufile,{self._audio_source}" if self._audio_source else "ausine,440"
-        modules = ["g711.so", "aufile.so", "ausine.so", "aubridge.so", "account.so", "menu.so", "ctrl_tcp.so"]
+        if self._audio_source is None:
+            # ausine only runs at 48 kHz; a long quiet tone file keeps the call up until hung up.
+            self._audio_source = write_tone_wav(self.dir / "tone.wav", seconds=120.0)
+        source = f"aufile,{self._audio_source}"
+        modules = ["g711.so", "aufile.so", "aubridge.so", "account.so", "menu.so", "ctrl_tcp.so"]
         if self._record:
             modules.insert(0, "sndfile.so")
             self.record_dir.mkdir(exist_ok=True)
@@ -126,7 +142,7 @@ class Baresip:
             "call_max_calls 4",
             f"ctrl_tcp_listen 127.0.0.1:{self.ctrl_port}",
             f"snd_path {self.record_dir}",
-            "rtp_ports 10000-60000",
+            "rtp_ports 10000-32000"  # below the ephemeral range the SIP/ctrl ports come from,
             "jitter_buffer_delay 1-3",
             *[f"module {m}" for m in modules],
         ]
@@ -136,6 +152,16 @@ class Baresip:
         (self.dir / "contacts").write_text("")
 
     def start(self, timeout: float = 10.0) -> Baresip:
+        # Ports are picked just before launch and re-picked when another process grabbed one meanwhile
+        # (other helpers' tests run on this machine at the same time).
+        for _ in range(5):
+            self.sip_port = free_sip_port()
+            self.ctrl_port = free_port(socket.SOCK_STREAM)
+            if self._launch(timeout):
+                return self
+        raise RuntimeError(f"baresip {self.name} could not bind its ports: {self.log()[-2000:]}")
+
+    def _launch(self, timeout: float) -> bool:
         self._write_config()
         log = (self.dir / "baresip.log").open("wb")
         self._process = subprocess.Popen(
@@ -147,18 +173,22 @@ class Baresip:
         )
         log.close()
         deadline = time.monotonic() + timeout
-        while True:
-            try:
-                self._ctrl = socket.create_connection(("127.0.0.1", self.ctrl_port), timeout=1)
+        while "baresip is ready." not in self.log():
+            if self._process.poll() is not None or time.monotonic() > deadline:
                 break
-            except OSError:
-                if self._process.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"baresip {self.name} did not start: {self.log()[-2000:]}") from None
-                time.sleep(0.05)
+            time.sleep(0.02)
+        text = self.log()
+        if "baresip is ready." not in text or "Address already in use" in text:
+            self._process.kill()
+            self._process.wait()
+            if "Address already in use" in text:
+                return False
+            raise RuntimeError(f"baresip {self.name} did not start: {text[-2000:]}")
+        self._ctrl = socket.create_connection(("127.0.0.1", self.ctrl_port), timeout=5)
         self._ctrl.settimeout(None)
         self._reader = threading.Thread(target=self._read_loop, daemon=True)
         self._reader.start()
-        return self
+        return True
 
     def log(self) -> str:
         return (self.dir / "baresip.log").read_text(errors="replace")
@@ -222,12 +252,6 @@ class Baresip:
 
     def hangup(self) -> None:
         self.command("hangup")
-
-    def send_dtmf(self, digits: str) -> None:
-        for digit in digits:
-            self.command("sndcode", digit)
-            time.sleep(0.25)
-        self.command("sndcode", "\x00") if False else None
 
     def received_audio(self) -> np.ndarray[Any, np.dtype[np.int16]]:
         """What baresip decoded from the RTP it received (sndfile module's dump)."""
