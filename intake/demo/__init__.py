@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import socket
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -200,29 +201,45 @@ async def _calls_not_on_record(centre: object, outcomes: list[CallOutcome]) -> l
 
 
 async def _start_api(centre: object) -> tuple[asyncio.Task[None] | None, str | None]:
-    """The API and consoles on the settings' address (a free port when the configured one is taken)."""
+    """The API and consoles on the settings' address (``http_port`` 0: a free port)."""
     try:
-        from api.server import RunningServer, serve
+        import uvicorn
+
+        from api.app import create_app
+        from api.server import uvicorn_config
     except ImportError as exc:
         log.error("API unavailable, running without consoles: %s", exc)
         return None, None
     settings = centre.settings  # type: ignore[attr-defined]
-    if settings.http_port == 0:
-        from api.app import create_app
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((settings.http_host, settings.http_port))
+    except OSError as exc:
+        sock.close()
+        raise IzsError(
+            f"IZS_HTTP_PORT: cannot listen on {settings.http_host}:{settings.http_port}: {exc}"
+        ) from exc
+    host, port = sock.getsockname()[:2]
+    server = uvicorn.Server(uvicorn_config(create_app(centre), host, port, log_level="warning"))
 
-        running = RunningServer(create_app(centre))
-        await running.__aenter__()
+    async def run() -> None:
+        serving = asyncio.create_task(server.serve(sockets=[sock]))
+        try:
+            await asyncio.shield(serving)
+        finally:
+            # Stop the way uvicorn wants (drain connections, run the app's shutdown), never by cancelling it.
+            server.should_exit = True
+            with contextlib.suppress(asyncio.CancelledError):
+                await serving
+            sock.close()
 
-        async def hold() -> None:
-            try:
-                await asyncio.Event().wait()
-            finally:
-                await running.__aexit__(None, None, None)
-
-        return asyncio.create_task(hold(), name="api"), running.url
-    task = asyncio.create_task(serve(centre), name="api")
-    await asyncio.sleep(0.5)
-    if task.done():
-        task.result()  # raises why it could not start
-    host = "127.0.0.1" if settings.http_host in ("0.0.0.0", "") else settings.http_host
-    return task, f"http://{host}:{settings.http_port}"
+    task = asyncio.create_task(run(), name="api")
+    for _ in range(250):
+        if server.started:
+            break
+        if task.done():
+            task.result()
+        await asyncio.sleep(0.02)
+    shown = "127.0.0.1" if host in ("0.0.0.0", "") else host
+    return task, f"http://{shown}:{port}"

@@ -12,7 +12,7 @@ import secrets
 import socket
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any
 
 from intake.app import Centre
 from intake.bus import LiveEvent
@@ -121,8 +121,7 @@ async def wire_media(centre: Centre) -> None:
         transcriber = TranscriptionService(config, on_event=centre.calls.submit)
         stack.callback(transcriber.close)
         centre.transcriber = transcriber
-        # TranscriptionService.feed/close_leg return values the Transcriber protocol declares as None.
-        centre.calls._transcriber = cast(Any, transcriber)
+        centre.calls._transcriber = OpenLegOnce(transcriber)
     if settings.sip_enabled:
         config_sip = SipEndpointConfig(
             host=settings.sip_host,
@@ -142,6 +141,38 @@ async def wire_media(centre: Centre) -> None:
             centre.calls._prompt = await asyncio.to_thread(read_wav_pcm, wav)
         except IzsError as exc:
             log.error("waiting prompt unavailable (callers will hear silence): %s", exc.message)
+
+
+class OpenLegOnce:
+    """Interim guard: ``CallService`` opens a caller leg both on its first audio frame and when it handles
+    ``CallOffered``; the second ``open_leg`` raises ``TranscriptionError`` (not caught there), which kills
+    the call's worker. This makes ``open_leg`` idempotent per (call, leg) until that is fixed."""
+
+    def __init__(self, inner: Any) -> None:
+        self._inner = inner
+        self._open: set[tuple[str, str]] = set()
+
+    def open_leg(
+        self,
+        call_ref: str,
+        leg: str,
+        sample_rate: int,
+        language_hint: str | None = None,
+        country_hint: str | None = None,
+    ) -> None:
+        if (call_ref, leg) in self._open:
+            return
+        self._inner.open_leg(
+            call_ref, leg, sample_rate, language_hint=language_hint, country_hint=country_hint
+        )
+        self._open.add((call_ref, leg))
+
+    def feed(self, call_ref: str, leg: str, pcm: bytes) -> None:
+        self._inner.feed(call_ref, leg, pcm)
+
+    def close_leg(self, call_ref: str, leg: str) -> None:
+        self._open.discard((call_ref, leg))
+        self._inner.close_leg(call_ref, leg)
 
 
 def sip_target(centre: Centre, dialled: str) -> str:
