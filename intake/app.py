@@ -65,6 +65,7 @@ class Centre:
         import redis.asyncio as aioredis
 
         from intake.live import LiveState
+        from intake.location import PlaceGazetteer
         from intake.storage.database import Database
         from intake.storage.repository import Repository
         from routing.duplicates import DuplicateFinder
@@ -96,6 +97,7 @@ class Centre:
             stack.push_async_callback(bus.stop)
 
             triage = Triage.from_data_dir(settings.triage_data_dir)
+            places = PlaceGazetteer.from_csv()
             desks = DeskService(
                 repo,
                 live,
@@ -110,6 +112,7 @@ class Centre:
                 region=settings.region,
                 duplicate_window=timedelta(minutes=settings.duplicate_window_min),
                 duplicate_finder=DuplicateFinder(),
+                places=places,
             )
             takers = [
                 CallTaker(
@@ -134,6 +137,7 @@ class Centre:
                 node=settings.node_id,
                 taker_uri=lambda taker_id: uris.get(taker_id),
                 metrics=metrics,
+                places=places,
             )
             calls.bind_loop(asyncio.get_running_loop())
             stack.push_async_callback(calls.close)

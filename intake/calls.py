@@ -29,13 +29,20 @@ from intake.domain import (
     TranscriptSegment,
     utc_now,
 )
-from intake.errors import IllegalTransition, LiveStateError, NotFound, StorageError
+from intake.errors import IllegalTransition, LiveStateError, NotFound, StorageError, ValidationFailed
 from intake.incidents import IncidentService
+from intake.location import (
+    PlaceGazetteer,
+    fuse,
+    location_from_caller_country,
+    location_from_geofix,
+    location_from_spoken,
+)
 from intake.logs import call_context
 from intake.metrics import Metrics
 from intake.numbers import parse_caller_number
 from intake.ports import CallControl, Transcriber
-from intake.serialize import call_json, decision_json, decision_summary
+from intake.serialize import call_json, decision_json, decision_summary, location_json
 from routing.types import TriageDecision, TriageInput
 from routing.vocabulary import DESK_BY_DIALLED, DeskCode
 from telephony.events import (
@@ -69,31 +76,6 @@ def new_call_id() -> str:
     return uuid.uuid4().hex
 
 
-def geofix_to_location(fix: GeoFix) -> Location:
-    source = {
-        "pidf-lo": LocationSource.PIDF_LO,
-        "aml-gnss": LocationSource.AML_GNSS,
-        "aml-cell": LocationSource.AML_CELL,
-        "aml-wifi": LocationSource.AML_WIFI,
-        "ecall": LocationSource.ECALL,
-    }.get(fix.source, LocationSource.PIDF_LO)
-    civic = fix.civic
-    return Location(
-        source=source,
-        lat=fix.lat,
-        lon=fix.lon,
-        radius_m=fix.radius_m,
-        confidence=fix.confidence,
-        municipality=civic.get("A3") or civic.get("municipality"),
-        part=civic.get("A4") or civic.get("part"),
-        street=civic.get("RD") or civic.get("A6") or civic.get("street"),
-        house_number=civic.get("HNO") or civic.get("house_number"),
-        landmark=civic.get("LMK") or civic.get("landmark"),
-        country=civic.get("country"),
-        at=fix.at,
-    )
-
-
 @dataclass
 class CallSession:
     """Per-call working state on the node that holds the call's media. A cache of the database record,
@@ -109,6 +91,7 @@ class CallSession:
     worker: asyncio.Task[None] | None = None
     legs_open: set[str] = field(default_factory=set)
     no_transcript: bool = False
+    locations: list[Location] = field(default_factory=list)  # every position reported, in arrival order
 
     @property
     def caller_text(self) -> str:
@@ -129,8 +112,10 @@ class CallService:
         prompt: tuple[bytes, int] | None = None,
         taker_uri: Callable[[str], str | None] | None = None,
         metrics: Metrics | None = None,
+        places: PlaceGazetteer | None = None,
     ) -> None:
         self._metrics = metrics or Metrics()
+        self._places = places
         self._repo = repo
         self._live = live
         self._bus = bus
@@ -235,9 +220,14 @@ class CallService:
             desk=DESK_BY_DIALLED.get(offered.dialled, DeskCode.D112),
             channel=offered.channel,
             node=self._node,
-            location=geofix_to_location(offered.location) if offered.location else None,
         )
         session = CallSession(call=call)
+        country = location_from_caller_country(caller.country, offered.at)
+        if country is not None:
+            session.locations.append(country)
+        if offered.location is not None:
+            self._add_fix(session, offered.location)
+        call.location = fuse(session.locations, utc_now()).best
         self._sessions[call.call_ref] = session
         self._refs_by_id[call.id] = call.call_ref
         if offered.channel:
@@ -281,9 +271,8 @@ class CallService:
             case DtmfReceived():
                 await self._publish(session, "call.updated", {"dtmf": event.digit})
             case LocationReported():
-                call.location = geofix_to_location(event.fix)
-                await self._save(call)
-                await self._publish(session, "location.updated", {"location": call_json(call)["location"]})
+                if self._add_fix(session, event.fix):
+                    await self._location_changed(session)
             case TranscriptPartial():
                 await self._on_partial(session, event)
             case TranscriptFinal():
@@ -547,6 +536,14 @@ class CallService:
         ):
             call.desk = decision.desk
         await self._publish(session, "triage.updated", decision_json(decision))
+        if decision.location is not None:
+            spoken = location_from_spoken(decision.location, utc_now(), self._places)
+            if spoken is not None:
+                session.locations = [
+                    loc for loc in session.locations if loc.source is not LocationSource.SPOKEN
+                ]
+                session.locations.append(spoken)
+                await self._location_changed(session)
         if call.state is CallState.QUEUED and call.taker_id is None:
             try:
                 if old_desk is not None and call.desk is not None and old_desk != call.desk:
@@ -572,6 +569,49 @@ class CallService:
         call.incident_id = incident.id
         await self._save(call)
         await self._publish(session, "call.updated", {"incident_id": incident.id, "linked": linked})
+
+    # ----------------------------------------------------------------------------- location
+
+    def _add_fix(self, session: CallSession, fix: GeoFix) -> bool:
+        try:
+            session.locations.append(location_from_geofix(fix, self._places))
+        except ValidationFailed as exc:
+            log.warning("call %s: location from %s ignored: %s", session.call.id, fix.source, exc.message)
+            return False
+        return True
+
+    async def report_location(self, call_id: str, fix: GeoFix) -> Call:
+        """A position that arrived outside the call's signalling (AML SMS, eCall data) for a known call."""
+        session = self.session_by_id(call_id)
+        if session is None:
+            # The call has ended (or lives on another node): keep the fix on its incident's history.
+            call = await self.get(call_id)
+            location = location_from_geofix(fix, self._places)
+            if call.incident_id:
+                await self._incidents.add_location(call.incident_id, location, actor=f"location:{fix.source}")
+            return call
+        session.inbox.put_nowait(LocationReported(call_ref=session.call.call_ref, fix=fix))
+        return session.call
+
+    async def _location_changed(self, session: CallSession) -> None:
+        call = session.call
+        fused = fuse(session.locations, utc_now())
+        best = fused.best
+        if best is None or best == call.location:
+            return
+        call.location = best
+        await self._save(call)
+        await self._publish(
+            session,
+            "location.updated",
+            {
+                "location": call_json(call)["location"],
+                "explanation": fused.explanation,
+                "history": [location_json(loc) for loc in fused.history],
+            },
+        )
+        if call.incident_id and best.source is not LocationSource.SPOKEN:
+            await self._incidents.add_location(call.incident_id, best, actor=f"location:{best.source.value}")
 
     # ------------------------------------------------------------------------------ helpers
 

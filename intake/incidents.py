@@ -14,6 +14,7 @@ from typing import Any
 from intake.bus import EventBus, LiveEvent
 from intake.domain import AgencyStatus, Call, Incident, IncidentStatus, Location, LocationSource, utc_now
 from intake.errors import LiveStateError, ValidationFailed
+from intake.location import PlaceGazetteer, location_from_spoken
 from intake.serialize import decision_json, decision_summary, incident_json
 from routing.types import TriageDecision
 from routing.vocabulary import Agency, IncidentType
@@ -26,24 +27,6 @@ EDITABLE_FIELDS = frozenset(
 )
 
 
-def spoken_to_location(decision: TriageDecision) -> Location | None:
-    spoken = decision.location
-    if spoken is None or not any(
-        (spoken.municipality, spoken.street, spoken.landmark, spoken.road, spoken.part)
-    ):
-        return None
-    return Location(
-        source=LocationSource.SPOKEN,
-        confidence=spoken.confidence,
-        municipality=spoken.municipality,
-        part=spoken.part,
-        street=spoken.street,
-        house_number=spoken.house_number,
-        landmark=spoken.landmark,
-        road=" km ".join(b for b in (spoken.road, spoken.road_km) if b) or None,
-    )
-
-
 class IncidentService:
     def __init__(
         self,
@@ -53,7 +36,9 @@ class IncidentService:
         region: str,
         duplicate_window: timedelta,
         duplicate_finder: Any | None = None,
+        places: PlaceGazetteer | None = None,
     ) -> None:
+        self._places = places
         self._repo = repo
         self._live = live
         self._bus = bus
@@ -101,7 +86,7 @@ class IncidentService:
             decision.incident_type.value,
             decision.priority.value,
             [a.value for a in decision.agencies],
-            spoken_to_location(decision) or call.location,
+            self._spoken(decision) or call.location,
             decision.tcpr.value,
             "triage",
             {"call_id": call.id, "triage": decision_json(decision)},
@@ -130,7 +115,7 @@ class IncidentService:
             missing = [a.value for a in decision.agencies if a.value not in incident.agency_codes]
             if missing:
                 changes["agencies_add"] = missing
-            location = spoken_to_location(decision)
+            location = self._spoken(decision)
             if (
                 location is not None
                 and (incident.location is None or incident.location.source is LocationSource.SPOKEN)
@@ -221,6 +206,14 @@ class IncidentService:
         await self._announce("incident.created", incident, {"by": actor})
         return incident
 
+    async def add_location(self, incident_id: str, location: Location, actor: str) -> Incident:
+        """A better position for the incident; the repository keeps the previous ones in its history."""
+        incident = await asyncio.to_thread(
+            self._repo.update_incident, incident_id, actor, "location_updated", {"location": location}
+        )
+        await self._announce("incident.updated", incident, {"by": actor, "location": location})
+        return incident
+
     async def link_call(
         self, incident_id: str, call_id: str, actor: str, reason: str, score: float | None = None
     ) -> Incident:
@@ -236,6 +229,11 @@ class IncidentService:
         incident = await self.get(incident_id)
         await self._announce("incident.updated", incident, {"by": actor, "unlinked": call_id})
         return incident
+
+    def _spoken(self, decision: TriageDecision) -> Location | None:
+        if decision.location is None:
+            return None
+        return location_from_spoken(decision.location, utc_now(), self._places)
 
     async def _announce(self, kind: str, incident: Incident, extra: dict[str, Any]) -> None:
         body = incident_json(incident)
