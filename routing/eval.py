@@ -109,9 +109,7 @@ def add_asr_noise(text: str, seed: int, key: str = "", rate: float = 0.08) -> st
     rng = random.Random(f"{seed}:{key}")
     out: list[str] = []
     for word in text.split():
-        plain = "".join(fold(ch) if ch.isalpha() else ch for ch in word)
-        if plain[:1].isupper():
-            plain = plain[:1].upper() + plain[1:]
+        plain = "".join((fold(ch).upper() if ch.isupper() else fold(ch)) if ch.isalpha() else ch for ch in word)
         core = plain.strip(".,!?…;:\"'()")
         roll = rng.random()
         if len(core) >= 4 and roll < rate:
@@ -238,7 +236,7 @@ class Evaluation:
         missed = sum(1 for cid, t in self.tcpr_seconds.items() if cid in ids and t is None)
         result["time_to_tcpr_s"] = {
             "calls": len(times) + missed,
-            "median": statistics.median(times) if times else None,
+            "median": round(statistics.median(times), 1) if times else None,
             "mean": round(statistics.fmean(times), 1) if times else None,
             "max": max(times) if times else None,
             "never_raised": missed,

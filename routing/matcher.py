@@ -7,13 +7,14 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from rapidfuzz import fuzz, process
+from rapidfuzz.distance import Levenshtein
 
 from routing.protocol import Protocol
 from routing.text import Analyzer, LanguageProfile, Token, fold
 from routing.types import Evidence
 
 _PREFIX_MARK = "*"
-_FUZZY_MIN_LEN = 5
+_FUZZY_MIN_LEN = 7  # shorter words: too many real words one letter apart ("nádraží"/"narazí")
 _FUZZY_CUTOFF = 85.0
 
 
@@ -69,7 +70,7 @@ class _LanguageIndex:
                 for candidate, _score, _ in process.extract(
                     key, self.lexicon, scorer=fuzz.ratio, score_cutoff=_FUZZY_CUTOFF, limit=3
                 ):
-                    if abs(len(candidate) - len(key)) <= 2 and candidate[:1] == key[:1]:
+                    if candidate[:1] == key[:1] and Levenshtein.distance(candidate, key) <= 1:
                         fuzzy.add(candidate)
         result = (frozenset(exact), frozenset(fuzzy))
         if len(self._token_keys) > 50000:
@@ -95,7 +96,7 @@ class PhraseMatcher:
                     if phrase is not None:
                         self._add(index, phrase)
         for index in self._indexes.values():
-            index.lexicon = sorted(k for k in index.by_key if not k.startswith(_PREFIX_MARK) and len(k) >= 4)
+            index.lexicon = sorted(k for k in index.by_key if not k.startswith(_PREFIX_MARK) and len(k) >= 6)
 
     @staticmethod
     def _add(index: _LanguageIndex, phrase: Phrase) -> None:
@@ -124,7 +125,7 @@ class PhraseMatcher:
         index = self._indexes.get(language)
         if index is None:
             return []
-        content = [i for i, t in enumerate(tokens) if not t.is_stop]
+        content = list(range(len(tokens)))
         matched: list[tuple[frozenset[str], frozenset[str]]] = [index.token_keys(tokens[i]) for i in content]
         seen: set[tuple[str, tuple[int, ...]]] = set()
         hits: list[SignalHit] = []
@@ -169,7 +170,10 @@ def _compile(analyzer: Analyzer, signal: str, language: str, text: str, weight: 
     tokens = analyzer.tokenize(text)
     if not tokens:
         return None
-    content = [t for t in tokens if not t.is_stop] or tokens
+    content = [t for t in tokens if not t.is_stop]
+    if len(content) < 2:
+        # "je mi dobře", "u sousedů": a single content word is too common alone, keep the small words
+        content = tokens
     profile: LanguageProfile = analyzer.profile
     items: list[PhraseItem] = []
     for token in content:
@@ -191,7 +195,7 @@ def _verify(
     content_tokens: Sequence[Token],
 ) -> tuple[list[int], bool, bool] | None:
     """Find every item of the phrase near the anchor, each on its own token. Order does not matter."""
-    window = len(phrase.items) + 2
+    window = len(phrase.items) + 3
     low = max(0, anchor - window)
     high = min(len(matched), anchor + window + 1)
     used: set[int] = set()

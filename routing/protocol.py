@@ -247,6 +247,7 @@ def load_protocol(data_dir: Path | str | None = None) -> Protocol:
 _LANGUAGE_KEYS = (
     "stopwords",
     "negators",
+    "backward_negators",
     "negation_prefix",
     "not_negation_prefixes",
     "contrast_words",
@@ -285,6 +286,7 @@ def _languages(c: _Checker, data: Mapping[str, object]) -> dict[str, LanguagePro
             code=code,
             stopwords=folded("stopwords"),
             negators=frozenset(w.replace("'", "") for w in folded("negators")),
+            backward_negators=folded("backward_negators"),
             negation_prefix=fold(prefix),
             not_negation_prefixes=tuple(sorted(folded("not_negation_prefixes"))),
             contrast_words=folded("contrast_words"),

@@ -43,6 +43,7 @@ class LanguageProfile:
     code: str
     stopwords: frozenset[str] = frozenset()
     negators: frozenset[str] = frozenset()  # words that negate their neighbours ("not", "nicht", "не")
+    backward_negators: frozenset[str] = frozenset()  # negators that also negate the word before ("zbraň nemá")
     negation_prefix: str = ""  # "ne" for Czech and Slovak
     not_negation_prefixes: tuple[str, ...] = ()  # words starting with the prefix that are not negated
     contrast_words: frozenset[str] = frozenset()  # end a negation scope ("ale", "but", "aber")
@@ -136,7 +137,9 @@ class Analyzer:
             lemma = simplemma.lemmatize(surface.lower(), lang=p.code)
             lemma_folded = self._fold_word(lemma)
             if lemma_folded and lemma_folded != folded:
-                keys.add(self.stem(lemma_folded))
+                lemma_stem = self.stem(lemma_folded)
+                if len(lemma_stem) >= 4:  # short lemma stems join unrelated words ("střeše" ~ "střílí")
+                    keys.add(lemma_stem)
         return WordAnalysis(folded, frozenset(keys), negated, False, False)
 
     def tokenize(self, text: str) -> list[Token]:
@@ -159,7 +162,8 @@ class Analyzer:
             if not analysis.is_negator:
                 continue
             _mark_scope(raw, negated, i, cl, range(i + 1, len(raw)), p.scope_forward)
-            _mark_scope(raw, negated, i, cl, range(i - 1, -1, -1), p.scope_backward)
+            backward = max(p.scope_backward, 1 if analysis.norm in p.backward_negators else 0)
+            _mark_scope(raw, negated, i, cl, range(i - 1, -1, -1), backward)
         return [
             Token(w, s, e, a.norm, a.keys, negated[i], a.is_stop, a.is_negator, cl)
             for i, (w, s, e, a, cl) in enumerate(raw)
