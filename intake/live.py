@@ -624,10 +624,15 @@ class LiveState:
     def _channel(self, topic: str) -> str:
         return f"{self.ns}:pub:{topic}"
 
-    async def publish(self, topic: str, event: dict[str, Any]) -> int:
-        """Publish a JSON event to every subscriber of ``topic`` (all nodes); returns how many got it."""
+    async def publish(self, topic: str, event: dict[str, Any]) -> None:
+        """Publish a JSON event to every subscriber of ``topic`` on every node (fire and forget: pub/sub
+        keeps nothing for subscribers that are not connected)."""
         encoded = json.dumps(event, default=str)
-        return int(await self._call("publish", self.redis.publish(self._channel(topic), encoded)))
+        await self._call("publish", self.redis.publish(self._channel(topic), encoded))
+
+    async def subscriber_count(self, topic: str) -> int:
+        raw = await self._call("count subscribers", self.redis.pubsub_numsub(self._channel(topic)))
+        return int(raw[0][1]) if raw else 0
 
     async def subscribe(
         self, topic: str, ready: asyncio.Event | None = None

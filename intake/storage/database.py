@@ -28,6 +28,11 @@ MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 # How long an SQLite writer waits for another writer before giving up (the file is locked per write).
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 
+PG_CONNECT_TIMEOUT_S = 5
+PG_LOCK_TIMEOUT_MS = 15_000
+# Several nodes may start at once: the first migrates, the others wait for it and find the schema at head.
+_MIGRATION_LOCK_ID = 0x1257_1A4E
+
 # Execution option set on the engine used for read-only transactions (see Database.reader).
 _READ_ONLY_OPTION = "izs_read_only"
 
@@ -53,6 +58,14 @@ class Database:
             kwargs["pool_pre_ping"] = True
             kwargs["pool_size"] = 10
             kwargs["max_overflow"] = 20
+            kwargs["pool_timeout"] = 10
+            connect_args: dict[str, Any] = {}
+            if "connect_timeout" not in self.url.query:
+                connect_args["connect_timeout"] = PG_CONNECT_TIMEOUT_S
+            if "options" not in self.url.query:
+                # A writer stuck behind a lock fails (and is retried) instead of hanging a call path forever.
+                connect_args["options"] = f"-c lock_timeout={PG_LOCK_TIMEOUT_MS}"
+            kwargs["connect_args"] = connect_args
         self.engine: Engine = create_engine(self.url, **kwargs)
         if self.backend == "sqlite":
             _configure_sqlite(self.engine)
@@ -81,6 +94,8 @@ class Database:
         config = self.alembic_config()
         try:
             with self.engine.begin() as connection:
+                if self.is_postgresql:
+                    connection.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": _MIGRATION_LOCK_ID})
                 config.attributes["connection"] = connection
                 command.upgrade(config, revision)
         except SQLAlchemyError as exc:
@@ -112,8 +127,12 @@ class Database:
     def dispose(self) -> None:
         self.engine.dispose()
 
+    def url_for_display(self) -> str:
+        """The URL with the password masked, for logs and messages."""
+        return self.url.render_as_string(hide_password=True)
+
     def __repr__(self) -> str:
-        return f"Database({self.url.render_as_string(hide_password=True)!r})"
+        return f"Database({self.url_for_display()!r})"
 
 
 def _configure_sqlite(engine: Engine) -> None:

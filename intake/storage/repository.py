@@ -183,11 +183,11 @@ class Repository:
     # ------------------------------------------------------------------------------------------- calls
 
     def save_call(self, call: Call) -> None:
-        """Insert or update a call by id, and append transcript segments not stored yet.
+        """Insert or update a call by id, and append the transcript segments not stored yet.
 
-        The transcript is append-only: segment ``i`` of ``call.transcript`` is stored as seq ``i + 1``;
-        segments already stored are never rewritten. Use either this or :meth:`append_transcript` to add
-        segments to one call, not both.
+        The transcript is append-only and idempotent: a segment already stored (same leg, start, end and
+        text, whether it came through here or :meth:`append_transcript`) is never stored twice, so
+        saving a call again, or replaying a journal after an outage, loses and duplicates nothing.
         """
 
         def work(session: Session) -> None:
@@ -198,24 +198,24 @@ class Repository:
             )
             session.execute(stmt)
             if call.transcript:
-                stored = session.scalar(
-                    select(func.coalesce(func.max(TranscriptSegmentRow.seq), 0)).where(
-                        TranscriptSegmentRow.call_id == call.id
-                    )
-                )
-                new = [
-                    segment_values(call.id, seq, segment)
-                    for seq, segment in enumerate(call.transcript, start=1)
-                    if seq > (stored or 0)
-                ]
+                # Lock the call row: concurrent transcript writers of one call take turns.
+                session.execute(select(CallRow.id).where(CallRow.id == call.id).with_for_update())
+                stored, last_seq = self._stored_segments(session, call.id)
+                new = []
+                for segment in call.transcript:
+                    key = _segment_key(segment)
+                    if key in stored:
+                        continue
+                    stored[key] = last_seq = last_seq + 1
+                    new.append(segment_values(call.id, last_seq, segment))
                 if new:
-                    insert = self._insert(TranscriptSegmentRow).values(new)
-                    session.execute(insert.on_conflict_do_nothing(index_elements=["call_id", "seq"]))
+                    session.execute(self._insert(TranscriptSegmentRow).values(new))
 
         self._write(f"save call {call.id}", work)
 
     def append_transcript(self, call_id: str, segment: TranscriptSegment) -> int:
-        """Append one transcript segment to a stored call; returns its seq (1-based)."""
+        """Append one transcript segment to a stored call; returns its seq (1-based). Appending the same
+        segment again (a retry) returns the seq it already has."""
 
         def work(session: Session) -> int:
             found = session.execute(
@@ -223,20 +223,30 @@ class Repository:
             ).scalar_one_or_none()
             if found is None:
                 raise NotFound(f"call {call_id} does not exist", call_id=call_id)
-            seq = (
-                session.scalar(
-                    select(func.coalesce(func.max(TranscriptSegmentRow.seq), 0)).where(
-                        TranscriptSegmentRow.call_id == call_id
-                    )
-                )
-                or 0
-            ) + 1
+            stored, last_seq = self._stored_segments(session, call_id)
+            existing = stored.get(_segment_key(segment))
+            if existing is not None:
+                return existing
+            seq = last_seq + 1
             session.execute(
                 self._insert(TranscriptSegmentRow).values(**segment_values(call_id, seq, segment))
             )
             return seq
 
         return self._write(f"append transcript to call {call_id}", work)
+
+    def _stored_segments(self, session: Session, call_id: str) -> tuple[dict[tuple[Any, ...], int], int]:
+        rows = session.execute(
+            select(
+                TranscriptSegmentRow.seq,
+                TranscriptSegmentRow.leg,
+                TranscriptSegmentRow.start_s,
+                TranscriptSegmentRow.end_s,
+                TranscriptSegmentRow.text,
+            ).where(TranscriptSegmentRow.call_id == call_id)
+        ).all()
+        stored = {(leg, start, end, text): seq for seq, leg, start, end, text in rows}
+        return stored, max((r[0] for r in rows), default=0)
 
     def get_call(self, call_id: str) -> Call:
         def work(session: Session) -> Call:
@@ -1256,6 +1266,10 @@ class Repository:
             }
 
         return self._read("count rows", work)
+
+
+def _segment_key(segment: TranscriptSegment) -> tuple[Any, ...]:
+    return (segment.leg, float(segment.start_s), float(segment.end_s), segment.text)
 
 
 def _page(limit: int, offset: int) -> tuple[int, int]:

@@ -269,7 +269,8 @@ async def test_pubsub_delivers_published_events_to_subscribers(live_state: LiveS
     task = asyncio.create_task(listen())
     try:
         await asyncio.wait_for(ready.wait(), 5)
-        assert await live_state.publish("events", {"type": "call.offered", "call_id": "c1"}) == 1
+        assert await live_state.subscriber_count("events") == 1
+        await live_state.publish("events", {"type": "call.offered", "call_id": "c1"})
         await live_state.publish("other-topic", {"type": "ignored"})
         await live_state.publish("events", {"type": "call.ended", "call_id": "c1"})
         await asyncio.wait_for(task, 5)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from alembic import command
@@ -31,6 +33,26 @@ def test_upgrade_on_an_empty_database_creates_the_whole_schema(
         assert database.current_revision() == database.head_revision()
     finally:
         database.dispose()
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_nodes_starting_together_migrate_once(backend: str, make_database_url: Callable[..., str]) -> None:
+    url = make_database_url(backend)
+    databases = [Database(url) for _ in range(4)]
+    barrier = threading.Barrier(len(databases))
+
+    def start(database: Database) -> str | None:
+        barrier.wait()
+        database.upgrade()
+        return database.current_revision()
+
+    try:
+        with ThreadPoolExecutor(len(databases)) as pool:
+            revisions = list(pool.map(start, databases))
+        assert revisions == [databases[0].head_revision()] * len(databases)
+    finally:
+        for database in databases:
+            database.dispose()
 
 
 @pytest.mark.parametrize("backend", BACKENDS)

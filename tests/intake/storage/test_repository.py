@@ -111,6 +111,21 @@ def test_saving_a_call_again_updates_it_and_appends_only_new_transcript(reposito
     assert [s.text for s in loaded.transcript] == ["Hoří", "v Sokolově"]
 
 
+def test_transcript_written_both_ways_and_retried_is_stored_once(repository: Repository) -> None:
+    call = a_call(transcript=[])
+    repository.save_call(call)
+    one, two, three = (TranscriptSegment("caller", f"věta {n}", n, n + 1) for n in range(3))
+    call.transcript += [one, two]
+    assert repository.append_transcript(call.id, one) == 1
+    # appending `two` failed (database away); `three` got through; then the whole call is saved again
+    call.transcript.append(three)
+    assert repository.append_transcript(call.id, three) == 2
+    repository.save_call(call)
+    repository.save_call(call)
+    assert repository.append_transcript(call.id, one) == 1
+    assert [s.text for s in repository.get_call(call.id).transcript] == ["věta 0", "věta 2", "věta 1"]
+
+
 def test_append_transcript_numbers_segments(repository: Repository) -> None:
     repository.save_call(a_call(transcript=[]))
     assert repository.append_transcript("call-1", TranscriptSegment("caller", "jedna", 0, 1)) == 1
