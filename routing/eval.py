@@ -109,7 +109,9 @@ def add_asr_noise(text: str, seed: int, key: str = "", rate: float = 0.08) -> st
     rng = random.Random(f"{seed}:{key}")
     out: list[str] = []
     for word in text.split():
-        plain = "".join((fold(ch).upper() if ch.isupper() else fold(ch)) if ch.isalpha() else ch for ch in word)
+        plain = "".join(
+            (fold(ch).upper() if ch.isupper() else fold(ch)) if ch.isalpha() else ch for ch in word
+        )
         core = plain.strip(".,!?…;:\"'()")
         roll = rng.random()
         if len(core) >= 4 and roll < rate:
@@ -226,7 +228,11 @@ class Evaluation:
 
     def pairs(self, which: str, split: str) -> list[tuple[Scenario, dict[str, Any]]]:
         preds = self.clean if which == "clean" else self.noisy
-        return [(s, p) for s, p in zip(self.scenarios, preds, strict=True) if split == "all" or split_of(s.id) == split]
+        return [
+            (s, p)
+            for s, p in zip(self.scenarios, preds, strict=True)
+            if split == "all" or split_of(s.id) == split
+        ]
 
     def report(self, split: str) -> dict[str, Any]:
         result = metrics(self.pairs("clean", split))
@@ -252,7 +258,9 @@ def evaluate(triage: Triage, scenarios: Sequence[Scenario], seed: int = 7) -> Ev
     return Evaluation(list(scenarios), clean, noisy, tcpr_seconds)
 
 
-def confusion(pairs: Iterable[tuple[Scenario, dict[str, Any]]]) -> list[tuple[str, int, int, list[tuple[str, int]]]]:
+def confusion(
+    pairs: Iterable[tuple[Scenario, dict[str, Any]]],
+) -> list[tuple[str, int, int, list[tuple[str, int]]]]:
     """Per expected type: calls, correct, and what it was mistaken for."""
     totals: Counter[str] = Counter()
     correct: Counter[str] = Counter()
@@ -296,10 +304,14 @@ def write_text_report(evaluation: Evaluation, out: TextIO) -> None:
 
 
 def _eval_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="izs triage eval", description="Evaluate triage on a scenario file.")
+    parser = argparse.ArgumentParser(
+        prog="izs triage eval", description="Evaluate triage on a scenario file."
+    )
     parser.add_argument("file", type=Path)
     parser.add_argument("--json", action="store_true", help="print one JSON object")
-    parser.add_argument("--split", choices=("all", "tune", "holdout"), default="all", help="calls in the top level")
+    parser.add_argument(
+        "--split", choices=("all", "tune", "holdout"), default="all", help="calls in the top level"
+    )
     parser.add_argument("--seed", type=int, default=7, help="seed of the injected ASR noise")
     parser.add_argument("--data-dir", type=Path, default=None, help="protocol data directory")
     return parser
@@ -330,7 +342,9 @@ def main_eval(argv: Sequence[str] | None = None, out: TextIO | None = None, err:
 def main_run(argv: Sequence[str] | None = None, out: TextIO | None = None, err: TextIO | None = None) -> int:
     out = out or sys.stdout
     err = err or sys.stderr
-    parser = argparse.ArgumentParser(prog="izs triage run", description="Print one triage prediction per call.")
+    parser = argparse.ArgumentParser(
+        prog="izs triage run", description="Print one triage prediction per call."
+    )
     parser.add_argument("file", type=Path)
     parser.add_argument("--noisy", action="store_true", help="triage the text with injected ASR noise")
     parser.add_argument("--seed", type=int, default=7)

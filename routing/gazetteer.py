@@ -169,7 +169,14 @@ class Gazetteer:
                     continue
                 seen.add(key)
                 names.append(
-                    PlaceName(municipality, codes.get(municipality, ""), part, postal, pattern, fold(spoken) in common)
+                    PlaceName(
+                        municipality,
+                        codes.get(municipality, ""),
+                        part,
+                        postal,
+                        pattern,
+                        fold(spoken) in common,
+                    )
                 )
 
         for row in rows:
@@ -199,7 +206,9 @@ class Gazetteer:
             fuzzy_first = False
             head_only = False
             if not candidates and len(words[i].folded) >= 6 and (words[i].capitalised or not cased):
-                hit = process.extractOne(words[i].folded, self._first_stems, scorer=fuzz.ratio, score_cutoff=86)
+                hit = process.extractOne(
+                    words[i].folded, self._first_stems, scorer=fuzz.ratio, score_cutoff=86
+                )
                 if hit is not None:
                     candidates = list(self._by_first[hit[0]])
                     fuzzy_first = True
@@ -211,7 +220,11 @@ class Gazetteer:
                     continue
                 if not self._plausible(place, words, i, cased):
                     continue
-                if best is None or n > len(best[0].pattern) or (n == len(best[0].pattern) and place.part is None):
+                if (
+                    best is None
+                    or n > len(best[0].pattern)
+                    or (n == len(best[0].pattern) and place.part is None)
+                ):
                     best = (place, n, fuzzy_first)
             if best is None:
                 head = next((self._heads[s] for s in words[i].stems if s in self._heads), None)
@@ -343,7 +356,16 @@ def _words(text: str) -> list[_Word]:
         sentence_start = not out or bool(re.search(r"[.!?…]", text[last_end : match.start()]))
         capitalised = word[:1].isupper() and not sentence_start
         out.append(
-            _Word(word, match.start(), match.end(), _word_stems(folded), folded, capitalised, sentence_start, clause)
+            _Word(
+                word,
+                match.start(),
+                match.end(),
+                _word_stems(folded),
+                folded,
+                capitalised,
+                sentence_start,
+                clause,
+            )
         )
         last_end = match.end()
     return out
@@ -361,7 +383,9 @@ def _context_weight(words: Sequence[_Word], i: int) -> float:
     ):
         return 0.5
     if previous in ("kousek", "kilometr", "kilometry", "km", "kus") or (
-        i >= 2 and words[i - 2].folded in ("kousek", "kilometr", "kilometry", "km") and previous in ("od", "za")
+        i >= 2
+        and words[i - 2].folded in ("kousek", "kilometr", "kilometry", "km")
+        and previous in ("od", "za")
     ):
         return 2.0
     weight = _CONTEXT_WEIGHTS.get(previous)
@@ -373,5 +397,3 @@ def _context_weight(words: Sequence[_Word], i: int) -> float:
                 return further
         return _BARE_WEIGHT
     return weight
-
-

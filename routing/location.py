@@ -125,7 +125,17 @@ def _road(words: Sequence[_W]) -> tuple[str, str | None, Evidence] | None:
 
 def _road_km(words: Sequence[_W], start: int) -> str | None:
     for j in range(start, min(len(words), start + 12)):
-        if words[j].folded in ("km", "kilometr", "kilometru", "exit", "exitu", "exite", "sjezd", "sjezdu", "ausfahrt"):
+        if words[j].folded in (
+            "km",
+            "kilometr",
+            "kilometru",
+            "exit",
+            "exitu",
+            "exite",
+            "sjezd",
+            "sjezdu",
+            "ausfahrt",
+        ):
             nxt = parse_spoken_number([w.text for w in words[j + 1 : j + 6]])
             if nxt is not None:
                 kind = "exit" if words[j].folded.startswith(("exit", "sjezd", "ausfahrt")) else "km"
@@ -133,7 +143,9 @@ def _road_km(words: Sequence[_W], start: int) -> str | None:
     return None
 
 
-def _street(words: Sequence[_W], places: Sequence[tuple[int, int]]) -> tuple[str, str | None, Evidence] | None:
+def _street(
+    words: Sequence[_W], places: Sequence[tuple[int, int]]
+) -> tuple[str, str | None, Evidence] | None:
     def in_place(w: _W) -> bool:
         return any(s <= w.start < e for s, e in places)
 
@@ -162,7 +174,9 @@ def _street(words: Sequence[_W], places: Sequence[tuple[int, int]]) -> tuple[str
         name = " ".join(x.text for x in name_words)
         house = str(number[0]) if number is not None else None
         end = words[k + number[1] - 1].end if number is not None else name_words[-1].end
-        evidence = Evidence(rule="location.street", words=tuple(x.text for x in name_words), span=(name_words[0].start, end))
+        evidence = Evidence(
+            rule="location.street", words=tuple(x.text for x in name_words), span=(name_words[0].start, end)
+        )
         return name, house, evidence
     return None
 
@@ -184,7 +198,9 @@ def _landmark(text: str, words: Sequence[_W]) -> tuple[str, Evidence] | None:
             end += 1
         span = (words[begin].start, words[end].end)
         phrase = text[span[0] : span[1]]
-        return phrase, Evidence(rule="location.landmark", words=tuple(x.text for x in words[begin : end + 1]), span=span)
+        return phrase, Evidence(
+            rule="location.landmark", words=tuple(x.text for x in words[begin : end + 1]), span=span
+        )
     return None
 
 

@@ -48,7 +48,9 @@ class _LanguageIndex:
     analyzer: Analyzer
     phrases: list[Phrase] = field(default_factory=list)
     by_key: dict[str, list[tuple[int, int]]] = field(default_factory=lambda: defaultdict(list))
-    prefixes: dict[str, list[str]] = field(default_factory=lambda: defaultdict(list))  # first 3 chars -> prefixes
+    prefixes: dict[str, list[str]] = field(
+        default_factory=lambda: defaultdict(list)
+    )  # first 3 chars -> prefixes
     lexicon: list[str] = field(default_factory=list)
     _token_keys: dict[tuple[str, frozenset[str]], tuple[frozenset[str], frozenset[str]]] = field(
         default_factory=dict

@@ -163,7 +163,9 @@ class _Checker:
         allowed_set = set(allowed)
         for name in table:
             if name not in allowed_set:
-                self.problem(file, f"{key}.{name}", f"unknown key (allowed: {', '.join(sorted(allowed_set))})")
+                self.problem(
+                    file, f"{key}.{name}", f"unknown key (allowed: {', '.join(sorted(allowed_set))})"
+                )
 
     def string(self, file: str, key: str, value: object, *, required: bool = True) -> str:
         if value is None and not required:
@@ -377,11 +379,15 @@ def _types(c: _Checker, data: Mapping[str, object], known: set[str]) -> dict[Inc
             c.problem(f, key, "unknown incident type (see routing/vocabulary.py)", needle=f"[{key}]")
             continue
         spec = c.table(f, key, value)
-        c.only_keys(f, key, spec, ("family", "agencies", "priority", "rules", "priority_rules", "description"))
+        c.only_keys(
+            f, key, spec, ("family", "agencies", "priority", "rules", "priority_rules", "description")
+        )
         family = c.string(f, f"{key}.family", spec.get("family"))
         if family and family not in FAMILIES:
             c.problem(f, f"{key}.family", f"unknown family {family!r} (known: {', '.join(FAMILIES)})")
-        agencies = [_agency(c, f, f"{key}.agencies", a) for a in c.strings(f, f"{key}.agencies", spec.get("agencies"))]
+        agencies = [
+            _agency(c, f, f"{key}.agencies", a) for a in c.strings(f, f"{key}.agencies", spec.get("agencies"))
+        ]
         rules: list[ScoreRule] = []
         for i, rule in enumerate(_rule_list(c, f, f"{key}.rules", spec.get("rules"))):
             rkey = f"{key}.rules[{i}]"
@@ -460,7 +466,9 @@ def _protocol(
     c.only_keys(f, "(top level)", data, ("version", "decision", "dialled_defaults", "tcpr"))
     version = c.string(f, "version", data.get("version"))
     decision = c.table(f, "decision", data.get("decision", {}))
-    c.only_keys(f, "decision", decision, ("unsure_below", "dialled_prior", "silent_min_words", "fuzzy_weight"))
+    c.only_keys(
+        f, "decision", decision, ("unsure_below", "dialled_prior", "silent_min_words", "fuzzy_weight")
+    )
     settings = DecisionSettings(
         unsure_below=c.number(f, "decision.unsure_below", decision.get("unsure_below"), 0.0, 1.0, 0.3),
         dialled_prior=c.number(f, "decision.dialled_prior", decision.get("dialled_prior"), 0.0, 5.0, 0.3),
@@ -472,18 +480,24 @@ def _protocol(
     defaults: dict[str, IncidentType] = {}
     for number, value in c.table(f, "dialled_defaults", data.get("dialled_defaults", {})).items():
         if number not in DESK_BY_DIALLED:
-            c.problem(f, f"dialled_defaults.{number}", "not an emergency number we take", needle=f'"{number}"')
+            c.problem(
+                f, f"dialled_defaults.{number}", "not an emergency number we take", needle=f'"{number}"'
+            )
         try:
             defaults[number] = IncidentType(str(value))
         except ValueError:
-            c.problem(f, f"dialled_defaults.{number}", f"unknown incident type {value!r}", needle=f'"{number}"')
+            c.problem(
+                f, f"dialled_defaults.{number}", f"unknown incident type {value!r}", needle=f'"{number}"'
+            )
     tcpr = c.table(f, "tcpr", data.get("tcpr", {}))
     c.only_keys(f, "tcpr", tcpr, ("rules",))
     rules: list[ScoreRule] = []
     for i, rule in enumerate(_rule_list(c, f, "tcpr.rules", tcpr.get("rules"))):
         key = f"tcpr.rules[{i}]"
         c.only_keys(f, key, rule, ("id", "all", "any", "none"))
-        rules.append(ScoreRule(c.string(f, f"{key}.id", rule.get("id")), _condition(c, f, key, rule, known), 1.0))
+        rules.append(
+            ScoreRule(c.string(f, f"{key}.id", rule.get("id")), _condition(c, f, key, rule, known), 1.0)
+        )
     if not rules:
         c.problem(f, "tcpr.rules", "the T-CPR rule is required", needle="[tcpr")
     return version, settings, defaults, tuple(rules)

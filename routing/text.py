@@ -43,7 +43,9 @@ class LanguageProfile:
     code: str
     stopwords: frozenset[str] = frozenset()
     negators: frozenset[str] = frozenset()  # words that negate their neighbours ("not", "nicht", "не")
-    backward_negators: frozenset[str] = frozenset()  # negators that also negate the word before ("zbraň nemá")
+    backward_negators: frozenset[str] = (
+        frozenset()
+    )  # negators that also negate the word before ("zbraň nemá")
     negation_prefix: str = ""  # "ne" for Czech and Slovak
     not_negation_prefixes: tuple[str, ...] = ()  # words starting with the prefix that are not negated
     contrast_words: frozenset[str] = frozenset()  # end a negation scope ("ale", "but", "aber")
@@ -131,7 +133,9 @@ class Analyzer:
             surface = word[len(prefix) :]
         if p.tone_marks:
             lower = word.lower()
-            return WordAnalysis(folded, frozenset({folded if lower == folded else lower}), negated, False, False)
+            return WordAnalysis(
+                folded, frozenset({folded if lower == folded else lower}), negated, False, False
+            )
         keys = {self.stem(folded)}
         if p.lemmatize and p.code in _SIMPLEMMA_LANGS:
             lemma = simplemma.lemmatize(surface.lower(), lang=p.code)

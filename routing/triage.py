@@ -14,8 +14,8 @@ from pathlib import Path
 from routing.gazetteer import DEFAULT_GAZETTEER_DIR, Gazetteer
 from routing.location import extract_location
 from routing.matcher import PhraseMatcher, SignalHit
-from routing.protocol import TCPR_SIGNAL, Condition, Protocol, TypeSpec, load_protocol
-from routing.types import Evidence, Scored, TriageDecision, TriageInput
+from routing.protocol import TCPR_SIGNAL, Condition, Protocol, ScoreRule, TypeSpec, load_protocol
+from routing.types import Evidence, Scored, SpokenLocation, TriageDecision, TriageInput
 from routing.vocabulary import DESK_BY_AGENCY, DESK_BY_DIALLED, Agency, DeskCode, IncidentType
 
 _MAX_ALTERNATIVES = 3
@@ -110,7 +110,9 @@ class Triage:
         location = extract_location(inp.transcript, self.gazetteer) if inp.transcript.strip() else None
 
         if not scored:
-            return self._unsure(inp, report, dialled_desk, location, notes, tcpr_rule is not None, tcpr_evidence)
+            return self._unsure(
+                inp, report, dialled_desk, location, notes, tcpr_rule is not None, tcpr_evidence
+            )
 
         (best_type, best_score, best_rule), *rest = scored
         second = rest[0][1] if rest else 0.0
@@ -120,19 +122,22 @@ class Triage:
         priority = self._priority(spec, present, tcpr_rule is not None, confidence)
         agencies = self._agencies(spec, present, confidence, type_evidence)
         unsure = confidence < settings.unsure_below
-        if unsure or not agencies:
-            desk = dialled_desk
-        else:
-            desk = DESK_BY_AGENCY[agencies[0].value]
+        desk = dialled_desk if unsure or not agencies else DESK_BY_AGENCY[agencies[0].value]
         alternatives = tuple(
-            Scored(t, round(s / (best_score + s), 3), _evidence_for(r.condition, present, f"type.{t.value}.{r.id}"))
+            Scored(
+                t,
+                round(s / (best_score + s), 3),
+                _evidence_for(r.condition, present, f"type.{t.value}.{r.id}"),
+            )
             for t, s, r in rest[:_MAX_ALTERNATIVES]
         )
         return TriageDecision(
             agencies=agencies,
             incident_type=Scored(best_type, confidence, type_evidence),
             priority=priority,
-            tcpr=Scored(tcpr_rule is not None, _tcpr_confidence(tcpr_rule is not None, strength), tcpr_evidence),
+            tcpr=Scored(
+                tcpr_rule is not None, _tcpr_confidence(tcpr_rule is not None, strength), tcpr_evidence
+            ),
             location=location,
             desk=desk,
             alternatives=alternatives,
@@ -145,13 +150,15 @@ class Triage:
 
     def _score_types(
         self, present: Mapping[str, object], strength: Mapping[str, float], dialled_desk: DeskCode
-    ) -> list[tuple[IncidentType, float, object]]:
-        results = []
+    ) -> list[tuple[IncidentType, float, ScoreRule]]:
+        results: list[tuple[IncidentType, float, ScoreRule]] = []
         for itype, spec in self.protocol.types.items():
             fired = []
             for rule in spec.rules:
                 if rule.condition.holds(present):
-                    factor = min((strength.get(s, 1.0) for s in rule.condition.signals() if s in present), default=1.0)
+                    factor = min(
+                        (strength.get(s, 1.0) for s in rule.condition.signals() if s in present), default=1.0
+                    )
                     fired.append((rule.weight * factor, rule))
             if not fired:
                 continue
@@ -163,13 +170,17 @@ class Triage:
         results.sort(key=lambda x: -x[1])
         return results
 
-    def _priority(self, spec: TypeSpec, present: Mapping[str, tuple[Evidence, ...]], tcpr: bool, conf: float) -> Scored[int]:
+    def _priority(
+        self, spec: TypeSpec, present: Mapping[str, tuple[Evidence, ...]], tcpr: bool, conf: float
+    ) -> Scored[int]:
         if tcpr:
             return Scored(1, max(conf, 0.9), present.get(TCPR_SIGNAL, ()))
         for rule in spec.priority_rules:
             if rule.condition.holds(present):
                 return Scored(
-                    rule.priority, conf, _evidence_for(rule.condition, present, f"priority.{spec.type.value}.{rule.id}")
+                    rule.priority,
+                    conf,
+                    _evidence_for(rule.condition, present, f"priority.{spec.type.value}.{rule.id}"),
                 )
         return Scored(spec.priority, conf, ())
 
@@ -203,7 +214,7 @@ class Triage:
         inp: TriageInput,
         report: SignalReport,
         dialled_desk: DeskCode,
-        location: object,
+        location: SpokenLocation | None,
         notes: tuple[str, ...],
         tcpr: bool,
         tcpr_evidence: tuple[Evidence, ...],
@@ -211,7 +222,9 @@ class Triage:
         """Nothing reliable heard: the dialled number decides the desk; candidates by dialled number."""
         defaults = self.protocol.dialled_defaults
         dialled_type = defaults.get(inp.dialled.strip(), IncidentType.NON_EMERGENCY)
-        said_enough = report.word_count >= self.protocol.settings.silent_min_words and "distress" not in report.present
+        said_enough = (
+            report.word_count >= self.protocol.settings.silent_min_words and "distress" not in report.present
+        )
         if said_enough or not inp.transcript.strip():
             itype = IncidentType.SILENT_OR_HOAX
             agencies: tuple[Scored[Agency], ...] = ()
@@ -228,7 +241,7 @@ class Triage:
             incident_type=Scored(itype, 0.1),
             priority=Scored(self.protocol.types[itype].priority if itype in self.protocol.types else 3, 0.1),
             tcpr=Scored(tcpr, 0.5 if tcpr else 0.0, tcpr_evidence),
-            location=location if location is None or hasattr(location, "municipality") else None,  # type: ignore[arg-type]
+            location=location,
             desk=dialled_desk,
             alternatives=alternatives,
             unsure=True,
@@ -237,7 +250,9 @@ class Triage:
         )
 
 
-def _evidence_for(condition: Condition, present: Mapping[str, Sequence[Evidence]], rule_id: str) -> tuple[Evidence, ...]:
+def _evidence_for(
+    condition: Condition, present: Mapping[str, Sequence[Evidence]], rule_id: str
+) -> tuple[Evidence, ...]:
     out: list[Evidence] = []
     for signal in condition.signals():
         for ev in present.get(signal, ()):
