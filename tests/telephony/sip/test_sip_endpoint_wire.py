@@ -426,3 +426,122 @@ def test_prompt_is_sent_as_rtp_in_the_negotiated_codec(
     assert len(packets) == 10
     assert {p.payload_type for p in packets} == {8}
     assert packets[0].payload == encode(tone[:160].tobytes(), 8)
+
+
+def _answer_invite(
+    taker: RawSipPeer, invite: SipMessage, status: int, reason: str, body: bytes = b""
+) -> None:
+    headers = [("Via", v) for v in invite.header_values("Via")]
+    headers += [
+        ("From", invite.header("From") or ""),
+        ("To", (invite.header("To") or "") + ";tag=taker1"),
+        ("Call-ID", invite.call_id),
+        ("CSeq", invite.header("CSeq") or ""),
+        ("Contact", f"<sip:taker@127.0.0.1:{taker.port}>"),
+    ]
+    if body:
+        headers.append(("Content-Type", "application/sdp"))
+    response = SipMessage(status=status, reason=reason, headers=tuple(headers), body=body)
+    via_host_port = invite.header_values("Via")[0].split()[1].split(";")[0]
+    host, port = via_host_port.split(":")
+    taker.sock.sendto(response.to_bytes(), (host, int(port)))
+
+
+def test_busy_taker_phone_raises_taker_unavailable_and_the_call_stays_up(
+    start_endpoint: Callable[..., SipEndpoint], peer: RawSipPeer, recorder: EventRecorder
+) -> None:
+    from telephony.sip import TakerUnavailableError
+
+    endpoint = start_endpoint()
+    call_id, _ = peer.establish(endpoint)
+    taker = RawSipPeer()
+    try:
+        future = endpoint.begin_connect_to_taker(call_id, f"sip:taker@127.0.0.1:{taker.port}", 1)
+        invite = taker.expect("INVITE")
+        assert invite.header("Priority") == "emergency"
+        assert invite.header("X-IZS-Call-Ref") == call_id
+        _answer_invite(taker, invite, 486, "Busy Here")
+        with pytest.raises(TakerUnavailableError) as caught:
+            future.result(timeout=3)
+        assert caught.value.status == 486
+        ack = taker.expect("ACK")
+        assert ack.cseq == (1, "ACK")
+    finally:
+        taker.close()
+    assert call_id in endpoint.active_calls()
+    assert recorder.of(CallEnded) == []
+
+
+def test_taker_that_never_answers_is_cancelled_after_the_timeout(
+    start_endpoint: Callable[..., SipEndpoint], peer: RawSipPeer
+) -> None:
+    from telephony.sip import TakerUnavailableError
+
+    endpoint = start_endpoint(taker_answer_timeout_s=0.5)
+    call_id, _ = peer.establish(endpoint)
+    taker = RawSipPeer()
+    try:
+        future = endpoint.begin_connect_to_taker(call_id, f"sip:taker@127.0.0.1:{taker.port}", 3)
+        invite = taker.expect("INVITE")
+        assert invite.header("Priority") == "normal"
+        _answer_invite(taker, invite, 180, "Ringing")
+        with pytest.raises(TakerUnavailableError):
+            future.result(timeout=3)
+        taker.expect("CANCEL")
+    finally:
+        taker.close()
+    assert call_id in endpoint.active_calls()
+
+
+def test_taker_hangup_ends_the_call_and_hangs_up_the_caller(
+    start_endpoint: Callable[..., SipEndpoint], peer: RawSipPeer, recorder: EventRecorder
+) -> None:
+    from telephony.events import CallConnected
+
+    endpoint = start_endpoint()
+    call_id, _ = peer.establish(endpoint)
+    taker = RawSipPeer()
+    try:
+        future = endpoint.begin_connect_to_taker(call_id, f"sip:taker@127.0.0.1:{taker.port}", 1)
+        invite = taker.expect("INVITE")
+        _answer_invite(taker, invite, 200, "OK", taker.sdp("0 101"))
+        future.result(timeout=3)
+        taker.expect("ACK")
+        assert recorder.wait_for(CallConnected)[0].taker == f"sip:taker@127.0.0.1:{taker.port}"
+        bye = SipMessage(
+            method="BYE",
+            uri=f"sip:intake@127.0.0.1:{endpoint.address[1]}",
+            headers=(
+                ("Via", f"SIP/2.0/UDP 127.0.0.1:{taker.port};branch=z9hG4bKtbye;rport"),
+                ("From", (invite.header("To") or "") + ";tag=taker1"),
+                ("To", invite.header("From") or ""),
+                ("Call-ID", invite.call_id),
+                ("CSeq", "2 BYE"),
+            ),
+        )
+        taker.send(bye.to_bytes(), endpoint)
+        taker.expect(200)
+    finally:
+        taker.close()
+    peer.expect("BYE")
+    assert recorder.wait_for(CallEnded, call_ref=call_id)[0].reason is EndReason.TAKER_HANGUP
+
+
+def test_slow_event_sink_does_not_delay_answers(
+    start_endpoint: Callable[..., SipEndpoint], peer: RawSipPeer
+) -> None:
+    from telephony.sip import SipEndpoint as Endpoint
+    from telephony.sip import SipEndpointConfig
+
+    def slow_sink(event: object) -> None:
+        time.sleep(0.5)
+
+    endpoint = Endpoint(SipEndpointConfig(host="127.0.0.1", port=0), slow_sink)
+    endpoint.start()
+    try:
+        started = time.monotonic()
+        peer.send(peer.request("INVITE", "155", "slow-sink", body=peer.sdp()), endpoint)
+        peer.expect(200)
+        assert time.monotonic() - started < 0.4  # answered while the sink still sleeps on AdapterStatus
+    finally:
+        endpoint.stop()
