@@ -24,12 +24,12 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from telephony.events import AudioFrame, CallAnswered, CallEnded, TelephonyEvent  # noqa: E402
-from telephony.sip import SipEndpoint, SipEndpointConfig  # noqa: E402
-from telephony.sip.g711 import encode  # noqa: E402
-from telephony.sip.message import SipMessage, parse_message  # noqa: E402
-from telephony.sip.rtp import RtpPacket  # noqa: E402
-from telephony.sip.sdp import PCMU, parse_sdp  # noqa: E402
+from telephony.events import AudioFrame, CallAnswered, CallEnded, TelephonyEvent
+from telephony.sip import SipEndpoint, SipEndpointConfig
+from telephony.sip.g711 import encode
+from telephony.sip.message import SipMessage, parse_message
+from telephony.sip.rtp import RtpPacket
+from telephony.sip.sdp import PCMU, parse_sdp
 
 
 class CountingSink:
