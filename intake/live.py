@@ -271,6 +271,7 @@ class LiveState:
         self._queues_key = f"{namespace}:queues"
         self._takers_key = f"{namespace}:takers"
         self._idle_key = f"{namespace}:takers:idle"
+        self._epoch_key = f"{namespace}:epoch"
         self._enqueue = redis_client.register_script(_ENQUEUE)
         self._claim_next = redis_client.register_script(_CLAIM_NEXT)
         self._dequeue = redis_client.register_script(_DEQUEUE)
@@ -696,17 +697,33 @@ class LiveState:
 
     async def snapshot(self) -> dict[str, Any]:
         """Everything live, as plain JSON (persistence checks, diagnostics)."""
+        prefix = f"{self.ns}:lease:"
+        try:
+            lease_names = sorted(
+                [_text(k)[len(prefix) :] async for k in self.redis.scan_iter(match=f"{prefix}*")]
+            )
+        except RedisError as exc:
+            raise LiveStateError(f"Redis: list leases failed: {exc}") from exc
         queues = await self.all_queues()
-        lease_keys = [_text(k) async for k in self.redis.scan_iter(match=f"{self.ns}:lease:*")]
-        leases = {k.rsplit(":", 1)[1]: await self.lease_holder(k.rsplit(":", 1)[1]) for k in lease_keys}
         return {
             "active_calls": await self.active_calls(),
             "queues": {desk: [e.to_json() for e in entries] for desk, entries in queues.items()},
             "takers": await self.taker_states(),
             "idle_takers": [(t, at.isoformat()) for t, at in await self.idle_takers()],
             "stream_length": await self.stream_length(),
-            "leases": leases,
+            "leases": {name: await self.lease_holder(name) for name in lease_names},
+            "epoch": await self._call("read epoch", self.redis.get(self._epoch_key)),
         }
+
+    async def ensure_epoch(self) -> bool:
+        """Mark this Redis as holding our live state; True if the mark was missing, i.e. Redis is new or
+        lost its data (flushed, replaced, restored without AOF). The app then rebuilds the desk queues from
+        the database (:func:`queue_entries_from_calls` + :meth:`rebuild_queues`); with a new Redis that
+        rebuild simply finds nothing to do. Only one of several nodes starting together gets True."""
+        created = await self._call(
+            "set epoch", self.redis.set(self._epoch_key, utc_now().isoformat(), nx=True)
+        )
+        return bool(created)
 
     async def clear(self) -> int:
         """Delete every key of this namespace (tests, or a deliberate reset); returns how many."""

@@ -172,6 +172,13 @@ async def test_queues_rebuild_from_database_calls(live_state: LiveState) -> None
     assert queue[0].data["language"] == "de"
 
 
+async def test_lost_redis_data_is_detected_so_queues_can_be_rebuilt(live_state: LiveState) -> None:
+    assert await live_state.ensure_epoch()  # new
+    assert not await live_state.ensure_epoch()  # still the same data
+    await live_state.clear()  # what a FLUSHALL or a replaced Redis looks like
+    assert await live_state.ensure_epoch()
+
+
 # ---------------------------------------------------------------------------- calls and call takers
 
 
@@ -339,6 +346,8 @@ async def test_app_restart_keeps_active_calls_queues_and_stream(tmp_path: Path) 
         await live.enqueue("ZZS", "c2", 2, at(1))
         await live.set_taker_state("anna", "available", at(5))
         await live.ensure_group("gateway")
+        await live.acquire_lease("leader", "node-a", 60_000)
+        assert await live.ensure_epoch()
         await live.publish_incident_event({"type": "incident.created"})
         assert await live.read_group("gateway", "g1") != []  # pending, unacknowledged
         before = await live.snapshot()
@@ -351,7 +360,10 @@ async def test_app_restart_keeps_active_calls_queues_and_stream(tmp_path: Path) 
     with EmbeddedRedis(data_dir) as restarted:
         client, live = await with_live(restarted)
         try:
-            assert await live.snapshot() == before
+            after = await live.snapshot()
+            assert after == before
+            assert after["leases"] == {"leader": "node-a"} and len(after["queues"]["ZZS"]) == 2
+            assert not await live.ensure_epoch()  # nothing was lost: no queue rebuild needed
             assert (await live.pending("gateway"))["pending"] == 1
             assert await live.claim_next("ZZS", "anna") == "c1"
         finally:
