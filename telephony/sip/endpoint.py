@@ -531,6 +531,9 @@ class SipEndpoint:
                 elif known.last_invite_response:
                     self._send(known.last_invite_response, reply_to)  # retransmitted INVITE
                 return
+            if "tag=" in (request.header("To") or ""):
+                self._reply(request, source, reply_to, 481, "Call/Transaction Does Not Exist")
+                return  # a re-INVITE for a dialog we do not hold (e.g. after a restart)
             if not self._running.is_set() or len(self._calls) >= self._config.max_calls:
                 self._reply(request, source, reply_to, 503, "Service Unavailable", _tag())
                 log.warning("call %s refused: endpoint full or stopping", call_ref)

@@ -545,3 +545,45 @@ def test_slow_event_sink_does_not_delay_answers(
         assert time.monotonic() - started < 0.4  # answered while the sink still sleeps on AdapterStatus
     finally:
         endpoint.stop()
+
+
+def test_invite_with_pidf_lo_location_is_offered_with_the_fix(
+    start_endpoint: Callable[..., SipEndpoint], peer: RawSipPeer, recorder: EventRecorder
+) -> None:
+    from test_sip_multipart_location import PIDF
+
+    endpoint = start_endpoint()
+    boundary = "loc-boundary"
+    body = (
+        f"--{boundary}\r\nContent-Type: application/sdp\r\n\r\n".encode()
+        + peer.sdp()
+        + f"\r\n--{boundary}\r\nContent-Type: application/pidf+xml\r\nContent-ID: <fix@caller>\r\n\r\n".encode()
+        + PIDF
+        + f"\r\n--{boundary}--\r\n".encode()
+    )
+    invite = peer.request(
+        "INVITE",
+        "112",
+        "with-location",
+        body=body,
+        content_type=f'multipart/mixed; boundary="{boundary}"',
+        extra=(("Geolocation", "<cid:fix@caller>"), ("Geolocation-Routing", "no")),
+    )
+    peer.send(
+        invite.replace(b"INVITE sip:112@127.0.0.1 SIP/2.0", b"INVITE urn:service:sos SIP/2.0"), endpoint
+    )
+
+    peer.expect(200)
+    offered = recorder.wait_for(CallOffered)[0]
+    assert offered.dialled == "112"  # RFC 5031 urn:service:sos
+    assert offered.headers["Geolocation-Body"] == PIDF.decode()
+    assert offered.location is not None
+    assert (round(offered.location.lat, 4), round(offered.location.lon, 4)) == (50.2306, 12.8711)
+
+
+def test_reinvite_for_an_unknown_dialog_gets_481(
+    start_endpoint: Callable[..., SipEndpoint], peer: RawSipPeer
+) -> None:
+    endpoint = start_endpoint()
+    peer.send(peer.request("INVITE", "155", "stale-dialog", body=peer.sdp(), to_tag="gone"), endpoint)
+    peer.expect(481)
