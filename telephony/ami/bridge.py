@@ -63,7 +63,7 @@ class AmiConfig:
         return f"{self.queue_prefix}{desk_number}"
 
     def backoff(self, failures: int) -> float:
-        base = min(self.reconnect_max_s, self.reconnect_initial_s * (2 ** max(0, failures - 1)))
+        base = min(self.reconnect_max_s, self.reconnect_initial_s * 2.0 ** min(max(0, failures - 1), 30))
         return max(0.0, base * (1 + random.uniform(-self.reconnect_jitter, self.reconnect_jitter)))
 
 
@@ -252,6 +252,11 @@ class AmiBridge:
     async def ping(self) -> ActionResult:
         return await self._action("Ping", [])
 
+    async def send_action(self, action: str, fields: Sequence[tuple[str, str]] = ()) -> ActionResult:
+        """Any other AMI action (``QueueStatus``, ``QueueSummary`` for supervisor views); list actions
+        return their events in ``ActionResult.items``."""
+        return await self._action(action, fields)
+
     # ------------------------------------------------------------------ internals: actions
 
     def _require_connection(self, action: str) -> AmiConnection:
@@ -367,6 +372,9 @@ class AmiBridge:
         """Log in, resync and serve one connection; returns how long to wait before the next attempt and
         whether the session got as far as serving events."""
         cfg = self.config
+        # Hold events from the first byte: Asterisk streams them right after the login response, before
+        # our snapshot request could even be sent.
+        self._resyncing = True
         try:
             await conn.login(cfg.username, cfg.secret, timeout=cfg.action_timeout_s)
         except AmiLoginError as exc:
@@ -376,22 +384,29 @@ class AmiBridge:
                 f"{exc} — check the AMI secret in manager.conf; retrying in {cfg.login_failure_backoff_s:.0f} s",
             )
             await conn.close("login rejected")
+            self._release_held()
             return cfg.login_failure_backoff_s, False
         except AmiError as exc:
             self.last_error = exc
             self._status(False, f"AMI login failed: {exc}")
             await conn.close("login failed")
+            self._release_held()
             return cfg.backoff(1), False
         try:
-            await self._resync(conn)
-        except AmiError as exc:
-            self.last_error = exc
-            self._status(False, f"AMI resync failed: {exc}")
-            await conn.close("resync failed")
-            return cfg.backoff(1), False
-        self.last_error = None
-        self._connected.set()
-        self._status(True, f"connected to {cfg.host}:{cfg.port} as {cfg.username}")
+            try:
+                channels = await conn.send_action("CoreShowChannels", timeout=cfg.action_timeout_s)
+                queues = await conn.send_action("QueueStatus", timeout=cfg.action_timeout_s)
+            except AmiError as exc:
+                self.last_error = exc
+                self._status(False, f"AMI resync failed: {exc}")
+                await conn.close("resync failed")
+                return cfg.backoff(1), False
+            self.last_error = None
+            self._connected.set()
+            self._status(True, f"connected to {cfg.host}:{cfg.port} as {cfg.username}")
+            self._emit(self.tracker.resync(channels.items, queues.items))
+        finally:
+            self._release_held()
         pinger = asyncio.create_task(self._keepalive(conn), name="ami-keepalive")
         try:
             reason = await conn.closed
@@ -405,17 +420,13 @@ class AmiBridge:
             self._status(False, f"AMI connection lost: {reason}")
         return cfg.backoff(1), True
 
-    async def _resync(self, conn: AmiConnection) -> None:
-        self._resyncing = True
-        try:
-            channels = await conn.send_action("CoreShowChannels", timeout=self.config.action_timeout_s)
-            queues = await conn.send_action("QueueStatus", timeout=self.config.action_timeout_s)
-            self._emit(self.tracker.resync(channels.items, queues.items))
-        finally:
-            self._resyncing = False
-            held, self._held_events = self._held_events, []
-            for msg in held:
-                self._feed(msg)
+    def _release_held(self) -> None:
+        # Events that arrived during login and snapshot are applied after the snapshot, so a Hangup seen
+        # meanwhile is not undone by an older snapshot entry.
+        self._resyncing = False
+        held, self._held_events = self._held_events, []
+        for msg in held:
+            self._feed(msg)
 
     async def _keepalive(self, conn: AmiConnection) -> None:
         cfg = self.config

@@ -136,10 +136,10 @@ class AmiConnection:
                 self._writer.write(wire)
                 await self._writer.drain()
             result = await asyncio.wait_for(asyncio.shield(pending.future), timeout)
+        except TimeoutError as exc:  # before OSError: TimeoutError is one of its subclasses
+            raise AmiTimeoutError(f"AMI {action} ({action_id}) got no answer within {timeout} s") from exc
         except (ConnectionError, OSError) as exc:
             raise AmiConnectionError(f"AMI connection failed while sending {action}: {exc!r}") from exc
-        except TimeoutError as exc:
-            raise AmiTimeoutError(f"AMI {action} ({action_id}) got no answer within {timeout} s") from exc
         finally:
             self._pending.pop(action_id, None)
         if not result.success:
