@@ -1,3 +1,4 @@
+# ruff: noqa: E402 (the project root must be on sys.path before the project is imported)
 """Shared fixtures: real PostgreSQL / SQLite databases and a real Redis, started for the test run.
 
 The database every storage-backed test uses is chosen by ``IZS_TEST_DB``: ``sqlite`` (default: a temp
@@ -8,9 +9,18 @@ once per backend. Tests that need PostgreSQL itself (concurrency) use ``postgres
 from __future__ import annotations
 
 import os
+import sys
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
+
+# Test directories mirror the packages (tests/intake, tests/routing, ...) without __init__.py; when the
+# bare `pytest` command runs (cwd not on sys.path, the project installed editable), those directories would
+# be taken for namespace packages shadowing the real ones. With the project root on sys.path the real
+# packages always win. (pyproject: `pythonpath = ["."]` under [tool.pytest.ini_options] does the same.)
+_ROOT = str(Path(__file__).resolve().parents[1])
+if _ROOT not in sys.path:
+    sys.path.append(_ROOT)
 
 import pytest
 import redis.asyncio as aioredis
