@@ -123,10 +123,12 @@ class ModelRegistry:
         models_dir: Path,
         cache_dir: Path,
         vosk_models: dict[str, Path] | None = None,
+        whisper_part_packages: tuple[str, ...] = WHISPER_PART_PACKAGES,
     ) -> None:
         self.models_dir = models_dir
         self.cache_dir = cache_dir
         self._configured_vosk = dict(vosk_models or {})
+        self._whisper_parts = whisper_part_packages
 
     @classmethod
     def from_config(cls, config: TranscriptionConfig) -> ModelRegistry:
@@ -206,10 +208,10 @@ class ModelRegistry:
         local = self.models_dir / WHISPER_MODEL_NAME
         if (local / "model.bin").is_file():
             return ModelInfo(WHISPER_MODEL_NAME, ENGINE_WHISPER, None, local, f"directory {self.models_dir}")
-        parts = [_package_dir(module) for module in WHISPER_PART_PACKAGES]
+        parts = [_package_dir(module) for module in self._whisper_parts]
         missing = [
             module.replace("_", "-")
-            for module, part in zip(WHISPER_PART_PACKAGES, parts, strict=True)
+            for module, part in zip(self._whisper_parts, parts, strict=True)
             if part is None or not any((part / "data").glob("model.bin.part*"))
         ]
         joined = self.cache_dir / WHISPER_MODEL_NAME
@@ -225,7 +227,7 @@ class ModelRegistry:
             engine=ENGINE_WHISPER,
             languages=None,
             path=joined,
-            source="packages " + " + ".join(m.replace("_", "-") for m in WHISPER_PART_PACKAGES),
+            source="packages " + " + ".join(m.replace("_", "-") for m in self._whisper_parts),
             ready=not missing,
             problem=problem,
         )
@@ -237,21 +239,17 @@ class ModelRegistry:
             raise ModelIntegrityError(info.problem or "Whisper model not available")
         if not info.source.startswith("packages"):
             return info.path
-        return join_whisper_parts(info.path)
+        return join_whisper_parts(info.path, self._whisper_parts)
 
     # -- overview -----------------------------------------------------------------------------------
     def list(self) -> list[ModelInfo]:
         return [*sorted(self.vosk_models().values(), key=lambda i: i.name), self.whisper_model()]
 
 
-def join_whisper_parts(target: Path) -> Path:
-    """Concatenate ``model.bin.part1`` + ``part2`` into ``target/model.bin`` and verify every file.
-
-    Safe against concurrent first use from several processes: each writes a private temp file and
-    renames it into place atomically.
-    """
+def whisper_part_dirs(packages: tuple[str, ...] = WHISPER_PART_PACKAGES) -> list[Path]:
+    """The ``data`` directories of the installed part packages, in order."""
     part_dirs = []
-    for module in WHISPER_PART_PACKAGES:
+    for module in packages:
         package = _package_dir(module)
         if package is None:
             raise ModelIntegrityError(
@@ -259,6 +257,21 @@ def join_whisper_parts(target: Path) -> Path:
                 f"pip install {module.replace('_', '-')}"
             )
         part_dirs.append(package / "data")
+    return part_dirs
+
+
+def join_whisper_parts(
+    target: Path,
+    packages: tuple[str, ...] = WHISPER_PART_PACKAGES,
+    part_dirs: list[Path] | None = None,
+) -> Path:
+    """Concatenate ``model.bin.part1`` + ``part2`` into ``target/model.bin`` and verify every file.
+
+    Safe against concurrent first use from several processes: each writes a private temp file and
+    renames it into place atomically.
+    """
+    if part_dirs is None:
+        part_dirs = whisper_part_dirs(packages)
     stamp = target / _VERIFIED_STAMP
     model_bin = target / "model.bin"
     if (
@@ -276,7 +289,7 @@ def join_whisper_parts(target: Path) -> Path:
         if not part.is_file():
             raise ModelIntegrityError(
                 f"Whisper base model part {i} is missing ({part}); reinstall "
-                f"{WHISPER_PART_PACKAGES[i - 1].replace('_', '-')}"
+                f"{packages[i - 1].replace('_', '-') if i <= len(packages) else 'the part packages'}"
             )
         parts.append(part)
     digest = hashlib.sha256()

@@ -55,7 +55,7 @@ EventSink = Callable[[TranscriptEvent], None]
 # Minimum audio between two partial hypotheses of a leg (keeps consoles from flickering).
 PARTIAL_INTERVAL_S = 0.1
 # A worker with more queued audio than this is behind: it skips partials and only commits.
-CAUGHT_UP_S = 0.3
+CAUGHT_UP_S = 1.0
 
 
 class EngineSource(Protocol):
@@ -529,7 +529,8 @@ class TranscriptionService:
             if dropped:
                 pipeline.skip(dropped)
             if chunks:
-                caught_up = state.queued_bytes <= caught_up_bytes
+                # A large batch means the worker is behind: skip partials and only commit.
+                caught_up = sum(len(chunk) for chunk in chunks) <= caught_up_bytes
                 pipeline.feed(chunks, caught_up)
             if closing:
                 with state.condition:
