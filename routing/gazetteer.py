@@ -111,6 +111,7 @@ class Gazetteer:
     _by_first: dict[str, list[PlaceName]] = field(default_factory=lambda: defaultdict(list), repr=False)
     _first_stems: list[str] = field(default_factory=list, repr=False)
     _heads: dict[str, PlaceName] = field(default_factory=dict, repr=False)
+    _word_cache: dict[str, tuple[str, tuple[str, ...]]] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
         head_owners: dict[str, set[str]] = defaultdict(set)
@@ -196,7 +197,7 @@ class Gazetteer:
     # -----------------------------------------------------------------------------------------------------
 
     def mentions(self, text: str) -> list[Mention]:
-        words = _words(text)
+        words = _words(text, self._word_cache)
         cased = any(ch.isupper() for ch in text)
         found: list[Mention] = []
         i = 0
@@ -296,7 +297,11 @@ class Gazetteer:
 
     def locate(self, text: str) -> PlaceMatch | None:
         """The municipality the caller is at, or None when no place is said firmly enough."""
-        matches = self.resolve(text)
+        return self.best(self.resolve(text))
+
+    @staticmethod
+    def best(matches: Sequence[PlaceMatch]) -> PlaceMatch | None:
+        """The first of resolve()'s matches if it is firm enough to be where the caller is."""
         if not matches or matches[0].score < _MIN_SCORE:
             return None
         return matches[0]
@@ -344,7 +349,7 @@ def _name_patterns(spoken: str) -> list[tuple[str, ...]]:
     return patterns
 
 
-def _words(text: str) -> list[_Word]:
+def _words(text: str, cache: dict[str, tuple[str, tuple[str, ...]]]) -> list[_Word]:
     out: list[_Word] = []
     clause = 0
     last_end = 0
@@ -352,7 +357,13 @@ def _words(text: str) -> list[_Word]:
         if _BREAK_RE.search(text, last_end, match.start()):
             clause += 1
         word = match.group(0)
-        folded = _fold_place_word(word)
+        cached = cache.get(word)
+        if cached is None:
+            if len(cache) > 50000:
+                cache.clear()
+            folded_word = _fold_place_word(word)
+            cached = cache[word] = (folded_word, _word_stems(folded_word))
+        folded, stems = cached
         sentence_start = not out or bool(re.search(r"[.!?…]", text[last_end : match.start()]))
         capitalised = word[:1].isupper() and not sentence_start
         out.append(

@@ -207,9 +207,10 @@ def _landmark(text: str, words: Sequence[_W]) -> tuple[str, Evidence] | None:
 def extract_location(text: str, gazetteer: Gazetteer) -> SpokenLocation | None:
     """Everything the caller said about where they are; None when nothing at all."""
     words = _tokens(text)
-    place: PlaceMatch | None = gazetteer.locate(text)
+    matches = gazetteer.resolve(text)
+    place: PlaceMatch | None = gazetteer.best(matches)
     evidence: list[Evidence] = []
-    places = [m.span for match in gazetteer.resolve(text) for m in match.mentions]
+    places = [m.span for match in matches for m in match.mentions]
     if place is not None:
         evidence.append(Evidence(rule="location.municipality", words=place.words, span=place.span))
     street = _street(words, places)

@@ -129,6 +129,7 @@ class PhraseMatcher:
             return []
         content = list(range(len(tokens)))
         matched: list[tuple[frozenset[str], frozenset[str]]] = [index.token_keys(tokens[i]) for i in content]
+        content_tokens = [tokens[i] for i in content]
         seen: set[tuple[str, tuple[int, ...]]] = set()
         hits: list[SignalHit] = []
         for anchor, (exact, fuzzy_keys) in enumerate(matched):
@@ -138,7 +139,7 @@ class PhraseMatcher:
                     candidates.add(pid)
             for pid in candidates:
                 phrase = index.phrases[pid]
-                found = _verify(phrase, anchor, matched, [tokens[i] for i in content])
+                found = _verify(phrase, anchor, matched, content_tokens)
                 if found is None:
                     continue
                 positions_c, polarity_ok, used_fuzzy = found
@@ -183,7 +184,7 @@ def _compile(analyzer: Analyzer, signal: str, language: str, text: str, weight: 
         if is_prefix and not profile.tone_marks:
             keys = frozenset({_PREFIX_MARK + token.norm})
         elif profile.tone_marks:
-            keys = frozenset(token.keys | {fold(k) for k in token.keys})
+            keys = frozenset(token.keys | {"~" + fold(k) for k in token.keys if not k.startswith("~")})
         else:
             keys = token.keys
         items.append(PhraseItem(keys=keys, negated=token.negated))

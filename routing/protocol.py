@@ -274,8 +274,13 @@ def _languages(c: _Checker, data: Mapping[str, object]) -> dict[str, LanguagePro
         table = c.table(f, key, value)
         c.only_keys(f, key, table, _LANGUAGE_KEYS)
 
+        tone_marks = bool(table.get("tone_marks", False))
+
         def folded(name: str, table: dict[str, Any] = table, key: str = key) -> frozenset[str]:
-            return frozenset(fold(w) for w in c.strings(f, f"{key}.{name}", table.get(name)))
+            words = c.strings(f, f"{key}.{name}", table.get(name))
+            if tone_marks:  # marked words stay distinct; "~" + folded form is the word heard without marks
+                return frozenset(w.lower() for w in words) | frozenset("~" + fold(w) for w in words)
+            return frozenset(fold(w) for w in words)
 
         suffixes = tuple(
             sorted({fold(s) for s in c.strings(f, f"{key}.suffixes", table.get("suffixes"))}, key=len)[::-1]
@@ -297,7 +302,7 @@ def _languages(c: _Checker, data: Mapping[str, object]) -> dict[str, LanguagePro
             scope_forward=int(c.number(f, f"{key}.scope_forward", table.get("scope_forward"), 0, 6, 2)),
             scope_backward=int(c.number(f, f"{key}.scope_backward", table.get("scope_backward"), 0, 6, 0)),
             colloquial_ej=bool(table.get("colloquial_ej", False)),
-            tone_marks=bool(table.get("tone_marks", False)),
+            tone_marks=tone_marks,
             lemmatize=bool(table.get("lemmatize", False)),
         )
     for code in ("cs",):

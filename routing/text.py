@@ -113,6 +113,8 @@ class Analyzer:
 
     def _analyze_word(self, word: str) -> WordAnalysis:
         p = self.profile
+        if p.tone_marks:
+            return self._analyze_marked_word(word)
         folded_full = fold(word).replace("'", "")
         if folded_full in p.negators:
             return WordAnalysis(folded_full, frozenset({folded_full}), False, False, True)
@@ -131,11 +133,6 @@ class Analyzer:
             negated = True
             folded = folded[len(prefix) :]
             surface = word[len(prefix) :]
-        if p.tone_marks:
-            lower = word.lower()
-            return WordAnalysis(
-                folded, frozenset({folded if lower == folded else lower}), negated, False, False
-            )
         keys = {self.stem(folded)}
         if p.lemmatize and p.code in _SIMPLEMMA_LANGS:
             lemma = simplemma.lemmatize(surface.lower(), lang=p.code)
@@ -145,6 +142,15 @@ class Analyzer:
                 if len(lemma_stem) >= 4:  # short lemma stems join unrelated words ("střeše" ~ "střílí")
                     keys.add(lemma_stem)
         return WordAnalysis(folded, frozenset(keys), negated, False, False)
+
+    def _analyze_marked_word(self, word: str) -> WordAnalysis:
+        """Vietnamese: "cháy" (fire) and "chảy" (flow) differ only by tone mark; a word heard without any
+        marks ("chay") is keyed "~chay" and matches every marked form."""
+        lower = word.lower()
+        folded = fold(word)
+        key = lower if lower != folded else "~" + folded
+        p = self.profile
+        return WordAnalysis(folded, frozenset({key}), False, key in p.stopwords, key in p.negators)
 
     def tokenize(self, text: str) -> list[Token]:
         """Tokens with character spans, negation scopes applied."""
