@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import math
 import unicodedata
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -80,7 +82,15 @@ def json_value(value: Any) -> Any:
         return {str(k): json_value(v) for k, v in value.items()}
     if isinstance(value, list | tuple | set | frozenset):
         return [json_value(v) for v in value]
-    return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None  # JSON (and PostgreSQL's json) has no NaN
+    if value is None or isinstance(value, bool | int):
+        return value
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return json_value(dataclasses.asdict(value))
+    if isinstance(value, bytes):
+        return value.decode("utf-8", errors="replace")
+    return str(value)  # anything else is kept readable rather than failing the whole write
 
 
 def iso(value: datetime | None) -> str | None:
@@ -99,7 +109,7 @@ def location_to_json(location: Location | None) -> dict[str, Any] | None:
         return None
     out: dict[str, Any] = {"source": location.source.value, "at": iso(location.at)}
     for name in LOCATION_FIELDS:
-        out[name] = getattr(location, name)
+        out[name] = json_value(getattr(location, name))
     return out
 
 

@@ -482,3 +482,54 @@ def test_webhook_deliveries_are_queued_claimed_and_retried(repository: Repositor
 
 def test_database_answers_ping(repository: Repository) -> None:
     assert repository.ping()
+
+
+def test_timeline_data_of_any_shape_is_stored_readably(repository: Repository) -> None:
+    incident = new_incident(repository)
+    entry = repository.append_timeline(
+        incident.id,
+        "triage",
+        "triage_proposed",
+        {
+            "at": T0,
+            "score": float("nan"),
+            "agency": Agency.ZZS,
+            "where": a_location(),
+            "raw": b"x",
+            "set": {1},
+        },
+    )
+    stored = repository.timeline(incident.id, after_seq=1)[0]
+    assert stored.data == entry.data
+    assert (
+        stored.data["at"] == T0.isoformat()
+        and stored.data["score"] is None
+        and stored.data["agency"] == "ZZS"
+    )
+    assert (
+        stored.data["where"]["street"] == "Vítězná"
+        and stored.data["raw"] == "x"
+        and stored.data["set"] == [1]
+    )
+
+
+def test_database_failures_surface_as_storage_errors(tmp_path: object) -> None:
+    from intake.errors import StorageError
+    from intake.storage.database import Database
+
+    unreachable = Database("postgresql+psycopg://nobody@/izs?host=/nonexistent-dir&connect_timeout=1")
+    unmigrated = Database(f"sqlite:///{tmp_path}/empty.db")
+    try:
+        for database in (unreachable, unmigrated):
+            repository = Repository(database)
+            assert repository.ping() is (database is unmigrated)
+            with pytest.raises(StorageError) as failure:
+                repository.get_call("c1")
+            assert failure.value.__cause__ is not None
+            with pytest.raises(StorageError):
+                repository.save_call(a_call())
+            with pytest.raises(StorageError):
+                new_incident(repository)
+    finally:
+        unreachable.dispose()
+        unmigrated.dispose()
