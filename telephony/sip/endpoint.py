@@ -137,6 +137,8 @@ class _MediaLeg:
     window_packets: int = 0
     dropped_packets: int = 0
     established: bool = False
+    invite_branch: str = ""  # UAC legs: our INVITE's branch, reused by CANCEL and the non-2xx ACK
+    invite_uri: str = ""
 
     @property
     def local_port(self) -> int:
@@ -158,7 +160,6 @@ class _Call:
     taker: _MediaLeg | None = None
     taker_uri: str = ""
     taker_address: tuple[str, int] | None = None
-    taker_branch: str = ""
     taker_invite: bytes = b""
     taker_future: concurrent.futures.Future[None] | None = None
     taker_deadline: float = 0.0
@@ -184,6 +185,8 @@ class SipEndpoint:
         self._calls: dict[str, _Call] = {}  # by the caller leg's Call-ID (== call_ref)
         self._taker_calls: dict[str, _Call] = {}  # by the taker leg's Call-ID
         self._terminated: dict[str, _Call] = {}
+        # Taker legs we gave up on before they answered: their late 487/2xx still need an ACK (and a BYE).
+        self._abandoned_takers: dict[str, tuple[_MediaLeg, float]] = {}
         self._retransmits: dict[str, _RetransmittedMessage] = {}  # key: "<call-id>/<what>"
         self._events: queue.SimpleQueue[TelephonyEvent | None] = queue.SimpleQueue()
         self._selector = selectors.DefaultSelector()
@@ -330,12 +333,14 @@ class SipEndpoint:
                 remote_uri=f"<{taker_uri}>",
                 remote_target=taker_uri,
                 signal_address=(str(address[0]), int(address[1])),
+                invite_uri=taker_uri,
             )
             leg.allowed_rtp_hosts.add(str(address[0]))
             sdp = build_sdp(
                 audio_session(self._host, leg.local_port, codecs, EVENT_PAYLOAD_TYPE, random.getrandbits(31))
             )
             branch = _branch()
+            leg.invite_branch = branch
             invite = SipMessage(
                 method="INVITE",
                 uri=taker_uri,
@@ -359,7 +364,6 @@ class SipEndpoint:
             call.taker = leg
             call.taker_uri = taker_uri
             call.taker_address = leg.signal_address
-            call.taker_branch = branch
             call.taker_invite = invite
             call.taker_future = future
             call.taker_deadline = time.monotonic() + self._config.taker_answer_timeout_s
@@ -773,13 +777,14 @@ class SipEndpoint:
             leg = call.taker if call is not None else None
             status = response.status or 0
             if call is None or leg is None or leg.call_id != call_id:
-                return  # a response to a transaction we no longer hold
+                self._on_late_taker_response(response)
+                return
             to_tag = parse_name_addr(response.header("To") or "").tag
             if status < 200:
                 leg.remote_tag = leg.remote_tag or to_tag
                 return
             if status >= 300:
-                self._send(self._non_2xx_ack(call, response), leg.signal_address)
+                self._send(self._non_2xx_ack(leg, response), leg.signal_address)
                 self._fail_taker(call, status, response.reason)
                 return
             leg.remote_tag = to_tag
@@ -818,9 +823,29 @@ class SipEndpoint:
         if call.taker_future is not None and not call.taker_future.done():
             call.taker_future.set_result(None)
 
+    def _on_late_taker_response(self, response: SipMessage) -> None:
+        entry = self._abandoned_takers.get(response.call_id)
+        status = response.status or 0
+        if entry is None or status < 200:
+            return  # a response to a transaction we no longer hold
+        leg = entry[0]
+        if status >= 300:
+            self._send(self._non_2xx_ack(leg, response), leg.signal_address)
+            return
+        # The phone answered although we had cancelled (the CANCEL crossed its 200 OK): ACK, then BYE.
+        leg.remote_tag = parse_name_addr(response.header("To") or "").tag
+        contact = response.header_values("Contact")
+        if contact:
+            leg.remote_target = parse_name_addr(contact[0]).uri
+        self._send(self._in_dialog_request(leg, "ACK", cseq=1), leg.signal_address)
+        self._send_bye(leg)
+        del self._abandoned_takers[response.call_id]
+
     def _fail_taker(self, call: _Call, status: int | None, detail: str) -> None:
         leg = call.taker
         if leg is not None:
+            if not leg.established and status is None:
+                self._abandoned_takers[leg.call_id] = (leg, time.monotonic())
             self._taker_calls.pop(leg.call_id, None)
             self._retransmits.pop(f"{leg.call_id}/invite", None)
             self._close_leg(leg)
@@ -841,17 +866,15 @@ class SipEndpoint:
         if leg.established:
             self._send_bye(leg)
         elif cancel:
-            self._send(self._cancel_for(call), leg.signal_address)
+            self._send(self._cancel_for(leg), leg.signal_address)
         self._fail_taker(call, None, detail)
 
-    def _non_2xx_ack(self, call: _Call, response: SipMessage) -> bytes:
-        leg = call.taker
-        assert leg is not None
+    def _non_2xx_ack(self, leg: _MediaLeg, response: SipMessage) -> bytes:
         return SipMessage(
             method="ACK",
-            uri=call.taker_uri,
+            uri=leg.invite_uri,
             headers=(
-                ("Via", f"SIP/2.0/UDP {self._host}:{self.address[1]};branch={call.taker_branch};rport"),
+                ("Via", f"SIP/2.0/UDP {self._host}:{self.address[1]};branch={leg.invite_branch};rport"),
                 ("Max-Forwards", "70"),
                 ("From", f"{leg.local_uri};tag={leg.local_tag}"),
                 ("To", response.header("To") or leg.remote_uri),
@@ -860,14 +883,12 @@ class SipEndpoint:
             ),
         ).to_bytes()
 
-    def _cancel_for(self, call: _Call) -> bytes:
-        leg = call.taker
-        assert leg is not None
+    def _cancel_for(self, leg: _MediaLeg) -> bytes:
         return SipMessage(
             method="CANCEL",
-            uri=call.taker_uri,
+            uri=leg.invite_uri,
             headers=(
-                ("Via", f"SIP/2.0/UDP {self._host}:{self.address[1]};branch={call.taker_branch};rport"),
+                ("Via", f"SIP/2.0/UDP {self._host}:{self.address[1]};branch={leg.invite_branch};rport"),
                 ("Max-Forwards", "70"),
                 ("From", f"{leg.local_uri};tag={leg.local_tag}"),
                 ("To", leg.remote_uri),
@@ -1018,10 +1039,14 @@ class SipEndpoint:
                     leg.dropped_packets,
                 )
             leg.window_start, leg.window_packets, leg.dropped_packets = now, 0, 0
-        leg.window_packets += 1
-        if leg.window_packets > self._config.max_rtp_packets_per_second or (
-            source[0] not in leg.allowed_rtp_hosts
+        if source[0] not in leg.allowed_rtp_hosts or (
+            # Once latched, only the latched address may send, unless it went quiet (NAT rebinding).
+            leg.rtp_latched and source != leg.remote_rtp and now - leg.last_rx < 1.0
         ):
+            leg.dropped_packets += 1  # foreign packets never use up the caller's budget
+            return
+        leg.window_packets += 1
+        if leg.window_packets > self._config.max_rtp_packets_per_second:
             leg.dropped_packets += 1
             return
         try:
@@ -1033,7 +1058,7 @@ class SipEndpoint:
             call = self._calls.get(leg.call_id) or self._taker_calls.get(leg.call_id)
             if call is None or call.state != _State.ANSWERED or leg.media is None:
                 return
-            if not leg.rtp_latched:
+            if source != leg.remote_rtp or not leg.rtp_latched:
                 leg.remote_rtp, leg.rtp_latched = source, True  # symmetric RTP (NAT)
             leg.last_rx = now
             media = leg.media
@@ -1105,6 +1130,9 @@ class SipEndpoint:
             for call_ref, call in list(self._terminated.items()):
                 if now - call.ended_at > TERMINATED_KEEP_S:
                     del self._terminated[call_ref]
+            for call_id, (_, given_up_at) in list(self._abandoned_takers.items()):
+                if now - given_up_at > TERMINATED_KEEP_S:
+                    del self._abandoned_takers[call_id]
 
     def _tick_call(self, call: _Call, now: float) -> None:
         if call.state == _State.RINGING:

@@ -487,7 +487,10 @@ def test_taker_that_never_answers_is_cancelled_after_the_timeout(
         _answer_invite(taker, invite, 180, "Ringing")
         with pytest.raises(TakerUnavailableError):
             future.result(timeout=3)
-        taker.expect("CANCEL")
+        cancel = taker.expect("CANCEL")
+        assert cancel.header_values("Via")[0] == invite.header_values("Via")[0]  # same transaction
+        _answer_invite(taker, invite, 487, "Request Terminated")
+        assert taker.expect("ACK").cseq == (1, "ACK")  # the late 487 is still acknowledged
     finally:
         taker.close()
     assert call_id in endpoint.active_calls()
