@@ -371,7 +371,7 @@ def _words(text: str, cache: dict[str, tuple[str, tuple[str, ...]]]) -> list[_Wo
                 word,
                 match.start(),
                 match.end(),
-                _word_stems(folded),
+                stems,
                 folded,
                 capitalised,
                 sentence_start,

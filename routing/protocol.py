@@ -276,7 +276,9 @@ def _languages(c: _Checker, data: Mapping[str, object]) -> dict[str, LanguagePro
 
         tone_marks = bool(table.get("tone_marks", False))
 
-        def folded(name: str, table: dict[str, Any] = table, key: str = key) -> frozenset[str]:
+        def folded(
+            name: str, table: dict[str, Any] = table, key: str = key, tone_marks: bool = tone_marks
+        ) -> frozenset[str]:
             words = c.strings(f, f"{key}.{name}", table.get(name))
             if tone_marks:  # marked words stay distinct; "~" + folded form is the word heard without marks
                 return frozenset(w.lower() for w in words) | frozenset("~" + fold(w) for w in words)

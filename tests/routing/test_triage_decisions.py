@@ -54,7 +54,8 @@ def test_breathing_and_not_breathing_are_told_apart(triage: Triage) -> None:
 
 
 def test_tcpr_rises_while_the_caller_is_still_speaking(triage: Triage) -> None:
-    words = "Haló, můj táta se sesunul ze židle, nereaguje, nedýchá, jsme v Chebu, Evropská dvanáct".split()
+    text = "Haló, můj táta se sesunul ze židle, nereaguje, nedýchá, jsme v Chebu, Evropská dvanáct"
+    words = text.split(" ")
     flags = [decide(triage, " ".join(words[:n])).tcpr.value for n in range(1, len(words) + 1)]
     first = flags.index(True)
     assert first < len(words) - 4  # before the address is even given
@@ -122,16 +123,52 @@ def test_misheard_word_matches_fuzzily_with_lower_weight(triage: Triage) -> None
 @pytest.mark.parametrize(
     ("language", "text", "itype", "primary", "tcpr"),
     [
-        ("de", "Mein Vater ist zusammengebrochen, er reagiert nicht und atmet nicht mehr!", IncidentType.MED_CARDIAC_ARREST, Agency.ZZS, True),
-        ("en", "There is a fire in our apartment building, the kitchen is in flames, smoke everywhere", IncidentType.FIRE_BUILDING, Agency.HZS, False),
-        ("en", "My husband collapsed, he is unresponsive and not breathing", IncidentType.MED_CARDIAC_ARREST, Agency.ZZS, True),
-        ("ru", "Помогите, мужа избили на улице, у него кровь на голове", IncidentType.POLICE_ASSAULT, Agency.PCR, False),
+        (
+            "de",
+            "Mein Vater ist zusammengebrochen, er reagiert nicht und atmet nicht mehr!",
+            IncidentType.MED_CARDIAC_ARREST,
+            Agency.ZZS,
+            True,
+        ),
+        (
+            "en",
+            "There is a fire in our apartment building, the kitchen is in flames, smoke everywhere",
+            IncidentType.FIRE_BUILDING,
+            Agency.HZS,
+            False,
+        ),
+        (
+            "en",
+            "My husband collapsed, he is unresponsive and not breathing",
+            IncidentType.MED_CARDIAC_ARREST,
+            Agency.ZZS,
+            True,
+        ),
+        (
+            "ru",
+            "Помогите, мужа избили на улице, у него кровь на голове",
+            IncidentType.POLICE_ASSAULT,
+            Agency.PCR,
+            False,
+        ),
         ("ru", "Мама упала, не реагирует и не дышит", IncidentType.MED_CARDIAC_ARREST, Agency.ZZS, True),
         ("uk", "Мій батько без свідомості і не дихає", IncidentType.MED_CARDIAC_ARREST, Agency.ZZS, True),
-        ("uk", "Сталася аварія, машина перекинулася, водій затиснутий", IncidentType.TRAFFIC_ACCIDENT, Agency.ZZS, False),
+        (
+            "uk",
+            "Сталася аварія, машина перекинулася, водій затиснутий",
+            IncidentType.TRAFFIC_ACCIDENT,
+            Agency.ZZS,
+            False,
+        ),
         ("sk", "Horí dom, vnútri sú ešte ľudia", IncidentType.FIRE_BUILDING, Agency.HZS, False),
         ("sk", "Otec nereaguje a nedýcha", IncidentType.MED_CARDIAC_ARREST, Agency.ZZS, True),
-        ("vi", "Cứu với, nhà tôi đang cháy, có khói rất nhiều", IncidentType.FIRE_BUILDING, Agency.HZS, False),
+        (
+            "vi",
+            "Cứu với, nhà tôi đang cháy, có khói rất nhiều",
+            IncidentType.FIRE_BUILDING,
+            Agency.HZS,
+            False,
+        ),
         ("vi", "Chồng tôi bất tỉnh và không thở", IncidentType.MED_CARDIAC_ARREST, Agency.ZZS, True),
     ],
 )
@@ -225,8 +262,11 @@ def test_decision_names_the_rule_and_words_behind_the_type(triage: Triage) -> No
 
 
 @settings(max_examples=60, deadline=None)
-@given(text=st.text(max_size=300), dialled=st.sampled_from(["112", "150", "155", "158", "156", "999", ""]),
-       language=st.sampled_from(["cs", "de", "en", "ru", "uk", "sk", "vi", "xx", ""]))
+@given(
+    text=st.text(max_size=300),
+    dialled=st.sampled_from(["112", "150", "155", "158", "156", "999", ""]),
+    language=st.sampled_from(["cs", "de", "en", "ru", "uk", "sk", "vi", "xx", ""]),
+)
 def test_any_input_gives_a_decision(triage: Triage, text: str, dialled: str, language: str) -> None:
     d = triage.decide(TriageInput(dialled=dialled, language=language, transcript=text))
     assert d.desk in set(DeskCode)

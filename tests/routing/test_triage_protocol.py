@@ -32,14 +32,18 @@ def test_unknown_signal_in_a_type_rule_names_file_line_and_key(data_copy: Path) 
     types.write_text(text.replace('all = ["chest_pain"]', 'all = ["chest_pian"]'), encoding="utf-8")
     with pytest.raises(ProtocolError) as err:
         load_protocol(data_copy)
-    line = next(i for i, ln in enumerate(types.read_text(encoding="utf-8").splitlines(), 1) if "chest_pian" in ln)
+    line = next(
+        i for i, ln in enumerate(types.read_text(encoding="utf-8").splitlines(), 1) if "chest_pian" in ln
+    )
     problem = next(p for p in err.value.problems if "chest_pian" in p)
     assert problem.startswith(f"types.toml:{line}: types.MED_CHEST_PAIN.rules[0].all")
 
 
 def test_misspelt_key_is_refused_not_ignored(data_copy: Path) -> None:
     agencies = data_copy / "agencies.toml"
-    agencies.write_text(agencies.read_text(encoding="utf-8").replace("\nposition =", "\npostion =", 1), encoding="utf-8")
+    agencies.write_text(
+        agencies.read_text(encoding="utf-8").replace("\nposition =", "\npostion =", 1), encoding="utf-8"
+    )
     with pytest.raises(ProtocolError, match=r"agencies.toml:\d+: rules\[0\].postion: unknown key"):
         load_protocol(data_copy)
 
@@ -53,8 +57,10 @@ def test_invalid_toml_names_the_file_and_position(data_copy: Path) -> None:
 def test_bad_agency_priority_and_type_are_all_reported_at_once(data_copy: Path) -> None:
     types = data_copy / "types.toml"
     text = types.read_text(encoding="utf-8")
-    text = text.replace('[types.MED_STROKE]\nfamily = "medical"\nagencies = ["ZZS"]\npriority = 1',
-                        '[types.MED_STROKE]\nfamily = "medical"\nagencies = ["ZZZ"]\npriority = 4')
+    text = text.replace(
+        '[types.MED_STROKE]\nfamily = "medical"\nagencies = ["ZZS"]\npriority = 1',
+        '[types.MED_STROKE]\nfamily = "medical"\nagencies = ["ZZZ"]\npriority = 4',
+    )
     text += '\n[types.MED_HICCUPS]\nfamily = "medical"\nagencies = ["ZZS"]\npriority = 3\nrules = []\n'
     types.write_text(text, encoding="utf-8")
     with pytest.raises(ProtocolError) as err:
@@ -67,7 +73,7 @@ def test_bad_agency_priority_and_type_are_all_reported_at_once(data_copy: Path) 
 
 def test_missing_data_file_is_a_clear_error(data_copy: Path) -> None:
     (data_copy / "protocol.toml").unlink()
-    with pytest.raises(ProtocolError, match="protocol.toml: cannot read"):
+    with pytest.raises(ProtocolError, match=r"protocol\.toml: cannot read"):
         Triage.from_data_dir(data_copy)
 
 
@@ -77,7 +83,9 @@ def test_an_officer_edit_changes_the_decision_without_code(data_copy: Path) -> N
 
     signals = data_copy / "signals.toml"
     signals.write_text(
-        signals.read_text(encoding="utf-8").replace('cs = ["alergie",', 'cs = ["alergie", "kopřivová horečka",'),
+        signals.read_text(encoding="utf-8").replace(
+            'cs = ["alergie",', 'cs = ["alergie", "kopřivová horečka",'
+        ),
         encoding="utf-8",
     )
     triage = Triage.from_data_dir(data_copy)
