@@ -10,11 +10,14 @@ from pathlib import Path
 
 import pytest
 import redis.asyncio as aioredis
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from intake.domain import Call, CallerNumber, CallState
 from intake.errors import LiveStateError
 from intake.live import LiveState, connect_redis, queue_entries_from_calls
 from intake.redis_server import EmbeddedRedis
+from intake.storage.repository import Repository
 from routing.vocabulary import DeskCode
 
 T0 = datetime(2026, 3, 1, 8, 0, tzinfo=UTC)
@@ -398,3 +401,76 @@ def test_embedded_redis_on_a_unix_socket(tmp_path: Path) -> None:
 
         with redis.Redis.from_url(server.url) as client:
             assert client.ping()
+
+
+@pytest.mark.slow
+async def test_redis_outage_fails_fast_and_recovers_when_redis_is_back(tmp_path: Path) -> None:
+    server = EmbeddedRedis(tmp_path / "redis").start()
+    port = server.port
+    client = connect_redis(server.url)
+    live = LiveState(client)
+    try:
+        await live.enqueue("ZZS", "c1", 1, at(0))
+        server.stop()
+        started = asyncio.get_running_loop().time()
+        with pytest.raises(LiveStateError):
+            await live.queue("ZZS")
+        assert asyncio.get_running_loop().time() - started < 5.0  # degrade, do not hang the call path
+        with EmbeddedRedis(tmp_path / "redis", port=port):
+            assert [e.call_id for e in await live.queue("ZZS")] == ["c1"]  # same client reconnects
+    finally:
+        await client.aclose()
+        server.stop()
+
+
+@given(
+    st.lists(
+        st.tuples(st.integers(1, 3), st.booleans(), st.integers(0, 10**9)),
+        min_size=1,
+        max_size=40,
+        unique_by=lambda e: e[2],
+    )
+)
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+def test_queue_order_is_priority_then_front_then_arrival_for_any_calls(
+    entries: list[tuple[int, bool, int]],
+) -> None:
+    from intake.live import QueueEntry
+
+    queue = [
+        QueueEntry(f"c{i}", "ZZS", priority, front, T0 + timedelta(milliseconds=ms))
+        for i, (priority, front, ms) in enumerate(entries)
+    ]
+    by_score = sorted(queue, key=lambda e: e.score)
+    by_rule = sorted(queue, key=lambda e: (e.priority, not e.front, e.arrival))
+    assert by_score == by_rule
+
+
+async def test_queues_lost_with_redis_are_rebuilt_from_the_database(
+    live_state: LiveState, repository: Repository
+) -> None:
+    for call_id, desk, priority, offered, tcpr in [
+        ("c-late", DeskCode.HZS, 2, 30, False),
+        ("c-early", DeskCode.HZS, 2, 10, False),
+        ("c-arrest", DeskCode.ZZS, 1, 20, True),
+    ]:
+        repository.save_call(
+            Call(
+                id=call_id,
+                call_ref=call_id,
+                source="sip",
+                dialled="112",
+                caller=CallerNumber(""),
+                state=CallState.QUEUED,
+                desk=desk,
+                priority=priority,
+                tcpr=tcpr,
+                offered_at=at(offered),
+            )
+        )
+    assert await live_state.ensure_epoch()  # a Redis without our mark: new, or it lost its data
+    queued = await asyncio.to_thread(repository.calls_in_states, [CallState.QUEUED])
+    assert await live_state.rebuild_queues(queue_entries_from_calls(queued)) == 3
+    assert [e.call_id for e in await live_state.queue("HZS")] == ["c-early", "c-late"]
+    [arrest] = await live_state.queue("ZZS")
+    assert arrest.front and arrest.arrival == at(20)

@@ -5,6 +5,8 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from intake.domain import (
     AgencyStatus,
@@ -533,3 +535,22 @@ def test_database_failures_surface_as_storage_errors(tmp_path: object) -> None:
     finally:
         unreachable.dispose()
         unmigrated.dispose()
+
+
+@given(st.text(max_size=30))
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+def test_any_search_text_is_taken_literally(repository: Repository, text: str) -> None:
+    # wildcards, quotes, backslashes and odd Unicode are searched for as they are, never as SQL
+    if "\x00" in text:  # PostgreSQL text cannot hold NUL; the API rejects it before it gets here
+        return
+    calls, total = repository.list_calls(text=text)
+    assert total == len(calls)
+    incidents, total = repository.list_incidents(text=text)
+    assert total == len(incidents)
+
+
+def test_search_wildcards_match_only_themselves(repository: Repository) -> None:
+    repository.save_call(a_call("c1", transcript=[TranscriptSegment("caller", "sleva 100% na_vše", 0, 1)]))
+    repository.save_call(a_call("c2", transcript=[TranscriptSegment("caller", "sleva 1000 navše", 0, 1)]))
+    assert [c.id for c in repository.list_calls(text="100%")[0]] == ["c1"]
+    assert [c.id for c in repository.list_calls(text="na_vse")[0]] == ["c1"]
