@@ -157,6 +157,8 @@ class FlowTracker:
         flow = self.flows.get(event.call_id)
         if flow is None:
             flow = self.flows[event.call_id] = CallFlow(call_id=event.call_id)
+        if not flow.label and flow.call_ref:
+            flow.label = self._label_for(flow.call_ref) or ""
         name = flow.label or event.call_id[:8]
         if event.type == "call.offered":
             flow.call_ref = str(data.get("call_ref") or "")
@@ -232,7 +234,14 @@ class FlowTracker:
 
     # ------------------------------------------------------------------------------------------ summary
 
+    def relabel(self) -> None:
+        """Name calls whose label was not known yet when they were offered."""
+        for flow in self.flows.values():
+            if not flow.label and flow.call_ref:
+                flow.label = self._label_for(flow.call_ref) or ""
+
     def summary_lines(self) -> list[str]:
+        self.relabel()
         flows = [f for f in self.flows.values() if f.offered_mono is not None]
         to_desk = [v for f in flows if (v := f.time_to_desk_s) is not None]
         to_taker = [v for f in flows if (v := f.time_to_taker_s) is not None]

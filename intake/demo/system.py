@@ -213,7 +213,8 @@ async def make_available(centre: Centre, taker_ids: Iterable[str], actor: str = 
 
 class TakerAutopilot:
     """Call takers who accept every call offered to them after a short think time, as a person at a
-    console would (``POST /api/calls/{id}/accept``). Only the listed takers are driven."""
+    console would (``POST /api/calls/{id}/accept``). Only the listed takers are driven. With ``talk_s``
+    they also end each call that long after answering (the endpoint hangs up on the caller)."""
 
     def __init__(
         self,
@@ -221,10 +222,12 @@ class TakerAutopilot:
         taker_ids: Iterable[str],
         think_s: tuple[float, float] = (1.0, 3.0),
         seed: int = 155,
+        talk_s: float | None = None,
     ) -> None:
         self._centre = centre
         self._takers = set(taker_ids)
         self._think = think_s
+        self._talk_s = talk_s
         self._random = random.Random(seed)
         self._task: asyncio.Task[None] | None = None
         self._pending: set[asyncio.Task[None]] = set()
@@ -264,3 +267,17 @@ class TakerAutopilot:
             # The caller hung up meanwhile: the call is abandoned and listed for call-back.
             self.failed.append((event.call_id, event.taker_id, exc.message))
             log.info("autopilot %s could not take call %s: %s", event.taker_id, event.call_id, exc.message)
+            return
+        if self._talk_s is not None:
+            await asyncio.sleep(self._talk_s)
+            await self._hang_up(event.call_id)
+
+    async def _hang_up(self, call_id: str) -> None:
+        call = await self._centre.calls.get(call_id)
+        control = self._centre.sip if call.source == "sip" else self._centre.ami
+        if control is None or not call.is_live:
+            return
+        try:
+            await control.hangup(call.call_ref)
+        except (IzsError, LookupError, RuntimeError, OSError) as exc:
+            log.info("autopilot could not hang up call %s: %s", call_id, exc)

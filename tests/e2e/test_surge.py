@@ -1,0 +1,229 @@
+"""Surge drill: 50 emergency calls within one minute while no call taker is free.
+
+What the test does, exactly:
+- A whole centre (SQLite, its own redis-server, the SIP endpoint, real triage, incidents) with four call
+  takers (HZS, ZZS, PCR, 112) who are all paused while the calls arrive.
+- 50 real SIP calls from 50 baresip processes, one every 1.2 s: 8 cardiac arrests and 34 other calls from
+  the labelled dev scenarios, and 8 calls about one fire (a block of flats in Sokolov, said 8 ways).
+  Each caller plays a short synthesized Czech sentence and then waits on the line (the WAV's silence);
+  4 callers give up after 20 s of waiting.
+- Transcription is OFF: whisper on this 2-core machine cannot transcribe 50 calls at once. Each call's
+  transcript (the scenario's caller text) is fed to the centre with ``centre.calls.submit(TranscriptFinal)``
+  as soon as the call is offered, exactly what the transcription service would deliver. Real speech →
+  transcript is covered by tests/e2e/test_demo.py and benchmarks/e2e.py.
+- Once all 50 calls are in, the call takers come back one by one (the ZZS taker first) and take calls on
+  autopilot: accept after 0.2 s, talk 0.5 s, hang up (SIP BYE from the endpoint), 0.5 s wrap-up.
+
+Asserted: every placed call is in the database, answered by the endpoint (prompt) and either answered by a
+call taker or recorded as abandoned; cardiac arrests reach a call taker before any other call of their desk;
+within a desk, calls reach call takers in priority order; the eight fire calls share one incident.
+Printed: time to desk per priority and waits per priority (p50/p95).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+from collections import defaultdict
+from pathlib import Path
+
+import pytest
+from e2e_support import (
+    SCENARIOS,
+    drill_settings,
+    feed_transcript,
+    running_centre,
+    set_available,
+    takers,
+    wait_for_ref,
+    wait_offered,
+)
+
+from intake.demo.callers import CallerFleet, PlannedCall
+from intake.demo.flow import FlowTracker, percentile
+from intake.demo.scenarios import Scenario, load_scenarios
+from intake.demo.speech import SpeechSynthesizer
+from intake.demo.system import TakerAutopilot
+from intake.domain import CallState
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.timeout(420),
+    pytest.mark.skipif(
+        shutil.which("baresip") is None or shutil.which("espeak-ng") is None,
+        reason="needs baresip and espeak-ng (Debian packages)",
+    ),
+]
+
+CALLS = 50
+SPACING_S = 1.2  # 50 calls in 60 s
+ABANDON_AFTER_S = 20.0
+FIRE_TEXTS = (
+    "Hoří panelák v Sokolově, Rokycanova ulice číslo 1712, z oken ve třetím patře jde hustý kouř.",
+    "Dobrý den, v Sokolově na Rokycanově 1712 hoří byt, šlehají plameny z okna.",
+    "Haló, hasiči? Rokycanova 1712 v Sokolově, hoří tam, vidím oheň a černý dým.",
+    "Hoří dům v Sokolově, Rokycanova 1712, lidi utíkají ven, je tam hodně kouře.",
+    "V Sokolově hoří panelový dům na Rokycanově ulici 1712, ve třetím patře je požár.",
+    "Volám kvůli požáru, Sokolov, Rokycanova 1712, hoří byt a kouř jde do chodby.",
+    "Prosím rychle, hoří v Sokolově na Rokycanově 1712, z bytu se valí kouř.",
+    "Dobrý den, hoří panelák Rokycanova 1712 Sokolov, je cítit kouř v celém domě.",
+)
+EXCLUDED = {"dev-029", "dev-045"}  # other fires in Sokolov: they must not be mistaken for this one
+
+
+def surge_calls(scenarios: list[Scenario]) -> list[tuple[str, str, str, str, str]]:
+    """(label, dialled, caller number, language, caller text) for 50 calls in arrival order."""
+    arrests = [s for s in scenarios if s.expected_tcpr][:8]
+    others = [
+        s
+        for s in scenarios
+        if not s.expected_tcpr and s.id not in EXCLUDED and not (s.expected_type or "").startswith("FIRE")
+    ][: CALLS - len(arrests) - len(FIRE_TEXTS)]
+    fires = [
+        (f"fire-{i + 1}", "150" if i % 2 == 0 else "112", f"+42060455{i:04d}", "cs", text)
+        for i, text in enumerate(FIRE_TEXTS)
+    ]
+    rows = [(s.id, s.dialled, s.caller_number, s.language, s.caller_text) for s in others]
+    # Spread cardiac arrests and fire calls through the minute, as they would come.
+    for index, s in enumerate(arrests):
+        rows.insert(3 + index * 5, (s.id, s.dialled, s.caller_number, s.language, s.caller_text))
+    for index, fire in enumerate(fires):
+        rows.insert(10 + index * 4, fire)
+    assert len(rows) == CALLS
+    return rows
+
+
+async def test_surge_of_50_calls_loses_none_puts_cardiac_arrests_first_and_links_the_fire_calls(
+    tmp_path: Path,
+) -> None:
+    voice = SpeechSynthesizer(tmp_path / "voices").synthesize(
+        "Dobrý den, potřebuji pomoc, prosím rychle.", "cs", voice="espeak", tail_silence_s=170.0
+    )
+    rows = surge_calls(load_scenarios(SCENARIOS))
+    arrests = {label for label, *_ in rows if label.startswith("dev-")} & {
+        s.id for s in load_scenarios(SCENARIOS) if s.expected_tcpr
+    }
+    fires = {label for label, *_ in rows if label.startswith("fire-")}
+    staff = takers(
+        ("zzs1", ["ZZS"], ["cs", "de", "en"]),
+        ("hzs1", ["HZS"], ["cs"]),
+        ("pcr1", ["PCR"], ["cs", "ru", "uk"]),
+        ("l112", ["112"], ["cs", "en", "de", "uk", "ru", "vi", "sk"]),
+    )
+    settings = drill_settings(tmp_path / "var", takers=staff)
+    async with running_centre(settings) as centre:
+        labels: dict[str, str] = {}
+        tracker = FlowTracker(centre.bus, label_for=labels.get)
+        await tracker.start()
+        assert centre.sip is not None
+        port = centre.sip.address[1]
+        # Four ordinary callers (not arrests, not the fire) give up while nobody is free yet.
+        ordinary = [i for i in range(4, 30) if rows[i][0].startswith("dev-") and rows[i][0] not in arrests]
+        quitters = set(ordinary[::4][:4])
+        assert len(quitters) == 4
+        plans = [
+            PlannedCall(
+                label=label,
+                wav=voice.path,
+                target=f"sip:{dialled}@127.0.0.1:{port}",
+                caller_id=number,
+                at_s=index * SPACING_S,
+                hangup_after_s=ABANDON_AFTER_S if index in quitters else None,
+                max_duration_s=200.0,
+            )
+            for index, (label, dialled, number, _language, _text) in enumerate(rows)
+        ]
+        texts = {label: (text, language) for label, _d, _n, language, text in rows}
+
+        async def feed_when_offered(plan: PlannedCall) -> None:
+            outcome = fleet.outcome(plan.label)
+            ref = await wait_for_ref(outcome, timeout_s=plan.at_s + 30.0)
+            labels[ref] = plan.label
+            await wait_offered(tracker, ref)
+            text, language = texts[plan.label]
+            feed_transcript(centre, ref, text, language)
+
+        autopilot = TakerAutopilot(centre, [t.id for t in staff], think_s=(0.2, 0.2), talk_s=0.5)
+        await autopilot.start()
+        async with CallerFleet() as fleet:
+            tasks = fleet.start(plans)
+            feeders = [asyncio.create_task(feed_when_offered(p)) for p in plans]
+            await asyncio.gather(*feeders)
+            # Every call is in; let triage and incidents settle, then the call takers come back.
+            await asyncio.sleep(2.0)
+            queued_before = {d: len(q) for d, q in (await centre.desks.queues()).items()}
+            await set_available(centre, ["zzs1"])
+            await asyncio.sleep(0.5)
+            await set_available(centre, ["hzs1", "pcr1", "l112"])
+            done, pending = await asyncio.wait(tasks, timeout=240)
+            outcomes = [t.result() for t in done]
+            assert not pending, f"{len(pending)} callers still on the line"
+        await asyncio.sleep(1.0)
+        await autopilot.stop()
+        await tracker.stop()
+        tracker.relabel()
+
+        # ---- zero calls lost: each placed call is on record, answered or abandoned.
+        failed = [o for o in outcomes if o.error]
+        assert not failed, [(o.label, o.error) for o in failed]
+        records = {}
+        for outcome in outcomes:
+            assert outcome.sip_call_id is not None, outcome
+            call = await asyncio.to_thread(centre.repo.find_call_by_ref, outcome.sip_call_id)
+            assert call is not None, f"{outcome.label}: no call record"
+            records[outcome.label] = call
+        assert len(records) == CALLS
+        for label, call in records.items():
+            assert call.media_answered_at is not None, f"{label}: the endpoint never answered (no prompt)"
+            assert call.state in (CallState.ENDED, CallState.ABANDONED), (label, call.state)
+            if call.state is CallState.ENDED:
+                assert call.answered_at is not None and call.taker_id, label
+        abandoned = {label for label, call in records.items() if call.state is CallState.ABANDONED}
+        assert abandoned == {rows[i][0] for i in quitters}
+
+        # ---- ordering: cardiac arrests first on their desk, then by priority.
+        connected = sorted(
+            (f for f in tracker.flows.values() if f.connected_mono is not None),
+            key=lambda f: f.connected_mono or 0.0,
+        )
+        assert connected[0].label in arrests, [f.label for f in connected[:5]]
+        by_desk: dict[str, list[str]] = defaultdict(list)
+        for flow in connected:
+            by_desk[records[flow.label].desk.value if records[flow.label].desk else "-"].append(flow.label)
+        for desk, order in by_desk.items():
+            keys = [(0 if records[label].tcpr else 1, records[label].priority or 2) for label in order]
+            assert keys == sorted(keys), (
+                f"desk {desk} served out of triage order: {list(zip(order, keys, strict=True))}"
+            )
+        arrest_desks = {records[label].desk for label in arrests}
+        assert all(records[label].tcpr for label in arrests), [
+            (label, records[label].tcpr) for label in arrests
+        ]
+
+        # ---- report (pytest -s shows it; docs/e2e.md keeps a run's figures).
+        by_priority: dict[int, list[float]] = defaultdict(list)
+        to_desk: dict[int, list[float]] = defaultdict(list)
+        for flow in tracker.flows.values():
+            call = records.get(flow.label)
+            if call is None:
+                continue
+            if flow.time_to_taker_s is not None:
+                by_priority[call.priority or 0].append(flow.time_to_taker_s)
+            if flow.triaged_mono is not None and flow.offered_mono is not None:
+                to_desk[call.priority or 0].append(flow.triaged_mono - flow.offered_mono)
+        print(
+            f"\nsurge: queued before call takers returned: {queued_before}; desks of arrests {arrest_desks}"
+        )
+        for priority in sorted(by_priority):
+            waits, desk_times = by_priority[priority], to_desk[priority]
+            print(
+                f"  P{priority}: {len(waits)} answered, wait p50 {percentile(waits, 50):.1f} s "
+                f"p95 {percentile(waits, 95):.1f} s; time to desk p50 "
+                f"{(percentile(desk_times, 50) or 0.0):.2f} s p95 {(percentile(desk_times, 95) or 0.0):.2f} s"
+            )
+
+        # ---- the eight fire calls end up in one incident.
+        fire_incidents = {records[label].incident_id for label in fires}
+        assert len(fire_incidents) == 1 and None not in fire_incidents, fire_incidents
+        incident = await asyncio.to_thread(centre.repo.get_incident, fire_incidents.pop())
+        assert set(incident.call_ids) >= {records[label].id for label in fires}
