@@ -147,7 +147,9 @@ class SpeechSynthesizer:
         if target.exists() and speech_path.exists():
             speech_s = float(speech_path.read_text(encoding="ascii"))
         else:
-            speech_s = self._make(text, engine, chosen, speed_wpm, lead_silence_s, tail_silence_s, target)
+            speech_s = round(
+                self._make(text, engine, chosen, speed_wpm, lead_silence_s, tail_silence_s, target), 4
+            )
             speech_path.write_text(f"{speech_s:.4f}", encoding="ascii")
         return SpokenAudio(
             path=target,
