@@ -90,7 +90,10 @@ def run_level(
     _wait(lambda: sink.ended - base_ended >= calls, seconds + 60)
     cpu1, wall1 = time.process_time(), time.monotonic()
     loader.wait(timeout=30)
-    streamed = float(loader.stdout.read().strip() or 0) if loader.stdout else 0.0
+    output = (loader.stdout.read() if loader.stdout else "").split()
+    streamed, answer_median_ms, answer_max_ms = (
+        (float(x) for x in output) if len(output) == 3 else (0.0, 0.0, 0.0)
+    )
     frames = sink.frames - base_frames
     expected = calls * streamed * 50
     return {
@@ -98,6 +101,8 @@ def run_level(
         "cpu_percent": 100 * (cpu1 - cpu0) / (wall1 - wall0),
         "frames_ratio": frames / expected if expected else 0.0,
         "frames_per_s": (sink.frames - frames0) / (wall1 - wall0),
+        "answer_median_ms": answer_median_ms,
+        "answer_max_ms": answer_max_ms,
     }
 
 
@@ -135,11 +140,16 @@ def load_main(calls: int, seconds: float, port: int) -> None:
         return SipMessage(method=method, uri="sip:112@127.0.0.1", headers=headers, body=body).to_bytes()
 
     legs: dict[str, tuple[str, int]] = {}
+    sent_at: dict[str, float] = {}
+    latencies: list[float] = []
     for _ in range(calls):
-        sip.sendto(request("INVITE", uuid.uuid4().hex, body=sdp), target)
+        call_id = uuid.uuid4().hex
+        sent_at[call_id] = time.monotonic()
+        sip.sendto(request("INVITE", call_id, body=sdp), target)
     while len(legs) < calls:
         message = parse_message(sip.recvfrom(65535)[0])
         if message.status == 200 and message.call_id not in legs:
+            latencies.append(time.monotonic() - sent_at[message.call_id])
             tag = (message.header("To") or "").split("tag=")[1]
             address = parse_sdp(message.body).audio_address()
             assert address is not None
@@ -162,7 +172,7 @@ def load_main(calls: int, seconds: float, port: int) -> None:
     streamed = packets * 0.02
     for call_id, (tag, _) in legs.items():
         sip.sendto(request("BYE", call_id, tag, cseq=2), target)
-    print(f"{streamed:.3f}")
+    print(f"{streamed:.3f} {1000 * float(np.median(latencies)):.2f} {1000 * max(latencies):.2f}")
 
 
 def main() -> None:
@@ -177,12 +187,16 @@ def main() -> None:
         return
     sink = CountingSink()
     endpoint = SipEndpoint(SipEndpointConfig(host="127.0.0.1", port=0, media_timeout_s=30), sink)
+    started = time.monotonic()
     endpoint.start()
+    start_ms = 1000 * (time.monotonic() - started)
     try:
         idle = idle_cpu_percent(2.0)
-        print(f"machine: {os.cpu_count()} CPUs; endpoint idle CPU {idle:.1f}% of one core")
+        print(f"machine: {os.cpu_count()} CPUs; start() returned in {start_ms:.1f} ms (no registrar)")
+        print(f"endpoint idle CPU {idle:.1f}% of one core (baseline for CPU/call)")
         print(
-            f"{'calls':>6} {'mode':>12} {'CPU %core':>10} {'CPU/call %':>11} {'frames/s':>9} {'delivered':>10}"
+            f"{'calls':>6} {'mode':>10} {'CPU %core':>10} {'CPU/call %':>11} {'frames/s':>9} {'delivered':>10}"
+            f" {'INVITE->200 median/max ms':>26}"
         )
         for calls in [int(level) for level in args.levels.split(",")]:
             for prompt in (False, True):
@@ -190,8 +204,9 @@ def main() -> None:
                 per_call = (result["cpu_percent"] - idle) / calls
                 mode = "rx+prompt" if prompt else "rx"
                 print(
-                    f"{calls:>6} {mode:>12} {result['cpu_percent']:>10.1f} {per_call:>11.3f} "
+                    f"{calls:>6} {mode:>10} {result['cpu_percent']:>10.1f} {per_call:>11.3f} "
                     f"{result['frames_per_s']:>9.0f} {100 * result['frames_ratio']:>9.1f}%"
+                    f" {result['answer_median_ms']:>14.1f} / {result['answer_max_ms']:.1f}"
                 )
     finally:
         endpoint.stop()
