@@ -50,6 +50,15 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def _alive(pid: int) -> bool:
+    """Running (a zombie has exited: its files are saved and closed, only its parent has not reaped it)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[-1].split()[0] != "Z"
+
+
 class EmbeddedRedis:
     """A ``redis-server`` child process owned by this process.
 
@@ -92,6 +101,8 @@ class EmbeddedRedis:
         if self.running:
             return self
         binary = find_redis_server()
+        if self.unix_socket and len(str(self.socket_path).encode()) > 100:
+            raise ConfigError([f"unix socket path too long for Redis (max ~100 bytes): {self.socket_path}"])
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self._stop_leftover()
         attempts = 1 if (self.requested_port or self.unix_socket) else 5
@@ -222,7 +233,7 @@ class EmbeddedRedis:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGTERM)
         deadline = time.monotonic() + STOP_TIMEOUT_S
-        while time.monotonic() < deadline and Path(f"/proc/{pid}").exists():
+        while time.monotonic() < deadline and _alive(pid):
             time.sleep(0.05)
 
     def __enter__(self) -> EmbeddedRedis:

@@ -185,6 +185,8 @@ class Repository:
     def save_call(self, call: Call) -> None:
         """Insert or update a call by id, and append the transcript segments not stored yet.
 
+        ``incident_id`` and the call-back fields are only ever set here, never cleared (link_call,
+        unlink_call and mark_called_back own them), so saving a stale copy of a call loses nothing.
         The transcript is append-only and idempotent: a segment already stored (same leg, start, end and
         text, whether it came through here or :meth:`append_transcript`) is never stored twice, so
         saving a call again, or replaying a journal after an outage, loses and duplicates nothing.
@@ -193,10 +195,11 @@ class Repository:
         def work(session: Session) -> None:
             values = call_values(call, utc_now())
             stmt = self._insert(CallRow).values(**values)
-            stmt = stmt.on_conflict_do_update(
-                index_elements=[CallRow.id], set_={k: v for k, v in values.items() if k != "id"}
-            )
-            session.execute(stmt)
+            updates: dict[str, Any] = {k: v for k, v in values.items() if k != "id"}
+            # Set elsewhere (link_call, mark_called_back): a stale in-memory Call must not erase them.
+            for sticky in ("incident_id", "callback_done_at", "callback_by"):
+                updates[sticky] = func.coalesce(getattr(stmt.excluded, sticky), getattr(CallRow, sticky))
+            session.execute(stmt.on_conflict_do_update(index_elements=[CallRow.id], set_=updates))
             if call.transcript:
                 # Lock the call row: concurrent transcript writers of one call take turns.
                 session.execute(select(CallRow.id).where(CallRow.id == call.id).with_for_update())

@@ -333,7 +333,6 @@ async def test_redis_errors_become_live_state_errors() -> None:
 # ----------------------------------------------------------------------------------- embedded Redis
 
 
-@pytest.mark.slow
 async def test_app_restart_keeps_active_calls_queues_and_stream(tmp_path: Path) -> None:
     data_dir = tmp_path / "redis"
 
@@ -373,7 +372,6 @@ async def test_app_restart_keeps_active_calls_queues_and_stream(tmp_path: Path) 
             await client.aclose()
 
 
-@pytest.mark.slow
 async def test_embedded_redis_survives_a_crash_through_the_aof(tmp_path: Path) -> None:
     server = EmbeddedRedis(tmp_path / "redis").start()
     client = aioredis.Redis.from_url(server.url)
@@ -403,7 +401,6 @@ def test_embedded_redis_on_a_unix_socket(tmp_path: Path) -> None:
             assert client.ping()
 
 
-@pytest.mark.slow
 async def test_redis_outage_fails_fast_and_recovers_when_redis_is_back(tmp_path: Path) -> None:
     server = EmbeddedRedis(tmp_path / "redis").start()
     port = server.port
@@ -474,3 +471,27 @@ async def test_queues_lost_with_redis_are_rebuilt_from_the_database(
     assert [e.call_id for e in await live_state.queue("HZS")] == ["c-early", "c-late"]
     [arrest] = await live_state.queue("ZZS")
     assert arrest.front and arrest.arrival == at(20)
+
+
+async def test_redis_left_running_by_a_crashed_app_is_replaced_without_losing_data(tmp_path: Path) -> None:
+    orphan = EmbeddedRedis(tmp_path / "redis").start()
+    assert orphan.process is not None
+    orphan_process = orphan.process
+    client = connect_redis(orphan.url)
+    try:
+        await LiveState(client).put_active_call("c1", {"id": "c1"})
+    finally:
+        await client.aclose()
+    orphan.process = None  # the app died; its redis-server lives on
+    try:
+        with EmbeddedRedis(tmp_path / "redis") as restarted:
+            assert orphan_process.wait(timeout=30) == 0  # stopped (and saved) before the new one started
+            client = connect_redis(restarted.url)
+            try:
+                assert await LiveState(client).active_calls() == [{"id": "c1"}]
+            finally:
+                await client.aclose()
+    finally:
+        if orphan_process.poll() is None:
+            orphan_process.kill()
+            orphan_process.wait()

@@ -128,6 +128,16 @@ def test_transcript_written_both_ways_and_retried_is_stored_once(repository: Rep
     assert [s.text for s in repository.get_call(call.id).transcript] == ["věta 0", "věta 2", "věta 1"]
 
 
+def test_saving_a_stale_copy_of_a_call_keeps_its_incident_link_and_call_back(repository: Repository) -> None:
+    stale = a_call(state=CallState.ABANDONED)
+    repository.save_call(stale)
+    incident = new_incident(repository, call_ids=[stale.id])
+    repository.mark_called_back(stale.id, by="anna", at=T0)
+    repository.save_call(stale)  # a node still holding the call from before
+    stored = repository.get_call(stale.id)
+    assert (stored.incident_id, stored.callback_by, stored.callback_done_at) == (incident.id, "anna", T0)
+
+
 def test_append_transcript_numbers_segments(repository: Repository) -> None:
     repository.save_call(a_call(transcript=[]))
     assert repository.append_transcript("call-1", TranscriptSegment("caller", "jedna", 0, 1)) == 1
