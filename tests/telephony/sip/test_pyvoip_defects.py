@@ -82,3 +82,17 @@ def test_pyvoip_replies_to_the_configured_server_not_the_via_address() -> None:
     sip, _ = _pyvoip()
     handler = inspect.getsource(sip.SIPClient.parse_message)
     assert "self.out.sendto(" in handler and "(self.server, self.port)" in handler
+
+
+def test_pyvoip_delays_every_incoming_call_by_one_second() -> None:
+    """Ours answers in the receive path (benchmarks/telephony.py: INVITE->200 in milliseconds)."""
+    _pyvoip()
+    voip = importlib.import_module("pyVoIP.VoIP.VoIP")
+    assert "Timer(1, self.callCallback" in inspect.getsource(voip.VoIPPhone._callback_MSG_Invite)
+
+
+def test_pyvoip_start_registers_synchronously_and_gives_up_without_a_registrar() -> None:
+    """Ours never registers; start() returns once bound (every endpoint test starts one on port 0)."""
+    sip, _ = _pyvoip()
+    assert "self.register()" in inspect.getsource(sip.SIPClient.start)
+    assert "REGISTER_FAILURE_THRESHOLD" in inspect.getsource(sip.SIPClient.register)
