@@ -87,8 +87,20 @@ def czech_calls(
         voice = ("czech_machac", "czech_dita")[i % 2]
         synthesize_czech(str(call["caller"]), wav, voice=voice, rate=8000)
         samples, rate = read_wav(wav)
-        speeches.append(Speech(str(call["caller"]), pad(samples, rate), rate, str(call["caller_number"]), call_id))
+        speeches.append(
+            Speech(str(call["caller"]), pad(samples, rate), rate, str(call["caller_number"]), call_id)
+        )
     return speeches
+
+
+@pytest.fixture(scope="session")
+def czech_taker(dev_calls: dict[str, dict[str, object]], tmp_path_factory: pytest.TempPathFactory) -> Speech:
+    """The call taker's side of the first Czech call (the other Festival voice)."""
+    call = dev_calls[CZECH_CALL_IDS[0]]
+    wav = tmp_path_factory.mktemp("czech-taker") / "taker.wav"
+    synthesize_czech(str(call["taker"]), wav, voice="czech_dita", rate=8000)
+    samples, rate = read_wav(wav)
+    return Speech(str(call["taker"]), pad(samples, rate), rate, "", str(call["id"]))
 
 
 @pytest.fixture(scope="session")

