@@ -15,6 +15,7 @@ from routing.text import fold
 from routing.types import Evidence, SpokenLocation
 
 _WORD_RE = re.compile(r"[^\W_]+", re.UNICODE)
+_ASCII_DIGITS = re.compile(r"[0-9]{1,6}")  # str.isdigit() accepts "²", which int() refuses
 
 _UNITS = {
     "nula": 0, "jedna": 1, "jeden": 1, "jedno": 1, "dva": 2, "dve": 2, "tri": 3, "ctyri": 4, "pet": 5,
@@ -75,7 +76,7 @@ def parse_spoken_number(words: Sequence[str]) -> tuple[int, int] | None:
     used = 0
     for raw in words:
         w = fold(raw)
-        if w.isdigit():
+        if _ASCII_DIGITS.fullmatch(w):
             if used:
                 break
             return int(w), 1
@@ -99,12 +100,16 @@ def _road(words: Sequence[_W]) -> tuple[str, str | None, Evidence] | None:
         folded = w.folded
         motorway = False
         number: int | None = None
-        m = re.fullmatch(r"d(\d{1,2})", folded)
+        m = re.fullmatch(r"d([0-9]{1,2})", folded)
         if m:
             number, motorway = int(m.group(1)), True
-        elif re.fullmatch(r"i(\d{1,2})", folded) and i + 1 < len(words):
+        elif re.fullmatch(r"i([0-9]{1,2})", folded) and i + 1 < len(words):
             number = int(folded[1:])
-        elif folded in ("i", "ii", "iii") and i + 1 < len(words) and words[i + 1].folded.isdigit():
+        elif (
+            folded in ("i", "ii", "iii")
+            and i + 1 < len(words)
+            and _ASCII_DIGITS.fullmatch(words[i + 1].folded)
+        ):
             number = int(words[i + 1].folded)
         else:
             stem = re.sub(r"(ce|ka|ku|kou|ky|ce)$", "k", folded)
