@@ -428,7 +428,11 @@ class SipEndpoint:
                     log.error("SIP socket receive failed: %s", exc)
                     self._emit(AdapterStatus(ADAPTER_NAME, False, f"SIP socket error: {exc}"))
                 return
-            self._on_datagram(data, (str(source[0]), int(source[1])))
+            try:
+                self._on_datagram(data, (str(source[0]), int(source[1])))
+            except Exception:  # a bug on one datagram must not stop SIP for every other call: log, go on
+                self._rejected_datagrams += 1
+                log.exception("unexpected error handling a SIP datagram from %s:%s", source[0], source[1])
 
     def _on_datagram(self, data: bytes, source: tuple[str, int]) -> None:
         if not data.strip(b"\r\n"):
@@ -993,12 +997,15 @@ class SipEndpoint:
             self._apply_media_commands()
             timeout = max(0.0, next_tick - time.monotonic())
             ready = self._selector.select(timeout) if self._selector.get_map() else _sleep(timeout)
-            for key, _ in ready:
-                self._drain_rtp(key.data)
-            now = time.monotonic()
-            if now >= next_tick:
-                next_tick = next_tick + TICK_S if now - next_tick < 0.2 else now + TICK_S
-                self._tick(now)
+            try:
+                for key, _ in ready:
+                    self._drain_rtp(key.data)
+                now = time.monotonic()
+                if now >= next_tick:
+                    next_tick = next_tick + TICK_S if now - next_tick < 0.2 else now + TICK_S
+                    self._tick(now)
+            except Exception:  # media for every other call must go on: log the bug, keep the thread alive
+                log.exception("unexpected error in the RTP/timer loop")
         self._apply_media_commands()
         for key in list(self._selector.get_map().values()):
             self._selector.unregister(key.fileobj)

@@ -590,3 +590,78 @@ def test_reinvite_for_an_unknown_dialog_gets_481(
     endpoint = start_endpoint()
     peer.send(peer.request("INVITE", "155", "stale-dialog", body=peer.sdp(), to_tag="gone"), endpoint)
     peer.expect(481)
+
+
+def test_mutated_invites_over_udp_never_break_the_endpoint(
+    start_endpoint: Callable[..., SipEndpoint], peer: RawSipPeer, caplog: pytest.LogCaptureFixture
+) -> None:
+    import random
+
+    endpoint = start_endpoint(max_calls=50)
+    template = (FIXTURES / "baresip-invite.sip").read_bytes()
+    rng = random.Random(1155)
+    for index in range(600):
+        wire = bytearray(template.replace(b"dcec9b6d868ba38c", f"fuzz-{index % 40}".encode()))
+        for _ in range(rng.randint(1, 6)):
+            choice = rng.random()
+            position = rng.randrange(len(wire))
+            if choice < 0.5:
+                wire[position] = rng.randrange(256)
+            elif choice < 0.8:
+                del wire[position : position + rng.randint(1, 20)]
+            else:
+                wire[position:position] = rng.choice([b":", b"\r\n", b";", b"<", b"@", b" ", b"\x00", b"="])
+        peer.sock.sendto(bytes(wire), ("127.0.0.1", endpoint.address[1]))
+    peer.send(peer.request("OPTIONS", "intake", "still-alive"), endpoint)
+
+    ok = peer.expect(200, timeout=10)
+    while ok.call_id != "still-alive":
+        ok = peer.expect(200, timeout=10)
+    assert [r for r in caplog.records if "unexpected error" in r.getMessage()] == []
+
+
+CIRCLE_AND_CIVIC = b"""<?xml version="1.0" encoding="UTF-8"?>
+<presence xmlns="urn:ietf:params:xml:ns:pidf" xmlns:gp="urn:ietf:params:xml:ns:pidf:geopriv10"
+  xmlns:gml="http://www.opengis.net/gml" xmlns:gs="http://www.opengis.net/pidflo/1.0"
+  xmlns:ca="urn:ietf:params:xml:ns:pidf:geopriv10:civicAddr" entity="pres:caller@example.cz">
+ <tuple id="t1"><status><gp:geopriv><gp:location-info>
+  <gs:Circle srsName="urn:ogc:def:crs:EPSG::4326"><gml:pos>50.1817 12.6402</gml:pos>
+   <gs:radius uom="urn:ogc:def:uom:EPSG::9001">85</gs:radius></gs:Circle>
+  <ca:civicAddress><ca:country>CZ</ca:country><ca:A1>Karlovarsk\xc3\xbd kraj</ca:A1><ca:A3>Sokolov</ca:A3>
+   <ca:RD>Hlavn\xc3\xad</ca:RD><ca:HNO>12</ca:HNO><ca:PC>35601</ca:PC></ca:civicAddress>
+ </gp:location-info></gp:geopriv></status></tuple></presence>"""
+
+
+def test_circle_and_civic_address_in_pidf_lo_become_location_and_location_reported(
+    start_endpoint: Callable[..., SipEndpoint], peer: RawSipPeer, recorder: EventRecorder
+) -> None:
+    pytest.importorskip("telephony.location.pidf")
+    from telephony.events import LocationReported
+
+    endpoint = start_endpoint()
+    body = (
+        b"--b1\r\nContent-Type: application/sdp\r\n\r\n"
+        + peer.sdp()
+        + b"\r\n--b1\r\nContent-Type: application/pidf+xml\r\nContent-ID: <civic@caller>\r\n\r\n"
+        + CIRCLE_AND_CIVIC
+        + b"\r\n--b1--\r\n"
+    )
+    peer.send(
+        peer.request(
+            "INVITE",
+            "150",
+            "circle-civic",
+            body=body,
+            content_type="multipart/mixed;boundary=b1",
+            extra=(("Geolocation", "<cid:civic@caller>"),),
+        ),
+        endpoint,
+    )
+    peer.expect(200)
+
+    offered = recorder.wait_for(CallOffered)[0]
+    fixes = [offered.location] + [e.fix for e in recorder.wait_for(LocationReported, call_ref="circle-civic")]
+    circle = next(f for f in fixes if f is not None and f.radius_m is not None)
+    civic = next(f for f in fixes if f is not None and f.civic)
+    assert (round(circle.lat, 4), round(circle.lon, 4), circle.radius_m) == (50.1817, 12.6402, 85.0)
+    assert civic.civic["A3"] == "Sokolov" and civic.civic["HNO"] == "12"
