@@ -276,7 +276,18 @@ class SipEndpoint:
         Raises TakerUnavailableError when the phone rejects, does not answer in time or the caller hangs up.
         """
         future = await asyncio.to_thread(self.begin_connect_to_taker, call_ref, taker_uri, priority)
-        await asyncio.wrap_future(future)
+        try:
+            await asyncio.shield(asyncio.wrap_future(future))
+        except asyncio.CancelledError:
+            self._give_up_taker(call_ref, future)  # intake stopped waiting: do not leave the phone ringing
+            raise
+
+    def _give_up_taker(self, call_ref: str, future: concurrent.futures.Future[None]) -> None:
+        with self._lock:
+            call = self._calls.get(call_ref)
+            taker = call.taker if call is not None and call.taker_future is future else None
+            if call is not None and taker is not None and not taker.established:
+                self._drop_taker(call, "connect_to_taker cancelled by intake", cancel=True)
 
     async def hangup(self, call_ref: str) -> None:
         self.hangup_sync(call_ref)
@@ -323,10 +334,14 @@ class SipEndpoint:
             caller_media = call.caller.media
             first = caller_media.payload_type if caller_media else PCMU
             codecs = [first, PCMA if first == PCMU else PCMU]
+            try:
+                rtp_socket = self._open_rtp_socket()
+            except OSError as exc:
+                raise TakerUnavailableError(taker_uri, None, f"no RTP port for the taker leg: {exc}") from exc
             leg = _MediaLeg(
                 kind=Leg.TAKER,
                 call_id=f"{uuid.uuid4().hex}@{self._host}",
-                rtp_socket=self._open_rtp_socket(),
+                rtp_socket=rtp_socket,
                 local_tag=uuid.uuid4().hex[:16],
                 local_uri=f'"IZS {parse_name_addr(call.invite.header("To") or "").uri}" '
                 f"<sip:intake@{self._host}:{self.address[1]}>",

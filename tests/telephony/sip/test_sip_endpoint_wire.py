@@ -665,3 +665,24 @@ def test_circle_and_civic_address_in_pidf_lo_become_location_and_location_report
     civic = next(f for f in fixes if f is not None and f.civic)
     assert (round(circle.lat, 4), round(circle.lon, 4), circle.radius_m) == (50.1817, 12.6402, 85.0)
     assert civic.civic["A3"] == "Sokolov" and civic.civic["HNO"] == "12"
+
+
+async def test_cancelling_connect_to_taker_cancels_the_ringing_phone(
+    start_endpoint: Callable[..., SipEndpoint], peer: RawSipPeer
+) -> None:
+    import asyncio
+
+    endpoint = start_endpoint()
+    call_id, _ = await asyncio.to_thread(peer.establish, endpoint)
+    taker = RawSipPeer()
+    try:
+        task = asyncio.create_task(endpoint.connect_to_taker(call_id, f"sip:taker@127.0.0.1:{taker.port}", 2))
+        invite = await asyncio.to_thread(taker.expect, "INVITE")
+        assert invite.header("Priority") == "urgent"
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        await asyncio.to_thread(taker.expect, "CANCEL")
+    finally:
+        taker.close()
+    assert call_id in endpoint.active_calls()
