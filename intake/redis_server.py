@@ -8,6 +8,7 @@ listens on 127.0.0.1 only (or only on a unix socket), on a free port unless one 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import logging
 import os
 import shutil
@@ -28,6 +29,7 @@ log = logging.getLogger(__name__)
 
 START_TIMEOUT_S = 20.0
 STOP_TIMEOUT_S = 30.0
+PR_SET_PDEATHSIG = 1
 
 
 def find_redis_server() -> str:
@@ -50,6 +52,11 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def _term_when_parent_dies() -> None:
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
 def _alive(pid: int) -> bool:
     """Running (a zombie has exited: its files are saved and closed, only its parent has not reaped it)."""
     try:
@@ -66,8 +73,18 @@ class EmbeddedRedis:
     (no TCP at all). Use :meth:`start`/:meth:`stop` or ``with EmbeddedRedis(dir) as server: server.url``.
     """
 
-    def __init__(self, data_dir: Path, port: int | None = None, unix_socket: bool = False) -> None:
+    def __init__(
+        self,
+        data_dir: Path,
+        port: int | None = None,
+        unix_socket: bool = False,
+        stop_with_parent: bool = False,
+    ) -> None:
         self.data_dir = Path(data_dir).resolve()
+        # Test runs: if the test process is killed, its Redis gets SIGTERM (saves, exits) instead of
+        # lingering. Linux ties this to the *thread* that started it, so the app (which may start Redis
+        # from a worker thread) relies on the pid-file clean-up at the next start instead.
+        self.stop_with_parent = stop_with_parent
         self.requested_port = port or None
         self.unix_socket = unix_socket
         self.port: int | None = None
@@ -116,6 +133,7 @@ class EmbeddedRedis:
                 stderr=subprocess.DEVNULL,
                 cwd=self.data_dir,
                 start_new_session=True,  # a Ctrl-C to the app must not kill Redis before it saved
+                preexec_fn=_term_when_parent_dies if self.stop_with_parent else None,
             )
             assert self.process.stdin is not None
             self.process.stdin.write(self._config(port).encode())

@@ -8,12 +8,15 @@
 
 from __future__ import annotations
 
+import ctypes
 import itertools
 import os
 import pwd
 import shutil
+import signal
 import subprocess
 import tempfile
+import time
 from pathlib import Path
 
 import psycopg
@@ -26,6 +29,7 @@ PG_BIN_DIRS = (
     Path("/usr/lib/postgresql/17/bin"),
 )
 _names = itertools.count(1)
+PR_SET_PDEATHSIG = 1
 
 
 def _pg_bin() -> Path:
@@ -101,6 +105,7 @@ class PostgresCluster(PostgresServer):
         self.as_root = os.geteuid() == 0
         self._created = []
         self.started = False
+        self.process: subprocess.Popen[bytes] | None = None
 
     def _run(self, *args: str) -> None:
         command = list(args)
@@ -112,6 +117,8 @@ class PostgresCluster(PostgresServer):
             raise RuntimeError(f"{' '.join(args)} failed: {result.stdout}{result.stderr}{log}")
 
     def start(self) -> PostgresCluster:
+        _remove_abandoned_clusters()
+        (self.root / "owner.pid").write_text(str(os.getpid()))
         self.socket_dir.mkdir()
         if self.as_root:
             postgres = pwd.getpwnam("postgres")
@@ -128,16 +135,58 @@ class PostgresCluster(PostgresServer):
             "--no-locale",
             "--no-sync",
         )
+        # The postmaster runs as our direct child (not daemonised by pg_ctl) and gets SIGQUIT (immediate
+        # shutdown) if this test process dies, so a killed test run leaves no server behind.
         # fsync off: a test cluster need not survive a power cut, and it makes the suite much faster.
-        options = (
-            f"-c listen_addresses='' -k {self.socket_dir} -p {self.PORT} "
-            "-c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200"
-        )
-        self._run(
-            str(self.bin / "pg_ctl"), "-D", str(self.data), "-l", str(self.log), "-o", options, "-w", "start"
-        )
+        command = [
+            str(self.bin / "postgres"),
+            "-D",
+            str(self.data),
+            "-k",
+            str(self.socket_dir),
+            "-p",
+            str(self.PORT),
+            "-c",
+            "listen_addresses=",
+            "-c",
+            "fsync=off",
+            "-c",
+            "synchronous_commit=off",
+            "-c",
+            "full_page_writes=off",
+            "-c",
+            "max_connections=200",
+        ]
+        with open(self.log, "ab") as log:
+            self.process = subprocess.Popen(
+                command,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                preexec_fn=self._become_postgres,
+            )
         self.started = True
-        return self
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with psycopg.connect(self.admin_dsn(), connect_timeout=2):
+                    return self
+            except psycopg.OperationalError as exc:
+                if self.process.poll() is not None or time.monotonic() > deadline:
+                    self.stop()
+                    log_text = self.log.read_text(errors="replace") if self.log.exists() else ""
+                    raise RuntimeError(f"PostgreSQL did not start: {exc}\n{log_text}") from exc
+                time.sleep(0.1)
+
+    def _become_postgres(self) -> None:
+        # Runs in the child between fork and exec. Credentials first: changing them clears the
+        # parent-death signal, so it is set last.
+        if self.as_root:
+            postgres = pwd.getpwnam("postgres")
+            os.setgid(postgres.pw_gid)
+            os.setgroups([])
+            os.setuid(postgres.pw_uid)
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGQUIT)
 
     def admin_dsn(self) -> str:
         return f"host={self.socket_dir} port={self.PORT} user=postgres dbname=postgres"
@@ -147,11 +196,35 @@ class PostgresCluster(PostgresServer):
 
     def stop(self) -> None:
         try:
-            if self.started:
-                self._run(str(self.bin / "pg_ctl"), "-D", str(self.data), "-m", "immediate", "-w", "stop")
-                self.started = False
+            if self.process is not None and self.process.poll() is None:
+                self.process.send_signal(signal.SIGQUIT)  # immediate shutdown: the data is thrown away
+                try:
+                    self.process.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    self.process.kill()
+                    self.process.wait()
+            self.started = False
         finally:
             shutil.rmtree(self.root, ignore_errors=True)
+
+
+def _remove_abandoned_clusters() -> None:
+    """Delete the data directories of test clusters whose test run was killed (their server already died
+    with it, see PostgresCluster._become_postgres); a cluster whose owner still runs is left alone."""
+    for root in Path(tempfile.gettempdir()).glob("izs-pg-*"):
+        try:
+            owner = int((root / "owner.pid").read_text())
+        except (OSError, ValueError):
+            continue
+        if Path(f"/proc/{owner}").exists():
+            continue
+        try:
+            postmaster = int((root / "data" / "postmaster.pid").read_text().split()[0])
+            if Path(f"/proc/{postmaster}").exists():
+                continue
+        except (OSError, ValueError, IndexError):
+            pass
+        shutil.rmtree(root, ignore_errors=True)
 
 
 def start_postgres() -> PostgresServer:
