@@ -1,7 +1,7 @@
 """Evaluating triage on labelled scenario files (tests/fixtures/calls/SCHEMA.md).
 
 Wired into the CLI as ``izs triage eval FILE.jsonl [--json] [--split all|tune|holdout] [--seed N]`` and
-``izs triage run FILE.jsonl [--noisy] [--seed N]``; call :func:`main_eval` / :func:`main_run` with the
+``izs triage run FILE.jsonl [--noisy] [--seed N]`` (eval also takes ``--timing words|espeak``); call :func:`main_eval` / :func:`main_run` with the
 arguments after the sub-command. Both return an exit code and write to the given stream.
 
 Every call is triaged twice: on the clean caller text and on the same text with injected speech-recognition
@@ -16,6 +16,8 @@ import hashlib
 import json
 import random
 import statistics
+import struct
+import subprocess
 import sys
 from collections import Counter
 from collections.abc import Iterable, Sequence
@@ -202,9 +204,53 @@ def metrics(pairs: Sequence[tuple[Scenario, dict[str, Any]]]) -> dict[str, Any]:
     }
 
 
-def seconds_to_tcpr(triage: Triage, scenario: Scenario) -> float | None:
-    """Seconds of caller speech (at WORDS_PER_SECOND) before the T-CPR flag first rises; None if never."""
+class SpeechClock:
+    """When, in seconds of caller speech, each word of a text has been said.
+
+    "words": a steady WORDS_PER_SECOND. "espeak": the whole text is synthesised with espeak-ng in the caller's
+    language and its duration shared out over the words by their length (longer words take longer to say).
+    """
+
+    def __init__(self, mode: str = "words") -> None:
+        if mode not in ("words", "espeak"):
+            raise ValueError(f"unknown timing mode {mode!r}")
+        self.mode = mode
+
+    def word_end_times(self, text: str, language: str) -> list[float]:
+        words = text.split()
+        if self.mode == "words" or not words:
+            return [(i + 1) / WORDS_PER_SECOND for i in range(len(words))]
+        total = synthesised_seconds(text, language)
+        weights = [len(w) + 1 for w in words]
+        elapsed, out = 0.0, []
+        for weight in weights:
+            elapsed += total * weight / sum(weights)
+            out.append(elapsed)
+        return out
+
+
+def synthesised_seconds(text: str, language: str) -> float:
+    """Duration of espeak-ng speaking the text (voice by language, Czech if the language has no voice)."""
+    voice = language if language in ("cs", "sk", "de", "en", "ru", "uk", "vi") else "cs"
+    try:
+        result = subprocess.run(
+            ["espeak-ng", "-v", voice, "--stdout", text], capture_output=True, timeout=60, check=True
+        )
+    except (OSError, subprocess.SubprocessError) as exc:
+        raise RuntimeError(f"espeak-ng could not synthesise the text: {exc}") from exc
+    audio = result.stdout
+    if len(audio) < 44 or audio[:4] != b"RIFF":
+        raise RuntimeError("espeak-ng returned no WAV audio")
+    channels, sample_rate = struct.unpack("<HI", audio[22:28])
+    bits = struct.unpack("<H", audio[34:36])[0]
+    # espeak-ng streams a WAV with placeholder sizes; the byte count after the 44-byte header is the truth
+    return (len(audio) - 44) / (sample_rate * channels * bits / 8)
+
+
+def seconds_to_tcpr(triage: Triage, scenario: Scenario, clock: SpeechClock | None = None) -> float | None:
+    """Seconds of caller speech before the T-CPR flag first rises on the growing transcript; None if never."""
     words = scenario.caller.split()
+    times = (clock or SpeechClock()).word_end_times(scenario.caller, scenario.language)
     for count in range(1, len(words) + 1):
         decision = triage.decide(
             TriageInput(
@@ -215,7 +261,7 @@ def seconds_to_tcpr(triage: Triage, scenario: Scenario) -> float | None:
             )
         )
         if decision.tcpr.value:
-            return round(count / WORDS_PER_SECOND, 1)
+            return round(times[count - 1], 1)
     return None
 
 
@@ -225,6 +271,7 @@ class Evaluation:
     clean: list[dict[str, Any]]
     noisy: list[dict[str, Any]]
     tcpr_seconds: dict[str, float | None]
+    timing: str = "words"
 
     def pairs(self, which: str, split: str) -> list[tuple[Scenario, dict[str, Any]]]:
         preds = self.clean if which == "clean" else self.noisy
@@ -246,16 +293,20 @@ class Evaluation:
             "mean": round(statistics.fmean(times), 1) if times else None,
             "max": max(times) if times else None,
             "never_raised": missed,
-            "words_per_second": WORDS_PER_SECOND,
+            "timing": self.timing,
+            "words_per_second": WORDS_PER_SECOND if self.timing == "words" else None,
         }
         return result
 
 
-def evaluate(triage: Triage, scenarios: Sequence[Scenario], seed: int = 7) -> Evaluation:
+def evaluate(
+    triage: Triage, scenarios: Sequence[Scenario], seed: int = 7, clock: SpeechClock | None = None
+) -> Evaluation:
+    clock = clock or SpeechClock()
     clean = [prediction(decide(triage, s, s.caller)) for s in scenarios]
     noisy = [prediction(decide(triage, s, add_asr_noise(s.caller, seed, s.id))) for s in scenarios]
-    tcpr_seconds = {s.id: seconds_to_tcpr(triage, s) for s in scenarios if s.expected["tcpr"]}
-    return Evaluation(list(scenarios), clean, noisy, tcpr_seconds)
+    tcpr_seconds = {s.id: seconds_to_tcpr(triage, s, clock) for s in scenarios if s.expected["tcpr"]}
+    return Evaluation(list(scenarios), clean, noisy, tcpr_seconds, clock.mode)
 
 
 def confusion(
@@ -292,8 +343,9 @@ def write_text_report(evaluation: Evaluation, out: TextIO) -> None:
             row += f"{_fmt(data[key]):>14}"
         out.write(row + "\n")
     ttt = reports["all"]["time_to_tcpr_s"]
+    clock = f"{WORDS_PER_SECOND} words/s" if evaluation.timing == "words" else "espeak-ng synthesis durations"
     out.write(
-        f"\ntime to T-CPR flag (caller speech at {WORDS_PER_SECOND} words/s, {ttt['calls']} cardiac-arrest calls): "
+        f"\ntime to T-CPR flag (caller speech timed by {clock}, {ttt['calls']} cardiac-arrest calls): "
         f"median {ttt['median']} s, mean {ttt['mean']} s, max {ttt['max']} s, never raised {ttt['never_raised']}"
         "  (reference: ML median 44 s, dispatchers 54 s)\n"
     )
@@ -314,6 +366,12 @@ def _eval_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--seed", type=int, default=7, help="seed of the injected ASR noise")
     parser.add_argument("--data-dir", type=Path, default=None, help="protocol data directory")
+    parser.add_argument(
+        "--timing",
+        choices=("words", "espeak"),
+        default="words",
+        help=f"how seconds of caller speech are estimated: {WORDS_PER_SECOND} words/s or espeak-ng durations",
+    )
     return parser
 
 
@@ -327,7 +385,11 @@ def main_eval(argv: Sequence[str] | None = None, out: TextIO | None = None, err:
     except ValueError as exc:  # ScenarioError, ProtocolError, GazetteerError
         err.write(f"error: {exc}\n")
         return 2
-    evaluation = evaluate(triage, scenarios, seed=args.seed)
+    try:
+        evaluation = evaluate(triage, scenarios, seed=args.seed, clock=SpeechClock(args.timing))
+    except RuntimeError as exc:  # espeak-ng missing or failing
+        err.write(f"error: {exc}\n")
+        return 2
     if args.json:
         result = evaluation.report(args.split)
         result["split"] = args.split

@@ -11,6 +11,7 @@ import pytest
 from routing.eval import (
     METRIC_KEYS,
     Evaluation,
+    SpeechClock,
     add_asr_noise,
     evaluate,
     load_scenarios,
@@ -118,3 +119,21 @@ def test_bad_scenario_file_is_a_clear_error_not_a_crash(tmp_path: Path) -> None:
     assert main_eval([str(bad)], out=io.StringIO(), err=err) == 2
     assert "bad.jsonl:1: missing" in err.getvalue()
     assert main_run([str(tmp_path / "missing.jsonl")], out=io.StringIO(), err=err) == 2
+
+
+def test_espeak_timing_gives_plausible_speech_durations() -> None:
+    text = "Prosím vás rychle, manžel mi spadl v kuchyni, nereaguje a nedýchá"
+    times = SpeechClock("espeak").word_end_times(text, "cs")
+    assert len(times) == len(text.split())
+    assert times == sorted(times)
+    assert 2.0 < times[-1] < 10.0  # a dozen words take a few seconds to say
+
+
+@pytest.mark.parametrize("name", ["challenge.jsonl", "challenge2.jsonl"])
+def test_self_written_challenge_sets_hold_their_levels(triage: Triage, name: str) -> None:
+    """85 calls written for this project (not from the dev set), in all seven languages."""
+    report = evaluate(triage, load_scenarios(DEV_SET.with_name(name))).report("all")
+    assert report["primary_agency_accuracy"] >= 0.9
+    assert report["incident_type_accuracy"] >= 0.85
+    assert report["tcpr_sensitivity"] >= 0.95
+    assert report["tcpr_specificity"] >= 0.95
