@@ -275,12 +275,26 @@ class SipEndpoint:
 
         Raises TakerUnavailableError when the phone rejects, does not answer in time or the caller hangs up.
         """
-        future = await asyncio.to_thread(self.begin_connect_to_taker, call_ref, taker_uri, priority)
+        begin = asyncio.ensure_future(
+            asyncio.to_thread(self.begin_connect_to_taker, call_ref, taker_uri, priority)
+        )
+        try:
+            future = await asyncio.shield(begin)
+        except asyncio.CancelledError:
+            # Cancelled while the INVITE was being sent: give up as soon as it is out.
+            begin.add_done_callback(lambda done: self._give_up_started_taker(call_ref, done))
+            raise
         try:
             await asyncio.shield(asyncio.wrap_future(future))
         except asyncio.CancelledError:
             self._give_up_taker(call_ref, future)  # intake stopped waiting: do not leave the phone ringing
             raise
+
+    def _give_up_started_taker(
+        self, call_ref: str, begin: asyncio.Future[concurrent.futures.Future[None]]
+    ) -> None:
+        if not begin.cancelled() and begin.exception() is None:
+            self._give_up_taker(call_ref, begin.result())
 
     def _give_up_taker(self, call_ref: str, future: concurrent.futures.Future[None]) -> None:
         with self._lock:
