@@ -19,7 +19,7 @@ from intake.calls import CallService
 from intake.desks import DeskService
 from intake.domain import CallTaker, TakerState, utc_now
 from intake.errors import LiveStateError, StorageError
-from intake.incidents import IncidentService
+from intake.incidents import DuplicateFinder, IncidentService
 from intake.metrics import Metrics
 from intake.settings import Settings
 from routing.vocabulary import DeskCode
@@ -68,7 +68,6 @@ class Centre:
         from intake.location import PlaceGazetteer
         from intake.storage.database import Database
         from intake.storage.repository import Repository
-        from routing.duplicates import DuplicateFinder
         from routing.triage import Triage
 
         stack = AsyncExitStack()
@@ -111,7 +110,7 @@ class Centre:
                 bus,
                 region=settings.region,
                 duplicate_window=timedelta(minutes=settings.duplicate_window_min),
-                duplicate_finder=DuplicateFinder(),
+                duplicate_finder=DuplicateFinder(timedelta(minutes=settings.duplicate_window_min)),
                 places=places,
             )
             takers = [

@@ -43,6 +43,7 @@ from intake.metrics import Metrics
 from intake.numbers import parse_caller_number
 from intake.ports import CallControl, Transcriber
 from intake.serialize import call_json, decision_json, decision_summary, location_json
+from routing.acd import entry_from_decision, urgency_class
 from routing.types import TriageDecision, TriageInput
 from routing.vocabulary import DESK_BY_DIALLED, DeskCode
 from telephony.events import (
@@ -74,6 +75,13 @@ PARTIAL_PUBLISH_INTERVAL_S = 0.15  # consoles need no more than ~7 partials a se
 
 def new_call_id() -> str:
     return uuid.uuid4().hex
+
+
+def urgent_front(decision: TriageDecision | None) -> bool:
+    """Suspected cardiac arrest or people trapped: the front of the queue (routing's urgency class 0)."""
+    if decision is None:
+        return False
+    return urgency_class(entry_from_decision("", decision, 0.0, "cs")) == 0
 
 
 @dataclass
@@ -329,12 +337,13 @@ class CallService:
         decision = session.decision
         desk = call.desk or DeskCode.D112
         try:
+            front = urgent_front(decision)
             await self._desks.enqueue(
                 call.id,
                 desk,
-                call.priority or 2,
+                1 if front else (call.priority or 2),
                 call.offered_at,
-                front=bool(call.tcpr),
+                front=front,
                 data={
                     "language": call.language,
                     "caller": call.caller.display,
@@ -526,7 +535,7 @@ class CallService:
         session.decision = decision
         if not force and previous is not None and decision_summary(previous) == decision_summary(decision):
             return
-        old_priority, old_tcpr, old_desk = call.priority, call.tcpr, call.desk
+        old_priority, old_front, old_desk = call.priority, urgent_front(previous), call.desk
         call.priority = decision.priority.value
         call.tcpr = decision.tcpr.value
         if (
@@ -548,8 +557,11 @@ class CallService:
             try:
                 if old_desk is not None and call.desk is not None and old_desk != call.desk:
                     await self._desks.move(call.id, old_desk, call.desk, "triage", "triage changed desk")
-                if (old_priority, old_tcpr) != (call.priority, call.tcpr) and call.desk is not None:
-                    await self._desks.reprioritise(call.id, call.desk, call.priority, call.tcpr, "triage")
+                front = urgent_front(decision)
+                if (old_priority, old_front) != (call.priority, front) and call.desk is not None:
+                    await self._desks.reprioritise(
+                        call.id, call.desk, 1 if front else call.priority, front, "triage"
+                    )
             except LiveStateError as exc:
                 log.error("call %s: queue update failed: %s", call.id, exc)
         if not decision.unsure:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
@@ -16,6 +17,7 @@ from intake.domain import AgencyStatus, Call, Incident, IncidentStatus, Location
 from intake.errors import LiveStateError, ValidationFailed
 from intake.location import PlaceGazetteer, location_from_spoken
 from intake.serialize import decision_json, decision_summary, incident_json
+from routing.duplicates import OpenIncident, propose_link
 from routing.types import TriageDecision
 from routing.vocabulary import Agency, IncidentType
 
@@ -25,6 +27,60 @@ log = logging.getLogger(__name__)
 EDITABLE_FIELDS = frozenset(
     {"incident_type", "priority", "status", "agencies_add", "agency_status", "location", "note", "tcpr"}
 )
+
+
+@dataclass(frozen=True, slots=True)
+class DuplicateProposal:
+    incident_id: str
+    score: float
+    reason: str
+    auto_link: bool  # strong enough to link without asking; the call taker can still unlink
+
+
+class DuplicateFinder:
+    """Applies routing's duplicate rule to the open incidents of the database.
+
+    A match at or above ``auto_link_score`` links the call at once (twenty callers about one fire become one
+    incident without twenty clicks); a weaker one is only proposed to the call taker.
+    """
+
+    def __init__(self, window: timedelta, auto_link_score: float = 0.5) -> None:
+        self._window = window
+        self._auto = auto_link_score
+
+    def __call__(
+        self, call: Call, decision: TriageDecision, candidates: list[Incident]
+    ) -> DuplicateProposal | None:
+        open_incidents = [
+            OpenIncident(
+                id=i.id,
+                incident_type=i.incident_type,
+                agencies=tuple(i.agency_codes),
+                created_at=i.created_at.timestamp(),
+                municipality=i.location.municipality if i.location else None,
+                part=i.location.part if i.location else None,
+                street=i.location.street if i.location else None,
+                landmark=i.location.landmark if i.location else None,
+                road=i.location.road if i.location else None,
+            )
+            for i in candidates
+            if i.status is not IncidentStatus.CLOSED
+        ]
+        proposal = propose_link(
+            decision.incident_type.value,
+            decision.location,
+            utc_now().timestamp(),
+            open_incidents,
+            window_s=self._window.total_seconds(),
+        )
+        if proposal is None:
+            return None
+        return DuplicateProposal(
+            incident_id=proposal.incident_id,
+            score=proposal.score,
+            reason="; ".join(proposal.reasons),
+            auto_link=proposal.score >= self._auto,
+        )
 
 
 class IncidentService:
@@ -45,6 +101,9 @@ class IncidentService:
         self._region = region
         self._window = duplicate_window
         self._find_duplicate = duplicate_finder
+        # Weak duplicate matches, shown to the call taker beside the new incident (never only in memory:
+        # the proposal is also written on the new incident's timeline).
+        self.last_proposal: dict[str, DuplicateProposal] = {}
 
     # ---------------------------------------------------------------------------------------- reads
 
@@ -92,6 +151,15 @@ class IncidentService:
             {"call_id": call.id, "triage": decision_json(decision)},
         )
         await asyncio.to_thread(self._repo.link_call, incident.id, call.id, "triage", "first call")
+        proposal = self.last_proposal.pop(call.id, None)
+        if proposal is not None:
+            await asyncio.to_thread(
+                self._repo.append_timeline,
+                incident.id,
+                "triage",
+                "duplicate_proposed",
+                {"incident_id": proposal.incident_id, "score": proposal.score, "reason": proposal.reason},
+            )
         incident = await self.get(incident.id)
         await self._announce("incident.created", incident, {"call_id": call.id})
         return incident, False

@@ -50,9 +50,9 @@ def settings_for(var_dir: Path, database_url: str, redis_url: str | None) -> Any
 
 
 @pytest.fixture
-async def centre(tmp_path: Path, database_url: str, redis_url: str, live_state: Any) -> AsyncIterator[Centre]:
-    await live_state.clear()
+async def centre(tmp_path: Path, database_url: str, redis_url: str) -> AsyncIterator[Centre]:
     centre = await Centre.start(settings_for(tmp_path, database_url, redis_url), with_telephony=False)
+    await centre.live.clear()  # the session's Redis is shared by the tests: start from empty queues
     try:
         yield centre
     finally:
