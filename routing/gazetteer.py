@@ -57,6 +57,8 @@ _CONTEXT_WEIGHTS: dict[str, float] = {
     "richtung": 0.5, "towards": 0.5, "mezi": 0.5, "zwischen": 0.5, "between": 0.5,
 }  # fmt: skip
 _STREET_WORDS = frozenset({"namesti", "namesty", "ulice", "ulici", "trida", "tride", "nabrezi", "sady"})
+# "Karlovarská", "Kraslická": streets named after places, not the places themselves
+_ADJECTIVE_ENDINGS = ("ska", "sky", "ske", "skou", "skeho", "cka", "cky", "cke", "ckou", "ckeho")
 _MIN_SCORE = 2.0  # a municipality needs at least this much to be "the place the caller is at"
 
 
@@ -206,7 +208,12 @@ class Gazetteer:
             candidates = [p for stem in words[i].stems for p in self._by_first.get(stem, ())]
             fuzzy_first = False
             head_only = False
-            if not candidates and len(words[i].folded) >= 6 and (words[i].capitalised or not cased):
+            if (
+                not candidates
+                and len(words[i].folded) >= 6
+                and (words[i].capitalised or not cased)
+                and not words[i].folded.endswith(_ADJECTIVE_ENDINGS)
+            ):
                 hit = process.extractOne(
                     words[i].folded, self._first_stems, scorer=fuzz.ratio, score_cutoff=86
                 )
