@@ -7,6 +7,7 @@ existing production database and a fresh one always have the same schema.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -91,13 +92,35 @@ class Database:
 
     def upgrade(self, revision: str = "head") -> None:
         """Run the Alembic migrations up to ``revision`` (used at start-up and by ``izs db upgrade``)."""
+        self._migrate(lambda config: command.upgrade(config, revision))
+
+    def downgrade(self, revision: str) -> None:
+        self._migrate(lambda config: command.downgrade(config, revision))
+
+    def _migrate(self, run: Callable[[Config], None]) -> None:
         config = self.alembic_config()
         try:
-            with self.engine.begin() as connection:
-                if self.is_postgresql:
-                    connection.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": _MIGRATION_LOCK_ID})
-                config.attributes["connection"] = connection
-                command.upgrade(config, revision)
+            with self.engine.connect() as connection:
+                if self.is_sqlite:
+                    # SQLite alters a table by copying it (Alembic batch mode); with foreign keys enforced,
+                    # dropping the old copy would cascade into the tables referring to it. The pragma only
+                    # works outside a transaction; integrity is checked before commit instead.
+                    connection.connection.dbapi_connection.execute("PRAGMA foreign_keys=OFF")  # type: ignore[union-attr]
+                try:
+                    with connection.begin():
+                        if self.is_postgresql:
+                            connection.execute(
+                                text("SELECT pg_advisory_xact_lock(:id)"), {"id": _MIGRATION_LOCK_ID}
+                            )
+                        config.attributes["connection"] = connection
+                        run(config)
+                        if self.is_sqlite:
+                            broken = connection.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
+                            if broken:
+                                raise StorageError(f"migration left broken foreign keys: {broken[:5]}")
+                finally:
+                    if self.is_sqlite:
+                        connection.connection.dbapi_connection.execute("PRAGMA foreign_keys=ON")  # type: ignore[union-attr]
         except SQLAlchemyError as exc:
             raise StorageError(f"database migration failed: {exc}") from exc
 
