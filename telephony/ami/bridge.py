@@ -59,6 +59,30 @@ class AmiConfig:
     max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
     adapter_name: str = "ami"
 
+    def __post_init__(self) -> None:
+        problems = []
+        if not self.host:
+            problems.append("host is empty")
+        if not 0 < self.port < 65536:
+            problems.append(f"port {self.port} out of range")
+        if not self.username:
+            problems.append("username is empty")
+        for name in (
+            "connect_timeout_s",
+            "action_timeout_s",
+            "ping_interval_s",
+            "ping_timeout_s",
+            "reconnect_initial_s",
+            "reconnect_max_s",
+            "login_failure_backoff_s",
+        ):
+            if getattr(self, name) <= 0:
+                problems.append(f"{name} must be > 0")
+        if not 0 <= self.reconnect_jitter < 1:
+            problems.append("reconnect_jitter must be in [0, 1)")
+        if problems:
+            raise ValueError("invalid AMI config: " + "; ".join(problems))
+
     def queue_for_desk(self, desk_number: str) -> str:
         return f"{self.queue_prefix}{desk_number}"
 

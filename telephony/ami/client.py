@@ -34,6 +34,7 @@ class ActionResult:
     action_id: str
     fields: dict[str, str] = field(default_factory=dict)
     items: tuple[AmiMessage, ...] = ()
+    output: tuple[str, ...] = ()  # "Output" lines (Command; "Response: Follows" bodies of old Asterisk)
 
 
 @dataclass(slots=True)
@@ -52,6 +53,7 @@ def _result(action: str, response: AmiMessage, items: Sequence[AmiMessage] = ())
         action_id=response.value("ActionID"),
         fields=response.as_dict(),
         items=tuple(items),
+        output=tuple(response.get_all("Output")),
     )
 
 

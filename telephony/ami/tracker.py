@@ -263,6 +263,7 @@ class AmiCallTracker:
             call.history.append(f"QueueCallerAbandon {call.abandoned_from} voided by QueueCallerJoin {queue}")
         call.abandoned_from = None
         call.left_queue_unanswered = None
+        call.redirect_pending = False  # the redirect has landed; a later abandon is a real one
         call.queue = queue
         call.history.append(f"QueueCallerJoin {queue}")
         position = msg.get("Position")

@@ -365,3 +365,27 @@ async def test_a_failing_sink_does_not_stop_later_events() -> None:
     ):
         await asyncio.wait_for(drive(peer, bridge, []), 20)
     assert [s[0] for s in summary(delivered)] == ["status", "offered", "ended", "status"]
+
+
+def test_config_rejects_impossible_settings_with_one_clear_message() -> None:
+    with pytest.raises(ValueError, match="port 0 out of range; action_timeout_s must be > 0"):
+        AmiConfig("127.0.0.1", 0, "izs", "x", action_timeout_s=0)
+
+
+def test_backoff_grows_exponentially_and_is_capped() -> None:
+    cfg = AmiConfig(
+        "127.0.0.1", 5038, "izs", "x", reconnect_initial_s=0.5, reconnect_max_s=30, reconnect_jitter=0
+    )
+    assert [cfg.backoff(n) for n in (1, 2, 3, 4, 10, 10_000)] == [0.5, 1.0, 2.0, 4.0, 30.0, 30.0]
+
+
+async def test_values_that_would_inject_a_second_action_are_refused_before_sending() -> None:
+    events: list[TelephonyEvent] = []
+    async with (
+        ReplayPeer([load_session("answered-155")]) as peer,
+        running(AmiBridge(config(peer.port), events.append)) as bridge,
+    ):
+        await bridge.wait_connected(5)
+        with pytest.raises(AmiActionError, match="line break"):
+            await bridge.queue_pause("desk-155", "SIP/taker1", True, "break\r\n\r\nAction: Hangup")
+    assert not any(r.name in ("QueuePause", "Hangup") for r in peer.received)

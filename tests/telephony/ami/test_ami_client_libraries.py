@@ -196,3 +196,18 @@ async def test_asterisk_ami_listener_dies_after_3_s_of_silence_and_loses_later_e
     assert listener_done.is_set() and isinstance(disconnects[0], TimeoutError)
     assert [e.name for e in events] == ["FullyBooted", "SuccessfulAuth"]  # the Newchannel at 3.6 s is lost
     assert [e.call_ref for e in ours if isinstance(e, CallOffered)] == ["1795778919.48"]
+
+
+def test_panoramisk_keeps_only_the_last_line_of_a_response_follows_body() -> None:
+    from panoramisk.message import Message
+
+    from telephony.ami.framing import parse_frames
+
+    body = (
+        "Response: Follows\r\nPrivilege: Command\r\nActionID: c-1\r\n"
+        "Channel              Location\r\nSIP/a-1  emergency\r\n--END COMMAND--"
+    )
+    theirs = Message.from_line(body)
+    assert theirs.content == "--END COMMAND--"  # the command output itself is gone
+    [ours], _ = parse_frames(body.encode() + b"\r\n\r\n")
+    assert ours.get_all("Output") == ["Channel              Location", "SIP/a-1  emergency"]
