@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import EventRecorder
+from sip_events import EventRecorder
 from sip_peers import BARESIP, ESPEAK, Baresip, peak_normalised_correlation, read_wav, synthesize_czech
 
 from telephony.events import (

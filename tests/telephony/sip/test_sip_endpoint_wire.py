@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import EventRecorder
+from sip_events import EventRecorder
 
 from telephony.events import (
     AudioFrame,
