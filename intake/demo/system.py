@@ -231,6 +231,7 @@ class TakerAutopilot:
         self._random = random.Random(seed)
         self._task: asyncio.Task[None] | None = None
         self._pending: set[asyncio.Task[None]] = set()
+        self._seen: set[tuple[str, str]] = set()
         self.accepted: list[tuple[str, str]] = []  # (call id, taker id) in order
         self.failed: list[tuple[str, str, str]] = []
 
@@ -247,15 +248,44 @@ class TakerAutopilot:
                 await task
 
     async def _run(self) -> None:
-        async for event in self._centre.bus.subscribe():
-            if (
-                event.type == "call.offered_to_taker"
-                and event.taker_id in self._takers
-                and event.call_id is not None
-            ):
-                task = asyncio.create_task(self._accept(event))
-                self._pending.add(task)
-                task.add_done_callback(self._pending.discard)
+        resync = asyncio.create_task(self._resync(), name="taker-autopilot-resync")
+        try:
+            async for event in self._centre.bus.subscribe():
+                if event.type == "call.offered_to_taker" and event.call_id is not None:
+                    self._take(event.call_id, event.taker_id)
+        finally:
+            resync.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await resync
+
+    async def _resync(self) -> None:
+        """Like a console after a reconnect: look at the shared taker states for offers the live events
+        did not bring (events published while the bus was re-subscribing never arrive)."""
+        while True:
+            await asyncio.sleep(1.0)
+            try:
+                states = await self._centre.live.taker_states()
+            except IzsError as exc:
+                log.info("autopilot resync skipped: %s", exc.message)
+                continue
+            for taker_id in self._takers:
+                state = states.get(taker_id, {})
+                if (
+                    state.get("state") == TakerState.BUSY.value
+                    and state.get("offered")
+                    and state.get("call_id")
+                ):
+                    self._take(str(state["call_id"]), taker_id)
+
+    def _take(self, call_id: str, taker_id: str | None) -> None:
+        if taker_id not in self._takers or (call_id, taker_id) in self._seen:
+            return
+        self._seen.add((call_id, taker_id))
+        task = asyncio.create_task(
+            self._accept(LiveEvent("call.offered_to_taker", {}, call_id=call_id, taker_id=taker_id))
+        )
+        self._pending.add(task)
+        task.add_done_callback(self._pending.discard)
 
     async def _accept(self, event: LiveEvent) -> None:
         assert event.call_id is not None and event.taker_id is not None
