@@ -98,6 +98,7 @@ class Baresip:
         name: str,
         audio_source: Path | None = None,
         auto_answer: bool = False,
+        codec: str | None = None,
         record: bool = False,
     ) -> None:
         assert BARESIP, "baresip is required"
@@ -112,6 +113,7 @@ class Baresip:
         self._record = record
         self._audio_source = audio_source
         self._auto_answer = auto_answer
+        self._codec = codec
         self._process: subprocess.Popen[bytes] | None = None
         self._ctrl: socket.socket | None = None
         self._reader: threading.Thread | None = None
@@ -148,6 +150,8 @@ class Baresip:
         ]
         (self.dir / "config").write_text("\n".join(lines) + "\n")
         answer = ";answermode=auto" if self._auto_answer else ""
+        if self._codec:
+            answer += f";audio_codecs={self._codec}/8000/1"  # offer only this codec
         (self.dir / "accounts").write_text(f"<sip:{self.name}@127.0.0.1>;regint=0{answer}\n")
         (self.dir / "contacts").write_text("")
 

@@ -42,12 +42,13 @@ def _pcm(frames: list[AudioFrame]) -> np.ndarray:
     return np.frombuffer(b"".join(f.pcm for f in frames), dtype="<i2")
 
 
+@pytest.mark.parametrize("codec", ["PCMU", "PCMA"])
 def test_czech_speech_from_baresip_arrives_as_16_bit_frames_matching_what_was_sent(
-    tmp_path: Path, start_endpoint: Callable[..., SipEndpoint], recorder: EventRecorder
+    tmp_path: Path, start_endpoint: Callable[..., SipEndpoint], recorder: EventRecorder, codec: str
 ) -> None:
     endpoint = start_endpoint()
     speech = synthesize_czech(CALLER_TEXT, tmp_path / "caller.wav")
-    caller = Baresip(tmp_path, "caller", audio_source=speech).start()
+    caller = Baresip(tmp_path, "caller", audio_source=speech, codec=codec).start()
     try:
         caller.dial(f"sip:155@127.0.0.1:{endpoint.address[1]}")
         ended = recorder.wait_for(CallEnded, timeout=20)[0]  # baresip hangs up at the end of the file
@@ -56,6 +57,7 @@ def test_czech_speech_from_baresip_arrives_as_16_bit_frames_matching_what_was_se
 
     call_ref = ended.call_ref
     assert ended.reason is EndReason.CALLER_HANGUP
+    assert f"Set audio encoder: {codec} 8000Hz" in caller.log()
     assert recorder.sequence(call_ref) == ["CallOffered", "CallAnswered", "AudioFrame", "CallEnded"]
     offered = recorder.of(CallOffered, call_ref)[0]
     assert (offered.dialled, offered.caller) == ("155", "caller")
@@ -143,14 +145,15 @@ def test_twenty_simultaneous_calls_from_independent_baresips_are_answered_and_en
     assert endpoint.active_calls() == []
 
 
-def test_busy_prompt_is_heard_by_the_baresip_caller(
-    tmp_path: Path, start_endpoint: Callable[..., SipEndpoint], recorder: EventRecorder
+@pytest.mark.parametrize("codec", ["PCMU", "PCMA"])
+def test_busy_prompt_is_heard_by_the_baresip_caller_in_its_codec(
+    tmp_path: Path, start_endpoint: Callable[..., SipEndpoint], recorder: EventRecorder, codec: str
 ) -> None:
     endpoint = start_endpoint()
     prompt_wav = generate_prompt_wav(tmp_path / "var")
     assert generate_prompt_wav(tmp_path / "var") == prompt_wav  # cached
     pcm, rate = read_wav_pcm(prompt_wav)
-    caller = Baresip(tmp_path, "caller", record=True).start()
+    caller = Baresip(tmp_path, "caller", record=True, codec=codec).start()
     try:
         caller.dial(f"sip:155@127.0.0.1:{endpoint.address[1]}")
         call_ref = recorder.wait_for(CallAnswered)[0].call_ref
@@ -166,6 +169,7 @@ def test_busy_prompt_is_heard_by_the_baresip_caller(
     heard = caller.received_audio()
     prompt = np.frombuffer(pcm, "<i2")
     assert peak_normalised_correlation(prompt[4000:20000], heard) > 0.9
+    assert f"Set audio decoder: {codec} 8000Hz" in caller.log()  # the call really ran in this codec
 
 
 def test_standalone_connect_to_taker_relays_audio_both_ways(
