@@ -144,6 +144,11 @@ class AmiBridge:
                 raise self.last_error from exc
             raise AmiTimeoutError(f"AMI not connected within {timeout} s") from exc
 
+    def channel_for(self, call_ref: str) -> str | None:
+        """The Asterisk channel of a call this bridge follows (commands take channels, events carry refs)."""
+        call = self.tracker.calls.get(call_ref)
+        return call.channel if call is not None else None
+
     @property
     def connected(self) -> bool:
         return self._connected.is_set()

@@ -389,3 +389,20 @@ async def test_values_that_would_inject_a_second_action_are_refused_before_sendi
         with pytest.raises(AmiActionError, match="line break"):
             await bridge.queue_pause("desk-155", "SIP/taker1", True, "break\r\n\r\nAction: Hangup")
     assert not any(r.name in ("QueuePause", "Hangup") for r in peer.received)
+
+
+async def test_channel_for_maps_a_live_call_ref_to_its_channel_for_commands() -> None:
+    seen: list[str | None] = []
+    holder: list[AmiBridge] = []
+
+    def sink(event: TelephonyEvent) -> None:
+        if isinstance(event, CallQueued):
+            seen.append(holder[0].channel_for(event.call_ref))
+
+    async with ReplayPeer([load_session("abandoned-158")]) as peer:
+        bridge = AmiBridge(config(peer.port), sink)
+        holder.append(bridge)
+        async with running(bridge):
+            await asyncio.wait_for(drive(peer, bridge, []), 20)
+        assert bridge.channel_for("1795778938.50") is None  # ended
+    assert seen == ["SIP/127.0.0.1-00000032"]

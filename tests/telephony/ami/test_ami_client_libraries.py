@@ -145,10 +145,11 @@ async def test_panoramisk_retries_a_rejected_login_every_2_s_forever_without_rai
         ReplayPeer([load_session("bad-login")], repeat_last=True) as peer,
         panoramisk_manager(peer.port, secret="wrong") as manager,
     ):
-        await asyncio.sleep(4.5)
+        await asyncio.sleep(5.0)
         assert manager.authenticated is False  # the only trace: no error, no callback, no backoff
     gaps = [b - a for a, b in zip(peer.connect_times, peer.connect_times[1:], strict=False)]
-    assert len(peer.connect_times) >= 3 and all(1.9 <= g <= 2.5 for g in gaps), gaps
+    # Constant ~2 s (its fixed reconnect_timeout), not growing: the upper bound only absorbs machine load.
+    assert len(peer.connect_times) >= 3 and all(1.9 <= g <= 3.0 for g in gaps), gaps
 
 
 @pytest.mark.slow
