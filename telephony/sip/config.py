@@ -28,6 +28,9 @@ class SipEndpointConfig:
     ack_timeout_s: float = 32.0  # RFC 3261 64*T1: 200 OK never ACKed → call ended with ERROR
     max_calls: int = 1000
     max_rtp_packets_per_second: int = 250  # per leg; G.711 at 20 ms is 50/s, beyond this is a flood
+    # Events waiting for a slow sink beyond this are AudioFrames dropped (counted, logged); call-control events
+    # (offered/answered/ended/DTMF/...) are never dropped. 100 000 ≈ 5 s of 1000 calls.
+    max_event_backlog: int = 100_000
     user_agent: str = "izs-intake"
 
     def advertised_host(self) -> str:

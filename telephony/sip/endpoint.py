@@ -195,6 +195,7 @@ class SipEndpoint:
         self._threads: list[threading.Thread] = []
         self._running = threading.Event()
         self._rejected_datagrams = 0
+        self._dropped_frames = 0
 
     # ----------------------------------------------------------------------------------- lifecycle
 
@@ -414,7 +415,21 @@ class SipEndpoint:
     # ------------------------------------------------------------------------------ event sink
 
     def _emit(self, event: TelephonyEvent) -> None:
+        if isinstance(event, AudioFrame) and self._events.qsize() >= self._config.max_event_backlog:
+            self._dropped_frames += 1
+            if self._dropped_frames % 1000 == 1:
+                log.error(
+                    "event sink too slow: %d audio frames dropped so far (backlog %d)",
+                    self._dropped_frames,
+                    self._events.qsize(),
+                )
+            return
         self._events.put(event)
+
+    @property
+    def dropped_frames(self) -> int:
+        """AudioFrames dropped because the sink fell more than ``max_event_backlog`` events behind."""
+        return self._dropped_frames
 
     def _dispatch_loop(self) -> None:
         while True:

@@ -686,3 +686,35 @@ async def test_cancelling_connect_to_taker_cancels_the_ringing_phone(
     finally:
         taker.close()
     assert call_id in endpoint.active_calls()
+
+
+def test_sink_backlog_drops_audio_frames_but_never_call_events(peer: RawSipPeer) -> None:
+    from sip_events import EventRecorder as Recorder
+
+    from telephony.sip import SipEndpoint as Endpoint
+    from telephony.sip import SipEndpointConfig
+
+    recorded = Recorder()
+
+    def slow_sink(event: object) -> None:
+        time.sleep(0.01)
+        recorded(event)  # type: ignore[arg-type]
+
+    endpoint = Endpoint(SipEndpointConfig(host="127.0.0.1", port=0, max_event_backlog=5), slow_sink)
+    endpoint.start()
+    try:
+        call_id, ok = peer.establish(endpoint)
+        answer = parse_sdp(ok.body).audio_address()
+        assert answer is not None
+        for packet in _tone_packets(1.0):
+            peer.rtp.sendto(packet, ("127.0.0.1", answer[1]))
+            time.sleep(0.002)
+        peer.send(
+            peer.request("BYE", "155", call_id, to_tag=_to_tag(ok), cseq=2, branch="z9hG4bKbye2"), endpoint
+        )
+        peer.expect(200)
+        assert recorded.wait_for(CallEnded, timeout=10)[0].reason is EndReason.CALLER_HANGUP
+    finally:
+        endpoint.stop()
+    assert endpoint.dropped_frames > 0
+    assert recorded.sequence(call_id)[:2] == ["CallOffered", "CallAnswered"]
