@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
+import simplemma
 from rapidfuzz import fuzz, process
 from rapidfuzz.distance import Levenshtein
 
@@ -52,13 +53,16 @@ class _LanguageIndex:
         default_factory=lambda: defaultdict(list)
     )  # first 3 chars -> prefixes
     lexicon: list[str] = field(default_factory=list)
-    _token_keys: dict[tuple[str, frozenset[str]], tuple[frozenset[str], frozenset[str]]] = field(
+    # whole words of critical phrases (folded, negation prefix removed) -> the keys they stand for
+    critical_words: dict[str, frozenset[str]] = field(default_factory=dict)
+    known_word: Callable[[str], bool] | None = None
+    _token_keys: dict[tuple[str, str, frozenset[str]], tuple[frozenset[str], frozenset[str]]] = field(
         default_factory=dict
     )
 
     def token_keys(self, token: Token) -> tuple[frozenset[str], frozenset[str]]:
         """Keys of the phrase index this token matches: (exact or prefix keys, fuzzy keys)."""
-        cache_key = (token.norm, token.keys)
+        cache_key = (token.text, token.norm, token.keys)
         cached = self._token_keys.get(cache_key)
         if cached is not None:
             return cached
@@ -74,11 +78,31 @@ class _LanguageIndex:
                 ):
                     if candidate[:1] == key[:1] and Levenshtein.distance(candidate, key) <= 1:
                         fuzzy.add(candidate)
+        if not exact and not fuzzy and self.critical_words and not token.is_stop and not token.is_negator:
+            fuzzy |= self._critical_keys(token)
         result = (frozenset(exact), frozenset(fuzzy))
         if len(self._token_keys) > 50000:
             self._token_keys.clear()
         self._token_keys[cache_key] = result
         return result
+
+    def _critical_keys(self, token: Token) -> set[str]:
+        """T-CPR words heard cut off or one letter wrong ("nedejc", "admet"): better a false alarm the call
+        taker dismisses than a missed cardiac arrest. Real words of the language are left alone."""
+        norm = token.norm
+        if (
+            len(token.text) < 5
+            or len(norm) < 3
+            or (self.known_word is not None and self.known_word(token.text))
+        ):
+            return set()
+        keys: set[str] = set()
+        for word, word_keys in self.critical_words.items():
+            if (
+                len(norm) >= 5 and abs(len(word) - len(norm)) <= 1 and Levenshtein.distance(word, norm) <= 1
+            ) or (word.startswith(norm) and len(word) - len(norm) <= 2):
+                keys |= word_keys
+        return keys
 
 
 class PhraseMatcher:
@@ -97,8 +121,12 @@ class PhraseMatcher:
                     phrase = _compile(index.analyzer, signal.id, language, text, signal.weight)
                     if phrase is not None:
                         self._add(index, phrase)
-        for index in self._indexes.values():
+                        if signal.critical:
+                            _add_critical_words(index, text)
+        for code, index in self._indexes.items():
             index.lexicon = sorted(k for k in index.by_key if not k.startswith(_PREFIX_MARK) and len(k) >= 6)
+            if index.analyzer.profile.lemmatize and code in ("cs", "sk", "de", "en", "ru", "uk"):
+                index.known_word = _known_word_checker(code)
 
     @staticmethod
     def _add(index: _LanguageIndex, phrase: Phrase) -> None:
@@ -169,13 +197,32 @@ class PhraseMatcher:
         return hits
 
 
+def _add_critical_words(index: _LanguageIndex, text: str) -> None:
+    for token in index.analyzer.tokenize(text.replace(_PREFIX_MARK, "")):
+        if (
+            not token.is_stop
+            and not token.is_negator
+            and len(token.norm) >= 4
+            and not index.analyzer.profile.tone_marks
+        ):
+            index.critical_words[token.norm] = index.critical_words.get(token.norm, frozenset()) | token.keys
+
+
+def _known_word_checker(language: str) -> Callable[[str], bool]:
+    def known(word: str) -> bool:
+        return bool(simplemma.is_known(word.lower(), lang=language))
+
+    return known
+
+
 def _compile(analyzer: Analyzer, signal: str, language: str, text: str, weight: float) -> Phrase | None:
     tokens = analyzer.tokenize(text)
     if not tokens:
         return None
     content = [t for t in tokens if not t.is_stop]
-    if len(content) < 2:
-        # "je mi dobře", "u sousedů": a single content word is too common alone, keep the small words
+    if len(content) < 2 or len(tokens) <= 3:
+        # short phrases ("je mi dobře", "u sousedů", "lidi jsou doma") keep their small words: without them
+        # they are one or two common words that match far too much
         content = tokens
     profile: LanguageProfile = analyzer.profile
     items: list[PhraseItem] = []

@@ -98,6 +98,7 @@ class SignalSpec:
     description: str
     weight: float
     phrases: Mapping[str, tuple[str, ...]]  # language -> phrases
+    critical: bool = False  # listen harder: also match cut-off and misheard short words (T-CPR signals)
 
 
 @dataclass(frozen=True, slots=True)
@@ -323,7 +324,11 @@ def _signals(c: _Checker, data: Mapping[str, object]) -> dict[str, SignalSpec]:
     for sid, value in table.items():
         key = f"signals.{sid}"
         spec = c.table(f, key, value)
-        c.only_keys(f, key, spec, ("description", "weight", *LANGUAGES))
+        c.only_keys(f, key, spec, ("description", "weight", "critical", *LANGUAGES))
+        critical = spec.get("critical", False)
+        if not isinstance(critical, bool):
+            c.problem(f, f"{key}.critical", f"must be true or false, got {critical!r}")
+            critical = False
         phrases = {lang: c.strings(f, f"{key}.{lang}", spec.get(lang)) for lang in LANGUAGES if lang in spec}
         if not any(phrases.values()):
             c.problem(f, key, "has no phrases in any language", needle=f"[{key}]")
@@ -332,6 +337,7 @@ def _signals(c: _Checker, data: Mapping[str, object]) -> dict[str, SignalSpec]:
             description=c.string(f, f"{key}.description", spec.get("description")),
             weight=c.number(f, f"{key}.weight", spec.get("weight"), 0.0, 10.0, 1.0),
             phrases=phrases,
+            critical=critical,
         )
     return out
 

@@ -272,3 +272,32 @@ def test_any_input_gives_a_decision(triage: Triage, text: str, dialled: str, lan
     assert d.desk in set(DeskCode)
     assert 1 <= d.priority.value <= 3
     assert 0.0 <= d.incident_type.confidence <= 1.0
+
+
+def test_cut_off_breathing_word_still_raises_tcpr(triage: Triage) -> None:
+    """ASR cut "nedejchá" short: T-CPR words are matched harder than the rest (a false alarm is cheaper)."""
+    d = decide(triage, "manžel se zhroutil, leží na koberci a nedejc")
+    assert d.tcpr.value is True
+    assert d.tcpr.evidence and any("nedejc" in e.words for e in d.tcpr.evidence)
+
+
+def test_misheard_german_breathing_word_still_raises_tcpr(triage: Triage) -> None:
+    d = decide(triage, "Mein Mann admet nicht mehr und reagiert nicht", language="de")
+    assert d.tcpr.value is True
+
+
+def test_real_word_near_a_critical_word_is_not_bent_into_it(triage: Triage) -> None:
+    d = decide(triage, "V koupelně teče sprcha a na chodbě je dusno.", dialled="155")
+    assert d.tcpr.value is False
+
+
+def test_obvious_death_gets_police_and_no_cpr(triage: Triage) -> None:
+    d = decide(triage, "Babička nereaguje, nedýchá, je studená a ztuhlá, asi už je mrtvá několik hodin.")
+    assert d.tcpr.value is False
+    assert Agency.PCR in agencies(d)
+
+
+def test_panic_attack_is_psychiatric_without_police(triage: Triage) -> None:
+    d = decide(triage, "Mám záchvat paniky, buší mi srdce a bojím se, že umřu.", dialled="155")
+    assert d.incident_type.value is IncidentType.MED_PSYCHIATRIC
+    assert agencies(d) == [Agency.ZZS]
