@@ -14,6 +14,7 @@ import logging
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from telephony.ami.client import ActionResult, AmiConnection
 from telephony.ami.errors import (
@@ -108,6 +109,23 @@ class MediaForkResult:
     originate: ActionResult
 
 
+@dataclass(frozen=True, slots=True)
+class _EventWaiter:
+    """Resolves ``future`` with the first event named ``event`` whose fields include ``match``."""
+
+    event: str
+    match: tuple[tuple[str, str], ...]
+    future: asyncio.Future[AmiMessage]
+
+    def offer(self, msg: AmiMessage) -> None:
+        if (
+            not self.future.done()
+            and msg.event == self.event
+            and all(msg.value(k) == v for k, v in self.match)
+        ):
+            self.future.set_result(msg)
+
+
 class AmiBridge:
     def __init__(self, config: AmiConfig, sink: EventSink) -> None:
         self.config = config
@@ -122,7 +140,7 @@ class AmiBridge:
         self._healthy: bool | None = None
         self._status_detail = ""
         self.last_error: AmiError | None = None
-        self._event_waiters: list[tuple[str, str, str, asyncio.Future[AmiMessage]]] = []
+        self._event_waiters: list[_EventWaiter] = []
         self._resyncing = False
         self._held_events: list[AmiMessage] = []
 
@@ -179,7 +197,7 @@ class AmiBridge:
         await self._action(
             "Setvar", [("Channel", channel), ("Variable", "QUEUE_PRIO"), ("Value", str(priority))]
         )
-        joined = self._expect_event("QueueCallerJoin", "Channel", channel, extra=("Queue", queue))
+        joined = self._expect_event("QueueCallerJoin", ("Channel", channel), ("Queue", queue))
         self.tracker.note_redirect(channel)
         try:
             redirect = await self._action(
@@ -227,15 +245,23 @@ class AmiBridge:
             ("Variable", f"{FORK_VARIABLE}={channel}"),
         ]
         conn = self._require_connection("Originate")
-        answered: asyncio.Future[AmiMessage] = asyncio.get_running_loop().create_future()
-        # The ActionID is only known once sent; catch the OriginateResponse via the Data we gave it.
-        waiter = ("OriginateResponse", "Data", f"{channel},qE", answered)
-        self._event_waiters.append(waiter)
+        # The ActionID is only known once sent; the OriginateResponse also carries the Data we gave it.
+        answered = self._expect_event("OriginateResponse", ("Data", f"{channel},qE"))
         try:
             queued = await self._send(conn, "Originate", fields)
-            response = await asyncio.wait_for(asyncio.shield(answered), self.config.originate_timeout_s)
-        except TimeoutError as exc:
-            raise AmiTimeoutError(f"no OriginateResponse for the media fork of {channel}") from exc
+            watched: set[asyncio.Future[Any]] = {answered, conn.closed}
+            await asyncio.wait(
+                watched,
+                timeout=self.config.originate_timeout_s,
+                return_when=asyncio.FIRST_COMPLETED,
+            )
+            if not answered.done():
+                if conn.closed.done():
+                    raise AmiConnectionError(
+                        f"AMI connection lost before the media fork of {channel} was answered"
+                    )
+                raise AmiTimeoutError(f"no OriginateResponse for the media fork of {channel}")
+            response = answered.result()
         finally:
             self._forget_waiter(answered)
         if response.value("Response").lower() != "success":
@@ -305,30 +331,14 @@ class AmiBridge:
         except ActionEncodingError as exc:
             raise AmiActionError(action, f"refused to send: {exc}") from exc
 
-    def _expect_event(
-        self, event: str, key: str, value: str, extra: tuple[str, str] | None = None
-    ) -> asyncio.Future[AmiMessage]:
+    def _expect_event(self, event: str, *match: tuple[str, str]) -> asyncio.Future[AmiMessage]:
         future: asyncio.Future[AmiMessage] = asyncio.get_running_loop().create_future()
-        match_value = value if extra is None else f"{value}\x00{extra[0]}\x00{extra[1]}"
-        self._event_waiters.append((event, key, match_value, future))
+        self._event_waiters.append(_EventWaiter(event, match, future))
         return future
 
     def _forget_waiter(self, future: asyncio.Future[AmiMessage]) -> None:
-        self._event_waiters = [w for w in self._event_waiters if w[3] is not future]
+        self._event_waiters = [w for w in self._event_waiters if w.future is not future]
         future.cancel()
-
-    def _resolve_waiters(self, msg: AmiMessage) -> None:
-        for event, key, match_value, future in list(self._event_waiters):
-            if future.done() or msg.event != event:
-                continue
-            value, _, rest = match_value.partition("\x00")
-            if msg.value(key) != value:
-                continue
-            if rest:
-                extra_key, _, extra_value = rest.partition("\x00")
-                if msg.value(extra_key) != extra_value:
-                    continue
-            future.set_result(msg)
 
     # ------------------------------------------------------------------ internals: events
 
@@ -348,7 +358,8 @@ class AmiBridge:
         self._emit([AdapterStatus(self.config.adapter_name, healthy, detail, at=utc_now())])
 
     def _on_message(self, msg: AmiMessage) -> None:
-        self._resolve_waiters(msg)
+        for waiter in self._event_waiters:
+            waiter.offer(msg)
         if self._resyncing:
             # Applied after the snapshot so a Hangup seen now is not undone by an older snapshot entry.
             self._held_events.append(msg)

@@ -406,3 +406,18 @@ async def test_channel_for_maps_a_live_call_ref_to_its_channel_for_commands() ->
             await asyncio.wait_for(drive(peer, bridge, []), 20)
         assert bridge.channel_for("1795778938.50") is None  # ended
     assert seen == ["SIP/127.0.0.1-00000032"]
+
+
+async def test_a_failed_media_fork_raises_with_asterisks_reason() -> None:
+    session = load_session("media-fork-112")
+    at = next(i for i, w in enumerate(session) if w.text.startswith("Event: OriginateResponse"))
+    failed = (
+        session[at].text.replace("Response: Success", "Response: Failure").replace("Reason: 4", "Reason: 5")
+    )
+    script = [*session[:at], WireLine(session[at].t, "recv", failed)]
+    script.append(WireLine(99.0, "send", "Action: Logoff\r\nActionID: bye\r\n\r\n"))
+    async with ReplayPeer([script]) as peer, running(AmiBridge(config(peer.port), [].append)) as bridge:
+        while (recorded := await asyncio.wait_for(peer.expecting.get(), 10)).value("Action") != "Originate":
+            await perform(bridge, recorded)
+        with pytest.raises(AmiActionError, match=r"media fork of SIP/127.0.0.1-00000035 failed \(Reason 5\)"):
+            await bridge.originate_media_fork("SIP/127.0.0.1-00000035")
