@@ -332,6 +332,18 @@ class AmiCallTracker:
                 call.history.append(f"HangupRequest from the taker's channel {channel}")
         return []
 
+    def _on_rename(self, msg: AmiMessage) -> list[TelephonyEvent]:
+        # Masquerades (transfers, pickups) rename channels; commands must use the current name.
+        old, new = msg.value("Channel"), msg.value("Newname")
+        if old in self._forks:
+            self._forks[new] = self._forks.pop(old)
+        ref = self._by_channel.pop(old, None)
+        if ref is not None and new:
+            self._by_channel[new] = ref
+            self._calls[ref].channel = new
+            self._calls[ref].history.append(f"Rename {old} -> {new}")
+        return []
+
     def _on_queuemember(self, msg: AmiMessage) -> list[TelephonyEvent]:
         if (location := msg.get("Location") or msg.get("Interface")) and (
             name := msg.get("MemberName") or msg.get("Name")

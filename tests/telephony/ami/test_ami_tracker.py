@@ -284,3 +284,14 @@ def test_events_after_hangup_never_resurrect_an_ended_call() -> None:
         "Uniqueid: 1795778919.48\nVariable: RTPAUDIOQOS\nValue: x"
     )
     assert t.feed(late) == []
+
+
+def test_a_renamed_caller_channel_is_still_the_same_call() -> None:
+    t = tracker()
+    base = "Context: emergency\nExten: 112\nCallerIDNum: 777\nUniqueid: 5.4\nLinkedid: 5.4"
+    t.feed(msg(f"Event: Newchannel\nChannel: SIP/x-4\n{base}"))
+    t.feed(msg("Event: Rename\nChannel: SIP/x-4\nNewname: SIP/x-4<MASQ>\nUniqueid: 5.4"))
+    call = t.call_for_channel("SIP/x-4<MASQ>")
+    assert call is not None and call.call_ref == "5.4" and t.call_for_channel("SIP/x-4") is None
+    [ended] = t.feed(msg(f"Event: Hangup\nChannel: SIP/x-4<MASQ>\n{base}\nCause: 16"))
+    assert isinstance(ended, CallEnded) and ended.call_ref == "5.4"
