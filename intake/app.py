@@ -30,6 +30,23 @@ LEADER_LEASE = "leader"
 LEADER_TTL_MS = 5000
 
 
+async def rebuild_live_state_if_lost(live: Any, repo: Any) -> int:
+    """A Redis that is new or lost its data gets the desk queues back from the durable call records."""
+    from intake.domain import CallState
+    from intake.live import queue_entries_from_calls
+
+    if not await live.ensure_epoch():
+        return 0
+    queued = await asyncio.to_thread(repo.calls_in_states, [CallState.QUEUED])
+    without_desk = [c.id for c in queued if c.desk is None]
+    if without_desk:
+        log.error("queued calls without a desk cannot be requeued: %s", ", ".join(without_desk))
+    rebuilt: int = await live.rebuild_queues(queue_entries_from_calls(queued))
+    if rebuilt:
+        log.warning("live state was empty: %d queued calls restored from the database", rebuilt)
+    return rebuilt
+
+
 @dataclass
 class ComponentHealth:
     name: str
@@ -62,9 +79,7 @@ class Centre:
     @classmethod
     async def start(cls, settings: Settings, *, with_telephony: bool = True) -> Centre:
         """Build and start everything ``settings`` asks for. Raises IzsError subclasses with clear messages."""
-        import redis.asyncio as aioredis
-
-        from intake.live import LiveState
+        from intake.live import LiveState, connect_redis
         from intake.location import PlaceGazetteer
         from intake.storage.database import Database
         from intake.storage.repository import Repository
@@ -87,9 +102,10 @@ class Centre:
                 await asyncio.to_thread(embedded.start)
                 stack.callback(embedded.stop)
                 redis_url = embedded.url
-            client = aioredis.Redis.from_url(redis_url, decode_responses=False)
+            client = connect_redis(redis_url)
             stack.push_async_callback(client.aclose)
             live = LiveState(client)
+            await rebuild_live_state_if_lost(live, repo)
 
             bus = EventBus(live, node=settings.node_id)
             await bus.start()
