@@ -166,6 +166,7 @@ class Baresip:
         raise RuntimeError(f"baresip {self.name} could not bind its ports: {self.log()[-2000:]}")
 
     def _launch(self, timeout: float) -> bool:
+        assert BARESIP is not None
         self._write_config()
         log = (self.dir / "baresip.log").open("wb")
         self._process = subprocess.Popen(

@@ -416,7 +416,7 @@ def test_prompt_is_sent_as_rtp_in_the_negotiated_codec(
     tone = (np.sin(np.arange(1600) * 2 * np.pi * 500 / 8000) * 10000).astype("<i2")
     endpoint.play_prompt_sync(call_id, tone.tobytes(), 8000, loop=False)
 
-    packets = []
+    packets: list[RtpPacket] = []
     deadline = time.monotonic() + 2
     while len(packets) < 10 and time.monotonic() < deadline:
         try:

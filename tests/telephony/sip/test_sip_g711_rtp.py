@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import warnings
+from types import ModuleType
 
 import numpy as np
 import pytest
@@ -16,7 +17,7 @@ from telephony.sip.rtp import RtpPacket, build_telephone_event, parse_rtp, parse
 from telephony.sip.sdp import PCMA, PCMU
 
 
-def _audioop():  # type: ignore[no-untyped-def]
+def _audioop() -> ModuleType:
     # audioop is only the reference here (deprecated in 3.11, removed in 3.13): skip where it is gone.
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
