@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,6 +34,12 @@ _HARD_WINDOW_S = 24.0
 _SENTENCE_END = (".", "?", "!", "…")
 _PROMPT_CHARS = 200
 _NORMALIZE = re.compile(r"[^\w]+", re.UNICODE)
+# Czech speech is about 3 words (6 tokens) a second; a window may not produce far more than that.
+_TOKENS_PER_S = 12
+_MAX_TOKENS = 400
+_LOOP_COMPRESSION_RATIO = 2.8
+_MAX_RUN = 3
+_STEP_FOR_DECODE_TIME = 1.5
 
 
 def _norm(text: str) -> str:
@@ -104,14 +111,24 @@ class WhisperEngine:
         return {lang: float(p) for lang, p in all_probs}
 
     def decode(self, audio: Float32Array, language: str, prompt: str, offset_s: float) -> list[_TimedWord]:
-        """Transcribe one window; word times are shifted by ``offset_s`` to leg time."""
+        """Transcribe one window; word times are shifted by ``offset_s`` to leg time.
+
+        Guards against Whisper's repetition loops ("všaká všaká všaká ..."), which otherwise turn a
+        second of trailing noise into hundreds of words: a token budget proportional to the audio, a
+        sampled retry when the text compresses suspiciously well, and a cut after a run of one word.
+        """
         cfg = self._config
+        audio_s = audio.size / WHISPER_RATE
         try:
             segments, _ = self._model.transcribe(
                 audio,
                 language=language,
                 beam_size=cfg.beam_size,
-                temperature=0.0,
+                temperature=[0.0, 0.4],
+                compression_ratio_threshold=2.4,
+                log_prob_threshold=None,
+                no_speech_threshold=None,
+                max_new_tokens=min(_MAX_TOKENS, int(audio_s * _TOKENS_PER_S) + 10),
                 word_timestamps=True,
                 initial_prompt=prompt or None,
                 condition_on_previous_text=False,
@@ -123,6 +140,9 @@ class WhisperEngine:
                     segment.avg_logprob < cfg.log_prob_threshold
                 ):
                     continue
+                if segment.compression_ratio > _LOOP_COMPRESSION_RATIO:
+                    log.info("dropped a repetitive Whisper segment: %.60s", segment.text)
+                    continue
                 for w in segment.words or []:
                     text = w.word.strip()
                     if text:
@@ -133,7 +153,21 @@ class WhisperEngine:
                         )
         except (RuntimeError, ValueError) as exc:
             raise EngineError(f"Whisper decoding failed: {exc}") from exc
-        return words
+        return _cut_repetition(words)
+
+
+def _cut_repetition(words: list[_TimedWord]) -> list[_TimedWord]:
+    """Keep one copy of any 1-4 word phrase repeated ``_MAX_RUN`` times in a row (a decoding loop)."""
+    keys = [_norm(w.text) for w in words]
+    for i in range(len(keys)):
+        for n in range(1, 5):
+            end = i + n * _MAX_RUN
+            if end > len(keys):
+                break
+            phrase = keys[i : i + n]
+            if all(keys[i + k * n : i + (k + 1) * n] == phrase for k in range(1, _MAX_RUN)):
+                return words[: i + n]
+    return words
 
 
 class WhisperStream:
@@ -150,6 +184,7 @@ class WhisperStream:
         self._committed_end_s = 0.0
         self._previous_tail: list[_TimedWord] = []
         self._prompt = ""
+        self._last_decode_s = 0.0
 
     # -- window bookkeeping -------------------------------------------------------------------------
     def _window_s(self) -> float:
@@ -175,7 +210,9 @@ class WhisperStream:
     def _decode(self) -> list[_TimedWord]:
         audio = resample(self._window(), self._rate, WHISPER_RATE)
         self._decoded_upto = self._buffered
+        started = time.monotonic()
         words = self._engine.decode(audio, self._language, self._prompt, self._window_start_s)
+        self._last_decode_s = time.monotonic() - started
         # Words the committed prefix already covers (Whisper re-reads the start of the window).
         tail = [w for w in words if w.end_s > self._committed_end_s + 0.05]
         recent = [_norm(w.text) for w in self._committed[-5:]]
@@ -215,7 +252,10 @@ class WhisperStream:
     def step(self, want_partial: bool) -> StepResult:
         new_s = (self._buffered - self._decoded_upto) / self._rate
         over_window = self._window_s() >= self._config.max_window_s
-        if not ((want_partial and new_s >= self._config.step_s) or (over_window and new_s > 0.5)):
+        # Re-decoding costs a whole 30 s Whisper window however short the audio; when decodes get slow
+        # (many calls, a busy machine) partials come less often instead of the leg falling behind.
+        step_s = max(self._config.step_s, _STEP_FOR_DECODE_TIME * self._last_decode_s)
+        if not ((want_partial and new_s >= step_s) or (over_window and new_s > 0.5)):
             return StepResult()
         tail = self._decode()
         agreed: list[_TimedWord] = []

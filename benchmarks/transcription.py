@@ -1,0 +1,367 @@
+"""Speech recognition on this machine: real-time factor, capacity, partial latency, memory, WER/CER.
+
+Run: /work/venv/bin/python benchmarks/transcription.py [--calls 2] [--seconds 8] [--skip-vosk]
+
+* Czech calls: the first ``--calls`` Czech callers of tests/fixtures/calls/dev.jsonl, synthesized with
+  Festival (czech_machac / czech_dita alternately) and band-limited to 8 kHz telephone audio.
+* Whisper base int8 (the engine for Czech) and Vosk with the packaged Korean model (espeak-ng speech).
+* RTF "streaming" = CPU seconds the service spends per audio second with partial hypotheses on (every
+  frame is fed as soon as the worker took the previous one, so the worker never skips a partial), pinned
+  to ONE core, Whisper with one thread. CPU time, not wall time, because the machine is shared. Calls
+  one core sustains in real time = 1 / that RTF.
+  RTF "burst" = whole call queued at once (no partials, commits only): the floor of the cost.
+* Partial latency: calls fed in real time (20 ms frames on a clock); latency of a partial = the moment it
+  arrives minus the moment the audio it covers was fed. Both cores, default settings.
+* Memory: RSS growth when a model loads; per call = peak RSS growth over the loaded models while
+  ``--calls`` legs stream at once, divided by the number of legs.
+* WER/CER: corpus error rates of the streaming finals against the dev-set text (lower-cased, no
+  punctuation; numbers written as digits by Whisper count as errors).
+
+The machine is shared: the load average at start and end is printed, compare figures within one run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import resource
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from transcription.config import TranscriptionConfig, WhisperConfig
+from transcription.evaluation import (
+    corpus_error_rates,
+    frames,
+    read_wav,
+    synthesize_czech,
+    synthesize_espeak,
+)
+from transcription.events import TranscriptEvent, TranscriptFinal, TranscriptionFailed, TranscriptPartial
+from transcription.models import ModelRegistry
+from transcription.service import ModelEngines, TranscriptionService
+
+ROOT = Path(__file__).resolve().parents[1]
+DEV = ROOT / "tests" / "fixtures" / "calls" / "dev.jsonl"
+KOREAN = ("불이 났어요. 빨리 와 주세요.", "교통사고가 났어요. 사람이 다쳤어요.")
+
+
+def cpu_s() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def rss_mb() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+class RssSampler:
+    def __init__(self) -> None:
+        self.peak = rss_mb()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.05):
+            self.peak = max(self.peak, rss_mb())
+
+    def __enter__(self) -> RssSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+@dataclasses.dataclass
+class Leg:
+    ref: str
+    text: str
+    samples: np.ndarray
+    rate: int
+    language: str
+
+    @property
+    def seconds(self) -> float:
+        return self.samples.size / self.rate
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.events: list[tuple[float, TranscriptEvent]] = []
+
+    def __call__(self, event: TranscriptEvent) -> None:
+        with self.lock:
+            self.events.append((time.monotonic(), event))
+
+    def finals(self, ref: str) -> str:
+        return " ".join(
+            e.text for _, e in self.events if isinstance(e, TranscriptFinal) and e.call_ref == ref
+        )
+
+
+def feed(service: TranscriptionService, leg: Leg, mode: str, fed_at: dict[int, float] | None = None) -> None:
+    start = time.monotonic()
+    for i, frame in enumerate(frames(leg.samples, leg.rate)):
+        if fed_at is not None:
+            fed_at[i] = time.monotonic()
+        service.feed(leg.ref, "caller", frame)
+        if mode == "keep_up":
+            while service.backlog_s(leg.ref, "caller") > 0:
+                time.sleep(0.002)
+        elif mode == "realtime":
+            delay = start + (i + 1) * 0.02 - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+
+
+def run_legs(
+    config: TranscriptionConfig, engines: ModelEngines, legs: list[Leg], mode: str
+) -> tuple[Recorder, float, dict[str, dict[int, float]], float]:
+    """Returns the events, the CPU seconds the run consumed, when each frame was fed, peak RSS growth."""
+    recorder = Recorder()
+    service = TranscriptionService(config, recorder, engines=engines)
+    fed_at: dict[str, dict[int, float]] = {leg.ref: {} for leg in legs}
+    with RssSampler() as sampler:
+        base = rss_mb()
+        started = cpu_s()
+        for leg in legs:
+            service.open_leg(leg.ref, "caller", leg.rate, language_hint=leg.language)
+        threads = [threading.Thread(target=feed, args=(service, leg, mode, fed_at[leg.ref])) for leg in legs]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        for leg in legs:
+            service.close_leg(leg.ref, "caller").wait(600)
+        service.close()
+        used = cpu_s() - started
+    return recorder, used, fed_at, max(0.0, sampler.peak - base)
+
+
+def partial_latencies(
+    recorder: Recorder, legs: list[Leg], fed_at: dict[str, dict[int, float]]
+) -> list[float]:
+    out = []
+    for arrived, event in recorder.events:
+        if isinstance(event, TranscriptPartial):
+            frame = max(0, round(event.audio_s / 0.02) - 1)
+            fed = fed_at[event.call_ref].get(frame)
+            if fed is not None:
+                out.append(arrived - fed)
+    return out
+
+
+def pct(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    return float(np.percentile(values, q))
+
+
+def czech_legs(n: int, tmp: Path) -> list[Leg]:
+    calls = [json.loads(line) for line in DEV.read_text(encoding="utf-8").splitlines() if line.strip()]
+    legs = []
+    for i, call in enumerate([c for c in calls if c["language"] == "cs"][:n]):
+        wav = tmp / f"{call['id']}.wav"
+        synthesize_czech(call["caller"], wav, voice=("czech_machac", "czech_dita")[i % 2], rate=8000)
+        samples, rate = read_wav(wav)
+        samples = np.concatenate([np.zeros(rate // 2, np.int16), samples, np.zeros(rate, np.int16)])
+        legs.append(Leg(call["id"], call["caller"], samples, rate, "cs"))
+    return legs
+
+
+def korean_legs(tmp: Path) -> list[Leg]:
+    legs = []
+    for i, text in enumerate(KOREAN):
+        wav = tmp / f"ko-{i}.wav"
+        synthesize_espeak(text, wav, voice="ko", rate=16000, speed_wpm=160)
+        samples, rate = read_wav(wav)
+        samples = np.concatenate([np.zeros(rate // 2, np.int16), samples, np.zeros(rate, np.int16)])
+        legs.append(Leg(f"ko-{i}", text, samples, rate, "ko"))
+    return legs
+
+
+def truncate(legs: list[Leg], seconds: float, suffix: str) -> list[Leg]:
+    return [
+        dataclasses.replace(leg, ref=leg.ref + suffix, samples=leg.samples[: int(seconds * leg.rate)])
+        for leg in legs
+    ]
+
+
+def failures(recorder: Recorder) -> list[str]:
+    return [e.reason for _, e in recorder.events if isinstance(e, TranscriptionFailed)]
+
+
+def realtime_load(
+    config: TranscriptionConfig, engines: ModelEngines, legs: list[Leg], k: int, seconds: float
+) -> dict[str, float]:
+    """K calls at once in real time: did they keep up, how fast were partials, what did it cost."""
+    batch = [
+        dataclasses.replace(
+            legs[i % len(legs)],
+            ref=f"rt{k}-{i}",
+            samples=legs[i % len(legs)].samples[: int(seconds * legs[i % len(legs)].rate)],
+        )
+        for i in range(k)
+    ]
+    closing_started: list[float] = []
+    recorder = Recorder()
+    service = TranscriptionService(config, recorder, engines=engines)
+    fed_at: dict[str, dict[int, float]] = {leg.ref: {} for leg in batch}
+    with RssSampler() as sampler:
+        base = rss_mb()
+        cpu0 = cpu_s()
+        for leg in batch:
+            service.open_leg(leg.ref, "caller", leg.rate, language_hint=leg.language)
+        threads = [
+            threading.Thread(target=feed, args=(service, leg, "realtime", fed_at[leg.ref])) for leg in batch
+        ]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        closing_started.append(time.monotonic())
+        for leg in batch:
+            service.close_leg(leg.ref, "caller").wait(600)
+        flush_s = time.monotonic() - closing_started[0]
+        service.close()
+        used = cpu_s() - cpu0
+    latencies = partial_latencies(recorder, batch, fed_at)
+    dropped = [r for r in failures(recorder) if "fell behind" in r]
+    return {
+        "k": k,
+        "rtf": used / sum(leg.seconds for leg in batch),
+        "p50": pct(latencies, 50),
+        "p95": pct(latencies, 95),
+        "partials": len(latencies),
+        "dropped": len(dropped),
+        "flush_s": flush_s,
+        "mem_per_call": max(0.0, sampler.peak - base) / k,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--calls", type=int, default=2, help="Czech dev-set calls to synthesize")
+    parser.add_argument("--seconds", type=float, default=8.0, help="audio per call in the real-time runs")
+    parser.add_argument("--levels", default="1,2,3", help="concurrent real-time calls to try on one core")
+    parser.add_argument("--skip-vosk", action="store_true")
+    args = parser.parse_args()
+    levels = [int(x) for x in args.levels.split(",") if x]
+    print(f"load average at start: {os.getloadavg()[0]:.2f} (2 cores; other work shares them)")
+    with tempfile.TemporaryDirectory() as tmp_name:
+        tmp = Path(tmp_name)
+        t0 = time.monotonic()
+        cs_legs = czech_legs(args.calls, tmp)
+        ko_legs = [] if args.skip_vosk else korean_legs(tmp)
+        print(
+            f"synthesized {len(cs_legs)} Czech calls ({sum(x.seconds for x in cs_legs):.0f} s) "
+            f"and {len(ko_legs)} Korean phrases in {time.monotonic() - t0:.1f} s"
+        )
+        base_config = TranscriptionConfig(
+            models_dir=tmp / "models", cache_dir=tmp / "cache", engines={"ko": "vosk"}
+        )
+        registry = ModelRegistry.from_config(base_config)
+        registry.whisper_model_dir()  # join the parts outside the measurements
+
+        # Everything below runs on ONE core with one Whisper thread.
+        one_core = dataclasses.replace(base_config, whisper=WhisperConfig(cpu_threads=1))
+        all_cores = os.sched_getaffinity(0)
+        os.sched_setaffinity(0, {min(all_cores)})
+        engines = ModelEngines(one_core, registry)
+        before = rss_mb()
+        engines.engine("whisper", "cs")
+        whisper_mb = rss_mb() - before
+        vosk_mb = float("nan")
+        if ko_legs:
+            before = rss_mb()
+            engines.engine("vosk", "ko")
+            vosk_mb = rss_mb() - before
+
+        # Whole calls queued at once: the commit-only cost floor, and the accuracy the tests bound.
+        unbounded = dataclasses.replace(one_core, max_backlog_s=600.0)
+        audio_s = sum(x.seconds for x in cs_legs)
+        burst, burst_cpu, _, _ = run_legs(unbounded, engines, cs_legs, "burst")
+        wer, cer = corpus_error_rates([(x.text, burst.finals(x.ref)) for x in cs_legs])
+        loads = [realtime_load(one_core, engines, cs_legs, k, args.seconds) for k in levels]
+        vosk_burst = vosk_cer = float("nan")
+        vosk_rt: dict[str, float] = {}
+        if ko_legs:
+            ko_rec, ko_cpu, _, _ = run_legs(unbounded, engines, ko_legs, "burst")
+            vosk_burst = ko_cpu / sum(x.seconds for x in ko_legs)
+            _, vosk_cer = corpus_error_rates([(x.text, ko_rec.finals(x.ref)) for x in ko_legs])
+            vosk_rt = realtime_load(one_core, engines, ko_legs, 1, args.seconds)
+        os.sched_setaffinity(0, all_cores)
+        # Both cores, default settings (Whisper cpu_threads=2): what one call sees in deployment.
+        engines_2 = ModelEngines(base_config, registry)
+        engines_2.engine("whisper", "cs")
+        two_cores = realtime_load(base_config, engines_2, cs_legs, 1, args.seconds)
+        vosk_two: dict[str, float] = {}
+        if ko_legs:
+            engines_2.engine("vosk", "ko")
+            vosk_two = realtime_load(base_config, engines_2, ko_legs, 1, args.seconds)
+
+    print()
+    print("One core (Whisper cpu_threads=1); RTF = CPU seconds per audio second.")
+    print(f"Whisper base int8, whole calls queued (commit only): RTF {burst_cpu / audio_s:.2f}")
+    print(
+        f"{'calls at once':>14}{'RTF':>7}{'partial p50':>12}{'p95':>7}{'partials':>9}"
+        f"{'dropped':>8}{'flush':>7}{'MB/call':>8}"
+    )
+    for r in loads:
+        print(
+            f"{r['k']:>14.0f}{r['rtf']:>7.2f}{r['p50']:>11.2f}s{r['p95']:>6.2f}s{r['partials']:>9.0f}"
+            f"{r['dropped']:>8.0f}{r['flush_s']:>6.1f}s{r['mem_per_call']:>8.0f}"
+        )
+    sustained = [r["k"] for r in loads if r["dropped"] == 0 and r["flush_s"] < 3.0]
+    print(
+        f"Whisper calls one core sustains in real time (no audio dropped, finals < 3 s after hang-up): "
+        f"{max(sustained) if sustained else 0:.0f} of {levels}"
+    )
+    if ko_legs:
+        print(
+            f"Vosk ko: RTF queued {vosk_burst:.2f}, real time RTF {vosk_rt['rtf']:.2f}, partial p50 "
+            f"{vosk_rt['p50']:.2f}s p95 {vosk_rt['p95']:.2f}s ({vosk_rt['partials']:.0f} partials), "
+            f"calls/core ~{1 / vosk_burst:.1f}"
+        )
+    print(
+        f"Both cores, 1 call, default settings: Whisper partial p50 {two_cores['p50']:.2f}s "
+        f"p95 {two_cores['p95']:.2f}s ({two_cores['partials']:.0f} partials, finals {two_cores['flush_s']:.1f}s "
+        f"after hang-up)"
+        + (
+            f"; Vosk ko partial p50 {vosk_two['p50']:.2f}s p95 {vosk_two['p95']:.2f}s "
+            f"({vosk_two['partials']:.0f} partials)"
+            if vosk_two
+            else ""
+        )
+    )
+    print(
+        f"Model memory (RSS growth on load): Whisper base int8 {whisper_mb:.0f} MB, Vosk ko {vosk_mb:.0f} MB"
+    )
+    print()
+    print(
+        f"Czech, {len(cs_legs)} dev calls, {audio_s:.0f} s, Festival voices, 8 kHz band, Whisper base int8:"
+    )
+    print(f"  WER {wer:.2f}  CER {cer:.2f}")
+    if ko_legs:
+        print(
+            f"Korean espeak-ng through Vosk ko: CER {vosk_cer:.2f} (espeak-ng Korean is barely intelligible to it)"
+        )
+    print(f"load average at end: {os.getloadavg()[0]:.2f}")
+
+
+if __name__ == "__main__":
+    main()
