@@ -17,6 +17,8 @@ from routing.types import Evidence
 _PREFIX_MARK = "*"
 _FUZZY_MIN_LEN = 7  # shorter words: too many real words one letter apart ("nádraží"/"narazí")
 _FUZZY_CUTOFF = 85.0
+_MAX_EXTRA_ENDING = 4
+_MIN_PREFIX_STEM = 4
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +55,7 @@ class _LanguageIndex:
         default_factory=lambda: defaultdict(list)
     )  # first 3 chars -> prefixes
     lexicon: list[str] = field(default_factory=list)
+    stem_prefixes: dict[str, list[str]] = field(default_factory=lambda: defaultdict(list))
     # whole words of critical phrases (folded, negation prefix removed) -> the keys they stand for
     critical_words: dict[str, frozenset[str]] = field(default_factory=dict)
     known_word: Callable[[str], bool] | None = None
@@ -70,6 +73,10 @@ class _LanguageIndex:
         for prefix in self.prefixes.get(token.norm[:3], ()):
             if token.norm.startswith(prefix):
                 exact.add(_PREFIX_MARK + prefix)
+        for stem in self.stem_prefixes.get(token.norm[:3], ()):
+            # a light stemmer cuts "пистолет" and "пистолетом" differently; a case ending more matches
+            if token.norm.startswith(stem) and len(token.norm) - len(stem) <= _MAX_EXTRA_ENDING:
+                exact.add(stem)
         fuzzy: set[str] = set()
         if not exact and len(token.norm) >= _FUZZY_MIN_LEN and not token.is_stop and not token.is_negator:
             for key in token.keys:
@@ -125,6 +132,10 @@ class PhraseMatcher:
                             _add_critical_words(index, text)
         for code, index in self._indexes.items():
             index.lexicon = sorted(k for k in index.by_key if not k.startswith(_PREFIX_MARK) and len(k) >= 6)
+            if index.analyzer.profile.prefix_stems:
+                for key in index.by_key:
+                    if not key.startswith(_PREFIX_MARK) and len(key) >= _MIN_PREFIX_STEM:
+                        index.stem_prefixes[key[:3]].append(key)
             if index.analyzer.profile.lemmatize and code in ("cs", "sk", "de", "en", "ru", "uk"):
                 index.known_word = _known_word_checker(code)
 

@@ -261,6 +261,7 @@ _LANGUAGE_KEYS = (
     "colloquial_ej",
     "tone_marks",
     "lemmatize",
+    "prefix_stems",
 )
 
 
@@ -307,6 +308,7 @@ def _languages(c: _Checker, data: Mapping[str, object]) -> dict[str, LanguagePro
             colloquial_ej=bool(table.get("colloquial_ej", False)),
             tone_marks=tone_marks,
             lemmatize=bool(table.get("lemmatize", False)),
+            prefix_stems=bool(table.get("prefix_stems", False)),
         )
     for code in ("cs",):
         if code not in out:
