@@ -72,7 +72,7 @@ def test_originate_response_event_is_an_event_not_an_action_response() -> None:
     assert msg.event == "OriginateResponse" and msg.response is None and msg.get("Response") == "Success"
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(data=st.data(), name=st.sampled_from(SESSION_NAMES))
 def test_arbitrary_chunking_of_recorded_wire_gives_identical_messages(data: st.DataObject, name: str) -> None:
     wire = recv_wire(name)
@@ -81,18 +81,15 @@ def test_arbitrary_chunking_of_recorded_wire_gives_identical_messages(data: st.D
     assert parse_in_chunks(wire, cuts) == whole
 
 
-@settings(max_examples=30, deadline=None)
-@given(cuts=st.lists(st.integers(min_value=0, max_value=5000), max_size=200))
-def test_byte_by_byte_or_any_chunking_of_a_session_matches(cuts: list[int]) -> None:
-    wire = recv_wire("abandoned-158")[:5000]
+def test_feeding_a_recorded_session_one_byte_at_a_time_gives_identical_messages() -> None:
+    wire = recv_wire("abandoned-158")
     whole, rest_whole = parse_frames(wire)
     out: list[AmiMessage] = []
     buffer = b""
-    for i in range(len(wire)):  # one byte at a time, the worst case
+    for i in range(len(wire)):
         messages, buffer = parse_frames(buffer + wire[i : i + 1])
         out.extend(messages)
-    assert out == whole and buffer == rest_whole
-    assert parse_in_chunks(wire, cuts) == whole
+    assert out == whole and buffer == rest_whole == b""
 
 
 @settings(max_examples=300, deadline=None)
