@@ -362,7 +362,12 @@ def _eval_parser() -> argparse.ArgumentParser:
     parser.add_argument("file", type=Path)
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument(
-        "--split", choices=("all", "tune", "holdout"), default="all", help="calls in the top level"
+        "--split",
+        nargs="?",
+        const="all",
+        choices=("all", "tune", "holdout"),
+        default="all",
+        help="calls the top-level numbers cover (both parts are always reported too: text columns, JSON 'splits')",
     )
     parser.add_argument("--seed", type=int, default=7, help="seed of the injected ASR noise")
     parser.add_argument("--data-dir", type=Path, default=None, help="protocol data directory")

@@ -137,3 +137,18 @@ def test_self_written_challenge_sets_hold_their_levels(triage: Triage, name: str
     assert report["incident_type_accuracy"] >= 0.85
     assert report["tcpr_sensitivity"] >= 0.95
     assert report["tcpr_specificity"] >= 0.95
+
+
+def test_bare_split_flag_is_accepted(tmp_path: Path) -> None:
+    """`--split` without a value keeps all calls at the top level; both parts are always reported."""
+    sample = tmp_path / "few.jsonl"
+    sample.write_text(
+        "\n".join(DEV_SET.read_text(encoding="utf-8").splitlines()[:6]) + "\n", encoding="utf-8"
+    )
+    out = io.StringIO()
+    assert main_eval([str(sample), "--json", "--split"], out=out) == 0
+    result = json.loads(out.getvalue())
+    assert result["split"] == "all" and result["calls"] == 6
+    out = io.StringIO()
+    assert main_eval([str(sample), "--json", "--split", "holdout"], out=out) == 0
+    assert json.loads(out.getvalue())["calls"] == result["splits"]["holdout"]["calls"]
