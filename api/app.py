@@ -82,6 +82,8 @@ def create_app(centre: Any, signer: TokenSigner | None = None) -> FastAPI:
             if rule is None or principal.role not in rule:
                 raise Unauthenticated("role may not receive live events")
         except IzsError as exc:
+            # Accept, then close with a code: a refused handshake reaches browser code only as 1006.
+            await websocket.accept()
             await websocket.close(code=WS_POLICY_VIOLATION, reason=exc.error_id)
             return
         audience = Audience(role=principal.role)

@@ -13,7 +13,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from api.app import create_app
-from api.auth import hash_password
+from api.auth import Role, TokenSigner, hash_password
 from intake.app import Centre
 from intake.settings import TakerConfig, load_settings
 
@@ -94,14 +94,26 @@ async def start_centre(
         yield start
     finally:
         for centre in reversed(started):
-            await centre.stop()
+            try:
+                await asyncio.wait_for(centre.stop(), 20)
+            except TimeoutError:
+                with open("/tmp/hang.txt", "a") as out:
+                    for task in asyncio.all_tasks():
+                        task.print_stack(file=out)
+                raise
+
+
+@pytest.fixture(scope="session")
+def password_hash() -> str:
+    """argon2 is slow on purpose: hash the test password once per session."""
+    return hash_password(PASSWORD)
 
 
 @pytest.fixture
-async def centre(start_centre: Callable[[str], Awaitable[Centre]]) -> Centre:
+async def centre(start_centre: Callable[[str], Awaitable[Centre]], password_hash: str) -> Centre:
     centre = await start_centre("node-a")
     for username, role in USERS.items():
-        await asyncio.to_thread(centre.repo.create_user, username, hash_password(PASSWORD), role)
+        await asyncio.to_thread(centre.repo.create_user, username, password_hash, role)
     return centre
 
 
@@ -117,14 +129,11 @@ async def client(app: Any) -> AsyncIterator[httpx.AsyncClient]:
 
 
 @pytest.fixture
-async def tokens(client: httpx.AsyncClient) -> dict[str, str]:
-    """A bearer token per user name."""
-    out = {}
-    for username in USERS:
-        response = await client.post("/api/auth/token", json={"username": username, "password": PASSWORD})
-        assert response.status_code == 200, response.text
-        out[username] = response.json()["access_token"]
-    return out
+def tokens(centre: Centre) -> dict[str, str]:
+    """A bearer token per user name, signed as POST /api/auth/token signs them (logging in is tested on
+    its own; argon2 verification per user per test would dominate the run time)."""
+    signer = TokenSigner(SECRET.encode())
+    return {username: signer.issue(username, Role(role))[0] for username, role in USERS.items()}
 
 
 @pytest.fixture

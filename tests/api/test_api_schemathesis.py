@@ -1,0 +1,133 @@
+"""Property-based conformance of the API to its own OpenAPI document (schemathesis): no 500s, responses
+match their schemas and documented status codes. The centre and uvicorn run in a thread of their own, so
+schemathesis' synchronous client can call them over real HTTP."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+import requests
+import schemathesis
+from hypothesis import HealthCheck, settings
+
+from api.app import create_app
+from api.auth import Role, hash_password
+from api.roles import rule_for
+from api.server import RunningServer
+from intake.app import Centre
+from intake.settings import TakerConfig, load_settings
+
+PASSWORD = "correct horse battery"
+USER_OF_ROLE = {
+    Role.SUPERVISOR: "vedouci",
+    Role.CALL_TAKER: "jana",
+    Role.ADMIN: "admin",
+    Role.INTEGRATION: "ext",
+}
+PREFERENCE = (Role.SUPERVISOR, Role.CALL_TAKER, Role.ADMIN, Role.INTEGRATION)
+
+
+class ThreadedCentre:
+    """A centre and its API on a real port, in a thread with its own event loop."""
+
+    def __init__(self, var_dir: Path, database_url: str, redis_url: str) -> None:
+        self.settings = load_settings(
+            var_dir=var_dir,
+            database_url=database_url,
+            redis_url=redis_url,
+            node_id="schemathesis",
+            secret_key="schemathesis-secret-0123456789abcdef",
+            sip_enabled=False,
+            transcription_enabled=False,
+            takers=[TakerConfig(id="jana", name="Jana", desks=["ZZS", "112"])],
+        )
+        self.url = ""
+        self._ready = threading.Event()
+        self._error: BaseException | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop: asyncio.Event | None = None
+        self._thread = threading.Thread(target=self._run, name="schemathesis-centre", daemon=True)
+
+    def _run(self) -> None:
+        try:
+            asyncio.run(self._main())
+        except BaseException as exc:  # noqa: BLE001  (re-raised in the test thread by __enter__)
+            self._error = exc
+            self._ready.set()
+
+    async def _main(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._stop = asyncio.Event()
+        centre = await Centre.start(self.settings, with_telephony=False)
+        try:
+            for role, username in USER_OF_ROLE.items():
+                await asyncio.to_thread(
+                    centre.repo.create_user, username, hash_password(PASSWORD), role.value
+                )
+            async with RunningServer(create_app(centre)) as server:
+                self.url = server.url
+                self._ready.set()
+                await self._stop.wait()
+        finally:
+            await centre.stop()
+
+    def __enter__(self) -> ThreadedCentre:
+        self._thread.start()
+        self._ready.wait(60)
+        if self._error is not None:
+            raise self._error
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._loop is not None and self._stop is not None:
+            self._loop.call_soon_threadsafe(self._stop.set)
+        self._thread.join(30)
+
+
+@pytest.fixture(scope="module")
+def api_server(
+    make_database_url: Any, redis_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ThreadedCentre]:
+    url = redis_url.rsplit("/", 1)[0] + "/8" if redis_url.startswith("redis://") else redis_url
+    client = redis.Redis.from_url(url)
+    client.flushdb()
+    client.close()
+    with ThreadedCentre(tmp_path_factory.mktemp("schemathesis"), make_database_url(), url) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def tokens(api_server: ThreadedCentre) -> dict[Role, str]:
+    out = {}
+    for role, username in USER_OF_ROLE.items():
+        response = requests.post(
+            api_server.url + "/api/auth/token", json={"username": username, "password": PASSWORD}, timeout=10
+        )
+        response.raise_for_status()
+        out[role] = response.json()["access_token"]
+    return out
+
+
+@pytest.fixture(scope="module")
+def api_schema(api_server: ThreadedCentre) -> Any:
+    return schemathesis.openapi.from_url(api_server.url + "/openapi.json")
+
+
+schema = schemathesis.pytest.from_fixture("api_schema")
+
+
+@pytest.mark.slow
+@schema.parametrize()
+@settings(max_examples=12, deadline=None, suppress_health_check=list(HealthCheck))
+def test_api_conforms_to_its_openapi_document(case: Any, api_server: ThreadedCentre, tokens: dict[Role, str]):
+    allowed = rule_for(case.method, case.operation.path) or frozenset()
+    role = next((r for r in PREFERENCE if r in allowed), Role.SUPERVISOR)
+    case.call_and_validate(
+        base_url=api_server.url, headers={"Authorization": f"Bearer {tokens[role]}"}, timeout=30
+    )
