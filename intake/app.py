@@ -20,9 +20,12 @@ from intake.desks import DeskService
 from intake.domain import CallTaker, TakerState, utc_now
 from intake.errors import LiveStateError, StorageError
 from intake.incidents import DuplicateFinder, IncidentService
+from intake.journal import CallJournal
 from intake.metrics import Metrics
+from intake.pbx import PbxCallControl
 from intake.settings import Settings
 from routing.vocabulary import DeskCode
+from telephony.errors import AdapterError
 
 log = logging.getLogger(__name__)
 
@@ -142,6 +145,10 @@ class Centre:
             ]
             uris = {t.id: t.sip_uri for t in takers}
             metrics = Metrics()
+            journal = CallJournal(settings.var_dir / "journal")
+            written, pending = await asyncio.to_thread(journal.drain, repo)
+            if written or pending:
+                log.warning("journal at start: %d call records written, %d still pending", written, pending)
             calls = CallService(
                 repo,
                 live,
@@ -153,6 +160,8 @@ class Centre:
                 taker_uri=lambda taker_id: uris.get(taker_id),
                 metrics=metrics,
                 places=places,
+                journal=journal,
+                takers_by_interface={t.interface: t.id for t in takers if t.interface},
             )
             calls.bind_loop(asyncio.get_running_loop())
             stack.push_async_callback(calls.close)
@@ -184,26 +193,45 @@ class Centre:
         """Transcription and telephony adapters: each optional, each failure logged and shown as degraded."""
         settings = self.settings
         if settings.transcription_enabled:
-            from transcription.service import TranscriptionService, TranscriptionSettings
+            from transcription.config import TranscriptionConfig
+            from transcription.service import TranscriptionService
 
+            engines = {k: v for k, v in settings.engine_by_language.items() if k != "default"}
             self.transcriber = TranscriptionService(
-                TranscriptionSettings.from_centre(settings), on_event=self.calls.submit
+                TranscriptionConfig(
+                    models_dir=settings.effective_model_dir,
+                    cache_dir=settings.var_dir / "cache" / "transcription",
+                    engines=engines,
+                    default_engine=settings.engine_by_language.get("default", "whisper"),
+                ),
+                on_event=self.calls.submit,
             )
             stack.callback(self.transcriber.close)
-            self.calls._transcriber = self.transcriber
+            self.calls.use_transcriber(self.transcriber)
         if settings.sip_enabled:
             from telephony.sip import SipEndpoint, SipEndpointConfig
-            from telephony.sip.prompt import ensure_prompt
+            from telephony.sip.prompt import generate_prompt_wav, read_wav_pcm
 
-            config = SipEndpointConfig.from_settings(settings)
-            self.sip = SipEndpoint(config, sink=self.calls.submit)
+            self.sip = SipEndpoint(
+                SipEndpointConfig(
+                    host=settings.sip_host,
+                    port=settings.sip_port,
+                    public_host=settings.sip_public_host,
+                    accepted_numbers=frozenset(settings.accepted_numbers),
+                    rtp_port_min=settings.rtp_port_min,
+                    rtp_port_max=settings.rtp_port_max,
+                    taker_uris=tuple(t.sip_uri for t in settings.takers if t.sip_uri),
+                ),
+                sink=self.calls.submit,
+            )
+            try:
+                prompt = await asyncio.to_thread(generate_prompt_wav, settings.var_dir)
+                self.calls.use_prompt(await asyncio.to_thread(read_wav_pcm, prompt))
+            except (OSError, AdapterError) as exc:
+                log.error("waiting prompt unavailable (queued callers will hear silence): %s", exc)
             await asyncio.to_thread(self.sip.start)
             stack.callback(self.sip.stop)
             self.calls.attach("sip", self.sip)
-            try:
-                self.calls._prompt = await asyncio.to_thread(ensure_prompt, settings.var_dir / "prompts")
-            except OSError as exc:
-                log.error("waiting prompt unavailable (callers will hear silence): %s", exc)
         if settings.ami_enabled:
             from telephony.ami import AmiBridge, AmiConfig
 
@@ -218,7 +246,7 @@ class Centre:
             )
             await self.ami.start()
             stack.push_async_callback(self.ami.stop)
-            self.calls.attach("ami", self.ami)
+            self.calls.attach("ami", PbxCallControl(self.ami))
 
     async def stop(self) -> None:
         for task in self._tasks:
@@ -244,6 +272,10 @@ class Centre:
         a lease period when it dies."""
         node = self.settings.node_id
         while True:
+            try:
+                await self.calls.drain_journal()
+            except StorageError as exc:
+                log.error("journal drain failed: %s", exc)
             try:
                 if self.is_leader:
                     self.is_leader = await self.live.renew_lease(LEADER_LEASE, node, LEADER_TTL_MS)

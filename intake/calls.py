@@ -31,6 +31,7 @@ from intake.domain import (
 )
 from intake.errors import IllegalTransition, LiveStateError, NotFound, StorageError, ValidationFailed
 from intake.incidents import IncidentService
+from intake.journal import CallJournal
 from intake.location import (
     PlaceGazetteer,
     fuse,
@@ -46,6 +47,7 @@ from intake.serialize import call_json, decision_json, decision_summary, locatio
 from routing.acd import entry_from_decision, urgency_class
 from routing.types import TriageDecision, TriageInput
 from routing.vocabulary import DESK_BY_DIALLED, DeskCode
+from telephony.errors import AdapterError
 from telephony.events import (
     AdapterStatus,
     AudioFrame,
@@ -121,7 +123,12 @@ class CallService:
         taker_uri: Callable[[str], str | None] | None = None,
         metrics: Metrics | None = None,
         places: PlaceGazetteer | None = None,
+        journal: CallJournal | None = None,
+        takers_by_interface: dict[str, str] | None = None,
     ) -> None:
+        self._takers_by_interface = dict(takers_by_interface or {})
+        self._journal = journal
+        self._journaled: set[str] = set()
         self._metrics = metrics or Metrics()
         self._places = places
         self._repo = repo
@@ -148,6 +155,13 @@ class CallService:
     def attach(self, source: str, control: CallControl) -> None:
         """Register the adapter that holds calls from ``source`` ("sip" / "ami")."""
         self._controls[source] = control
+
+    def use_transcriber(self, transcriber: Transcriber) -> None:
+        self._transcriber = transcriber
+
+    def use_prompt(self, prompt: tuple[bytes, int]) -> None:
+        """The greeting a queued caller hears (PCM, sample rate)."""
+        self._prompt = prompt
 
     def bind_loop(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
@@ -322,6 +336,7 @@ class CallService:
                 log.error("call %s: transcription unavailable, routing by dialled number: %s", call.id, exc)
         else:
             session.no_transcript = True
+        await self._start_media_fork(call)
         await self._retriage(session, force=True)
         # Queue first, then dispatch: a free call taker gets it at once, otherwise the caller hears the prompt.
         if call.state is CallState.RINGING:
@@ -331,6 +346,27 @@ class CallService:
         await self._enqueue(session)
         if call.state is CallState.QUEUED and call.taker_id is None:
             await self._play_prompt(call)
+
+    async def _start_media_fork(self, call: Call) -> None:
+        """A PBX call's audio reaches transcription through a media fork to the SIP endpoint."""
+        control = self._controls.get(call.source)
+        fork = getattr(control, "start_media_fork", None)
+        if fork is None or self._transcriber is None:
+            return
+        try:
+            await fork(call.call_ref)
+        except AdapterError as exc:
+            log.error("call %s: no media fork, no transcript (routed by dialled number): %s", call.id, exc)
+
+    async def _move_in_pbx(self, call: Call, desk: DeskCode, front: bool) -> None:
+        control = self._controls.get(call.source)
+        move = getattr(control, "move_to_desk", None)
+        if move is None:
+            return
+        try:
+            await move(call.call_ref, desk, call.priority or 2, front)
+        except AdapterError as exc:
+            log.error("call %s: PBX did not move the caller to %s: %s", call.id, desk.value, exc)
 
     async def _enqueue(self, session: CallSession) -> None:
         call = session.call
@@ -364,7 +400,7 @@ class CallService:
         pcm, rate = self._prompt
         try:
             await control.play_prompt(call.call_ref, pcm, rate, loop=True)
-        except (OSError, RuntimeError, KeyError) as exc:
+        except AdapterError as exc:
             log.warning("call %s: prompt not played: %s", call.id, exc)
 
     async def _on_offer(self, offer: Offer) -> None:
@@ -379,7 +415,7 @@ class CallService:
         if uri and control is not None:
             try:
                 await control.connect_to_taker(call.call_ref, uri, offer.priority)
-            except (OSError, RuntimeError, KeyError) as exc:
+            except AdapterError as exc:
                 log.error("call %s: could not ring %s (%s): back to the queue", call.id, offer.taker_id, exc)
                 call.taker_id = None
                 await self._desks.set_taker_state(
@@ -502,7 +538,11 @@ class CallService:
         try:
             await asyncio.to_thread(self._repo.append_transcript, call.id, segment)
         except StorageError as exc:
+            # The segment is part of the call's snapshot, which the journal keeps until the database is back.
             log.error("call %s: transcript segment not stored yet: %s", call.id, exc)
+            if self._journal is not None:
+                await asyncio.to_thread(self._journal.record, call)
+                self._journaled.add(call.id)
         if event.leg == "caller":
             session.finals.append(event.text)
             session.partial = ""
@@ -557,6 +597,7 @@ class CallService:
             try:
                 if old_desk is not None and call.desk is not None and old_desk != call.desk:
                     await self._desks.move(call.id, old_desk, call.desk, "triage", "triage changed desk")
+                    await self._move_in_pbx(call, call.desk, urgent_front(decision))
                 front = urgent_front(decision)
                 if (old_priority, old_front) != (call.priority, front) and call.desk is not None:
                     await self._desks.reprioritise(
@@ -605,6 +646,16 @@ class CallService:
         session.inbox.put_nowait(LocationReported(call_ref=session.call.call_ref, fix=fix))
         return session.call
 
+    async def drain_journal(self) -> tuple[int, int]:
+        """Retry journaled call records (leader tick and start-up). Returns (written, still pending)."""
+        if self._journal is None:
+            return 0, 0
+        written, pending = await asyncio.to_thread(self._journal.drain, self._repo)
+        if written:
+            log.warning("journal: %d call records written to the database after an outage", written)
+            self._journaled = {c.id for c in await asyncio.to_thread(self._journal.pending)}
+        return written, pending
+
     async def _location_changed(self, session: CallSession) -> None:
         call = session.call
         fused = fuse(session.locations, utc_now())
@@ -628,10 +679,22 @@ class CallService:
     # ------------------------------------------------------------------------------ helpers
 
     def _taker_for(self, interface: str) -> str | None:
-        return interface or None
+        """A PBX names the taker by its interface (SIP/taker1); the SIP endpoint by the taker id."""
+        return self._takers_by_interface.get(interface, interface) or None
 
     async def _save(self, call: Call) -> None:
-        await asyncio.to_thread(self._repo.save_call, call)
+        try:
+            await asyncio.to_thread(self._repo.save_call, call)
+            if self._journal is not None and call.id in self._journaled:
+                self._journaled.discard(call.id)
+                self._journal.forget(call.id)
+        except StorageError as exc:
+            if self._journal is None:
+                raise
+            # The call goes on; its latest state waits in the local journal until the database is back.
+            await asyncio.to_thread(self._journal.record, call)
+            self._journaled.add(call.id)
+            log.error("call %s: database unavailable, state journaled locally: %s", call.id, exc)
         if self._live is not None:
             try:
                 if call.is_live:

@@ -3,8 +3,10 @@ to ``TelephonyError`` (each keeps a stable ``error_id``)."""
 
 from __future__ import annotations
 
+from telephony.errors import AdapterError
 
-class AmiError(Exception):
+
+class AmiError(AdapterError):
     error_id = "ami_error"
 
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from telephony.errors import AdapterError
 
-class SipError(Exception):
+
+class SipError(AdapterError):
     """Base of everything the SIP endpoint raises on purpose."""
 
 
