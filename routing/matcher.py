@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -34,6 +35,7 @@ class Phrase:
     text: str
     items: tuple[PhraseItem, ...]
     weight: float
+    ordered: bool = False  # fixed word order (English): "in the river" is not "river in the"
 
 
 @dataclass(frozen=True, slots=True)
@@ -246,7 +248,10 @@ def _compile(analyzer: Analyzer, signal: str, language: str, text: str, weight: 
         else:
             keys = token.keys
         items.append(PhraseItem(keys=keys, negated=token.negated))
-    return Phrase(signal=signal, language=language, text=text, items=tuple(items), weight=weight)
+    ordered = profile.ordered_phrases and len(content) == len(tokens) and any(t.is_stop for t in tokens)
+    return Phrase(
+        signal=signal, language=language, text=text, items=tuple(items), weight=weight, ordered=ordered
+    )
 
 
 def _verify(
@@ -283,6 +288,8 @@ def _verify(
         polarity_ok = polarity_ok and best[2]
         used_fuzzy = used_fuzzy or best[3]
     if max(positions) - min(positions) > window:
+        return None
+    if phrase.ordered and any(b <= a for a, b in itertools.pairwise(positions)):
         return None
     return positions, polarity_ok, used_fuzzy
 

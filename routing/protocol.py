@@ -262,6 +262,7 @@ _LANGUAGE_KEYS = (
     "tone_marks",
     "lemmatize",
     "prefix_stems",
+    "ordered_phrases",
 )
 
 
@@ -309,6 +310,7 @@ def _languages(c: _Checker, data: Mapping[str, object]) -> dict[str, LanguagePro
             tone_marks=tone_marks,
             lemmatize=bool(table.get("lemmatize", False)),
             prefix_stems=bool(table.get("prefix_stems", False)),
+            ordered_phrases=bool(table.get("ordered_phrases", False)),
         )
     for code in ("cs",):
         if code not in out:

@@ -55,6 +55,7 @@ class LanguageProfile:
     scope_backward: int = 0
     colloquial_ej: bool = False
     lemmatize: bool = False  # also key words by their simplemma lemma (dictionary load costs ~0.5-3 s)
+    ordered_phrases: bool = False  # fixed word order: short phrases with small words must keep their order
     prefix_stems: bool = False  # a phrase stem also matches longer forms ("пистол" ~ "пистолетом")
     tone_marks: bool = False  # Vietnamese: marks distinguish words; kept unless the word came without any
 
