@@ -56,10 +56,30 @@ def cmd_serve(args: argparse.Namespace) -> int:
     problems = check_runtime(settings)
     if problems:
         raise ConfigError(problems)
-    from api.server import serve
-
-    asyncio.run(serve(settings))
+    asyncio.run(_serve(settings))
     return EXIT_OK
+
+
+async def _serve(settings: Settings) -> None:
+    import logging
+
+    from api.server import serve
+    from intake.app import Centre
+
+    log = logging.getLogger("izs")
+    centre = await Centre.start(settings)
+    try:
+        log.info(
+            "izs-intake node %s up: consoles at http://%s:%d/ (SIP on %s:%d)",
+            settings.node_id,
+            settings.http_host,
+            settings.http_port,
+            settings.sip_host,
+            settings.sip_port,
+        )
+        await serve(centre)
+    finally:
+        await centre.stop()
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
