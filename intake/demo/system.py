@@ -72,75 +72,11 @@ def demo_settings(settings: Settings) -> Settings:
 
 
 async def start_centre(settings: Settings, with_telephony: bool = True) -> Centre:
-    """``Centre.start`` with SIP/transcription wired in by this module where the composition root cannot
-    yet (interim: see docs/e2e.md, "integration gaps"). Raises IzsError subclasses with clear messages."""
-    if not with_telephony or _composition_root_wires_media():
-        return await Centre.start(settings, with_telephony=with_telephony)
-    centre = await Centre.start(settings, with_telephony=False)
-    try:
-        await wire_media(centre)
-    except BaseException:
-        await centre.stop()
-        raise
+    """``Centre.start`` plus the interim transcription guard below. Raises IzsError subclasses."""
+    centre = await Centre.start(settings, with_telephony=with_telephony)
+    if centre.transcriber is not None:
+        centre.calls.use_transcriber(OpenLegOnce(centre.transcriber))
     return centre
-
-
-def _composition_root_wires_media() -> bool:
-    """Whether the adapters offer what ``Centre._start_media`` calls (it did not at the time of writing)."""
-    try:
-        from telephony.sip import SipEndpointConfig, prompt
-
-        sip_ok = hasattr(SipEndpointConfig, "from_settings") and hasattr(prompt, "ensure_prompt")
-        from transcription import service
-
-        transcription_ok = hasattr(service, "TranscriptionSettings")
-    except ImportError:
-        return False
-    return sip_ok and transcription_ok
-
-
-async def wire_media(centre: Centre) -> None:
-    """Start transcription and the SIP endpoint for ``centre`` from its settings and attach them."""
-    from telephony.sip import SipEndpoint, SipEndpointConfig
-    from telephony.sip.prompt import generate_prompt_wav, read_wav_pcm
-
-    settings = centre.settings
-    stack = centre._stack
-    if settings.transcription_enabled:
-        from transcription.config import TranscriptionConfig
-        from transcription.service import TranscriptionService
-
-        engines = dict(settings.engine_by_language)
-        default_engine = engines.pop("default", "whisper")
-        config = TranscriptionConfig(
-            models_dir=settings.effective_model_dir,
-            cache_dir=settings.var_dir / "cache" / "transcription",
-            engines=engines,
-            default_engine=default_engine,
-        )
-        transcriber = TranscriptionService(config, on_event=centre.calls.submit)
-        stack.callback(transcriber.close)
-        centre.transcriber = transcriber
-        centre.calls._transcriber = OpenLegOnce(transcriber)
-    if settings.sip_enabled:
-        config_sip = SipEndpointConfig(
-            host=settings.sip_host,
-            port=settings.sip_port,
-            public_host=settings.sip_public_host,
-            accepted_numbers=frozenset(settings.accepted_numbers),
-            rtp_port_min=settings.rtp_port_min,
-            rtp_port_max=settings.rtp_port_max,
-        )
-        endpoint = SipEndpoint(config_sip, sink=centre.calls.submit)
-        await asyncio.to_thread(endpoint.start)
-        stack.callback(endpoint.stop)
-        centre.sip = endpoint
-        centre.calls.attach("sip", endpoint)
-        try:
-            wav = await asyncio.to_thread(generate_prompt_wav, settings.var_dir)
-            centre.calls._prompt = await asyncio.to_thread(read_wav_pcm, wav)
-        except IzsError as exc:
-            log.error("waiting prompt unavailable (callers will hear silence): %s", exc.message)
 
 
 class OpenLegOnce:
