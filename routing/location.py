@@ -148,6 +148,39 @@ def _road_km(words: Sequence[_W], start: int) -> str | None:
     return None
 
 
+_PUNCTUATION_RE = re.compile(r"[.,;:!?…]")
+
+
+def _number_group(words: Sequence[_W], start: int) -> tuple[int, int, int] | None:
+    """A spoken number that is not interrupted by punctuation: (value, words used, end offset)."""
+    group: list[str] = []
+    for idx in range(start, min(len(words), start + 6)):
+        if idx > start and _PUNCTUATION_RE.search(words[idx].gap_before):
+            break
+        group.append(words[idx].text)
+    parsed = parse_spoken_number(group)
+    if parsed is None:
+        return None
+    return parsed[0], parsed[1], words[start + parsed[1] - 1].end
+
+
+def _house_number(words: Sequence[_W], start: int) -> tuple[int, int] | None:
+    """The house number after a street: "sedum set dvacet... sedum set dvacet jedna" is corrected to 721."""
+    first = _number_group(words, start)
+    if first is None:
+        return None
+    value, used, end = first
+    nxt = start + used
+    # a caller who repeats the number more completely corrects it
+    while nxt < len(words) and _PUNCTUATION_RE.search(words[nxt].gap_before):
+        again = _number_group(words, nxt)
+        if again is None or words[nxt].folded != words[start].folded or again[1] <= used:
+            break
+        value, used, end = again
+        start, nxt = nxt, nxt + again[1]
+    return value, end
+
+
 def _street(
     words: Sequence[_W], places: Sequence[tuple[int, int]]
 ) -> tuple[str, str | None, Evidence] | None:
@@ -158,27 +191,50 @@ def _street(
         if w.folded in _STREET_MARKERS and i + 1 < len(words) and words[i + 1].capitalised:
             name_words = [words[i + 1]]
             j = i + 2
-        elif w.capitalised and not in_place(w) and not re.search(r"[.!?]\s*$", w.gap_before) and i > 0:
+        elif (
+            w.capitalised
+            and not (w.text.isupper() and len(w.text) <= 4)  # "SPZ", "AED", "LKW": abbreviations, not streets
+            and not in_place(w)
+            and not re.search(r"[.!?]\s*$", w.gap_before)
+            and i > 0
+        ):
             name_words = [w]
             j = i + 1
-            if j < len(words) and words[j].capitalised and not in_place(words[j]):
+            if (
+                j < len(words)
+                and words[j].capitalised
+                and not in_place(words[j])
+                and not (words[j].text.isupper() and len(words[j].text) <= 4)
+            ):
                 name_words.append(words[j])
                 j += 1
         else:
             continue
+        if (
+            j + 1 < len(words)
+            and not words[j].capitalised
+            and len(name_words) == 1
+            and words[j].folded.endswith(("y", "e"))  # a genitive: "brigády", "armády", "stráže"
+            and words[j].folded not in _STREET_MARKERS
+            and parse_spoken_number([words[j].text]) is None
+            and parse_spoken_number([words[j + 1].text]) is not None
+            and not _PUNCTUATION_RE.search(words[j].gap_before)
+        ):
+            name_words.append(words[j])  # "Obrněné brigády dvacet šest", "Boženy Němcové"
+            j += 1
         has_marker = False
         k = j
         while k < len(words) and (words[k].folded in _STREET_MARKERS or words[k].folded in _NUMBER_MARKERS):
             has_marker = has_marker or words[k].folded in _STREET_MARKERS
             k += 1
-        number = parse_spoken_number([x.text for x in words[k : k + 6]])
+        number = _house_number(words, k)
         if number is None and not has_marker and w.folded not in _STREET_MARKERS:
             continue
         if not has_marker and number is None:
             continue
         name = " ".join(x.text for x in name_words)
         house = str(number[0]) if number is not None else None
-        end = words[k + number[1] - 1].end if number is not None else name_words[-1].end
+        end = number[1] if number is not None else name_words[-1].end
         evidence = Evidence(
             rule="location.street", words=tuple(x.text for x in name_words), span=(name_words[0].start, end)
         )

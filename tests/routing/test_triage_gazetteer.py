@@ -117,3 +117,20 @@ def test_road_exit_number(gazetteer: Gazetteer) -> None:
 def test_landmark_is_kept_as_said(gazetteer: Gazetteer) -> None:
     loc = extract_location("tady na nádraží v Chebu, v hale u pokladen", gazetteer)
     assert loc is not None and loc.landmark is not None and "nádraží" in loc.landmark
+
+
+def test_caller_correcting_the_house_number_is_heard(gazetteer: Gazetteer) -> None:
+    loc = extract_location(
+        "Sokolov, Rokycanova, sedum set dvacet... sedum set dvacet jedna. Rychle!", gazetteer
+    )
+    assert loc is not None and (loc.street, loc.house_number) == ("Rokycanova", "721")
+
+
+def test_street_named_with_a_genitive_word(gazetteer: Gazetteer) -> None:
+    loc = extract_location("Jsem v paneláku v Chebu, Obrněné brigády dvacet šest, mezi patry.", gazetteer)
+    assert loc is not None and (loc.street, loc.house_number) == ("Obrněné brigády", "26")
+
+
+def test_abbreviations_are_not_streets(gazetteer: Gazetteer) -> None:
+    loc = extract_location("Je to šedivej Passat, SPZ začíná čtyři Ká, jedeme na šestce z Varů.", gazetteer)
+    assert loc is None or loc.house_number is None
