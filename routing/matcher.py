@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -77,7 +78,14 @@ class _LanguageIndex:
                 exact.add(_PREFIX_MARK + prefix)
         for stem in self.stem_prefixes.get(token.norm[:3], ()):
             # a light stemmer cuts "пистолет" and "пистолетом" differently; a case ending more matches
-            if token.norm.startswith(stem) and len(token.norm) - len(stem) <= _MAX_EXTRA_ENDING:
+            if (
+                token.norm.startswith(stem)
+                and len(token.norm) - len(stem) <= _MAX_EXTRA_ENDING
+                and not (
+                    token.norm.endswith(self.analyzer.profile.reflexive_endings)
+                    and not stem.endswith(self.analyzer.profile.reflexive_endings)
+                )
+            ):
                 exact.add(stem)
         fuzzy: set[str] = set()
         if not exact and len(token.norm) >= _FUZZY_MIN_LEN and not token.is_stop and not token.is_negator:
@@ -162,7 +170,16 @@ class PhraseMatcher:
 
     def tokenize(self, language: str, text: str) -> list[Token]:
         index = self._indexes.get(language)
-        return index.analyzer.tokenize(text) if index else []
+        if index is None:
+            return []
+        tokens = index.analyzer.tokenize(text)
+        if index.analyzer.profile.tone_marks and any(k[:1] != "~" for t in tokens for k in t.keys):
+            # the recogniser wrote tone marks: an unmarked word here is that word, not any marked one
+            tokens = [
+                dataclasses.replace(t, keys=frozenset(k[1:] if k.startswith("~") else k for k in t.keys))
+                for t in tokens
+            ]
+        return tokens
 
     def match(self, language: str, tokens: Sequence[Token], fuzzy_weight: float = 0.8) -> list[SignalHit]:
         index = self._indexes.get(language)
@@ -244,7 +261,12 @@ def _compile(analyzer: Analyzer, signal: str, language: str, text: str, weight: 
         if is_prefix and not profile.tone_marks:
             keys = frozenset({_PREFIX_MARK + token.norm})
         elif profile.tone_marks:
-            keys = frozenset(token.keys | {"~" + fold(k) for k in token.keys if not k.startswith("~")})
+            # marked word "cỏ": itself, or "~co" heard without marks; unmarked "taxi": "~taxi" or exactly "taxi"
+            keys = frozenset(
+                token.keys
+                | {"~" + fold(k) for k in token.keys if not k.startswith("~")}
+                | {k[1:] for k in token.keys if k.startswith("~")}
+            )
         else:
             keys = token.keys
         items.append(PhraseItem(keys=keys, negated=token.negated))

@@ -263,6 +263,7 @@ _LANGUAGE_KEYS = (
     "lemmatize",
     "prefix_stems",
     "ordered_phrases",
+    "reflexive_endings",
 )
 
 
@@ -311,6 +312,7 @@ def _languages(c: _Checker, data: Mapping[str, object]) -> dict[str, LanguagePro
             lemmatize=bool(table.get("lemmatize", False)),
             prefix_stems=bool(table.get("prefix_stems", False)),
             ordered_phrases=bool(table.get("ordered_phrases", False)),
+            reflexive_endings=tuple(sorted(folded("reflexive_endings"))),
         )
     for code in ("cs",):
         if code not in out:

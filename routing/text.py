@@ -56,7 +56,10 @@ class LanguageProfile:
     colloquial_ej: bool = False
     lemmatize: bool = False  # also key words by their simplemma lemma (dictionary load costs ~0.5-3 s)
     ordered_phrases: bool = False  # fixed word order: short phrases with small words must keep their order
-    prefix_stems: bool = False  # a phrase stem also matches longer forms ("пистол" ~ "пистолетом")
+    prefix_stems: bool = False
+    reflexive_endings: tuple[
+        str, ...
+    ] = ()  # "бьётся" (thrashes) is not "бьёт" (beats)  # a phrase stem also matches longer forms ("пистол" ~ "пистолетом")
     tone_marks: bool = False  # Vietnamese: marks distinguish words; kept unless the word came without any
 
 
