@@ -14,7 +14,6 @@ import ctypes
 import logging
 import os
 import signal
-import sqlite3
 import subprocess
 import sys
 import threading
@@ -22,6 +21,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import psycopg
 import pytest
 from e2e_support import (
     REPO,
@@ -33,12 +33,13 @@ from e2e_support import (
     wait_for_ref,
     wait_offered,
 )
+from support.servers import PostgresCluster
 
 from intake.demo.callers import CallerFleet, PlannedCall
 from intake.demo.flow import FlowTracker
 from intake.demo.speech import SpeechSynthesizer
 from intake.demo.system import TakerAutopilot
-from intake.domain import Call, CallState
+from intake.domain import Call, CallState, Incident
 from intake.redis_server import EmbeddedRedis, free_port
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
@@ -172,74 +173,153 @@ async def test_redis_restarted_mid_call_a_call_offered_during_the_outage_reaches
 # ---------------------------------------------------------------------------------------- database
 
 
-@contextlib.contextmanager
-def sqlite_locked(path: Path, seconds: float):  # type: ignore[no-untyped-def]
-    """Another process's writer holds the database (an EXCLUSIVE transaction) for ``seconds``."""
-    ready = threading.Event()
-    release = threading.Event()
+class RestartablePostgres(PostgresCluster):
+    """A private PostgreSQL cluster (Debian binaries, unix socket in a temp dir) that can be stopped and
+    started again on the same data, to take the database away from a running centre."""
 
-    def hold() -> None:
-        conn = sqlite3.connect(path, timeout=30, isolation_level=None)
-        try:
-            conn.execute("BEGIN EXCLUSIVE")
-            ready.set()
-            release.wait(seconds)
-            conn.execute("ROLLBACK")
-        finally:
-            conn.close()
+    def halt(self) -> None:
+        assert self.process is not None
+        self.process.send_signal(signal.SIGINT)  # fast shutdown: clients are disconnected at once
+        self.process.wait(timeout=30)
 
-    thread = threading.Thread(target=hold, name="sqlite-lock", daemon=True)
-    thread.start()
-    ready.wait(10)
+    def resume(self) -> None:
+        with open(self.log, "ab") as log:
+            self.process = subprocess.Popen(
+                [
+                    str(self.bin / "postgres"),
+                    "-D",
+                    str(self.data),
+                    "-k",
+                    str(self.socket_dir),
+                    "-p",
+                    str(self.PORT),
+                    "-c",
+                    "listen_addresses=",
+                    "-c",
+                    "fsync=off",
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                preexec_fn=self._become_postgres,
+            )
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            with (
+                contextlib.suppress(psycopg.OperationalError),
+                psycopg.connect(self.admin_dsn(), connect_timeout=2),
+            ):
+                return
+            time.sleep(0.1)
+        raise AssertionError(f"PostgreSQL did not come back: {self.log.read_text(errors='replace')[-2000:]}")
+
+
+@dataclass
+class DatabaseDrill:
+    during: dict[str, tuple[bool, str]]
+    after: dict[str, tuple[bool, str]]
+    calls: dict[str, Call | None]
+    incidents: dict[str, Incident | None]
+    errors_logged: list[str]
+
+
+async def _database_away_for_10_s(
+    tmp_path: Path, voice: Path, caplog: pytest.LogCaptureFixture
+) -> DatabaseDrill:
+    """Call A waits in the queue; PostgreSQL goes away for 10 s; meanwhile call B arrives, is triaged and its
+    caller gives up; the database returns; the call taker then takes call A."""
+    server = RestartablePostgres()
+    await asyncio.to_thread(server.start)
     try:
-        yield
+        url = await asyncio.to_thread(server.create_database, "izs_drill")
+        settings = drill_settings(
+            tmp_path / "var", database_url=url, takers=takers(("zzs1", ["ZZS"], ["cs"]))
+        )
+        async with running_centre(settings) as centre:
+            tracker = FlowTracker(centre.bus)
+            await tracker.start()
+            assert centre.sip is not None
+            port = centre.sip.address[1]
+            refs: dict[str, str] = {}
+            async with CallerFleet() as fleet:
+                tasks = fleet.start([_plan("A", voice, port)])
+                refs["A"] = await wait_for_ref(fleet.outcome("A"))
+                await wait_offered(tracker, refs["A"])
+                feed_transcript(centre, refs["A"], ARREST)
+                await asyncio.sleep(1.5)
+
+                await asyncio.to_thread(server.halt)
+                away_since = time.monotonic()
+                tasks += fleet.start([_plan("B", voice, port, hangup_after_s=5.0)])
+                refs["B"] = await wait_for_ref(fleet.outcome("B"))
+                await wait_offered(tracker, refs["B"])
+                feed_transcript(
+                    centre, refs["B"], "Dobrý den, u nás v Chebu na Svobody 3 upadl soused a nedýchá."
+                )
+                await asyncio.sleep(3.0)
+                during = await _health(centre)
+                await asyncio.sleep(max(0.0, 10.0 - (time.monotonic() - away_since)))
+                await asyncio.to_thread(server.resume)
+
+                await asyncio.sleep(3.0)  # the leader tick drains the journal
+                autopilot = TakerAutopilot(centre, ["zzs1"], think_s=(0.1, 0.1), talk_s=0.3)
+                await autopilot.start()
+                await set_available(centre, ["zzs1"])
+                deadline = time.monotonic() + 20
+                while not autopilot.accepted and time.monotonic() < deadline:
+                    await asyncio.sleep(0.3)
+                await asyncio.sleep(2.0)
+                await autopilot.stop()
+                await fleet.hangup("A")
+                await asyncio.wait(tasks, timeout=15)
+            await asyncio.sleep(3.0)
+            await tracker.stop()
+            after = await _health(centre)
+            calls = {
+                label: await asyncio.to_thread(centre.repo.find_call_by_ref, ref)
+                for label, ref in refs.items()
+            }
+            incidents: dict[str, Incident | None] = {}
+            for label, call in calls.items():
+                incidents[label] = (
+                    await asyncio.to_thread(centre.repo.get_incident, call.incident_id)
+                    if call is not None and call.incident_id
+                    else None
+                )
+        errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+        return DatabaseDrill(during, after, calls, incidents, errors)
     finally:
-        thread.join(seconds + 5)
+        await asyncio.to_thread(server.stop)
 
 
-async def test_database_unavailable_for_10_s_loses_no_call_and_no_incident(
+async def test_database_away_for_10_s_every_call_is_recorded_and_the_outage_shows(
     tmp_path: Path, waiting_voice: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    settings = drill_settings(tmp_path / "var")
-    async with running_centre(settings) as centre:
-        tracker = FlowTracker(centre.bus)
-        await tracker.start()
-        assert centre.sip is not None
-        port = centre.sip.address[1]
-        async with CallerFleet() as fleet:
-            # A call arrives, is triaged and the caller gives up, all while the database is locked.
-            lock_thread = asyncio.to_thread(_lock_for, tmp_path / "var" / "izs.db", 10.0)
-            locking = asyncio.ensure_future(lock_thread)
-            await asyncio.sleep(0.5)
-            [task] = fleet.start([_plan("in-outage", waiting_voice, port, hangup_after_s=6.0)])
-            ref = await wait_for_ref(fleet.outcome("in-outage"))
-            call_id = await wait_offered(tracker, ref)
-            feed_transcript(centre, ref, ARREST)
-            await task
-            during = await _health(centre)
-            await locking
-            await tracker.wait_for(lambda: tracker.flows[call_id].end_kind is not None, 40)
-            await asyncio.sleep(5.0)
-        await tracker.stop()
-        call = await asyncio.to_thread(centre.repo.find_call_by_ref, ref)
-        after = await _health(centre)
-
-    assert any(
-        "database" in r.getMessage().lower() or "locked" in r.getMessage()
-        for r in caplog.records
-        if r.levelno >= logging.ERROR
-    )
-    assert after["database"][0]
-    assert call is not None, "the call offered during the outage is not in the database"
-    assert call.state is CallState.ABANDONED, call.state
-    assert call.transcript, "the transcript heard during the outage is not in the database"
-    assert call.incident_id is not None, "the incident triage opened during the outage is not recorded"
-    del during
+    drill = await _database_away_for_10_s(tmp_path, waiting_voice, caplog)
+    assert not drill.during["database"][0], drill.during
+    assert drill.after["database"][0], drill.after
+    assert drill.errors_logged, "the outage left no error in the log"
+    a, b = drill.calls["A"], drill.calls["B"]
+    assert a is not None and a.state is CallState.ENDED and a.taker_id == "zzs1", a
+    assert b is not None, "the call offered while the database was away is not recorded"
+    assert b.state is CallState.ABANDONED, b.state
+    assert b.transcript, "what the caller said during the outage is not recorded"
+    assert drill.incidents["A"] is not None
 
 
-def _lock_for(path: Path, seconds: float) -> None:
-    with sqlite_locked(path, seconds):
-        pass
+@pytest.mark.xfail(
+    strict=True,
+    reason="the incident triage opens while the database is away is lost: IncidentService.open_for_call raises "
+    "StorageError, CallService._open_incident logs 'incident not opened yet' and never tries again (the "
+    "local journal keeps call snapshots only), so the abandoned call is left without an incident",
+)
+async def test_database_away_for_10_s_the_incident_triage_opened_meanwhile_is_recorded(
+    tmp_path: Path, waiting_voice: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    drill = await _database_away_for_10_s(tmp_path, waiting_voice, caplog)
+    incident = drill.incidents["B"]
+    assert incident is not None, "the call triaged during the outage has no incident"
+    assert drill.calls["B"] is not None and drill.calls["B"].id in incident.call_ids
 
 
 # ------------------------------------------------------------------------------------ transcription
