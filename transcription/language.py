@@ -49,7 +49,7 @@ def combine(
     acoustic: dict[str, float],
     candidates: tuple[str, ...],
     country: str | None,
-    prior_weight: float = 1.0,
+    prior_weight: float = 0.5,
 ) -> LanguageGuess:
     """Posterior over ``candidates``: acoustic likelihood x prior**weight, renormalised."""
     prior = language_prior(country, candidates)

@@ -16,7 +16,7 @@ def test_czech_number_tips_an_ambiguous_czech_slovak_guess_to_czech() -> None:
     acoustic = {"cs": 0.46, "sk": 0.39, "hu": 0.05}
     guess = combine(acoustic, DEFAULT_CANDIDATE_LANGUAGES, "CZ")
     assert guess.language == "cs"
-    assert guess.probability > 0.9
+    assert guess.probability > 0.7
 
 
 def test_slovak_number_tips_the_same_guess_to_slovak() -> None:
