@@ -332,6 +332,8 @@ def _kill_thread(thread: threading.Thread) -> None:
 
 
 @pytest.mark.skipif(sys.platform != "linux", reason="thread injection tested on CPython/Linux")
+# The worker's death is the injected failure; pytest would otherwise turn it into an error of its own.
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
 async def test_transcription_worker_killed_mid_call_is_restarted_and_the_call_goes_on(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
