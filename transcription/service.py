@@ -394,6 +394,7 @@ class TranscriptionService:
         self._legs: dict[tuple[str, str], _LegState] = {}
         self._lock = threading.Lock()
         self._closed = False
+        self._warned_unknown: set[tuple[str, str]] = set()
 
     # -- public API ---------------------------------------------------------------------------------
     def preload(self, languages: tuple[str, ...] = ()) -> None:
@@ -436,7 +437,12 @@ class TranscriptionService:
         """Queue one frame of 16-bit little-endian mono PCM; never blocks. False if the leg is not open."""
         state = self._legs.get((call_ref, leg))
         if state is None or state.closing:
-            log.warning("audio for %s/%s which is not open; ignored", call_ref, leg)
+            # Frames racing a hang-up are normal; say so once per leg, not 50 times a second.
+            if (call_ref, leg) not in self._warned_unknown:
+                if len(self._warned_unknown) > 10_000:
+                    self._warned_unknown.clear()
+                self._warned_unknown.add((call_ref, leg))
+                log.warning("audio for %s/%s which is not open; ignored", call_ref, leg)
             return False
         limit = int(self.config.max_backlog_s * state.declared_rate * 2)
         with state.condition:
