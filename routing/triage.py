@@ -121,6 +121,9 @@ class Triage:
         type_evidence = _evidence_for(best_rule.condition, present, f"type.{best_type.value}.{best_rule.id}")
         priority = self._priority(spec, present, tcpr_rule is not None, confidence)
         agencies = self._agencies(spec, present, confidence, type_evidence)
+        if tcpr_rule is not None and all(a.value is not Agency.ZZS for a in agencies):
+            # whatever else the call is about, a suspected cardiac arrest needs the ambulance first
+            agencies = (Scored(Agency.ZZS, 0.9, tcpr_evidence), *agencies)
         unsure = confidence < settings.unsure_below
         desk = dialled_desk if unsure or not agencies else DESK_BY_AGENCY[agencies[0].value]
         alternatives = tuple(

@@ -301,3 +301,10 @@ def test_panic_attack_is_psychiatric_without_police(triage: Triage) -> None:
     d = decide(triage, "Mám záchvat paniky, buší mi srdce a bojím se, že umřu.", dialled="155")
     assert d.incident_type.value is IncidentType.MED_PSYCHIATRIC
     assert agencies(d) == [Agency.ZZS]
+
+
+def test_cardiac_arrest_always_brings_the_ambulance(triage: Triage) -> None:
+    d = decide(triage, "Na přejezdu srazil vlak auto, řidič nereaguje a nedýchá.", dialled="158")
+    assert d.tcpr.value is True
+    assert d.primary_agency is Agency.ZZS
+    assert d.priority.value == 1
