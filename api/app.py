@@ -19,7 +19,7 @@ from api.errors import Unauthenticated, install_error_handlers
 from api.idempotency import IdempotencyMiddleware
 from api.live import Audience, serve_live
 from api.roles import rule_for
-from api.routes import router
+from api.routes import public_router, router
 from api.users import ensure_bootstrap_admin
 from intake.errors import IzsError, NotFound
 
@@ -57,6 +57,7 @@ def create_app(centre: Any, signer: TokenSigner | None = None) -> FastAPI:
     )
     app.state.ctx = ctx
     install_error_handlers(app)
+    app.include_router(public_router)
     app.include_router(router)
 
     @app.get("/", include_in_schema=False, dependencies=[Depends(authorize)])

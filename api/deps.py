@@ -58,6 +58,13 @@ async def authorize(
     return principal
 
 
+async def authorize_public(request: Request) -> None:
+    """For routes whose rule is PUBLIC (declared without a security scheme in the OpenAPI document)."""
+    rule = rule_for("GET" if request.method == "HEAD" else request.method, route_path(request))
+    if rule is not PUBLIC:
+        raise PermissionDenied("this endpoint is not public", route=route_path(request))
+
+
 async def require_user(principal: Annotated[Principal | None, Depends(authorize)]) -> Principal:
     if principal is None:  # only on a public route that asked for a user: a programming error
         raise PermissionDenied("this endpoint needs a user")

@@ -8,7 +8,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from intake.domain import Call, Incident, Location
 from routing.vocabulary import Agency, DeskCode, IncidentType
@@ -307,6 +307,8 @@ class IncidentCreate(Strict):
 
 
 class IncidentUpdate(Strict):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"minProperties": 1})
+
     incident_type: IncidentType | None = None
     priority: int | None = Field(None, ge=1, le=3)
     status: Literal["new", "active", "closed"] | None = None
@@ -316,8 +318,14 @@ class IncidentUpdate(Strict):
     note: str | None = Field(None, min_length=1, max_length=4000, pattern=r"\S")
     tcpr: bool | None = None
 
+    @model_validator(mode="after")
+    def _something_given(self) -> IncidentUpdate:
+        if not self.model_fields_set:
+            raise ValueError("give at least one field to change")
+        return self
+
     def changes(self) -> dict[str, Any]:
-        out = self.model_dump(exclude_none=True, mode="json")
+        out: dict[str, Any] = self.model_dump(exclude_none=True, mode="json")
         return out
 
 
@@ -441,10 +449,15 @@ class HealthOut(BaseModel):
 # ------------------------------------------------------------------------------------------- admin
 
 
+WebhookEvent = Literal["*", "incident.created", "incident.updated", "incident.linked"]
+
+
 class WebhookCreate(Strict):
-    url: str = Field(min_length=8, max_length=2048, pattern=r"^https?://")
+    url: str = Field(
+        min_length=8, max_length=2048, pattern=r"^https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?(/[!-~]*)?$"
+    )
     secret: str = Field(min_length=16, max_length=255)
-    events: list[str] = Field(default_factory=lambda: ["*"], min_length=1, max_length=32)
+    events: list[WebhookEvent] = Field(default=["*"], min_length=1, max_length=4)
 
 
 class WebhookOut(BaseModel):

@@ -12,6 +12,9 @@
     "POLICE_DOMESTIC_VIOLENCE", "POLICE_THEFT", "POLICE_WEAPON", "POLICE_MISSING_PERSON", "POLICE_TRAFFIC",
     "POLICE_PUBLIC_ORDER", "POLICE_OTHER", "NON_EMERGENCY", "SILENT_OR_HOAX",
   ];
+  // Czech names of the incident types (English: the code, readable).
+  const TYPE_CS = {"FIRE_BUILDING": "Požár budovy", "FIRE_VEHICLE": "Požár vozidla", "FIRE_WILDLAND": "Požár v přírodě", "FIRE_OTHER": "Požár", "TRAFFIC_ACCIDENT": "Dopravní nehoda", "MED_CARDIAC_ARREST": "Zástava oběhu", "MED_BREATHING": "Dušnost", "MED_CHEST_PAIN": "Bolest na hrudi", "MED_STROKE": "Cévní mozková příhoda", "MED_TRAUMA": "Úraz", "MED_UNCONSCIOUS": "Bezvědomí", "MED_SEIZURE": "Křeče", "MED_CHILDBIRTH": "Porod", "MED_POISONING": "Otrava", "MED_ALLERGY": "Alergická reakce", "MED_PSYCHIATRIC": "Psychiatrický stav", "MED_OTHER": "Zdravotní potíže", "POLICE_BURGLARY": "Vloupání", "POLICE_ASSAULT": "Napadení", "POLICE_DOMESTIC_VIOLENCE": "Domácí násilí", "POLICE_THEFT": "Krádež", "POLICE_WEAPON": "Ozbrojená osoba", "POLICE_MISSING_PERSON": "Pohřešovaná osoba", "POLICE_TRAFFIC": "Dopravní přestupek", "POLICE_PUBLIC_ORDER": "Narušení veřejného pořádku", "POLICE_OTHER": "Policejní událost", "TECH_RESCUE": "Technická pomoc", "HAZMAT_GAS": "Únik plynu", "HAZMAT_CHEMICAL": "Únik nebezpečné látky", "WEATHER_FLOOD": "Povodeň", "NON_EMERGENCY": "Nejde o tísňovou událost", "SILENT_OR_HOAX": "Tiché / zneužité volání"};
+  const typeLabel = (code) => (IZS.lang === "cs" && TYPE_CS[code]) || code.replaceAll("_", " ").toLowerCase();
   const state = {
     me: null, offered: null, call: null, incident: null, triage: null,
     finals: [], partial: "", duplicate: null, recognisedPosted: new Set(), compressionAt: null, recognisedAt: null,
@@ -20,7 +23,9 @@
 
   function fillTypes() {
     const select = $("f-type");
-    select.replaceChildren(...TYPES.map((v) => el("option", { value: v }, v)));
+    const current = select.value;
+    select.replaceChildren(...TYPES.map((v) => el("option", { value: v }, typeLabel(v))));
+    if (current) select.value = current;
   }
 
   function renderSteps() {
@@ -49,6 +54,7 @@
       const accepted = await api("POST", `/api/calls/${call.id}/accept`, {}, { "Idempotency-Key": `accept-${call.id}` });
       showOffer(null);
       openCall(accepted);
+      refreshState();
     } catch (e) {
       toast(e.message);
       showOffer(null);
@@ -103,14 +109,15 @@
     const type = decision.incident_type ? decision.incident_type.value : "?";
     const prio = decision.priority ? decision.priority.value : 2;
     box.classList.remove("muted");
-    box.replaceChildren(
+    box.replaceChildren(...[
       el("div", { class: "row" }, ...agencies, el("span", { class: `prio prio-${prio}` }, `P${prio}`)),
-      el("div", { class: "big", id: "triage-type" }, type),
+      el("div", { class: "big", id: "triage-type", "data-type": type }, typeLabel(type)),
       decision.unsure ? el("div", { class: "error" }, t("unsure")) : null,
       el("div", { class: "muted" }, `${t("evidence")}: ${[...evidenceWords()].join(", ") || t("none")}`),
-    );
+    ].filter(Boolean));
     $("btn-confirm").disabled = !state.incident;
     if (!state.incident) prefill({ incident_type: type, priority: prio, agencies: (decision.agencies || []).map((a) => ({ agency: a.value })) });
+    if (decision.location) prefill({ location: decision.location });  // fills only empty place fields
     setTcpr(!!(decision.tcpr && decision.tcpr.value));
     renderTranscript();
   }
@@ -118,6 +125,13 @@
   // -------------------------------------------------------------------------------- incident
   function prefill(incident) {
     const form = $("incident-form");
+    if (!incident.incident_type && !incident.agencies) {
+      const loc = incident.location || {};
+      for (const name of ["municipality", "street", "house_number", "landmark"]) {
+        if (loc[name] && !form.elements[name].value) form.elements[name].value = loc[name];
+      }
+      return;
+    }
     if (incident.incident_type) form.elements.incident_type.value = incident.incident_type;
     if (incident.priority) form.elements.priority.value = String(incident.priority);
     const codes = new Set((incident.agencies || []).map((a) => a.agency));
@@ -335,6 +349,7 @@
         refreshQueue();
         break;
       case "taker.state":
+      case "call.connected":
         if (ev.taker_id === state.me.taker_id) refreshState();
         break;
       case "component.health":
@@ -357,7 +372,7 @@
     state.me = me;
     fillTypes();
     renderSteps();
-    document.addEventListener("izs:language", renderSteps);
+    document.addEventListener("izs:language", () => { renderSteps(); fillTypes(); if (state.triage) showTriage(state.triage); });
     $("btn-accept").addEventListener("click", accept);
     $("btn-confirm").addEventListener("click", confirmTriage);
     $("btn-compression").addEventListener("click", firstCompression);

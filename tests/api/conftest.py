@@ -94,13 +94,7 @@ async def start_centre(
         yield start
     finally:
         for centre in reversed(started):
-            try:
-                await asyncio.wait_for(centre.stop(), 20)
-            except TimeoutError:
-                with open("/tmp/hang.txt", "a") as out:
-                    for task in asyncio.all_tasks():
-                        task.print_stack(file=out)
-                raise
+            await centre.stop()
 
 
 @pytest.fixture(scope="session")

@@ -68,7 +68,7 @@ async def test_offered_call_goes_from_console_to_saved_incident_on_the_dashboard
                 page.on("pageerror", lambda exc: errors.append(str(exc)))
 
             await log_in(taker_page, server.url + "/console", "jana")
-            await expect(taker_page.locator("h1").first).to_contain_text("pult operátora")
+            await expect(taker_page.locator("header.top h1")).to_contain_text("pult operátora")
             await taker_page.click("#btn-ready")
             await expect(taker_page.locator("#my-state")).to_have_text("available")
             await log_in(supervisor_page, server.url + "/supervisor", "vedouci")
@@ -85,6 +85,7 @@ async def test_offered_call_goes_from_console_to_saved_incident_on_the_dashboard
             await taker_page.keyboard.press("Alt+p")  # accept by keyboard
             await expect(taker_page.locator("#offer-body")).to_be_hidden()
             await expect(taker_page.locator("#call-head")).to_contain_text("+420603224590")
+            await expect(taker_page.locator("#my-state")).to_have_text("busy")
 
             centre.calls.submit(
                 TranscriptFinal(
@@ -95,6 +96,7 @@ async def test_offered_call_goes_from_console_to_saved_incident_on_the_dashboard
             await expect(taker_page.locator("#transcript mark").first).to_be_visible()
             await expect(taker_page.locator("#tcpr")).to_be_visible(timeout=10_000)
             await expect(taker_page.locator("#tcpr-steps li")).to_have_count(6)
+            await expect(taker_page.locator("#triage-type")).to_have_text("Zástava oběhu")
             await expect(taker_page.locator("#incident-id")).to_contain_text("KVK-", timeout=10_000)
             incident_id = (await taker_page.locator("#incident-id").text_content() or "").strip()
             await taker_page.click("#btn-compression")

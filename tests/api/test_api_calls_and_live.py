@@ -71,8 +71,12 @@ async def test_offered_call_is_accepted_by_the_call_taker_it_was_offered_to(
     detail = await eventually(with_incident)
     assert detail["transcript"][0]["text"] == STROKE
     assert detail["triage"] is not None
-    again = await client.post(f"/api/calls/{call['id']}/accept", json={}, headers=as_user("petr"))
-    assert again.status_code in (403, 409)
+    not_his = await client.post(f"/api/calls/{call['id']}/accept", json={}, headers=as_user("petr"))
+    assert not_his.status_code == 403  # offered to Jana, and not on Petr's desks
+    twice = await client.post(
+        f"/api/calls/{call['id']}/accept", json={"taker_id": "petr"}, headers=as_user("vedouci")
+    )
+    assert twice.status_code == 409 and twice.json()["error"] == "illegal_transition"
 
 
 async def test_abandoned_call_is_listed_for_call_back_until_marked(
