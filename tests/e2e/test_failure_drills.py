@@ -20,6 +20,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
@@ -41,6 +42,8 @@ from intake.demo.speech import SpeechSynthesizer
 from intake.demo.system import TakerAutopilot
 from intake.domain import Call, CallState, Incident
 from intake.redis_server import EmbeddedRedis, free_port
+from intake.storage.database import Database
+from intake.storage.repository import Repository
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
 
@@ -339,7 +342,9 @@ async def test_transcription_worker_killed_mid_call_is_restarted_and_the_call_go
 ) -> None:
     speech = SpeechSynthesizer(tmp_path / "voices").synthesize(
         "Dobrý den, hoří nám kůlna za domem v Ostrově, Hlavní ulice dvanáct. Oheň se šíří na plot. "
-        "Nikdo není zraněný, ale kouří se i ze střechy sousedního domu. Prosím pošlete hasiče.",
+        "Nikdo není zraněný, ale kouří se i ze střechy sousedního domu. Prosím pošlete hasiče. "
+        "Soused už vytáhl zahradní hadici, ale nestačí to. Máme tam plynovou láhev na grilování. "
+        "Děti jsou v domě, hned je vyvedu ven. Počkám u branky a ukážu hasičům cestu.",
         "cs",
         tail_silence_s=3.0,
     )
@@ -359,7 +364,7 @@ async def test_transcription_worker_killed_mid_call_is_restarted_and_the_call_go
                 worker = next((t for t in threading.enumerate() if t.name == name), None)
                 await asyncio.sleep(0.1)
             assert worker is not None, "no transcription worker for the call"
-            await asyncio.sleep(3.0)  # mid-speech
+            await asyncio.sleep(2.0)  # mid-speech
             _kill_thread(worker)
             killed_at = time.monotonic()
             outcome = await task
@@ -375,8 +380,12 @@ async def test_transcription_worker_killed_mid_call_is_restarted_and_the_call_go
     ]
     assert failures and "restarted" in failures[0].data["transcription_error"]
     assert any("died; restarting" in r.getMessage() for r in caplog.records)
-    finals_after = [m for m, e in tracker.events if e.type == "transcript.final" and m > killed_at]
-    assert finals_after, "nothing was transcribed after the worker was restarted"
+    heard_after = [
+        m
+        for m, e in tracker.events
+        if e.type in ("transcript.partial", "transcript.final") and m > killed_at + 1
+    ]
+    assert heard_after, "nothing was transcribed after the worker was restarted"
     assert call is not None and call.state is CallState.ABANDONED and call.transcript
 
 
@@ -496,9 +505,18 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
             process.wait(10)
 
 
-async def test_app_killed_with_queued_calls_restarts_with_the_queue_and_incidents_intact(
-    tmp_path: Path, waiting_voice: Path
-) -> None:
+@dataclass
+class RestartDrill:
+    queued: list[str]
+    queued_after: list[str]
+    calls: list[dict[str, Any]]
+    opened: list[str]
+    incidents: list[dict[str, Any]]
+
+
+async def _kill_and_restart_with_queued_calls(tmp_path: Path, waiting_voice: Path) -> RestartDrill:
+    """``izs serve`` as a process; three callers queue (nobody is free); a supervisor opens an incident for
+    each; the process is killed with SIGKILL and started again on the same var dir."""
     var_dir = tmp_path / "var"
     http_port, sip_port = free_port(), _free_udp_port()
     config = tmp_path / "izs.toml"
@@ -529,11 +547,33 @@ async def test_app_killed_with_queued_calls_restarts_with_the_queue_and_incident
                 queued: list[str] = []
                 while time.monotonic() < deadline and len(queued) < 3:
                     queues = (await client.get("/api/queues", headers=headers)).json()
-                    queued = [
-                        e["call_id"] for entries in queues.get("queues", queues).values() for e in entries
-                    ]
+                    queued = [e["call_id"] for entries in _desks(queues).values() for e in entries]
                     await asyncio.sleep(0.3)
-            assert len(queued) == 3, queued
+                assert len(queued) == 3, queued
+                # A supervisor opens an incident for each waiting call (what triage does when it hears them).
+                created = await client.post(
+                    "/api/admin/users",
+                    headers=headers,
+                    json={"username": "sup", "password": "drill-sup-pw", "role": "supervisor"},
+                )
+                assert created.status_code == 201, created.text
+                sup = (
+                    await client.post("/api/auth/token", json={"username": "sup", "password": "drill-sup-pw"})
+                ).json()["access_token"]
+                opened = []
+                for call_id in queued:
+                    response = await client.post(
+                        "/api/incidents",
+                        headers={"Authorization": f"Bearer {sup}"},
+                        json={
+                            "incident_type": "MED_CARDIAC_ARREST",
+                            "priority": 1,
+                            "agencies": ["ZZS"],
+                            "call_id": call_id,
+                        },
+                    )
+                    assert response.status_code in (200, 201), response.text
+                    opened.append(response.json()["id"])
             os.killpg(first.pid, signal.SIGKILL)  # kill -9: no shutdown code runs
             first.wait(10)
             for task in tasks:
@@ -549,20 +589,59 @@ async def test_app_killed_with_queued_calls_restarts_with_the_queue_and_incident
                 ).json()["access_token"]
                 headers = {"Authorization": f"Bearer {token}"}
                 queues = (await client.get("/api/queues", headers=headers)).json()
-                after = [e["call_id"] for entries in queues.get("queues", queues).values() for e in entries]
+                after = [e["call_id"] for entries in queues["desks"].values() for e in entries]
                 calls = [
                     (await client.get(f"/api/calls/{call_id}", headers=headers)).json() for call_id in queued
+                ]
+                incidents = [
+                    (await client.get(f"/api/incidents/{incident_id}", headers=headers)).json()
+                    for incident_id in opened
                 ]
         finally:
             _stop(second)
     finally:
         _stop(first)
-    assert {c.get("call_ref") for c in calls} == set(refs)
-    # The calls' media died with the process: each is either still queued (and will be recovered) or
-    # recorded as abandoned for call-back; none is silently gone.
-    for call in calls:
+    database = Database(f"sqlite:///{var_dir / 'izs.db'}")
+    try:
+        recorded = {ref: Repository(database).find_call_by_ref(ref) for ref in refs}
+    finally:
+        database.dispose()
+    assert all(call is not None for call in recorded.values()), recorded
+    assert {c["id"] for c in calls} == {call.id for call in recorded.values() if call is not None}
+    return RestartDrill(queued, after, calls, opened, incidents)
+
+
+async def test_app_killed_with_queued_calls_restarts_with_every_call_and_incident_intact(
+    tmp_path: Path, waiting_voice: Path
+) -> None:
+    drill = await _kill_and_restart_with_queued_calls(tmp_path, waiting_voice)
+    assert [i.get("id") for i in drill.incidents] == drill.opened, drill.incidents
+    assert sorted(c for i in drill.incidents for c in i.get("call_ids", [])) == sorted(drill.queued)
+    # None is silently gone: each call is still queued or recorded as abandoned for call-back.
+    for call in drill.calls:
         assert call["state"] in ("queued", "abandoned"), call
-        assert call["state"] == "abandoned" or call["id"] in after
+        assert call["state"] == "abandoned" or call["id"] in drill.queued_after
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="after a restart the calls whose media died with the killed process stay 'queued' in the database "
+    "and in the Redis queue (nothing reconciles calls held by a dead node), so a call taker would be offered a "
+    "caller who is no longer there instead of a call-back list entry",
+)
+async def test_app_killed_calls_whose_media_died_are_listed_for_call_back_after_restart(
+    tmp_path: Path, waiting_voice: Path
+) -> None:
+    drill = await _kill_and_restart_with_queued_calls(tmp_path, waiting_voice)
+    assert [c["state"] for c in drill.calls] == ["abandoned"] * 3, [c["state"] for c in drill.calls]
+    assert drill.queued_after == []
+
+
+def _desks(queues: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
+    if "desks" not in queues:
+        raise AssertionError(f"GET /api/queues answered {queues}")
+    desks: dict[str, list[dict[str, Any]]] = queues["desks"]
+    return desks
 
 
 def _free_udp_port() -> int:
