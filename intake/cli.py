@@ -166,15 +166,13 @@ def cmd_incidents_show(args: argparse.Namespace) -> int:
 def cmd_triage_eval(args: argparse.Namespace) -> int:
     from routing.eval import main_eval
 
-    return int(
-        main_eval([args.file, *(["--json"] if args.json else []), *(["--split"] if args.split else [])])
-    )
+    return int(main_eval([args.file, *args.options]))
 
 
 def cmd_triage_run(args: argparse.Namespace) -> int:
     from routing.eval import main_run
 
-    return int(main_run([args.file]))
+    return int(main_run([args.file, *args.options]))
 
 
 def cmd_models_list(args: argparse.Namespace) -> int:
@@ -276,14 +274,20 @@ def build_parser() -> argparse.ArgumentParser:
     p = add(
         "eval",
         cmd_triage_eval,
-        "Score triage on a labelled scenario file (clean and ASR-noisy text)",
+        "Score triage on a labelled scenario file, clean and with ASR noise "
+        "(options: --json, --split all|tune|holdout, --seed N, --timing words|espeak, --data-dir DIR)",
         tri_sub,
     )
     p.add_argument("file")
-    p.add_argument("--json", action="store_true", help="one JSON object instead of tables")
-    p.add_argument("--split", action="store_true", help="also report the tuning and held-out parts")
-    p = add("run", cmd_triage_run, "Print one triage prediction per call as JSON lines", tri_sub)
+    p.add_argument("options", nargs=argparse.REMAINDER, help="passed to the evaluator")
+    p = add(
+        "run",
+        cmd_triage_run,
+        "Print one triage prediction per call as JSON lines (options: --noisy, --seed N, --data-dir DIR)",
+        tri_sub,
+    )
     p.add_argument("file")
+    p.add_argument("options", nargs=argparse.REMAINDER, help="passed to the predictor")
 
     mod = add("models", lambda a: EXIT_OK, "Speech recognition models")
     mod_sub = mod.add_subparsers(dest="models_command", required=True, metavar="COMMAND")
