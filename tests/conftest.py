@@ -24,14 +24,13 @@ if _ROOT not in sys.path:
 
 import pytest
 import redis.asyncio as aioredis
-from sqlalchemy import text
+from support.databases import clean_database
 from support.servers import PostgresServer, start_postgres
 
 from intake.live import LiveState, connect_redis
 from intake.redis_server import EmbeddedRedis
 from intake.storage.database import Database
 from intake.storage.repository import Repository
-from intake.storage.tables import Base
 
 TEST_DB = os.environ.get("IZS_TEST_DB", "sqlite").strip().lower()
 if TEST_DB not in ("sqlite", "postgres"):
@@ -105,16 +104,6 @@ def migrated_database(database_url: str) -> Iterator[Database]:
         yield database
     finally:
         database.dispose()
-
-
-def clean_database(database: Database) -> None:
-    tables = [t.name for t in reversed(Base.metadata.sorted_tables)]
-    with database.engine.begin() as conn:
-        if database.is_postgresql:
-            conn.execute(text(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE"))
-        else:
-            for table in tables:
-                conn.execute(text(f"DELETE FROM {table}"))
 
 
 @pytest.fixture

@@ -12,8 +12,8 @@ from datetime import UTC, datetime, timedelta
 from functools import partial
 
 import pytest
-from conftest import clean_database
 from support import workers
+from support.databases import clean_database
 
 from intake.storage.database import Database
 from intake.storage.repository import Repository
