@@ -13,6 +13,7 @@ import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from fastapi import WebSocket, WebSocketDisconnect
 
@@ -59,16 +60,20 @@ async def serve_live(
 ) -> None:
     """Forward bus events the audience may see until the client goes away."""
     await websocket.accept()
+    events: Any = subscribe()
+    # Start listening before saying hello: whatever happens after the client has its hello, it gets.
+    first: asyncio.Future[LiveEvent] = asyncio.ensure_future(events.__anext__())
+    await asyncio.sleep(0)
     await websocket.send_json(
         {"type": "hello", "data": {"username": principal.username, "role": principal.role.value}}
     )
-    events = subscribe()
-    assert hasattr(events, "__anext__")
 
     async def forward() -> None:
-        async for event in events:  # type: ignore[attr-defined]
+        event = await first
+        while True:
             if audience.may_see(event):
                 await websocket.send_text(json.dumps(event.to_json(), default=str))
+            event = await events.__anext__()
 
     async def drain_client() -> None:
         # Clients only send pings; reading is how a disconnect is noticed.
@@ -84,10 +89,13 @@ async def serve_live(
             if exc is not None and not isinstance(exc, WebSocketDisconnect | RuntimeError):
                 log.warning("live connection of %s ended: %r", principal.username, exc)
     finally:
-        for task in (forwarder, reader):
+        pending: tuple[asyncio.Future[Any], ...] = (forwarder, reader, first)
+        for task in pending:
             task.cancel()
-        for task in (forwarder, reader):
-            with contextlib.suppress(asyncio.CancelledError, WebSocketDisconnect, RuntimeError):
+        for task in pending:
+            with contextlib.suppress(
+                asyncio.CancelledError, WebSocketDisconnect, RuntimeError, StopAsyncIteration
+            ):
                 await task
         aclose = getattr(events, "aclose", None)
         if aclose is not None:

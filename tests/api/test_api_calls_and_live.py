@@ -149,7 +149,9 @@ async def receive_until(
                 return seen
 
 
-async def test_live_events_are_filtered_by_role(centre: Any, app: Any, tokens: dict[str, str]):
+async def test_live_events_are_filtered_by_role(
+    centre: Any, app: Any, tokens: dict[str, str], as_user: Headers
+):
     async with RunningServer(app) as server:
         base = server.url.replace("http://", "ws://") + "/api/live?token="
         async with (
@@ -164,16 +166,30 @@ async def test_live_events_are_filtered_by_role(centre: Any, app: Any, tokens: d
             centre.calls.submit(
                 TranscriptFinal(call_ref="sip-live-1", leg="caller", text=STROKE, start_s=0.0, end_s=6.0)
             )
-            seen_by_supervisor = await receive_until(supervisor, lambda e: e["type"] == "incident.created")
-            seen_by_jana = await receive_until(jana, lambda e: e["type"] == "incident.created")
-            seen_by_integration = await receive_until(integration, lambda e: e["type"] == "incident.created")
-            assert {"call.offered", "triage.updated", "transcript.final"} <= {
-                e["type"] for e in seen_by_supervisor
-            }
-            assert "call.offered" in {e["type"] for e in seen_by_jana}
-            assert all(e["type"].startswith("incident.") for e in seen_by_integration)
-            seen_by_petr = await receive_until(petr, lambda e: e["type"] == "incident.created")
-            assert all(not e["type"].startswith(("call.", "transcript.", "triage.")) for e in seen_by_petr)
+            by_supervisor = await receive_until(supervisor, lambda e: e["type"] == "transcript.final")
+            by_jana = await receive_until(jana, lambda e: e["type"] == "transcript.final")
+            # Now an incident: every role sees it, and nothing of the ZZS call reached Petr or the integration.
+            async with httpx.AsyncClient(
+                transport=httpx.ASGITransport(app=app), base_url="http://a"
+            ) as client:
+                created = await client.post(
+                    "/api/incidents",
+                    json={"incident_type": "FIRE_OTHER", "priority": 3, "agencies": ["HZS"]},
+                    headers=as_user("petr"),
+                )
+            incident_id = created.json()["id"]
+
+            def is_it(event: dict) -> bool:
+                return event["type"] == "incident.created" and event["incident_id"] == incident_id
+
+            by_petr = await receive_until(petr, is_it)
+            by_integration = await receive_until(integration, is_it)
+            await receive_until(supervisor, is_it)
+            await receive_until(jana, is_it)
+            assert {"call.offered", "call.queued", "triage.updated"} <= {e["type"] for e in by_supervisor}
+            assert {"call.offered", "triage.updated"} <= {e["type"] for e in by_jana}
+            assert all(e["call_id"] is None or e["type"].startswith("incident.") for e in by_petr), by_petr
+            assert all(e["type"].startswith("incident.") for e in by_integration), by_integration
 
 
 async def test_event_published_on_one_node_reaches_a_websocket_client_of_another(

@@ -133,7 +133,7 @@ def test_api_conforms_to_its_openapi_document(api_server: ThreadedCentre, tokens
         @settings(
             max_examples=MAX_EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck), database=None
         )
-        def check(case: Any) -> None:
+        def check(case: Any, headers: dict[str, str] = headers) -> None:
             case.call_and_validate(base_url=api_server.url, headers=headers, timeout=30)
 
         try:
