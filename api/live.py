@@ -90,13 +90,13 @@ async def serve_live(
                 log.warning("live connection of %s ended: %r", principal.username, exc)
     finally:
         pending: tuple[asyncio.Future[Any], ...] = (forwarder, reader, first)
-        for task in pending:
-            task.cancel()
-        for task in pending:
+        for future in pending:
+            future.cancel()
+        for future in pending:
             with contextlib.suppress(
                 asyncio.CancelledError, WebSocketDisconnect, RuntimeError, StopAsyncIteration
             ):
-                await task
+                await future
         aclose = getattr(events, "aclose", None)
         if aclose is not None:
             with contextlib.suppress(RuntimeError):
