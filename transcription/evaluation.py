@@ -108,6 +108,21 @@ def synthesize_czech(text: str, wav_out: Path, voice: str = "czech_machac", rate
         telephone_band(raw, wav_out, rate)
 
 
+def synthesize_english(text: str, wav_out: Path, rate: int = 8000) -> None:
+    """English speech from Festival's default voice (kal_diphone), telephone band."""
+    with tempfile.TemporaryDirectory() as tmp:
+        text_file = Path(tmp) / "text.txt"
+        text_file.write_text(text, encoding="ascii", errors="replace")
+        raw = Path(tmp) / "raw.wav"
+        subprocess.run(
+            [_require("text2wave"), str(text_file), "-o", str(raw)],
+            check=True,
+            capture_output=True,
+            timeout=120,
+        )
+        telephone_band(raw, wav_out, rate)
+
+
 def synthesize_espeak(text: str, wav_out: Path, voice: str, rate: int = 16000, speed_wpm: int = 140) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         raw = Path(tmp) / "raw.wav"

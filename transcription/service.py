@@ -148,6 +148,20 @@ class _LegPipeline:
         self._last_partial_s = -1.0
         self._last_partial_text = ""
 
+    @classmethod
+    def resuming(cls, service: TranscriptionService, state: _LegState) -> _LegPipeline:
+        """A clean pipeline replacing a crashed one, keeping the leg's clock, rate and language."""
+        fresh = cls(service, state)
+        old = state.pipeline
+        if old is not None:
+            fresh.rate = old.rate
+            fresh._rate_checked = old._rate_checked
+            fresh._language = old._language
+            fresh._restarts = old._restarts
+            if old._vad is not None:
+                fresh._vad_for_rate().position_samples = old._vad.position_samples
+        return fresh
+
     # -- events -------------------------------------------------------------------------------------
     def _emit(self, event: TranscriptEvent) -> None:
         self._service.emit(event)
@@ -247,7 +261,8 @@ class _LegPipeline:
     def _identify(self) -> None:
         state = self._state
         cfg = self._config
-        voiced = np.concatenate(self._pending_voiced)
+        # Exactly the first language_detect_s of speech, however the audio was batched (deterministic).
+        voiced = np.concatenate(self._pending_voiced)[: int(cfg.language_detect_s * self.rate)]
         identifier = self._service.engines.identifier()
         guess: LanguageGuess
         if identifier is None:
@@ -510,7 +525,7 @@ class TranscriptionService:
                 return
             log.error("transcription worker of %s/%s died; restarting it", state.call_ref, state.leg)
             # The dead worker's pipeline may be mid-utterance in an unknown state: start clean.
-            state.pipeline = None
+            state.pipeline = _LegPipeline.resuming(self, state)
             self._start_worker(state)
         self.emit(
             TranscriptionFailed(
@@ -519,6 +534,29 @@ class TranscriptionService:
         )
 
     def _run_leg(self, state: _LegState) -> None:
+        """Supervises the leg's worker loop: a bug outside the engine restarts the pipeline, not the call."""
+        crashes = 0
+        while True:
+            try:
+                self._serve_leg(state)
+                return
+            except Exception as exc:  # supervisor: anything unexpected is logged, reported and restarted
+                log.exception("transcription worker of %s/%s crashed", state.call_ref, state.leg)
+                crashes += 1
+                state.pipeline = _LegPipeline.resuming(self, state)
+                give_up = crashes > self.config.max_restarts_per_leg
+                state.pipeline.dead = give_up
+                reason = f"transcription worker crashed: {type(exc).__name__}: {exc}"
+                self.emit(
+                    TranscriptionFailed(
+                        state.call_ref,
+                        state.leg,
+                        reason + ("; gave up" if give_up else "; restarted"),
+                        recovered=not give_up,
+                    )
+                )
+
+    def _serve_leg(self, state: _LegState) -> None:
         if state.pipeline is None:
             state.pipeline = _LegPipeline(self, state)
         pipeline = state.pipeline

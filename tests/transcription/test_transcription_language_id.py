@@ -1,4 +1,9 @@
-"""Caller language identification on real speech: Whisper's detection weighted by the caller's country."""
+"""Caller language identification on real speech: Whisper's detection weighted by the caller's country.
+
+Festival English is used (the Czech case is in test_transcription_czech.py): Whisper base identifies
+espeak-ng German or Russian in the telephone band barely above chance (top probability 0.1-0.3), so
+those would test espeak-ng rather than the service.
+"""
 
 from __future__ import annotations
 
@@ -9,49 +14,43 @@ import pytest
 from conftest import EventLog, Speech, feed_speech, pad
 
 from transcription.config import TranscriptionConfig
-from transcription.evaluation import read_wav, synthesize_espeak, telephone_band
+from transcription.evaluation import read_wav, synthesize_english
 from transcription.events import LanguageDetected, TranscriptFinal
 from transcription.models import ModelRegistry
 from transcription.service import ModelEngines, TranscriptionService
 
-GERMAN = "Hallo, hier ist ein Unfall auf der Autobahn bei Cheb. Zwei Autos, ein Mann ist verletzt und blutet."
-RUSSIAN = (
-    "Здравствуйте, мой отец упал с лестницы и не может встать. У него очень болит нога. Мы в Карловых Варах."
+ENGLISH = (
+    "Hello, there has been a car accident on the road near Cheb. "
+    "Two cars crashed, a man is bleeding and cannot move his legs."
 )
 
 
-def phone_speech(text: str, voice: str, tmp: Path) -> Speech:
-    raw = tmp / f"{voice}-raw.wav"
-    synthesize_espeak(text, raw, voice=voice, rate=16000)
-    band = tmp / f"{voice}-8k.wav"
-    telephone_band(raw, band, 8000)
-    samples, rate = read_wav(band)
+def phone_speech(text: str, tmp: Path) -> Speech:
+    wav = tmp / "english.wav"
+    synthesize_english(text, wav, 8000)
+    samples, rate = read_wav(wav)
     return Speech(text, pad(samples, rate), rate)
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize(
-    ("text", "voice", "number", "expected"),
+    "number",
     [
-        (GERMAN, "de", "+4915112345678", "de"),
-        # A Czech number is only a prior: clearly German speech is still German.
-        (GERMAN, "de", "+420603224590", "de"),
-        # A Ukrainian number makes Ukrainian likely a priori; Russian speech is still Russian.
-        (RUSSIAN, "ru", "+380501234567", "ru"),
+        "+447700900123",
+        # A Czech number is only a prior: clearly English speech is still English.
+        "+420603224590",
     ],
 )
-def test_caller_language_is_identified_from_speech_and_number(
-    text: str,
-    voice: str,
+def test_english_caller_is_identified_from_speech_whatever_the_number(
     number: str,
-    expected: str,
     base_config: TranscriptionConfig,
     shared_engines: ModelEngines,
     registry: ModelRegistry,
     events: EventLog,
     tmp_path: Path,
 ) -> None:
-    speech = phone_speech(text, voice, tmp_path)
+    speech = phone_speech(ENGLISH, tmp_path)
+    expected = "en"
     config = dataclasses.replace(base_config, max_backlog_s=60.0)
     service = TranscriptionService(config, events, registry=registry, engines=shared_engines)
     try:
