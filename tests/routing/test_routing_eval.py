@@ -129,7 +129,9 @@ def test_espeak_timing_gives_plausible_speech_durations() -> None:
     assert 2.0 < times[-1] < 10.0  # a dozen words take a few seconds to say
 
 
-@pytest.mark.parametrize("name", [f"challenge{n}.jsonl" for n in ("", "2", "3", "4", "5", "6", "7", "8", "9", "10")])
+@pytest.mark.parametrize(
+    "name", [f"challenge{n}.jsonl" for n in ("", "2", "3", "4", "5", "6", "7", "8", "9", "10")]
+)
 def test_self_written_challenge_sets_hold_their_levels(triage: Triage, name: str) -> None:
     """375 calls written for this project (not from the dev set), in all seven languages."""
     report = evaluate(triage, load_scenarios(DEV_SET.with_name(name))).report("all")
