@@ -15,16 +15,19 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import EventLog, Speech, feed_speech
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
 
 from transcription.audio import Int16Array
 from transcription.config import TranscriptionConfig
 from transcription.engine import Engine, EngineStream, Segment, StepResult
 from transcription.errors import AudioFormatError
-from transcription.events import TranscriptFinal, TranscriptionFailed
+from transcription.events import TranscriptFinal, TranscriptionFailed, TranscriptPartial
 from transcription.models import ModelRegistry
 from transcription.service import ModelEngines, TranscriptionService
 
 HANGUL = re.compile(r"[\uac00-\ud7a3]")
+NOISE_FRAME = np.random.default_rng(0).integers(-32768, 32767, 160, dtype=np.int16).tobytes()
 
 
 class WorkerKilled(BaseException):
@@ -344,3 +347,19 @@ def test_model_that_fails_to_load_becomes_a_failure_event(
         service.close()
     failures = events.of(TranscriptionFailed, "nomodel")
     assert len(failures) == 1 and not failures[0].recovered and "vosk" in failures[0].reason
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(chunks=st.lists(st.binary(max_size=1500), max_size=25), rate=st.sampled_from([8000, 16000]))
+@example(chunks=[bytes(320)] * 50 + [NOISE_FRAME] * 50 + [bytes(320)] * 50, rate=8000)
+def test_arbitrary_bytes_never_crash_a_leg(make_service, chunks: list[bytes], rate: int) -> None:
+    received: list[object] = []
+    service = make_service(received.append)
+    service.open_leg("fuzz", "caller", rate, language_hint="ko")
+    for chunk in chunks:
+        assert service.feed("fuzz", "caller", chunk) is True
+    assert service.close_leg("fuzz", "caller").wait(60)
+    for event in received:
+        assert isinstance(event, TranscriptFinal | TranscriptPartial | TranscriptionFailed)
+        if isinstance(event, TranscriptionFailed):
+            assert event.recovered, event.reason
