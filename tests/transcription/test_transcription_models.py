@@ -135,3 +135,23 @@ def test_offline_instructions_name_the_official_czech_model(tmp_path: Path) -> N
     text = offline_instructions("cs", tmp_path)
     assert "https://alphacephei.com/vosk/models/vosk-model-small-cs-0.4-rhasspy.zip" in text
     assert str(tmp_path / "vosk-model-small-cs-0.4-rhasspy") in text
+
+
+def test_cli_view_of_models_and_install(tmp_path: Path) -> None:
+    import io
+    import json
+
+    from transcription.models import ModelRegistry
+
+    lines = [m.describe() for m in ModelRegistry(tmp_path).list_models()]
+    assert any(line.startswith("vosk") and " ko " in line and "ready" in line for line in lines)
+    assert json.dumps([m.to_json() for m in ModelRegistry(tmp_path).list_models()])
+    archive = tmp_path / "model.zip"
+    data = _fake_vosk_zip(archive, "vosk-model-small-cs-0.4-rhasspy")
+    spec = VoskDownload(
+        "vosk-model-small-cs-0.4-rhasspy", archive.as_uri(), hashlib.md5(data).hexdigest(), len(data)
+    )
+    out = io.StringIO()
+    result = install_model("cs", tmp_path / "models", download=spec, out=out)
+    assert int(result) == 0
+    assert "downloading" in out.getvalue() and "installed" in out.getvalue()
