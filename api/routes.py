@@ -224,10 +224,10 @@ async def update_incident(
 ) -> s.IncidentOut:
     """Change an incident; every change lands on its timeline with the acting user."""
     changes = body.changes()
+    if "location" in changes and not any(v not in (None, "") for v in changes["location"].values()):
+        del changes["location"]  # an empty place changes nothing
     if not changes:  # only nulls given: nothing to change
         return s.incident_out(await ctx.centre.incidents.get(incident_id), with_timeline=True)
-    if "location" in changes and not any(v not in (None, "") for v in changes["location"].values()):
-        raise ValidationFailed("location: give at least one field", field="location")
     incident = await ctx.centre.incidents.update(incident_id, principal.actor, changes)
     return s.incident_out(await ctx.centre.incidents.get(incident.id), with_timeline=True)
 

@@ -56,6 +56,7 @@ async def test_incident_changes_reach_a_webhook_and_deliveries_are_listed_for_ad
     )
     assert hook.status_code == 201, hook.text
     assert "secret" not in hook.json()
+    assert await pump_incident_stream(centre.live, centre.repo, consumer="node-a") == 0  # joins the stream
     created = await client.post(
         "/api/incidents",
         json={"incident_type": "TRAFFIC_ACCIDENT", "priority": 1, "agencies": ["HZS", "ZZS", "PCR"]},

@@ -115,6 +115,17 @@ def tokens(api_server: ThreadedCentre) -> dict[Role, str]:
     return out
 
 
+def conformance_check(operation: Any, base_url: str, headers: dict[str, str]) -> Any:
+    @given(case=operation.as_strategy())
+    @settings(
+        max_examples=MAX_EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck), database=None
+    )
+    def check(case: Any) -> None:
+        case.call_and_validate(base_url=base_url, headers=headers, timeout=30)
+
+    return check
+
+
 @pytest.mark.slow
 def test_api_conforms_to_its_openapi_document(api_server: ThreadedCentre, tokens: dict[Role, str]):
     """Every operation, a bounded number of generated requests each (schemathesis' pytest plugin does not
@@ -129,13 +140,7 @@ def test_api_conforms_to_its_openapi_document(api_server: ThreadedCentre, tokens
         role = next((r for r in PREFERENCE if r in allowed), Role.SUPERVISOR)
         headers = {"Authorization": f"Bearer {tokens[role]}"}
 
-        @given(case=operation.as_strategy())
-        @settings(
-            max_examples=MAX_EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck), database=None
-        )
-        def check(case: Any, headers: dict[str, str] = headers) -> None:
-            case.call_and_validate(base_url=api_server.url, headers=headers, timeout=30)
-
+        check = conformance_check(operation, api_server.url, headers)
         try:
             check()
         except (Exception, BaseExceptionGroup) as exc:  # noqa: BLE001  (one report of every failing operation)
