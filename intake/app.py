@@ -200,7 +200,7 @@ class Centre:
             self.transcriber = TranscriptionService(
                 TranscriptionConfig(
                     models_dir=settings.effective_model_dir,
-                    cache_dir=settings.var_dir / "cache" / "transcription",
+                    cache_dir=settings.effective_model_dir / "cache",
                     engines=engines,
                     default_engine=settings.engine_by_language.get("default", "whisper"),
                 ),

@@ -192,14 +192,19 @@ def cmd_models_list(args: argparse.Namespace) -> int:
 
 
 def cmd_models_install(args: argparse.Namespace) -> int:
+    from transcription.errors import ModelInstallError
     from transcription.models import install_model
 
     settings = _settings(args)
-    return int(install_model(args.language, settings.effective_model_dir, out=sys.stdout))
+    try:
+        return int(install_model(args.language, settings.effective_model_dir, out=sys.stdout))
+    except ModelInstallError as exc:
+        print(f"izs: {exc}", file=sys.stderr)
+        return EXIT_FAILED
 
 
 def cmd_users_add(args: argparse.Namespace) -> int:
-    from api.users import create_user
+    from api.users import create_user_sync
 
     settings = _settings(args)
     password = sys.stdin.readline().rstrip("\n") if args.password_stdin else None
@@ -208,7 +213,7 @@ def cmd_users_add(args: argparse.Namespace) -> int:
 
         password = getpass.getpass(f"password for {args.username}: ")
     repo = _repository(settings)
-    create_user(repo, args.username, password, args.role)
+    create_user_sync(repo, args.username, password, args.role)
     print(f"user {args.username} ({args.role}) created")
     return EXIT_OK
 

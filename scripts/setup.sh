@@ -9,7 +9,7 @@ APT_PACKAGES=(
   redis-server                      # embedded live state (the app starts its own when IZS_REDIS_URL is unset)
   postgresql                        # production database; the tests start a private cluster
   espeak-ng sox                     # the waiting prompt, synthesized speech for demo calls and tests
-  festival festival-czech festvox-czech-machac festvox-czech-dita   # natural Czech speech for ASR tests
+  festival festival-czech festvox-czech-machac festvox-czech-dita festvox-kallpc16k  # natural speech for ASR tests
   baresip                           # a real SIP user agent: demo callers and telephony tests
   kamailio                          # SIP front for several intake nodes (deploy/kamailio)
   chromium chromium-driver          # console tests in a real browser

@@ -102,7 +102,7 @@ async def run_demo(
         for component in await centre.health():
             say(f"  {component.name:<14} {'ok' if component.healthy else 'DEGRADED'} {component.detail}")
         taker_ids = [t.id for t in settings.takers]
-        server_task, url = await _start_api(centre)
+        server_task, url = await start_api(centre)
         try:
             users = await create_demo_users(centre, taker_ids)
         except (IzsError, ImportError) as exc:
@@ -200,7 +200,7 @@ async def _calls_not_on_record(centre: object, outcomes: list[CallOutcome]) -> l
     return lost
 
 
-async def _start_api(centre: object) -> tuple[asyncio.Task[None] | None, str | None]:
+async def start_api(centre: object) -> tuple[asyncio.Task[None] | None, str | None]:
     """The API and consoles on the settings' address (``http_port`` 0: a free port)."""
     try:
         import uvicorn
