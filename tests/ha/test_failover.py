@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from ha_support import Console, IntakeNode, KamailioFront, loopback_usable
+from ha_support import Console, IntakeNode, KamailioFront, loopback_usable, utc_now
 from support.servers import PostgresServer
 
 from intake.demo.callers import CallerFleet, CallOutcome, PlannedCall
@@ -58,7 +58,7 @@ class FailoverDrill:
     queued_on_b_after: list[str]
     lease_moved_s: float | None
     kamailio_down_s: float | None
-    surge_answered_s: dict[str, float]  # label -> seconds from the kill to the caller's 200 OK
+    surge_answered_s: dict[str, float]  # label -> seconds from the kill to the caller's 200 OK (< 0: before)
     recovered_answer_s: dict[str, float]  # calls placed after recovery: seconds from dial to answer
     accepted_on_b: dict[str, Any]
     redis_aof: str
@@ -147,6 +147,7 @@ async def _run_drill(work: Path, postgres: PostgresServer) -> FailoverDrill:
             fleet.start(surge)
             await asyncio.sleep(0.5)
             killed_at = time.monotonic()
+            killed_wall = utc_now()
             await asyncio.to_thread(a.kill9)
 
             lease_moved_s: float | None = None
@@ -168,9 +169,8 @@ async def _run_drill(work: Path, postgres: PostgresServer) -> FailoverDrill:
                 for plan in surge:
                     outcome = fleet.outcome(plan.label)
                     if plan.label not in surge_answered and outcome.answered_at is not None:
-                        surge_answered[plan.label] = max(
-                            0.0, now - killed_at
-                        )  # polled: within 0.1 s of the caller's event
+                        # Negative: answered (by either node) before the kill.
+                        surge_answered[plan.label] = (outcome.answered_at - killed_wall).total_seconds()
                 if (
                     lease_moved_s is not None
                     and kamailio_down_s is not None
@@ -216,10 +216,10 @@ async def _run_drill(work: Path, postgres: PostgresServer) -> FailoverDrill:
             accepted: dict[str, Any] = {}
             held_by_b = next(
                 (
-                    records[label]
-                    for label in live_labels
-                    if records[label] and records[label].node == "node-b"
-                ),  # type: ignore[union-attr]
+                    c
+                    for c in (records[label] for label in live_labels)
+                    if c is not None and c.node == "node-b"
+                ),
                 None,
             )
             if held_by_b is not None:
@@ -335,7 +335,12 @@ def test_every_call_of_the_surge_reaches_the_surviving_node(drill: FailoverDrill
         label = f"surge-{i}"
         outcome = drill.outcomes[label]
         assert outcome.answered, (label, outcome.reason, outcome.events)
-        assert drill.node_of[label] == "node-b", (label, drill.node_of[label])
+        if drill.surge_answered_s[label] > 0:
+            assert drill.node_of[label] == "node-b", (label, drill.node_of[label])
+    # The kill happened mid-surge: most of it came after.
+    assert sum(1 for s in drill.surge_answered_s.values() if s > 0) >= DURING_SURGE - 2, (
+        drill.surge_answered_s
+    )
     for i in range(AFTER_RECOVERY):
         assert drill.node_of[f"after-{i}"] == "node-b"
         # No probe delay once the dead node is out: answered as fast as without Kamailio.
@@ -362,3 +367,17 @@ def test_a_console_on_the_surviving_node_answers_a_call_after_failover(drill: Fa
     assert drill.accepted_on_b.get("status") == 200, drill.accepted_on_b
     assert drill.accepted_on_b["body"]["state"] == "connected"
     assert drill.accepted_on_b["body"]["taker_id"] == "zzs1"
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="nothing notices that the node holding a call died: its calls stay 'queued' in PostgreSQL and in "
+    "the Redis queues (a call taker would be offered a caller who is gone, and on_offer on the surviving node "
+    "ignores a call it does not hold). Needs a leader duty in intake/app.py (Centre.leader_tick) that finds "
+    "live calls whose node has no heartbeat and ends them as abandoned (end_reason node_lost) for call-back",
+)
+def test_calls_held_by_the_dead_node_are_listed_for_call_back(drill: FailoverDrill) -> None:
+    lost = [c for label, c in drill.calls.items() if c is not None and drill.node_of[label] == "node-a"]
+    assert lost, "the dead node held no call"
+    assert all(c.state.value == "abandoned" for c in lost), [(c.id, c.state.value) for c in lost]
+    assert not {c.id for c in lost} & set(drill.queued_on_b_after)
