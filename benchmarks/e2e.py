@@ -228,9 +228,9 @@ async def main_async(args: argparse.Namespace) -> int:
         started = time.monotonic()
         centre = await start_centre(settings)
         print(f"centre started in {time.monotonic() - started:.1f} s; RSS {_rss_mb():.0f} MB")
-        from intake.demo import _start_api
+        from intake.demo import start_api
 
-        server_task, url = await _start_api(centre)
+        server_task, url = await start_api(centre)
         console: ConsoleClient | None = None
         try:
             if url:
