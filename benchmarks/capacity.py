@@ -7,7 +7,7 @@ each speaks a short sentence and stays on the line ``--hold`` seconds, then hang
 queued with the waiting prompt looping, and ends abandoned: the full intake path without a call taker).
 
 Phases, each at an offered rate (calls/min) for ``--seconds``: answered = 200 OK seen by the caller,
-recorded = the call's record in PostgreSQL with its answer and end time. Node CPU is the node process's
+recorded = the call's record in PostgreSQL, ended, with its offer and end time. Node CPU is the node process's
 CPU time during the phase. A node's cost is modelled as ``CPU = a * calls + b * call-seconds`` (setup and
 record keeping per call, RTP and prompt per second of call); two phases with different hold times give
 ``a`` and ``b``, and with them the calls per minute one core carries at a given average call length.
@@ -162,9 +162,11 @@ async def run_phase(
         if outcome.sip_call_id is None:
             continue
         call = await asyncio.to_thread(repo.find_call_by_ref, outcome.sip_call_id)
-        if call is not None and call.answered_at is not None and call.ended_at is not None:
+        # Answered by the endpoint, queued (no call taker here), then ended by the caller: recorded with
+        # its offer and end time (answered_at is when a call taker answers, so it stays empty).
+        if call is not None and call.ended_at is not None:
             recorded += 1
-            call_seconds += (call.ended_at - call.answered_at) / timedelta(seconds=1)
+            call_seconds += (call.ended_at - call.offered_at) / timedelta(seconds=1)
     phase.recorded = recorded
     phase.call_seconds = call_seconds
     return phase
