@@ -125,7 +125,8 @@ async def authenticate(repo: Any, signer: TokenSigner, token: str | None) -> Pri
 async def login(repo: Any, signer: TokenSigner, username: str, password: str) -> tuple[str, int, Role]:
     user = await asyncio.to_thread(repo.get_user, username)
     # Hash anyway for unknown users, so timing does not tell which user names exist.
-    valid = verify_password(user.password_hash if user else _DUMMY_HASH, password)
+    # argon2 takes a noticeable fraction of a second by design: never on the event loop.
+    valid = await asyncio.to_thread(verify_password, user.password_hash if user else _DUMMY_HASH, password)
     if user is None or not valid or not user.active:
         raise Unauthenticated("wrong user name or password")
     role = Role(user.role)

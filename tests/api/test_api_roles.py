@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 import time
 from collections.abc import Callable
@@ -90,7 +91,7 @@ async def test_forged_expired_and_disabled_tokens_are_refused(
         response = await client.get("/api/me", headers={"Authorization": f"Bearer {token}"})
         assert response.status_code == 401, token
         assert response.json()["error"] == "unauthenticated"
-    centre.repo.update_user("vedouci", active=False)
+    await asyncio.to_thread(centre.repo.update_user, "vedouci", active=False)
     response = await client.get("/api/me", headers={"Authorization": f"Bearer {tokens['vedouci']}"})
     assert response.status_code == 401
 
