@@ -174,11 +174,6 @@ def test_a_call_on_node_a_answered_from_a_console_ends_recorded_with_its_taker(r
     assert run.final.taker_id == "zzs1"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a console command reaches only the node it is connected to: CallService.accept (intake/calls.py) "
-    "finds no session for a call another node holds and raises IllegalTransition ('call ... is queued, not "
-    "waiting', HTTP 409); nothing forwards the command to the holding node (call.node)",
-)
 def test_a_console_on_node_b_answers_a_call_whose_media_node_a_holds(run: CrossNodeRun) -> None:
     assert run.accept_on_b["status"] == 200, run.accept_on_b
+    assert run.accept_on_b["body"]["state"] == "connected" and run.accept_on_a is None

@@ -60,6 +60,7 @@ class FailoverDrill:
     kamailio_down_s: float | None
     surge_answered_s: dict[str, float]  # label -> seconds from the kill to the caller's 200 OK (< 0: before)
     recovered_answer_s: dict[str, float]  # calls placed after recovery: seconds from dial to answer
+    lost_reaped_s: float | None  # from the kill until every call the dead node held is off the queues
     accepted_on_b: dict[str, Any]
     redis_aof: str
     notes: list[str] = field(default_factory=list)
@@ -152,6 +153,8 @@ async def _run_drill(work: Path, postgres: PostgresServer) -> FailoverDrill:
 
             lease_moved_s: float | None = None
             kamailio_down_s: float | None = None
+            lost_reaped_s: float | None = None
+            held_by_a = [c.id for c in records.values() if c is not None and c.node == "node-a"]
             surge_answered: dict[str, float] = {}
             deadline = killed_at + 60
             while time.monotonic() < deadline:
@@ -171,9 +174,12 @@ async def _run_drill(work: Path, postgres: PostgresServer) -> FailoverDrill:
                     if plan.label not in surge_answered and outcome.answered_at is not None:
                         # Negative: answered (by either node) before the kill.
                         surge_answered[plan.label] = (outcome.answered_at - killed_wall).total_seconds()
+                if lost_reaped_s is None and not set(held_by_a) & set(await console.queued_call_ids()):
+                    lost_reaped_s = now - killed_at
                 if (
                     lease_moved_s is not None
                     and kamailio_down_s is not None
+                    and lost_reaped_s is not None
                     and len(surge_answered) == len(surge)
                 ):
                     break
@@ -248,6 +254,7 @@ async def _run_drill(work: Path, postgres: PostgresServer) -> FailoverDrill:
             kamailio_down_s=kamailio_down_s,
             surge_answered_s=surge_answered,
             recovered_answer_s=recovered_answer,
+            lost_reaped_s=lost_reaped_s,
             accepted_on_b=accepted,
             redis_aof=str(aof.get("appendonly")),
         )
@@ -309,7 +316,7 @@ def drill(
     result.notes.append(f"drill took {time.monotonic() - started:.1f} s")
     print(
         f"\nHA failover: lease moved after {result.lease_moved_s} s, Kamailio marked the dead node down after "
-        f"{result.kamailio_down_s} s; surge calls answered at {sorted(result.surge_answered_s.values())} s "
+        f"{result.kamailio_down_s} s; the dead node's calls off the queues after {result.lost_reaped_s} s; surge calls answered at {sorted(result.surge_answered_s.values())} s "
         f"after the kill; calls after recovery answered in {sorted(result.recovered_answer_s.values())} s; "
         f"{result.notes}"
     )
@@ -369,15 +376,12 @@ def test_a_console_on_the_surviving_node_answers_a_call_after_failover(drill: Fa
     assert drill.accepted_on_b["body"]["taker_id"] == "zzs1"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="nothing notices that the node holding a call died: its calls stay 'queued' in PostgreSQL and in "
-    "the Redis queues (a call taker would be offered a caller who is gone, and on_offer on the surviving node "
-    "ignores a call it does not hold). Needs a leader duty in intake/app.py (Centre.leader_tick) that finds "
-    "live calls whose node has no heartbeat and ends them as abandoned (end_reason node_lost) for call-back",
-)
 def test_calls_held_by_the_dead_node_are_listed_for_call_back(drill: FailoverDrill) -> None:
     lost = [c for label, c in drill.calls.items() if c is not None and drill.node_of[label] == "node-a"]
     assert lost, "the dead node held no call"
-    assert all(c.state.value == "abandoned" for c in lost), [(c.id, c.state.value) for c in lost]
+    assert all(c.state.value == "abandoned" and c.end_reason == "node_lost" for c in lost), [
+        (c.id, c.state.value, c.end_reason) for c in lost
+    ]
     assert not {c.id for c in lost} & set(drill.queued_on_b_after)
+    # The surviving leader notices within a heartbeat TTL (5 s) plus a leader tick.
+    assert drill.lost_reaped_s is not None and drill.lost_reaped_s < 15.0, drill.lost_reaped_s
