@@ -1,13 +1,15 @@
 #!/bin/sh
 # Start Kamailio as the SIP front of several izs-intake nodes (issue 8).
 #
-#   izs-kamailio.sh [-r RUNDIR] [-i PROBE_S] [-f] LISTEN NODE [NODE ...]
+#   izs-kamailio.sh [-r RUNDIR] [-i PROBE_S] [-u USER] [-f] LISTEN NODE [NODE ...]
 #
 #   LISTEN   where callers (the carrier / PBX trunk) send SIP, e.g. 127.0.0.1:5060 or udp:10.0.0.5:5060
 #   NODE     an intake node's SIP address host:port (its IZS_SIP_HOST:IZS_SIP_PORT), e.g. 10.0.0.11:5060
 #   -r DIR   working directory for the generated config, dispatcher list and pid file
 #            (default /run/izs-kamailio)
 #   -i S     OPTIONS probe interval in seconds (default 2: a dead node is out after about 2-3 probes)
+#   -u USER  drop root privileges to USER after binding (Debian's package creates user 'kamailio');
+#            RUNDIR must then be writable by USER
 #   -f       stay in the foreground (for systemd Type=simple, containers and tests); default daemonises
 #
 # The shipped kamailio.cfg next to this script is copied into RUNDIR with the listen address, the
@@ -18,17 +20,19 @@ here=$(cd "$(dirname "$0")" && pwd)
 rundir=/run/izs-kamailio
 interval=2
 foreground=no
-while getopts "r:i:f" opt; do
+user=
+while getopts "r:i:u:f" opt; do
     case "$opt" in
         r) rundir=$OPTARG ;;
         i) interval=$OPTARG ;;
+        u) user=$OPTARG ;;
         f) foreground=yes ;;
-        *) echo "usage: $0 [-r RUNDIR] [-i PROBE_S] [-f] LISTEN NODE [NODE ...]" >&2; exit 2 ;;
+        *) echo "usage: $0 [-r RUNDIR] [-i PROBE_S] [-u USER] [-f] LISTEN NODE [NODE ...]" >&2; exit 2 ;;
     esac
 done
 shift $((OPTIND - 1))
 if [ "$#" -lt 2 ]; then
-    echo "usage: $0 [-r RUNDIR] [-i PROBE_S] [-f] LISTEN NODE [NODE ...]" >&2
+    echo "usage: $0 [-r RUNDIR] [-i PROBE_S] [-u USER] [-f] LISTEN NODE [NODE ...]" >&2
     exit 2
 fi
 case "$interval" in
@@ -77,7 +81,12 @@ kamailio -c -f "$cfg" -Y "$rundir" >"$rundir/check.log" 2>&1 || {
     exit 1
 }
 
-if [ "$foreground" = yes ]; then
-    exec kamailio -DD -E -f "$cfg" -Y "$rundir" -P "$rundir/kamailio.pid"
+set -- -f "$cfg" -Y "$rundir" -P "$rundir/kamailio.pid"
+if [ -n "$user" ]; then
+    chown "$user" "$rundir"
+    set -- "$@" -u "$user" -g "$(id -gn "$user")"
 fi
-exec kamailio -f "$cfg" -Y "$rundir" -P "$rundir/kamailio.pid"
+if [ "$foreground" = yes ]; then
+    exec kamailio -DD -E "$@"
+fi
+exec kamailio "$@"
