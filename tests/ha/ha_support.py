@@ -139,11 +139,13 @@ class IntakeNode:
         os.killpg(self.process.pid, signal.SIGKILL)
         self.process.wait(10)
 
-    def stop(self) -> None:
+    def stop(self, sig: signal.Signals = signal.SIGTERM) -> None:
+        """Stop the node with ``sig`` (to the process only, as systemd's KillMode=mixed does), then the
+        group with SIGKILL if it has not gone within 20 s."""
         process = self.process
         if process is None or process.poll() is not None:
             return
-        os.killpg(process.pid, signal.SIGTERM)
+        os.kill(process.pid, sig)
         try:
             process.wait(20)
         except subprocess.TimeoutExpired:
