@@ -623,12 +623,6 @@ async def test_app_killed_with_queued_calls_restarts_with_every_call_and_inciden
         assert call["state"] == "abandoned" or call["id"] in drill.queued_after
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="after a restart the calls whose media died with the killed process stay 'queued' in the database "
-    "and in the Redis queue (nothing reconciles calls held by a dead node), so a call taker would be offered a "
-    "caller who is no longer there instead of a call-back list entry",
-)
 async def test_app_killed_calls_whose_media_died_are_listed_for_call_back_after_restart(
     tmp_path: Path, waiting_voice: Path
 ) -> None:
