@@ -39,6 +39,8 @@ pytestmark = [
 
 TAKERS = [
     {"id": "zzs1", "name": "ZZS 1", "desks": ["ZZS"], "languages": ["cs"]},
+    {"id": "zzs2", "name": "ZZS 2", "desks": ["ZZS"], "languages": ["cs"]},
+    {"id": "zzs3", "name": "ZZS 3", "desks": ["ZZS"], "languages": ["cs"]},
     {"id": "hzs1", "name": "HZS 1", "desks": ["HZS"], "languages": ["cs"]},
 ]
 BEFORE_KILL = 6
@@ -61,6 +63,7 @@ class FailoverDrill:
     surge_answered_s: dict[str, float]  # label -> seconds from the kill to the caller's 200 OK (< 0: before)
     recovered_answer_s: dict[str, float]  # calls placed after recovery: seconds from dial to answer
     lost_reaped_s: float | None  # from the kill until every call the dead node held is off the queues
+    in_progress: dict[str, str]  # call id -> node, calls connected to a call taker when the node died
     accepted_on_b: dict[str, Any]
     redis_aof: str
     notes: list[str] = field(default_factory=list)
@@ -139,6 +142,13 @@ async def _run_drill(work: Path, postgres: PostgresServer) -> FailoverDrill:
                 )
                 assert response.status_code in (200, 201), response.text
                 incidents[call.id] = str(response.json()["id"])
+            # One call on each node is in progress with a call taker when the node dies.
+            in_progress: dict[str, str] = {}
+            for node_id, taker_id in (("node-a", "zzs2"), ("node-b", "zzs3")):
+                held = next(c for c in records.values() if c is not None and c.node == node_id)
+                response = await console.post(f"/api/calls/{held.id}/accept", {"taker_id": taker_id})
+                assert response.status_code == 200, response.text
+                in_progress[held.id] = node_id
 
             # The surge goes on; the leader dies half a second into it.
             surge = [
@@ -255,6 +265,7 @@ async def _run_drill(work: Path, postgres: PostgresServer) -> FailoverDrill:
             surge_answered_s=surge_answered,
             recovered_answer_s=recovered_answer,
             lost_reaped_s=lost_reaped_s,
+            in_progress=in_progress,
             accepted_on_b=accepted,
             redis_aof=str(aof.get("appendonly")),
         )
@@ -366,7 +377,8 @@ def test_no_call_record_and_no_incident_is_lost_when_a_node_dies(drill: Failover
     held_by_b = [
         c.id for label, c in drill.calls.items() if c is not None and drill.node_of[label] == "node-b"
     ]
-    assert set(held_by_b) - {drill.accepted_on_b.get("body", {}).get("id")} <= set(drill.queued_on_b_after)
+    answered = {drill.accepted_on_b.get("body", {}).get("id"), *drill.in_progress}
+    assert set(held_by_b) - answered <= set(drill.queued_on_b_after)
     assert drill.redis_aof == "yes"
 
 
@@ -379,9 +391,20 @@ def test_a_console_on_the_surviving_node_answers_a_call_after_failover(drill: Fa
 def test_calls_held_by_the_dead_node_are_listed_for_call_back(drill: FailoverDrill) -> None:
     lost = [c for label, c in drill.calls.items() if c is not None and drill.node_of[label] == "node-a"]
     assert lost, "the dead node held no call"
-    assert all(c.state.value == "abandoned" and c.end_reason == "node_lost" for c in lost), [
-        (c.id, c.state.value, c.end_reason) for c in lost
-    ]
+    # Waiting calls end abandoned, the one with a call taker ended; both with the reason, for call-back.
+    assert all(
+        c.end_reason == "node_lost"
+        and c.state.value == ("ended" if c.id in drill.in_progress else "abandoned")
+        for c in lost
+    ), [(c.id, c.state.value, c.end_reason) for c in lost]
     assert not {c.id for c in lost} & set(drill.queued_on_b_after)
     # The surviving leader notices within a heartbeat TTL (5 s) plus a leader tick.
     assert drill.lost_reaped_s is not None and drill.lost_reaped_s < 15.0, drill.lost_reaped_s
+
+
+def test_a_call_in_progress_on_the_surviving_node_goes_on(drill: FailoverDrill) -> None:
+    [on_b] = [call_id for call_id, node in drill.in_progress.items() if node == "node-b"]
+    call = next(c for c in drill.calls.values() if c is not None and c.id == on_b)
+    assert call.taker_id == "zzs3" and call.answered_at is not None
+    # Connected until its caller hung up at the end of the drill, not cut by the other node's death.
+    assert call.end_reason != "node_lost" and call.state.value == "ended", (call.state, call.end_reason)
