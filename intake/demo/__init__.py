@@ -53,7 +53,7 @@ async def synthesize_calls(
     synthesizer: SpeechSynthesizer, scenarios: list[Scenario], say: Callable[[str], None]
 ) -> list[SpokenAudio]:
     voices = []
-    for index, scenario in enumerate(scenarios):
+    for scenario in scenarios:
         # Czech: Festival's machac voice. Whisper base takes the dita voice for English too often (measured
         # in the demo: "Pomo, Pomo, ..." detected as en 0.61), which would show the recognizer, not the centre.
         voice = None
