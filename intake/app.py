@@ -76,6 +76,7 @@ class Centre:
     _stack: AsyncExitStack = field(default_factory=AsyncExitStack)
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
     is_leader: bool = False
+    _stopping: asyncio.Event = field(default_factory=asyncio.Event)
 
     # ------------------------------------------------------------------------------ lifecycle
 
@@ -181,9 +182,20 @@ class Centre:
                 metrics=metrics,
                 _stack=stack,
             )
+            # Heartbeat before any call exists, so no other node takes this node's calls for lost; then the
+            # calls our previous process held (killed, media gone) go to the call-back list.
+            await calls.heartbeat()
+            lost = await calls.reap_lost_calls()
+            if lost:
+                log.error(
+                    "%d calls held by this node's previous process were lost; listed for call-back", len(lost)
+                )
             if with_telephony:
                 await centre._start_media(stack)
             centre._tasks.append(asyncio.create_task(centre._leader_loop(), name="leader-duties"))
+            centre._tasks.append(
+                asyncio.create_task(calls.serve_commands(centre._stopping), name="node-commands")
+            )
             return centre
         except BaseException:
             await stack.aclose()
@@ -249,11 +261,15 @@ class Centre:
             self.calls.attach("ami", PbxCallControl(self.ami))
 
     async def stop(self) -> None:
+        self._stopping.set()
         for task in self._tasks:
             task.cancel()
-        for task in self._tasks:
-            with suppress(asyncio.CancelledError):
-                await task
+        if self._tasks:
+            # redis-py can swallow a cancellation that lands inside a command; the loops also watch
+            # _stopping, and a task that still does not end is left behind rather than hanging shutdown.
+            _, pending = await asyncio.wait(self._tasks, timeout=5.0)
+            for task in pending:
+                log.error("background task %s did not stop in time", task.get_name())
         if self.is_leader and self.live is not None:
             with suppress(LiveStateError):
                 await self.live.release_lease(LEADER_LEASE, self.settings.node_id)
@@ -271,11 +287,15 @@ class Centre:
         """Exactly one node runs the queue timers (overflow, unanswered offers); another takes over within
         a lease period when it dies."""
         node = self.settings.node_id
-        while True:
+        while not self._stopping.is_set():
             try:
-                await self.calls.drain_journal()
-            except StorageError as exc:
-                log.error("journal drain failed: %s", exc)
+                await self.calls.heartbeat()
+            except LiveStateError as exc:
+                log.error("node heartbeat failed: %s", exc)
+            try:
+                await self.calls.upkeep()
+            except (StorageError, LiveStateError) as exc:
+                log.error("upkeep failed: %s", exc)
             try:
                 if self.is_leader:
                     self.is_leader = await self.live.renew_lease(LEADER_LEASE, node, LEADER_TTL_MS)
@@ -287,9 +307,11 @@ class Centre:
                     await self.leader_tick()
             except (LiveStateError, StorageError) as exc:
                 log.error("leader duties skipped: %s", exc)
-            await asyncio.sleep(1.0)
+            with suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), timeout=1.0)
 
     async def leader_tick(self) -> None:
+        await self.calls.reap_lost_calls()
         await self.desks.overflow_due()
         await self.desks.dispatch()
 

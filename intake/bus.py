@@ -93,16 +93,18 @@ class EventBus:
         self._on_degraded = on_degraded
         self._relay_task: asyncio.Task[None] | None = None
         self.degraded_reason: str | None = None
+        self._stopping = False
 
     async def start(self) -> None:
         if self._pubsub is not None:
             self._relay_task = asyncio.create_task(self._relay(), name="event-bus-relay")
 
     async def stop(self) -> None:
+        self._stopping = True
         if self._relay_task is not None:
             self._relay_task.cancel()
-            with suppress(asyncio.CancelledError):
-                await self._relay_task
+            # A cancellation swallowed inside redis-py must not hang shutdown.
+            await asyncio.wait([self._relay_task], timeout=5.0)
 
     async def publish(self, event: LiveEvent) -> None:
         if event.type not in EVENT_TYPES:
@@ -150,7 +152,7 @@ class EventBus:
     async def _relay(self) -> None:
         assert self._pubsub is not None
         backoff = 0.5
-        while True:
+        while not self._stopping:
             try:
                 async for raw in self._pubsub.subscribe(CHANNEL):
                     backoff = 0.5

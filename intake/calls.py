@@ -29,7 +29,14 @@ from intake.domain import (
     TranscriptSegment,
     utc_now,
 )
-from intake.errors import IllegalTransition, LiveStateError, NotFound, StorageError, ValidationFailed
+from intake.errors import (
+    Conflict,
+    IllegalTransition,
+    LiveStateError,
+    NotFound,
+    StorageError,
+    ValidationFailed,
+)
 from intake.incidents import IncidentService
 from intake.journal import CallJournal
 from intake.location import (
@@ -146,6 +153,8 @@ class CallService:
         self._refs_by_id: dict[str, str] = {}
         self._aliases: dict[str, str] = {}  # media-fork call_ref / channel -> the call's call_ref
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._incident_retry: dict[str, tuple[Call, TriageDecision]] = {}
+        self._incident_locks: dict[str, asyncio.Lock] = {}
         self._tasks: set[asyncio.Future[None]] = set()
         self.adapter_health: dict[str, AdapterStatus] = {}
         desks.on_offer = self._on_offer
@@ -319,6 +328,8 @@ class CallService:
 
     async def _on_offered(self, session: CallSession, event: CallOffered) -> None:
         call = session.call
+        if await self._resume(session):
+            return
         self._metrics.calls_offered.labels(
             desk=call.desk.value if call.desk else "-", dialled=call.dialled
         ).inc()
@@ -346,6 +357,27 @@ class CallService:
         await self._enqueue(session)
         if call.state is CallState.QUEUED and call.taker_id is None:
             await self._play_prompt(call)
+
+    async def _resume(self, session: CallSession) -> bool:
+        """A call offered again that the centre already knows (AMI resync after a reconnect or a restart of
+        intake): carry on with its record instead of opening a second one."""
+        try:
+            known: Call | None = await asyncio.to_thread(self._repo.find_call_by_ref, session.call.call_ref)
+        except StorageError as exc:
+            log.error("call %s: could not look up an earlier record: %s", session.call.call_ref, exc)
+            return False
+        if known is None or not known.is_live or known.id == session.call.id:
+            return False
+        self._refs_by_id.pop(session.call.id, None)
+        known.node = self._node
+        session.call = known
+        self._refs_by_id[known.id] = known.call_ref
+        log.warning("call %s resumed (%s) after intake restarted or reconnected", known.id, known.state.value)
+        await self._save(known)
+        await self._retriage(session, force=True)
+        if known.state is CallState.QUEUED and known.taker_id is None:
+            await self._requeue_missing()
+        return True
 
     async def _start_media_fork(self, call: Call) -> None:
         """A PBX call's audio reaches transcription through a media fork to the SIP endpoint."""
@@ -424,14 +456,116 @@ class CallService:
                 await self._enqueue(session)
 
     async def accept(self, call_id: str, taker_id: str) -> Call:
-        """A call taker takes the call from the console (console-only desks, or a PBX desk phone)."""
+        """A call taker takes the call from the console (console-only desks, or a PBX desk phone).
+
+        The node holding the call's media does it; a console connected to another node has its command
+        forwarded there over Redis and waits for the recorded result.
+        """
         session = self.session_by_id(call_id)
         if session is None:
             call = await self.get(call_id)
+            if call.is_live and call.node and call.node != self._node and self._live is not None:
+                return await self._forward_accept(call, taker_id)
             raise IllegalTransition(f"call {call_id} is {call.state.value}, not waiting", call_id=call_id)
         # The state machine decides: a hang-up that won the race turns this into IllegalTransition.
         await self._connect(session, taker_id=taker_id, at=utc_now())
         return session.call
+
+    async def _forward_accept(self, call: Call, taker_id: str, timeout_s: float = 5.0) -> Call:
+        assert self._live is not None
+        await self._live.publish(
+            f"node:{call.node}", {"command": "accept", "call_id": call.id, "taker_id": taker_id}
+        )
+        deadline = asyncio.get_running_loop().time() + timeout_s
+        while asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.1)
+            current: Call = await asyncio.to_thread(self._repo.get_call, call.id)
+            if current.state is CallState.CONNECTED and current.taker_id == taker_id:
+                return current
+            if not current.is_live:
+                raise IllegalTransition(f"call {call.id} has {current.state.value}", call_id=call.id)
+        raise Conflict(f"node {call.node} holding call {call.id} did not take the command", call_id=call.id)
+
+    async def serve_commands(self, stopping: asyncio.Event) -> None:
+        """Commands other nodes forward for calls this node holds (a console on node B accepts a call
+        whose media node A holds)."""
+        assert self._live is not None
+        backoff = 0.5
+        while not stopping.is_set():
+            try:
+                async for command in self._live.subscribe(f"node:{self._node}"):
+                    backoff = 0.5
+                    await self._run_command(command)
+                    if stopping.is_set():
+                        return
+            except LiveStateError as exc:
+                log.error("node command channel unavailable: %s", exc)
+            await asyncio.sleep(backoff)
+            backoff = min(5.0, backoff * 2)
+
+    async def _run_command(self, command: dict[str, Any]) -> None:
+        if command.get("command") != "accept":
+            log.warning("unknown node command ignored: %r", command)
+            return
+        try:
+            await self.accept(str(command["call_id"]), str(command["taker_id"]))
+        except (IllegalTransition, NotFound, KeyError) as exc:
+            log.warning("forwarded accept refused: %s", exc)
+
+    # ------------------------------------------------------------------- node failure
+
+    async def heartbeat(self, ttl_ms: int = 5000) -> None:
+        if self._live is not None:
+            await self._live.acquire_lease(f"node:{self._node}", self._node, ttl_ms)
+
+    async def reap_lost_calls(self) -> list[str]:
+        """Calls whose media died with their node (its heartbeat is gone, or it is this node restarted) end
+        as abandoned, if no call taker had them, and go on the call-back list; never left 'queued'."""
+        if self._live is None:
+            return []
+        live_calls: list[Call] = await asyncio.to_thread(
+            self._repo.calls_in_states, [CallState.RINGING, CallState.QUEUED, CallState.CONNECTED]
+        )
+        alive: dict[str, bool] = {self._node: True}
+        lost: list[str] = []
+        for call in live_calls:
+            if call.id in self._refs_by_id or call.source != "sip":
+                # A PBX keeps its calls when intake restarts: the AMI bridge re-offers them on resync.
+                continue
+            node = call.node or ""
+            if node == self._node:
+                dead = True  # this process holds no such call: it died with our previous process
+            else:
+                if node not in alive:
+                    alive[node] = await self._live.lease_holder(f"node:{node}") is not None
+                dead = not alive[node]
+            if not dead:
+                continue
+            target = CallState.ENDED if call.state is CallState.CONNECTED else CallState.ABANDONED
+            call.transition(target)
+            call.end_reason = "node_lost"
+            with suppress(LiveStateError):
+                await self._desks.leave_queue(call.id, call.desk)
+            await asyncio.to_thread(self._repo.save_call, call)
+            with suppress(LiveStateError):
+                await self._live.remove_active_call(call.id)
+            kind = "call.abandoned" if target is CallState.ABANDONED else "call.ended"
+            log.error("call %s lost with node %s: %s for call-back", call.id, node or "?", target.value)
+            await self._bus.publish(
+                LiveEvent(
+                    kind,
+                    {"reason": "node_lost", "node": node},
+                    call_id=call.id,
+                    incident_id=call.incident_id,
+                    desk=call.desk.value if call.desk else None,
+                    taker_id=call.taker_id,
+                )
+            )
+            if call.taker_id:
+                with suppress(LiveStateError):
+                    await self._desks.start_wrap_up(call.taker_id)
+            lost.append(call.id)
+        return lost
 
     async def _connect(self, session: CallSession, taker_id: str | None, at: datetime) -> None:
         call = session.call
@@ -613,15 +747,35 @@ class CallService:
         await self._save(call)
 
     async def _open_incident(self, session: CallSession, decision: TriageDecision) -> None:
-        call = session.call
-        try:
-            incident, linked = await self._incidents.open_for_call(call, decision)
-        except StorageError as exc:
-            log.error("call %s: incident not opened yet: %s", call.id, exc)
-            return
-        call.incident_id = incident.id
+        await self._open_incident_for(session.call, decision)
+
+    async def _open_incident_for(self, call: Call, decision: TriageDecision) -> None:
+        """Give the call its incident once; while the database is away the attempt is kept and retried
+        (:meth:`upkeep`), also after the call itself has ended."""
+        lock = self._incident_locks.setdefault(call.id, asyncio.Lock())
+        async with lock:
+            if call.incident_id is not None:
+                return
+            try:
+                incident, linked = await self._incidents.open_for_call(call, decision)
+            except StorageError as exc:
+                self._incident_retry[call.id] = (call, decision)
+                log.error("call %s: incident not opened yet, will retry: %s", call.id, exc)
+                return
+            self._incident_retry.pop(call.id, None)
+            call.incident_id = incident.id
+        self._incident_locks.pop(call.id, None)
         await self._save(call)
-        await self._publish(session, "call.updated", {"incident_id": incident.id, "linked": linked})
+        await self._bus.publish(
+            LiveEvent(
+                "call.updated",
+                {"incident_id": incident.id, "linked": linked},
+                call_id=call.id,
+                incident_id=incident.id,
+                desk=call.desk.value if call.desk else None,
+                taker_id=call.taker_id,
+            )
+        )
 
     # ----------------------------------------------------------------------------- location
 
@@ -645,6 +799,33 @@ class CallService:
             return call
         session.inbox.put_nowait(LocationReported(call_ref=session.call.call_ref, fix=fix))
         return session.call
+
+    async def upkeep(self) -> None:
+        """Every second on every node: finish what an outage interrupted.
+
+        - call records journaled while the database was away are written;
+        - incidents that could not be opened are opened (also for calls that have ended meanwhile);
+        - queued calls missing from the Redis queue (Redis was down or lost its data) are queued again.
+        """
+        await self.drain_journal()
+        for call, decision in list(self._incident_retry.values()):
+            await self._open_incident_for(call, decision)
+        await self._requeue_missing()
+
+    async def _requeue_missing(self) -> None:
+        if self._live is None:
+            return
+        for session in list(self._sessions.values()):
+            call = session.call
+            if call.state is not CallState.QUEUED or call.taker_id is not None:
+                continue
+            try:
+                if await self._live.queued_desk(call.id) is None:
+                    log.warning("call %s was missing from the %s queue: queued again", call.id, call.desk)
+                    await self._enqueue(session)
+            except LiveStateError as exc:
+                log.debug("requeue check skipped, Redis still unavailable: %s", exc)
+                return
 
     async def drain_journal(self) -> tuple[int, int]:
         """Retry journaled call records (leader tick and start-up). Returns (written, still pending)."""

@@ -64,8 +64,10 @@ async def collect(centre: Centre, into: list[LiveEvent]) -> None:
         into.append(event)
 
 
-def offer(ref: str, dialled: str = "150", caller: str = "+420603224590") -> CallOffered:
-    return CallOffered(call_ref=ref, dialled=dialled, caller=caller, source=CallSource.SIP)
+def offer(
+    ref: str, dialled: str = "150", caller: str = "+420603224590", source: CallSource = CallSource.SIP
+) -> CallOffered:
+    return CallOffered(call_ref=ref, dialled=dialled, caller=caller, source=source)
 
 
 async def queued_ids(centre: Centre, desk: str) -> list[str]:
@@ -156,13 +158,14 @@ async def test_caller_hanging_up_while_queued_is_listed_as_abandoned_for_call_ba
 
 
 async def test_restart_keeps_queued_calls_and_records(tmp_path: Path, database_url: str):
-    """Embedded defaults: the app owns its Redis (persistence on) and a database; a restart loses nothing."""
+    """Embedded defaults: the app owns its Redis (persistence on) and a database; a restart loses nothing.
+    The calls are held by a PBX (AMI), which keeps them while intake restarts."""
     settings = settings_for(tmp_path, database_url, redis_url=None)
     first = await Centre.start(settings, with_telephony=False)
     try:
         await first.live.clear()
-        first.calls.submit(offer("ref-r1", dialled="155"))
-        first.calls.submit(offer("ref-r2", dialled="158"))
+        first.calls.submit(offer("ref-r1", dialled="155", source=CallSource.AMI))
+        first.calls.submit(offer("ref-r2", dialled="158", source=CallSource.AMI))
         call1 = await eventually(lambda: _call_by_ref(first, "ref-r1"))
         call2 = await eventually(lambda: _call_by_ref(first, "ref-r2"))
         await eventually(lambda: queued_ids(first, "ZZS"))
@@ -177,6 +180,32 @@ async def test_restart_keeps_queued_calls_and_records(tmp_path: Path, database_u
         assert {call1.id, call2.id} <= active
         stored = await asyncio.to_thread(second.repo.get_call, call1.id)
         assert stored.state is CallState.QUEUED
+    finally:
+        await second.stop()
+
+
+async def test_sip_calls_queued_when_the_node_died_are_listed_for_call_back_after_restart(
+    tmp_path: Path, database_url: str, redis_url: str
+):
+    """The SIP media died with the process: after a restart those callers are not offered to anybody (they
+    are gone) but listed as abandoned for call-back, and the queue holds no ghost."""
+    settings = settings_for(tmp_path, database_url, redis_url)
+    first = await Centre.start(settings, with_telephony=False)
+    await first.live.clear()
+    first.calls.submit(offer("ref-lost", dialled="158"))
+    lost = await eventually(lambda: _call_by_ref(first, "ref-lost"))
+    await eventually(lambda: queued_ids(first, "PCR"))
+    # No orderly hang-up: the process dies (its workers and tasks are simply gone).
+    await first.calls.close()
+    await first.stop()
+    second = await Centre.start(settings, with_telephony=False)
+    try:
+        call = await asyncio.to_thread(second.repo.get_call, lost.id)
+        assert call.state is CallState.ABANDONED
+        assert call.end_reason == "node_lost"
+        assert lost.id not in await queued_ids(second, "PCR")
+        abandoned, _ = await asyncio.to_thread(second.repo.list_calls, abandoned_uncalled=True)
+        assert lost.id in [c.id for c in abandoned]
     finally:
         await second.stop()
 
