@@ -11,7 +11,7 @@ import asyncio
 import logging
 from contextlib import AsyncExitStack, suppress
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from intake.bus import EventBus, LiveEvent
@@ -77,6 +77,8 @@ class Centre:
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
     is_leader: bool = False
     _stopping: asyncio.Event = field(default_factory=asyncio.Event)
+    _http: Any | None = None
+    _last_purge: datetime | None = None
 
     # ------------------------------------------------------------------------------ lifecycle
 
@@ -314,6 +316,23 @@ class Centre:
         await self.calls.reap_lost_calls()
         await self.desks.overflow_due()
         await self.desks.dispatch()
+        await self._deliver_webhooks()
+
+    async def _deliver_webhooks(self) -> None:
+        """Incident events from the stream become signed webhook deliveries, retried with backoff."""
+        from intake.exchange.webhooks import deliver_due, pump_incident_stream
+
+        if self._http is None:
+            import httpx
+
+            self._http = httpx.AsyncClient(timeout=10.0)
+            self._stack.push_async_callback(self._http.aclose)
+        await pump_incident_stream(self.live, self.repo, consumer=self.settings.node_id)
+        await deliver_due(self.repo, self._http)
+        now = utc_now()
+        if self._last_purge is None or now - self._last_purge > timedelta(hours=1):
+            self._last_purge = now
+            await asyncio.to_thread(self.repo.purge_idempotent, now - timedelta(days=1))
 
     # ------------------------------------------------------------------------------------ health
 

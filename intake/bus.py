@@ -111,14 +111,14 @@ class EventBus:
             raise ValueError(f"unknown live event type {event.type!r}")
         if event.node is None:
             event = LiveEvent(**{**_fields(event), "node": self._node})
+        # This node's subscribers get the event at once, whatever Redis does; other nodes through Redis.
+        self._fan_out(event)
         if self._pubsub is not None:
             try:
                 await self._pubsub.publish(CHANNEL, event.to_json())
                 self.recovered()
-                return  # the relay delivers it locally too, in the same order as everyone else sees it
             except LiveStateError as exc:
                 self._degrade(f"Redis pub/sub unavailable: {exc}")
-        self._fan_out(event)
 
     async def subscribe(self) -> AsyncIterator[LiveEvent]:
         queue: asyncio.Queue[LiveEvent] = asyncio.Queue(maxsize=2000)
@@ -158,7 +158,9 @@ class EventBus:
                     backoff = 0.5
                     self.recovered()
                     try:
-                        self._fan_out(LiveEvent.from_json(raw))
+                        event = LiveEvent.from_json(raw)
+                        if event.node != self._node:  # our own events were delivered when published
+                            self._fan_out(event)
                     except (KeyError, ValueError, TypeError) as exc:
                         log.warning("dropping malformed live event %r: %s", raw, exc)
             except LiveStateError as exc:

@@ -80,6 +80,13 @@ from transcription.events import (
 log = logging.getLogger(__name__)
 
 PARTIAL_PUBLISH_INTERVAL_S = 0.15  # consoles need no more than ~7 partials a second per call
+FLUSH_TIMEOUT_S = 20.0  # how long an ended call waits for its last transcript segments
+
+
+def _wait_all(events: list[Any], timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    for event in events:
+        event.wait(max(0.0, deadline - time.monotonic()))
 
 
 def new_call_id() -> str:
@@ -107,6 +114,10 @@ class CallSession:
     speech_s: float = 0.0
     worker: asyncio.Task[None] | None = None
     legs_open: set[str] = field(default_factory=set)
+    flushing: list[Any] = field(default_factory=list)
+    offered_at: float | None = (
+        None  # monotonic time the call was offered to call.taker_id  # close_leg() completions: finals still to come
+    )
     no_transcript: bool = False
     locations: list[Location] = field(default_factory=list)  # every position reported, in arrival order
 
@@ -278,6 +289,12 @@ class CallService:
                 # The call goes on: its state is still here and is written again at its next change.
                 log.error("call %s: %s while handling %s", session.call.id, exc, type(event).__name__)
             if session.call.state in (CallState.ENDED, CallState.ABANDONED) and session.inbox.empty():
+                if session.flushing:
+                    # The last words are still being decoded: wait for them before letting the call go.
+                    pending, session.flushing = session.flushing, []
+                    await asyncio.to_thread(_wait_all, pending, FLUSH_TIMEOUT_S)
+                    if not session.inbox.empty():
+                        continue
                 self._forget(session)
                 return
 
@@ -328,7 +345,10 @@ class CallService:
 
     async def _on_offered(self, session: CallSession, event: CallOffered) -> None:
         call = session.call
-        if await self._resume(session):
+        # The caller hears the greeting at once, before anything that could wait on the database; the
+        # endpoint mutes it as soon as a call taker is connected.
+        await self._play_prompt(call)
+        if call.source == "ami" and await self._resume(session):
             return
         self._metrics.calls_offered.labels(
             desk=call.desk.value if call.desk else "-", dialled=call.dialled
@@ -336,7 +356,7 @@ class CallService:
         log.info("call offered: %s from %s via %s", call.dialled, call.caller.display, call.source)
         await self._save(call)
         await self._publish(session, "call.offered", call_json(call))
-        if self._transcriber is not None:
+        if self._transcriber is not None and "caller" not in session.legs_open:
             try:
                 self._transcriber.open_leg(
                     call.call_ref, "caller", 8000, language_hint=None, country_hint=call.caller.country
@@ -345,7 +365,7 @@ class CallService:
             except (RuntimeError, ValueError, OSError) as exc:
                 session.no_transcript = True
                 log.error("call %s: transcription unavailable, routing by dialled number: %s", call.id, exc)
-        else:
+        elif self._transcriber is None:
             session.no_transcript = True
         await self._start_media_fork(call)
         await self._retriage(session, force=True)
@@ -355,8 +375,6 @@ class CallService:
             await self._save(call)
             await self._publish(session, "call.queued", {"desk": call.desk.value if call.desk else None})
         await self._enqueue(session)
-        if call.state is CallState.QUEUED and call.taker_id is None:
-            await self._play_prompt(call)
 
     async def _resume(self, session: CallSession) -> bool:
         """A call offered again that the centre already knows (AMI resync after a reconnect or a restart of
@@ -438,22 +456,71 @@ class CallService:
     async def _on_offer(self, offer: Offer) -> None:
         session = self.session_by_id(offer.call_id)
         if session is None:
-            return  # held by another node: that node's consoles and control do the rest
+            await self._forward_offer(offer)
+            return
         call = session.call
         call.taker_id = offer.taker_id
+        session.offered_at = time.monotonic()
         await self._save(call)
         uri = self._taker_uri(offer.taker_id)
-        control = self._controls.get(call.source)
-        if uri and control is not None:
-            try:
-                await control.connect_to_taker(call.call_ref, uri, offer.priority)
-            except AdapterError as exc:
-                log.error("call %s: could not ring %s (%s): back to the queue", call.id, offer.taker_id, exc)
-                call.taker_id = None
-                await self._desks.set_taker_state(
-                    offer.taker_id, TakerState.PAUSED, "system", f"phone failed: {exc}"
-                )
-                await self._enqueue(session)
+        if uri and self._controls.get(call.source) is not None:
+            # Ringing the phone takes as long as the taker needs to pick up: never inside dispatch.
+            self._background(self._ring_taker(session, offer, uri))
+
+    async def _ring_taker(self, session: CallSession, offer: Offer, uri: str) -> None:
+        call = session.call
+        control = self._controls[call.source]
+        try:
+            await control.connect_to_taker(call.call_ref, uri, offer.priority)
+        except AdapterError as exc:
+            if call.state is not CallState.QUEUED or call.taker_id != offer.taker_id:
+                return
+            log.error("call %s: could not ring %s (%s): back to the queue", call.id, offer.taker_id, exc)
+            await self._withdraw_offer(session, offer.taker_id, f"phone failed: {exc}")
+
+    async def _withdraw_offer(self, session: CallSession, taker_id: str, reason: str) -> None:
+        """The offered call taker did not take the call: it goes back to the queue at its old place and the
+        taker is paused (a supervisor sees why)."""
+        call = session.call
+        call.taker_id = None
+        await self._save(call)
+        await self._desks.set_taker_state(taker_id, TakerState.PAUSED, "system", reason)
+        await self._enqueue(session)
+
+    async def _forward_offer(self, offer: Offer) -> None:
+        """The call's media is on another node: that node rings the taker's phone."""
+        try:
+            call: Call = await asyncio.to_thread(self._repo.get_call, offer.call_id)
+        except (StorageError, NotFound) as exc:
+            log.error("offer of %s to %s not forwarded: %s", offer.call_id, offer.taker_id, exc)
+            return
+        if self._live is not None and call.node and call.node != self._node:
+            await self._live.publish(
+                f"node:{call.node}",
+                {
+                    "command": "offer",
+                    "call_id": offer.call_id,
+                    "taker_id": offer.taker_id,
+                    "desk": offer.desk.value,
+                    "priority": offer.priority,
+                },
+            )
+
+    async def expire_offers(self, timeout_s: float = 20.0) -> None:
+        """Offers this node made that nobody took within ``timeout_s`` go back to the queue."""
+        now = time.monotonic()
+        for session in list(self._sessions.values()):
+            call = session.call
+            if (
+                call.state is CallState.QUEUED
+                and call.taker_id is not None
+                and session.offered_at is not None
+                and now - session.offered_at > timeout_s
+            ):
+                taker_id = call.taker_id
+                session.offered_at = None
+                log.warning("call %s: %s did not take the offer in %.0f s", call.id, taker_id, timeout_s)
+                await self._withdraw_offer(session, taker_id, "offer not answered")
 
     async def accept(self, call_id: str, taker_id: str) -> Call:
         """A call taker takes the call from the console (console-only desks, or a PBX desk phone).
@@ -504,13 +571,23 @@ class CallService:
             backoff = min(5.0, backoff * 2)
 
     async def _run_command(self, command: dict[str, Any]) -> None:
-        if command.get("command") != "accept":
-            log.warning("unknown node command ignored: %r", command)
-            return
         try:
-            await self.accept(str(command["call_id"]), str(command["taker_id"]))
-        except (IllegalTransition, NotFound, KeyError) as exc:
-            log.warning("forwarded accept refused: %s", exc)
+            match command.get("command"):
+                case "accept":
+                    await self.accept(str(command["call_id"]), str(command["taker_id"]))
+                case "offer":
+                    await self._on_offer(
+                        Offer(
+                            call_id=str(command["call_id"]),
+                            taker_id=str(command["taker_id"]),
+                            desk=DeskCode(command["desk"]),
+                            priority=int(command["priority"]),
+                        )
+                    )
+                case _:
+                    log.warning("unknown node command ignored: %r", command)
+        except (IllegalTransition, NotFound, KeyError, ValueError) as exc:
+            log.warning("forwarded command %r refused: %s", command.get("command"), exc)
 
     # ------------------------------------------------------------------- node failure
 
@@ -573,6 +650,7 @@ class CallService:
             return
         call.transition(CallState.CONNECTED, at)
         call.taker_id = taker_id or call.taker_id
+        session.offered_at = None
         desk_label = call.desk.value if call.desk else "-"
         self._metrics.calls_answered.labels(desk=desk_label).inc()
         self._metrics.answer_wait.labels(desk=desk_label).observe(call.wait_seconds())
@@ -604,7 +682,9 @@ class CallService:
         log.info("call %s: %s", target.value, event.reason.value)
         for leg in list(session.legs_open):
             if self._transcriber is not None:
-                self._transcriber.close_leg(call.call_ref, leg)
+                done = self._transcriber.close_leg(call.call_ref, leg)
+                if hasattr(done, "wait"):
+                    session.flushing.append(done)
             session.legs_open.discard(leg)
         with suppress(LiveStateError):
             await self._desks.leave_queue(call.id, call.desk)
@@ -808,6 +888,7 @@ class CallService:
         - queued calls missing from the Redis queue (Redis was down or lost its data) are queued again.
         """
         await self.drain_journal()
+        await self.expire_offers(self._desks.offer_timeout_seconds)
         for call, decision in list(self._incident_retry.values()):
             await self._open_incident_for(call, decision)
         await self._requeue_missing()

@@ -23,7 +23,8 @@ log = logging.getLogger(__name__)
 TAKER_TRANSITIONS: dict[TakerState, frozenset[TakerState]] = {
     TakerState.OFFLINE: frozenset({TakerState.AVAILABLE, TakerState.PAUSED}),
     TakerState.AVAILABLE: frozenset({TakerState.BUSY, TakerState.PAUSED, TakerState.OFFLINE}),
-    TakerState.BUSY: frozenset({TakerState.WRAP_UP, TakerState.AVAILABLE}),
+    # BUSY -> PAUSED: an offered call was not taken (phone failed, nobody answered).
+    TakerState.BUSY: frozenset({TakerState.WRAP_UP, TakerState.AVAILABLE, TakerState.PAUSED}),
     TakerState.WRAP_UP: frozenset({TakerState.AVAILABLE, TakerState.PAUSED, TakerState.OFFLINE}),
     TakerState.PAUSED: frozenset({TakerState.AVAILABLE, TakerState.OFFLINE}),
 }
@@ -55,6 +56,10 @@ class DeskService:
         self._offer_timeout = offer_timeout
         self._dispatch_lock = asyncio.Lock()
         self.on_offer: Callable[[Offer], Awaitable[None]] | None = None
+
+    @property
+    def offer_timeout_seconds(self) -> float:
+        return self._offer_timeout.total_seconds()
 
     @property
     def wrap_up_seconds(self) -> float:
@@ -260,6 +265,11 @@ class DeskService:
                 continue  # another node took it; look again
             await self._live.set_taker_state(
                 taker.id, TakerState.BUSY.value, utc_now(), {"call_id": call_id, "offered": True}
+            )
+            await self._bus.publish(
+                LiveEvent(
+                    "taker.state", {"state": TakerState.BUSY.value, "call_id": call_id}, taker_id=taker.id
+                )
             )
             return Offer(call_id=call_id, taker_id=taker.id, desk=desk, priority=entry.priority)
         return None

@@ -161,7 +161,15 @@ class IncidentService:
                 {"incident_id": proposal.incident_id, "score": proposal.score, "reason": proposal.reason},
             )
         incident = await self.get(incident.id)
-        await self._announce("incident.created", incident, {"call_id": call.id})
+        extra: dict[str, Any] = {"call_id": call.id}
+        if proposal is not None:
+            # Shown to the call taker beside the new incident: link it with one click, or leave it.
+            extra["duplicate_proposal"] = {
+                "incident_id": proposal.incident_id,
+                "score": proposal.score,
+                "reason": proposal.reason,
+            }
+        await self._announce("incident.created", incident, extra)
         return incident, False
 
     async def record_triage_update(self, incident_id: str, decision: TriageDecision) -> None:
