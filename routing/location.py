@@ -195,8 +195,6 @@ def _street(
             w.capitalised
             and not (w.text.isupper() and len(w.text) <= 4)  # "SPZ", "AED", "LKW": abbreviations, not streets
             and not in_place(w)
-            and not re.search(r"[.!?]\s*$", w.gap_before)
-            and i > 0
         ):
             name_words = [w]
             j = i + 1
@@ -228,6 +226,11 @@ def _street(
             has_marker = has_marker or words[k].folded in _STREET_MARKERS
             k += 1
         number = _house_number(words, k)
+        sentence_start = i == 0 or bool(re.search(r"[.!?]\s*$", w.gap_before))
+        if sentence_start and w.folded not in _STREET_MARKERS and (number is None or k != j):
+            # Any first word of a sentence is capitalised: it names a street only when a house number
+            # follows it straight away ("Rokycanova 1712 v Sokolově").
+            continue
         if number is None and not has_marker and w.folded not in _STREET_MARKERS:
             continue
         if not has_marker and number is None:
