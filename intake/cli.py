@@ -62,11 +62,23 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 async def _serve(settings: Settings) -> None:
     import logging
+    import signal
 
     from api.server import serve
     from intake.app import Centre
 
     log = logging.getLogger("izs")
+    serving = False
+
+    def on_signal(signum: int, frame: object) -> None:
+        # uvicorn handles SIGINT/SIGTERM while it serves and hands the signal back here once it has
+        # drained its connections; the centre is then stopped below (calls ended, leader lease released).
+        # Before serving starts there is nothing to drain: stop at once.
+        if not serving:
+            raise KeyboardInterrupt
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, on_signal)
     centre = await Centre.start(settings)
     try:
         log.info(
@@ -77,9 +89,12 @@ async def _serve(settings: Settings) -> None:
             settings.sip_host,
             settings.sip_port,
         )
+        serving = True
         await serve(centre)
     finally:
-        await centre.stop()
+        log.info("izs-intake node %s stopping", settings.node_id)
+        await asyncio.shield(centre.stop())
+        log.info("izs-intake node %s stopped", settings.node_id)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:

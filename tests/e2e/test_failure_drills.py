@@ -159,12 +159,6 @@ async def test_redis_restarted_mid_call_queued_calls_survive_reach_a_taker_and_t
     assert during is not None and during.incident_id is not None
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a call offered while Redis is down never enters the Redis queue: CallService._enqueue logs "
-    "'queue unavailable; call stays answered and listed as queued' and nothing enqueues it when Redis returns, "
-    "so no call taker is ever offered it (it ends abandoned when the caller gives up)",
-)
 async def test_redis_restarted_mid_call_a_call_offered_during_the_outage_reaches_a_taker(
     tmp_path: Path, waiting_voice: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -310,12 +304,6 @@ async def test_database_away_for_10_s_every_call_is_recorded_and_the_outage_show
     assert drill.incidents["A"] is not None
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the incident triage opens while the database is away is lost: IncidentService.open_for_call raises "
-    "StorageError, CallService._open_incident logs 'incident not opened yet' and never tries again (the "
-    "local journal keeps call snapshots only), so the abandoned call is left without an incident",
-)
 async def test_database_away_for_10_s_the_incident_triage_opened_meanwhile_is_recorded(
     tmp_path: Path, waiting_voice: Path, caplog: pytest.LogCaptureFixture
 ) -> None:

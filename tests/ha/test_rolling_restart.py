@@ -94,8 +94,7 @@ async def test_leader_stopped_for_an_upgrade_hands_over_at_once_and_rejoins_behi
             on_a = [x for x, n in first_nodes.items() if n == "node-a"]
 
             stopped_at = time.monotonic()
-            # SIGTERM, what systemd sends. A clean stop should hand the lease over at once; today it is
-            # taken over when its TTL runs out (see the strict xfail below).
+            # SIGTERM, what systemd sends: a clean stop releases the leader lease at once.
             await asyncio.to_thread(a.stop, signal.SIGTERM)
             stop_took = time.monotonic() - stopped_at
             lease_after = None
@@ -167,15 +166,6 @@ async def test_leader_stopped_for_an_upgrade_hands_over_at_once_and_rejoins_behi
 
 @pytest.mark.postgres
 @pytest.mark.parametrize("stop_signal", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
-@pytest.mark.xfail(
-    strict=True,
-    reason="`izs serve` never finishes Centre.stop on SIGTERM/SIGINT, so the leader lease is held until its TTL. "
-    "uvicorn traps the signal, shuts down, then re-raises it to the previous handler: for SIGTERM the default "
-    "(the process dies), for SIGINT asyncio.run's handler, which cancels the main task; serve() returns, and the "
-    "pending cancellation lands on the first await in Centre.stop (CancelledError before release_lease). Fix in "
-    "intake/cli.py _serve: loop.add_signal_handler(SIGINT/SIGTERM, <no-op or event>) before serve(centre), so "
-    "the re-raised signal goes to the loop and the finally runs centre.stop() uncancelled",
-)
 async def test_a_node_stopped_cleanly_releases_the_leader_lease_at_once(
     tmp_path: Path, postgres_server: PostgresServer, stop_signal: signal.Signals
 ) -> None:
