@@ -12,4 +12,4 @@ export PYTHONDONTWRITEBYTECODE=1
 echo "=== test suite on SQLite ==="
 IZS_TEST_DB=sqlite .venv/bin/python -m pytest "$@"
 echo "=== test suite on PostgreSQL ==="
-IZS_TEST_DB=postgres .venv/bin/python -m pytest -m "not no_database" "$@"
+IZS_TEST_DB=postgres .venv/bin/python -m pytest "$@"
