@@ -22,6 +22,7 @@ STREAM_READERS = frozenset({Role.INTEGRATION, Role.SUPERVISOR, Role.ADMIN})
 ROLE_RULES: dict[tuple[str, str], frozenset[Role]] = {
     ("POST", "/api/auth/token"): PUBLIC,
     ("GET", "/api/healthz"): PUBLIC,
+    ("GET", "/api/metrics"): PUBLIC,  # scraped by Prometheus inside the centre's network
     ("GET", "/"): PUBLIC,
     ("GET", "/console"): PUBLIC,
     ("GET", "/supervisor"): PUBLIC,

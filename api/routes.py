@@ -11,6 +11,7 @@ from datetime import datetime, timedelta
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Path, Query, Response
+from prometheus_client import CONTENT_TYPE_LATEST
 
 from api import schemas as s
 from api.auth import Principal, Role, login
@@ -98,6 +99,18 @@ async def me(principal: User, ctx: Ctx) -> s.MeOut:
 async def healthz() -> dict[str, bool]:
     """Liveness: the process answers."""
     return {"ok": True}
+
+
+@public_router.get(
+    "/metrics",
+    tags=["health"],
+    response_class=Response,
+    responses={200: {"content": {"text/plain": {}}, "description": "Prometheus text exposition"}},
+)
+async def metrics(ctx: Ctx) -> Response:
+    """Prometheus metrics of this node: calls offered/answered/abandoned per desk, queue length and oldest
+    wait (read from the shared queues), answer waits, triage latency, component health."""
+    return Response(content=await ctx.centre.render_metrics(), media_type=CONTENT_TYPE_LATEST)
 
 
 @router.get("/health", response_model=list[s.HealthOut], tags=["health"])
