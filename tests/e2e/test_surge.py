@@ -230,12 +230,6 @@ async def test_surge_of_50_calls_loses_none_puts_cardiac_arrests_first_and_links
         assert None not in fire_incidents, "a fire call has no incident"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="7 of the 8 fire calls are auto-linked, fire-3 opens a second incident: triage extracts no street "
-    "from 'Rokycanova 1712 v Sokolově' (street and number said before the municipality), so the duplicate "
-    "finder only proposes the link (same municipality and type) instead of making it",
-)
 async def test_eight_calls_about_one_fire_end_up_linked_to_one_incident(tmp_path: Path) -> None:
     voice = SpeechSynthesizer(tmp_path / "voices").synthesize(
         "Dobrý den, hoří.", "cs", voice="espeak", tail_silence_s=30.0
