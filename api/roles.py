@@ -33,6 +33,8 @@ ROLE_RULES: dict[tuple[str, str], frozenset[Role]] = {
     ("GET", "/api/calls/{call_id}"): STAFF,
     ("POST", "/api/calls/{call_id}/accept"): TAKING,
     ("POST", "/api/calls/{call_id}/callback"): SUPERVISING | {Role.CALL_TAKER},
+    # caller location from operators' gateways (AML SMS)
+    ("POST", "/api/location/aml"): frozenset({Role.INTEGRATION, Role.ADMIN}),
     # incidents
     ("GET", "/api/incidents"): INCIDENT_READERS,
     ("POST", "/api/incidents"): TAKING,

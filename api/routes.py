@@ -189,6 +189,14 @@ async def called_back(call_id: str, principal: User, ctx: Ctx) -> s.CallOut:
     return s.call_out(call)
 
 
+@router.post("/location/aml", response_model=s.AmlOut, tags=["location"])
+async def aml_sms(body: s.AmlIn, ctx: Ctx) -> s.AmlOut:
+    """An AML SMS from the operator's gateway: decoded, matched to the caller's live or recent call by number
+    and time, fused into its location (422 `validation_failed` with the reason for a malformed message)."""
+    result = await ctx.centre.calls.report_aml(body.sender, body.text, body.received_at)
+    return s.AmlOut(**result)
+
+
 # ---------------------------------------------------------------------------------------- incidents
 
 

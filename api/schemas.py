@@ -480,3 +480,19 @@ class DeliveryOut(BaseModel):
     last_error: str | None
     created_at: datetime
     delivered_at: datetime | None
+
+
+class AmlIn(Strict):
+    """An Advanced Mobile Location SMS as an operator's gateway forwards it (ETSI TS 103 625)."""
+
+    sender: str = Field(min_length=3, max_length=32, description="the caller's number the SMS came from")
+    text: str = Field(min_length=1, max_length=1000, description='the SMS text, e.g. A"ML=1;lt=+50.23112;...')
+    received_at: datetime | None = Field(None, description="when the gateway received it (default: now)")
+
+
+class AmlOut(BaseModel):
+    matched: bool
+    call_id: str | None
+    position: bool
+    method: str
+    warnings: list[str]

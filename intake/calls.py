@@ -9,13 +9,14 @@ which never blocks.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 import uuid
 from collections.abc import Callable, Coroutine
 from contextlib import suppress
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from intake.bus import EventBus, LiveEvent
@@ -45,6 +46,7 @@ from intake.location import (
     location_from_caller_country,
     location_from_geofix,
     location_from_spoken,
+    match_call_for_sms,
 )
 from intake.logs import call_context
 from intake.metrics import Metrics
@@ -53,7 +55,7 @@ from intake.ports import CallControl, Transcriber
 from intake.serialize import call_json, decision_json, decision_summary, location_json
 from routing.acd import entry_from_decision, urgency_class
 from routing.types import TriageDecision, TriageInput
-from routing.vocabulary import DESK_BY_DIALLED, DeskCode
+from routing.vocabulary import DESK_BY_DIALLED, Agency, DeskCode, IncidentType
 from telephony.errors import AdapterError
 from telephony.events import (
     AdapterStatus,
@@ -69,6 +71,7 @@ from telephony.events import (
     LocationReported,
     TelephonyEvent,
 )
+from telephony.location import AmlError, decode_aml
 from transcription.events import (
     LanguageDetected,
     TranscriptEvent,
@@ -368,6 +371,8 @@ class CallService:
         elif self._transcriber is None:
             session.no_transcript = True
         await self._start_media_fork(call)
+        if "eCall-Facts" in event.headers or "eCall-MSD" in event.headers:
+            await self._on_ecall(session, event.headers)
         await self._retriage(session, force=True)
         # Queue first, then dispatch: a free call taker gets it at once, otherwise the caller hears the prompt.
         if call.state is CallState.RINGING:
@@ -396,6 +401,44 @@ class CallService:
         if known.state is CallState.QUEUED and known.taker_id is None:
             await self._requeue_missing()
         return True
+
+    async def _on_ecall(self, session: CallSession, headers: dict[str, str]) -> None:
+        """An eCall (RFC 8147 MSD in the INVITE) is a traffic accident from its first second: the incident
+        is opened at once with the vehicle's facts, before anybody has said a word."""
+        call = session.call
+        try:
+            facts: dict[str, Any] = json.loads(headers["eCall-Facts"]) if "eCall-Facts" in headers else {}
+        except ValueError:
+            facts = {}
+        if "eCall-Error" in headers:
+            facts["error"] = headers["eCall-Error"]
+        facts["msd_hex"] = headers.get("eCall-MSD", "")
+        await self._publish(session, "call.updated", {"ecall": facts})
+        automatic = bool(facts.get("automatic_activation"))
+        note = "eCall {kind}{test}: {vehicle}, VIN {vin}, {passengers} occupants, {propulsion}".format(
+            kind="automatic" if automatic else "manual",
+            test=" (TEST CALL)" if facts.get("test_call") else "",
+            vehicle=facts.get("vehicle_type", "vehicle"),
+            vin=facts.get("vin", "?"),
+            passengers=facts.get("passengers", "?"),
+            propulsion=", ".join(facts.get("propulsion", [])) or "propulsion unknown",
+        )
+        try:
+            incident = await self._incidents.create(
+                actor="ecall",
+                incident_type=IncidentType.TRAFFIC_ACCIDENT,
+                priority=1 if automatic else 2,
+                agencies=[Agency.ZZS, Agency.PCR],
+                location=call.location,
+                note=note,
+                call_id=call.id,
+            )
+        except StorageError as exc:
+            log.error("call %s: eCall incident not opened yet (triage will open one): %s", call.id, exc)
+            return
+        call.incident_id = incident.id
+        await self._save(call)
+        await self._publish(session, "call.updated", {"incident_id": incident.id, "linked": False})
 
     async def _start_media_fork(self, call: Call) -> None:
         """A PBX call's audio reaches transcription through a media fork to the SIP endpoint."""
@@ -867,6 +910,43 @@ class CallService:
             return False
         return True
 
+    async def report_aml(self, sender: str, text: str, received_at: datetime | None = None) -> dict[str, Any]:
+        """An AML SMS (ETSI TS 103 625) forwarded by an operator's gateway: decoded, matched to the live or
+        recent call from the same number, and fused into that call's location. A malformed message is
+        rejected with its reason; one that matches no call is logged and answered as unmatched."""
+        received_at = received_at or utc_now()
+        try:
+            message = decode_aml(text, received_at)
+        except AmlError as exc:
+            log.warning("AML SMS from %s rejected: %s", sender, exc)
+            raise ValidationFailed(f"AML message rejected: {exc}", reason=str(exc)) from exc
+        recent, _ = await asyncio.to_thread(
+            self._repo.list_calls, since=received_at - timedelta(hours=1), limit=500
+        )
+        calls = {c.id: c for c in recent}
+        calls.update({s.call.id: s.call for s in self._sessions.values()})
+        call = match_call_for_sms(sender, received_at, calls.values())
+        fix = message.to_geofix()
+        result: dict[str, Any] = {
+            "matched": call is not None,
+            "call_id": call.id if call else None,
+            "position": fix is not None,
+            "method": message.method.value if hasattr(message.method, "value") else str(message.method),
+            "warnings": list(message.warnings),
+        }
+        if call is None:
+            log.error(
+                "AML SMS from %s matches no call in the last hour (position kept in this log: %s)",
+                sender,
+                text,
+            )
+            return result
+        if fix is None:
+            log.info("call %s: AML from %s without a position fix", call.id, sender)
+            return result
+        await self.report_location(call.id, fix)
+        return result
+
     async def report_location(self, call_id: str, fix: GeoFix) -> Call:
         """A position that arrived outside the call's signalling (AML SMS, eCall data) for a known call."""
         session = self.session_by_id(call_id)
@@ -993,10 +1073,12 @@ class CallService:
                 del self._aliases[alias]
 
     async def close(self) -> None:
-        for task in list(self._tasks):
+        pending: list[asyncio.Future[None]] = list(self._tasks)
+        pending += [s.worker for s in self._sessions.values() if s.worker is not None]
+        for task in pending:
             task.cancel()
-        for session in list(self._sessions.values()):
-            if session.worker is not None:
-                session.worker.cancel()
-                with suppress(asyncio.CancelledError):
-                    await session.worker
+        if pending:
+            # A cancellation swallowed inside a client library must not hang shutdown.
+            _, stuck = await asyncio.wait(pending, timeout=5.0)
+            for task in stuck:
+                log.error("call task did not stop in time: %r", task)

@@ -53,7 +53,7 @@ from telephony.sip.errors import (
     ParseError,
     TakerUnavailableError,
 )
-from telephony.sip.location import extract_location
+from telephony.sip.location import extract_ecall, extract_location
 from telephony.sip.message import (
     SipMessage,
     parse_message,
@@ -647,6 +647,13 @@ class SipEndpoint:
         )
         call = _Call(call_ref, leg, request, source, reply_to)
         location, extra_fixes, location_headers = extract_location(request, parts, call_ref)
+        ecall_fix, ecall_headers = extract_ecall(parts, call_ref)
+        location_headers.update(ecall_headers)
+        if ecall_fix is not None:
+            if location is None:
+                location = ecall_fix
+            else:
+                extra_fixes.append(ecall_fix)
         try:
             caller_uri = parse_uri(from_addr.uri)
             caller = caller_uri.user or caller_uri.host

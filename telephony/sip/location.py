@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import json
 import logging
 from collections.abc import Callable
 
@@ -13,6 +14,7 @@ from telephony.sip.multipart import BodyPart, find_part, geolocation_references
 log = logging.getLogger(__name__)
 
 PIDF_MEDIA_TYPE = "application/pidf+xml"
+ECALL_MSD_MEDIA_TYPE = "application/emergencycalldata.ecall.msd"  # RFC 8147 (media types are lower-cased)
 PidfParser = Callable[[bytes], list[GeoFix]]
 
 
@@ -57,3 +59,38 @@ def extract_location(
     if not fixes:
         return None, [], extra
     return fixes[0], list(fixes[1:]), extra
+
+
+def extract_ecall(parts: list[BodyPart], call_ref: str) -> tuple[GeoFix | None, dict[str, str]]:
+    """An eCall's Minimum Set of Data (RFC 8147 body part, EN 15722 UPER): the vehicle position and the
+    facts the call taker needs, as extra CallOffered headers (``eCall-MSD`` hex always, ``eCall-Facts``
+    JSON when it decodes, ``eCall-Error`` when it does not)."""
+    part = find_part(parts, ECALL_MSD_MEDIA_TYPE)
+    if part is None:
+        return None, {}
+    extra = {"eCall-MSD": part.body.hex()}
+    from telephony.location.ecall import decode_msd
+
+    try:
+        msd = decode_msd(part.body)
+    except ValueError as exc:  # MsdError: the call goes on, the raw MSD stays with it
+        log.warning("call %s: eCall MSD not decodable, passed on raw: %s", call_ref, exc)
+        extra["eCall-Error"] = str(exc)
+        return None, extra
+    extra["eCall-Facts"] = json.dumps(
+        {
+            "automatic_activation": msd.automatic_activation,
+            "test_call": msd.test_call,
+            "position_trusted": msd.position_trusted,
+            "vehicle_type": msd.vehicle_type_text,
+            "vin": msd.vin,
+            "propulsion": list(msd.propulsion),
+            "timestamp": msd.timestamp.isoformat(),
+            "lat": msd.lat,
+            "lon": msd.lon,
+            "direction_deg": msd.direction_deg,
+            "passengers": msd.passengers,
+        },
+        ensure_ascii=False,
+    )
+    return msd.to_geofix(), extra

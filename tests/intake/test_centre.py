@@ -4,6 +4,7 @@ adapter events go in through ``CallService.submit`` exactly as the SIP endpoint 
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -13,8 +14,9 @@ import pytest
 from intake.app import Centre
 from intake.bus import LiveEvent
 from intake.domain import CallState, IncidentStatus, TakerState
+from intake.errors import ValidationFailed
 from intake.settings import TakerConfig, load_settings
-from telephony.events import CallEnded, CallOffered, CallSource, EndReason
+from telephony.events import CallEnded, CallOffered, CallSource, EndReason, GeoFix
 from transcription.events import TranscriptFinal
 
 CARDIAC_ARREST = (
@@ -235,3 +237,65 @@ async def _taker_of(centre: Centre, call_id: str) -> str | None:
 async def _taker_state(centre: Centre, taker_id: str, state: str) -> bool:
     states = await centre.live.taker_states()
     return bool(states.get(taker_id, {}).get("state") == state)
+
+
+async def test_ecall_opens_a_traffic_accident_with_the_vehicle_facts_before_anyone_speaks(centre: Centre):
+    facts = {
+        "automatic_activation": True,
+        "test_call": False,
+        "position_trusted": True,
+        "vehicle_type": "passenger car (M1)",
+        "vin": "TMBJJ7NE1L0123456",
+        "propulsion": ["diesel"],
+        "passengers": 3,
+    }
+    centre.calls.submit(
+        CallOffered(
+            call_ref="ref-ecall",
+            dialled="112",
+            caller="+420603111222",
+            source=CallSource.SIP,
+            location=GeoFix(source="ecall", lat=50.23112, lon=12.87234, radius_m=150, confidence=0.95),
+            headers={"eCall-Facts": json.dumps(facts), "eCall-MSD": "00ff"},
+        )
+    )
+    call = await eventually(lambda: _call_by_ref(centre, "ref-ecall"))
+    await eventually(lambda: _has_incident(centre, call.id))
+    current = await centre.calls.get(call.id)
+    incident = await centre.incidents.get(current.incident_id)
+    assert incident.incident_type.value == "TRAFFIC_ACCIDENT"
+    assert incident.priority == 1
+    assert {a.value for a in incident.agency_codes} >= {"ZZS", "PCR"}
+    assert any("TMBJJ7NE1L0123456" in note and "3 occupants" in note for note in incident.notes)
+    assert current.location is not None and current.location.source.value == "ecall"
+
+
+async def test_aml_sms_is_matched_to_the_callers_call_and_outranks_the_spoken_place(centre: Centre):
+    centre.calls.submit(offer("ref-aml", dialled="155", caller="+420603224590"))
+    call = await eventually(lambda: _call_by_ref(centre, "ref-aml"))
+    centre.calls.submit(
+        TranscriptFinal(
+            call_ref="ref-aml", leg="caller", text="Jsme v Sokolově, manžel nedýchá.", start_s=0, end_s=3
+        )
+    )
+    from datetime import UTC, datetime
+
+    top = datetime.now(UTC).strftime("%Y%m%d%H%M%S")  # a fix taken now: fresh fixes win the fusion
+    sms = (
+        f'A"ML=1;lt=+50.17390;lg=+12.64030;rd=12;top={top};lc=68;pm=G;'
+        "si=230031234567890;ei=356938035643809;mcc=230;mnc=03;ml=124"
+    )
+    result = await centre.calls.report_aml("+420603224590", sms)
+    assert result["matched"] and result["call_id"] == call.id and result["position"]
+
+    async def located() -> Any:
+        current = await centre.calls.get(call.id)
+        return current.location if current.location and current.location.source.value == "aml-gnss" else None
+
+    location = await eventually(located)
+    assert location.radius_m == 12
+
+    unmatched = await centre.calls.report_aml("+420777000111", sms)
+    assert unmatched["matched"] is False
+    with pytest.raises(ValidationFailed):
+        await centre.calls.report_aml("+420603224590", 'A"ML=1;lt=+95.0;lg=+12.6;ml=20')

@@ -18,7 +18,9 @@ def free_port() -> int:
 
 
 def make_call(call_id: str) -> Call:
-    call = Call(id=call_id, call_ref=f"ref-{call_id}", source="sip", dialled="155", caller=CallerNumber(raw="x"))
+    call = Call(
+        id=call_id, call_ref=f"ref-{call_id}", source="sip", dialled="155", caller=CallerNumber(raw="x")
+    )
     call.transition(CallState.QUEUED)
     call.transcript.append(TranscriptSegment(leg="caller", text="nedýchá", start_s=0.0, end_s=1.2))
     return call

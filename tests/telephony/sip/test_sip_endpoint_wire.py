@@ -718,3 +718,71 @@ def test_sink_backlog_drops_audio_frames_but_never_call_events(peer: RawSipPeer)
         endpoint.stop()
     assert endpoint.dropped_frames > 0
     assert recorded.sequence(call_id)[:2] == ["CallOffered", "CallAnswered"]
+
+
+def test_ecall_invite_carries_the_vehicle_position_and_facts_from_its_msd(
+    start_endpoint: Callable[..., SipEndpoint], peer: RawSipPeer, recorder: EventRecorder
+) -> None:
+    """RFC 8147: an eCall's MSD travels as a body part of the INVITE; the endpoint decodes it (EN 15722)."""
+    import json
+    from datetime import UTC, datetime
+
+    from telephony.location.ecall import encode_msd
+
+    msd = encode_msd(
+        {
+            "msdStructure": {
+                "messageIdentifier": 1,
+                "control": {
+                    "automaticActivation": True,
+                    "testCall": False,
+                    "positionCanBeTrusted": True,
+                    "vehicleType": "passengerVehicleClassM1",
+                },
+                "vehicleIdentificationNumber": {
+                    "isowmi": "TMB",
+                    "isovds": "JJ7NE1",
+                    "isovisModelyear": "L",
+                    "isovisSeqPlant": "0123456",
+                },
+                "vehiclePropulsionStorageType": {"dieselTankPresent": True},
+                "timestamp": int(datetime(2026, 11, 27, 10, 47, 2, tzinfo=UTC).timestamp()),
+                "vehicleLocation": {
+                    "positionLatitude": round(50.23112 * 3_600_000),
+                    "positionLongitude": round(12.87234 * 3_600_000),
+                },
+                "vehicleDirection": 45,
+                "numberOfPassengers": 3,
+            }
+        },
+        version=2,
+    )
+    endpoint = start_endpoint()
+    boundary = "ecall-boundary"
+    body = (
+        f"--{boundary}\r\nContent-Type: application/sdp\r\n\r\n".encode()
+        + peer.sdp()
+        + f"\r\n--{boundary}\r\nContent-Type: application/EmergencyCallData.eCall.MSD\r\n"
+        "Content-Disposition: by-reference\r\nContent-ID: <msd@car>\r\n\r\n".encode()
+        + msd
+        + f"\r\n--{boundary}--\r\n".encode()
+    )
+    invite = peer.request(
+        "INVITE",
+        "112",
+        "ecall",
+        body=body,
+        content_type=f'multipart/mixed; boundary="{boundary}"',
+        extra=(("Call-Info", "<cid:msd@car>;purpose=EmergencyCallData.eCall.MSD"),),
+    )
+    peer.send(invite, endpoint)
+
+    peer.expect(200)
+    offered = recorder.wait_for(CallOffered)[0]
+    assert offered.location is not None and offered.location.source == "ecall"
+    assert (round(offered.location.lat, 4), round(offered.location.lon, 4)) == (50.2311, 12.8723)
+    facts = json.loads(offered.headers["eCall-Facts"])
+    assert facts["vin"] == "TMBJJ7NE1L0123456"
+    assert facts["automatic_activation"] is True
+    assert facts["passengers"] == 3
+    assert offered.headers["eCall-MSD"] == msd.hex()
