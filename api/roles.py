@@ -33,6 +33,7 @@ ROLE_RULES: dict[tuple[str, str], frozenset[Role]] = {
     ("GET", "/api/calls/{call_id}"): STAFF,
     ("POST", "/api/calls/{call_id}/accept"): TAKING,
     ("POST", "/api/calls/{call_id}/callback"): SUPERVISING | {Role.CALL_TAKER},
+    ("GET", "/api/places"): STAFF,
     # caller location from operators' gateways (AML SMS)
     ("POST", "/api/location/aml"): frozenset({Role.INTEGRATION, Role.ADMIN}),
     # incidents

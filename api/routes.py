@@ -189,6 +189,24 @@ async def called_back(call_id: str, principal: User, ctx: Ctx) -> s.CallOut:
     return s.call_out(call)
 
 
+@router.get("/places", response_model=list[s.PlaceOut], tags=["location"])
+async def places(ctx: Ctx) -> list[s.PlaceOut]:
+    """The region's places with coordinates (GeoNames, CC BY 4.0): the consoles draw their offline map
+    from these, no tile server needed."""
+    gazetteer = ctx.centre.places
+    if gazetteer is None:
+        return []
+    return [
+        s.PlaceOut(
+            municipality=p.municipality,
+            part=p.part if p.part != p.municipality else None,
+            lat=p.lat,
+            lon=p.lon,
+        )
+        for p in gazetteer.places
+    ]
+
+
 @router.post("/location/aml", response_model=s.AmlOut, tags=["location"])
 async def aml_sms(body: s.AmlIn, ctx: Ctx) -> s.AmlOut:
     """An AML SMS from the operator's gateway: decoded, matched to the caller's live or recent call by number

@@ -496,3 +496,10 @@ class AmlOut(BaseModel):
     position: bool
     method: str
     warnings: list[str]
+
+
+class PlaceOut(BaseModel):
+    municipality: str
+    part: str | None
+    lat: float
+    lon: float

@@ -73,6 +73,7 @@ class Centre:
     embedded_redis: Any | None = None
     database: Any | None = None
     metrics: Metrics = field(default_factory=Metrics)
+    places: Any | None = None  # PlaceGazetteer: coordinates of the region's places (map, nearest place)
     _stack: AsyncExitStack = field(default_factory=AsyncExitStack)
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
     is_leader: bool = False
@@ -182,6 +183,7 @@ class Centre:
                 embedded_redis=embedded,
                 database=database,
                 metrics=metrics,
+                places=places,
                 _stack=stack,
             )
             # Heartbeat before any call exists, so no other node takes this node's calls for lost; then the

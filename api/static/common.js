@@ -21,6 +21,7 @@ const IZS = (() => {
       health: "Stav komponent", move: "Přesunout", reprioritise: "Priorita", avg_wait: "Průměrné čekání",
       offered: "Nabídnuto", no_transcript: "bez přepisu", evidence: "Důkazy", waiting_now: "Čekající",
       state: "Stav", name: "Jméno", first_words: "První slova", none: "—",
+      map: "Poloha volajícího", source: "zdroj",
       tcpr_steps: [
         "Položte postiženého na záda na tvrdou podložku.",
         "Zakloňte mu hlavu, zkontrolujte dýchání (max. 10 s).",
@@ -48,6 +49,7 @@ const IZS = (() => {
       health: "Components", move: "Move", reprioritise: "Priority", avg_wait: "Average wait",
       offered: "Offered", no_transcript: "no transcript", evidence: "Evidence", waiting_now: "Waiting",
       state: "State", name: "Name", first_words: "First words", none: "—",
+      map: "Caller position", source: "source",
       tcpr_steps: [
         "Lay the patient on their back on a firm surface.",
         "Tilt the head back, check breathing (10 s at most).",

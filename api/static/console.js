@@ -43,6 +43,7 @@
     $("offer-language").textContent = call.language || "?";
     $("offer-desk").textContent = call.desk || "?";
     $("offer-location").textContent = (call.location && call.location.text) || t("none");
+    drawMap(call.location);
     $("offer-priority").replaceChildren(call.priority ? el("span", { class: `prio prio-${call.priority}` }, `P${call.priority}`) : "");
     $("btn-accept").focus();
   }
@@ -62,6 +63,59 @@
     }
   }
 
+  // -------------------------------------------------------------------------------- offline map
+  // The region's places come from the API (no tile server): an equirectangular plot of Karlovarský kraj
+  // with the caller's position and its accuracy circle.
+  const MAP = { west: 12.05, east: 13.35, south: 49.88, north: 50.48, w: 400, h: 260 };
+  let places = [];
+  function project(lat, lon) {
+    return [
+      ((lon - MAP.west) / (MAP.east - MAP.west)) * MAP.w,
+      ((MAP.north - lat) / (MAP.north - MAP.south)) * MAP.h,
+    ];
+  }
+  function svg(tag, attrs) {
+    const node = document.createElementNS("http://www.w3.org/2000/svg", tag);
+    Object.entries(attrs).forEach(([k, v]) => node.setAttribute(k, v));
+    return node;
+  }
+  async function loadPlaces() {
+    try { places = await api("GET", "/api/places"); } catch (e) { places = []; }
+    drawMap(null);
+  }
+  function drawMap(location) {
+    const map = $("map");
+    if (!map) return;
+    map.replaceChildren();
+    places.forEach((p) => {
+      const [x, y] = project(p.lat, p.lon);
+      map.appendChild(svg("circle", { cx: x, cy: y, r: p.part ? 1.2 : 2, fill: "#6b8797" }));
+      if (!p.part) {
+        const label = svg("text", { x: x + 3, y: y - 2, fill: "#8fa9b8", "font-size": 7 });
+        label.textContent = p.municipality;
+        map.appendChild(label);
+      }
+    });
+    const text = [];
+    if (location && location.lat != null && location.lon != null) {
+      const [x, y] = project(location.lat, location.lon);
+      const pxPerMetre = MAP.h / ((MAP.north - MAP.south) * 111320);
+      if (location.radius_m) {
+        map.appendChild(svg("circle", {
+          id: "map-accuracy", cx: x, cy: y, r: Math.max(3, location.radius_m * pxPerMetre),
+          fill: "rgba(255,80,80,.2)", stroke: "#ff5050",
+        }));
+      }
+      map.appendChild(svg("circle", { id: "map-position", cx: x, cy: y, r: 3.5, fill: "#ff5050" }));
+    }
+    if (location) {
+      text.push(location.text || "");
+      text.push(`${t("source")}: ${location.source}`);
+      if (location.radius_m) text.push(`± ${Math.round(location.radius_m)} m`);
+    }
+    $("map-text").textContent = text.filter(Boolean).join(" · ") || t("none");
+  }
+
   // ------------------------------------------------------------------------------- current call
   function openCall(call) {
     state.call = call;
@@ -70,6 +124,7 @@
     state.compressionAt = null;
     state.recognisedAt = null;
     $("call-head").textContent = `${call.caller.display} · ${call.dialled} · ${call.desk || ""}`;
+    drawMap(call.location);
     if (call.triage) showTriage(call.triage);
     renderTranscript();
     if (call.incident_id) loadIncident(call.incident_id);
@@ -331,6 +386,9 @@
       case "triage.updated":
         if (current) showTriage(ev.data);
         break;
+      case "location.updated":
+        if (current || (state.offered && ev.call_id === state.offered.id)) drawMap(ev.data.location);
+        break;
       case "call.updated":
         if (current && ev.data.incident_id) { state.call.incident_id = ev.data.incident_id; loadIncident(ev.data.incident_id); }
         break;
@@ -382,6 +440,7 @@
     $("incident-form").addEventListener("submit", save);
     document.addEventListener("keydown", keys);
     setInterval(tick, 500);
+    loadPlaces();
     IZS.live(onEvent, () => { refreshQueue(); refreshState(); refreshHealth(); });
   });
 })();

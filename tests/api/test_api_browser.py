@@ -97,6 +97,9 @@ async def test_offered_call_goes_from_console_to_saved_incident_on_the_dashboard
             await expect(taker_page.locator("#tcpr")).to_be_visible(timeout=10_000)
             await expect(taker_page.locator("#tcpr-steps li")).to_have_count(6)
             await expect(taker_page.locator("#triage-type")).to_have_text("Zástava oběhu")
+            # The spoken place (Sokolov) is drawn on the offline map of the region with its source.
+            await expect(taker_page.locator("#map-position")).to_be_attached(timeout=10_000)
+            await expect(taker_page.locator("#map-text")).to_contain_text("Sokolov")
             await expect(taker_page.locator("#incident-id")).to_contain_text("KVK-", timeout=10_000)
             incident_id = (await taker_page.locator("#incident-id").text_content() or "").strip()
             await taker_page.click("#btn-compression")
