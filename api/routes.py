@@ -210,9 +210,14 @@ async def places(ctx: Ctx) -> list[s.PlaceOut]:
 @router.post("/location/aml", response_model=s.AmlOut, tags=["location"])
 async def aml_sms(body: s.AmlIn, ctx: Ctx) -> s.AmlOut:
     """An AML SMS from the operator's gateway: decoded, matched to the caller's live or recent call by number
-    and time, fused into its location (422 `validation_failed` with the reason for a malformed message)."""
-    result = await ctx.centre.calls.report_aml(body.sender, body.text, body.received_at)
-    return s.AmlOut(**result)
+    and time, fused into its location. A malformed message is rejected with its reason (logged, and
+    `accepted: false` in a 200 answer: resending it would never make it parse, so the gateway must not retry).
+    """
+    try:
+        result = await ctx.centre.calls.report_aml(body.sender, body.text, body.received_at)
+    except ValidationFailed as exc:
+        return s.AmlOut(accepted=False, reason=str(exc.details.get("reason", exc.message)))
+    return s.AmlOut(accepted=True, **result)
 
 
 # ---------------------------------------------------------------------------------------- incidents

@@ -491,11 +491,13 @@ class AmlIn(Strict):
 
 
 class AmlOut(BaseModel):
-    matched: bool
-    call_id: str | None
-    position: bool
-    method: str
-    warnings: list[str]
+    accepted: bool = Field(description="false: the message is malformed and was rejected (see reason)")
+    reason: str | None = None
+    matched: bool = False
+    call_id: str | None = None
+    position: bool = False
+    method: str | None = None
+    warnings: list[str] = Field(default_factory=list)
 
 
 class PlaceOut(BaseModel):
