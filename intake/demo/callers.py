@@ -363,6 +363,11 @@ class BaresipCaller:
             with contextlib.suppress(ProcessLookupError):
                 process.kill()
             await process.wait()
+        except asyncio.CancelledError:
+            # The fleet is being torn down: never leave a caller process running behind it.
+            with contextlib.suppress(ProcessLookupError):
+                process.kill()
+            raise
 
 
 class CallerFleet:
