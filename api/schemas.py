@@ -18,8 +18,26 @@ DeskName = Literal["HZS", "ZZS", "PCR", "112"]
 RoleName = Literal["call_taker", "supervisor", "integration", "admin"]
 
 
+def _without_nul(value: Any) -> Any:
+    if isinstance(value, str):
+        return value.replace("\x00", "")
+    if isinstance(value, dict):
+        return {k: _without_nul(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_without_nul(v) for v in value]
+    return value
+
+
 class Strict(BaseModel):
+    """Every input body: unknown fields refused; NUL characters dropped from text (no database stores them,
+    and they carry nothing a person typed)."""
+
     model_config = ConfigDict(extra="forbid")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _drop_nul_characters(cls, data: Any) -> Any:
+        return _without_nul(data)
 
 
 class ErrorOut(BaseModel):

@@ -50,7 +50,8 @@ LOCATION_FIELDS = (
 
 def fold(text: str) -> str:
     """Casefold and strip diacritics: 'Chodov, Nádražní' and 'chodov, nadrazni' match the same search."""
-    decomposed = unicodedata.normalize("NFKD", text.casefold())
+    # NUL bytes never occur in stored text (PostgreSQL refuses them), so they never help a search either.
+    decomposed = unicodedata.normalize("NFKD", text.replace("\x00", "").casefold())
     return "".join(ch for ch in decomposed if not unicodedata.combining(ch))
 
 

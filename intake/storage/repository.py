@@ -26,7 +26,7 @@ from typing import Any, TypeVar
 from sqlalchemy import delete, exists, func, or_, select
 from sqlalchemy.dialects import postgresql as pg_dialect
 from sqlalchemy.dialects import sqlite as sqlite_dialect
-from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError, SQLAlchemyError
+from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from intake.domain import (
@@ -149,6 +149,9 @@ class Repository:
                 if on_integrity_error is not None:
                     raise on_integrity_error(exc) from exc
                 raise StorageError(f"{what}: {exc.orig}", operation=what) from exc
+            except DataError as exc:
+                # A value the database cannot hold (a NUL byte in an id from a URL): nothing stored matches.
+                raise NotFound(f"{what}: no such value ({exc.orig})", operation=what) from exc
             except (OperationalError, DBAPIError) as exc:
                 if attempt < _WRITE_ATTEMPTS and self._is_transient(exc):
                     delay = 0.02 * 2**attempt * (0.5 + random.random())
@@ -166,6 +169,10 @@ class Repository:
         try:
             with self._reader() as session, session.begin():
                 return work(session)
+        except DataError as exc:
+            # A value the database cannot even hold (PostgreSQL refuses NUL bytes in text): nothing stored
+            # can match it. That is the caller's input, not a storage failure.
+            raise NotFound(f"{what}: no such value ({exc.orig})", operation=what) from exc
         except SQLAlchemyError as exc:
             raise StorageError(f"{what}: {exc}", operation=what) from exc
 
@@ -972,6 +979,9 @@ class Repository:
         )
 
     def get_user(self, username: str) -> User | None:
+        if "\x00" in username:
+            return None  # no stored name holds a NUL byte (PostgreSQL text cannot)
+
         def work(session: Session) -> User | None:
             row = session.scalars(select(UserRow).where(UserRow.username == username)).first()
             return _user(row) if row is not None else None
