@@ -312,12 +312,13 @@ async def incident_timeline(incident_id: str, ctx: Ctx) -> list[s.TimelineEntryO
 
 @router.get("/incidents/{incident_id}/duplicates", response_model=list[s.DuplicateOut], tags=["incidents"])
 async def incident_duplicates(incident_id: str, ctx: Ctx) -> list[s.DuplicateOut]:
-    """Open incidents that may be the same event (same place or type, close in time)."""
-    incident = await ctx.centre.incidents.get(incident_id)
-    candidates = await ctx.centre.incidents.open_incidents()
+    """Open incidents that may report the same event (compatible type, same place, close in time), by the
+    rule that links calls automatically."""
     return [
-        s.DuplicateOut(incident=s.incident_out(other), score=score, reason=reason)
-        for other, score, reason in reports.duplicate_candidates(incident, candidates)
+        s.DuplicateOut(
+            incident=s.incident_out(other), score=proposal.score, reason="; ".join(proposal.reasons)
+        )
+        for other, proposal in await ctx.centre.incidents.duplicates_of(incident_id)
     ]
 
 

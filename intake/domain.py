@@ -8,16 +8,12 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from intake.errors import IllegalTransition
-from routing.vocabulary import Agency, DeskCode, IncidentType
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
-
+from routing.vocabulary import DESK_BY_DIALLED, Agency, DeskCode, IncidentType
+from telephony.events import utc_now
 
 # ---------------------------------------------------------------------------------------------- calls
 
@@ -279,11 +275,15 @@ class Desk:
     dialled: tuple[str, ...]
 
 
+def _dialled(desk: DeskCode) -> tuple[str, ...]:
+    return tuple(number for number, d in DESK_BY_DIALLED.items() if d is desk)
+
+
 DESKS: tuple[Desk, ...] = (
-    Desk(DeskCode.HZS, "Hasičský záchranný sbor", (Agency.HZS,), ("150",)),
-    Desk(DeskCode.ZZS, "Zdravotnická záchranná služba", (Agency.ZZS,), ("155",)),
-    Desk(DeskCode.PCR, "Policie ČR", (Agency.PCR,), ("158", "156")),
-    Desk(DeskCode.D112, "Linka 112", (Agency.HZS, Agency.ZZS, Agency.PCR), ("112",)),
+    Desk(DeskCode.HZS, "Hasičský záchranný sbor", (Agency.HZS,), _dialled(DeskCode.HZS)),
+    Desk(DeskCode.ZZS, "Zdravotnická záchranná služba", (Agency.ZZS,), _dialled(DeskCode.ZZS)),
+    Desk(DeskCode.PCR, "Policie ČR", (Agency.PCR,), _dialled(DeskCode.PCR)),
+    Desk(DeskCode.D112, "Linka 112", (Agency.HZS, Agency.ZZS, Agency.PCR), _dialled(DeskCode.D112)),
 )
 
 

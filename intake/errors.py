@@ -12,9 +12,11 @@ Every error our code raises on purpose is an :class:`IzsError`. Third-party erro
     ├── ValidationFailed       input from outside is malformed
     ├── PermissionDenied       the acting user's role may not do this
     ├── StorageError           the database failed (retried from the journal where possible)
-    ├── LiveStateError         Redis failed: the system runs degraded and says so
-    ├── TelephonyError         a SIP / AMI adapter failed
-    └── TranscriptionError     a recognition engine or its model failed
+    └── LiveStateError         Redis failed: the system runs degraded and says so
+
+The adapters cannot import this module: ``telephony.errors.AdapterError`` and
+``transcription.errors.TranscriptionError`` are their own bases, each with a stable ``error_id``; intake
+catches them where it drives an adapter, logs them with the call id and keeps the call going.
 """
 
 from __future__ import annotations
@@ -71,14 +73,4 @@ class StorageError(IzsError):
 
 class LiveStateError(IzsError):
     error_id = "live_state_unavailable"
-    http_status = 503
-
-
-class TelephonyError(IzsError):
-    error_id = "telephony_error"
-    http_status = 502
-
-
-class TranscriptionError(IzsError):
-    error_id = "transcription_error"
     http_status = 503

@@ -17,8 +17,8 @@ from intake.domain import AgencyStatus, Call, Incident, IncidentStatus, Location
 from intake.errors import LiveStateError, ValidationFailed
 from intake.location import PlaceGazetteer, location_from_spoken
 from intake.serialize import decision_json, decision_summary, incident_json
-from routing.duplicates import OpenIncident, propose_link
-from routing.types import TriageDecision
+from routing.duplicates import LinkProposal, OpenIncident, propose_link, rank_links
+from routing.types import SpokenLocation, TriageDecision
 from routing.vocabulary import Agency, IncidentType
 
 log = logging.getLogger(__name__)
@@ -37,6 +37,36 @@ class DuplicateProposal:
     auto_link: bool  # strong enough to link without asking; the call taker can still unlink
 
 
+def open_incident(incident: Incident) -> OpenIncident:
+    """An incident as routing's duplicate rule sees it."""
+    where = incident.location
+    return OpenIncident(
+        id=incident.id,
+        incident_type=incident.incident_type,
+        agencies=tuple(incident.agency_codes),
+        created_at=incident.created_at.timestamp(),
+        municipality=where.municipality if where else None,
+        part=where.part if where else None,
+        street=where.street if where else None,
+        landmark=where.landmark if where else None,
+        road=where.road if where else None,
+    )
+
+
+def spoken_location(where: Location | None) -> SpokenLocation | None:
+    """An incident's place in the terms routing's duplicate rule compares."""
+    if where is None:
+        return None
+    return SpokenLocation(
+        municipality=where.municipality,
+        part=where.part,
+        street=where.street,
+        house_number=where.house_number,
+        landmark=where.landmark,
+        road=where.road,
+    )
+
+
 class DuplicateFinder:
     """Applies routing's duplicate rule to the open incidents of the database.
 
@@ -51,21 +81,7 @@ class DuplicateFinder:
     def __call__(
         self, call: Call, decision: TriageDecision, candidates: list[Incident]
     ) -> DuplicateProposal | None:
-        open_incidents = [
-            OpenIncident(
-                id=i.id,
-                incident_type=i.incident_type,
-                agencies=tuple(i.agency_codes),
-                created_at=i.created_at.timestamp(),
-                municipality=i.location.municipality if i.location else None,
-                part=i.location.part if i.location else None,
-                street=i.location.street if i.location else None,
-                landmark=i.location.landmark if i.location else None,
-                road=i.location.road if i.location else None,
-            )
-            for i in candidates
-            if i.status is not IncidentStatus.CLOSED
-        ]
+        open_incidents = [open_incident(i) for i in candidates if i.status is not IncidentStatus.CLOSED]
         proposal = propose_link(
             decision.incident_type.value,
             decision.location,
@@ -119,6 +135,21 @@ class IncidentService:
         since = utc_now() - self._window
         result: list[Incident] = await asyncio.to_thread(self._repo.open_incidents, since)
         return result
+
+    async def duplicates_of(self, incident_id: str) -> list[tuple[Incident, LinkProposal]]:
+        """Open incidents that may report the same event as this one, best first: the same rule (routing's
+        :func:`~routing.duplicates.rank_links`) that links calls automatically, so the console never
+        contradicts the auto-link. A proposal only: a person decides whether to link."""
+        incident = await self.get(incident_id)
+        others = {i.id: i for i in await self.open_incidents() if i.id != incident.id}
+        ranked = rank_links(
+            incident.incident_type,
+            spoken_location(incident.location),
+            incident.created_at.timestamp(),
+            [open_incident(i) for i in others.values() if i.status is not IncidentStatus.CLOSED],
+            window_s=self._window.total_seconds(),
+        )
+        return [(others[p.incident_id], p) for p in ranked]
 
     # ------------------------------------------------------------------------------ from triage
 

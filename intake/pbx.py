@@ -11,17 +11,10 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from routing.vocabulary import DeskCode
+from routing.vocabulary import QUEUE_NUMBER_BY_DESK, DeskCode
 from telephony.errors import AdapterError
 
 log = logging.getLogger(__name__)
-
-DESK_NUMBER: dict[DeskCode, str] = {
-    DeskCode.HZS: "150",
-    DeskCode.ZZS: "155",
-    DeskCode.PCR: "158",
-    DeskCode.D112: "112",
-}
 
 # app_queue serves a higher QUEUE_PRIO first; ours is 1 (immediate threat to life) .. 3.
 QUEUE_PRIO = {1: 10, 2: 5, 3: 0}
@@ -51,12 +44,12 @@ class PbxCallControl:
         that queue makes Asterisk ring it (``taker_uri`` is ``desk:<number>`` or the taker's desk code)."""
         number = taker_uri.removeprefix("desk:")
         if number in DeskCode.__members__:
-            number = DESK_NUMBER[DeskCode[number]]
+            number = QUEUE_NUMBER_BY_DESK[DeskCode[number]]
         await self._bridge.redirect_to_queue(self._channel(call_ref), number, queue_priority(priority, False))
 
     async def move_to_desk(self, call_ref: str, desk: DeskCode, priority: int, front: bool) -> None:
         result = await self._bridge.redirect_to_queue(
-            self._channel(call_ref), DESK_NUMBER[desk], queue_priority(priority, front)
+            self._channel(call_ref), QUEUE_NUMBER_BY_DESK[desk], queue_priority(priority, front)
         )
         if not getattr(result, "priority_applied", True):
             log.warning("call %s moved to %s but Asterisk kept its queue priority", call_ref, desk.value)
@@ -69,10 +62,10 @@ class PbxCallControl:
 
     async def taker_logged_in(self, interface: str, member_name: str, desks: tuple[DeskCode, ...]) -> None:
         for desk in desks:
-            await self._bridge.queue_add(f"desk-{DESK_NUMBER[desk]}", interface, member_name)
+            await self._bridge.queue_add(f"desk-{QUEUE_NUMBER_BY_DESK[desk]}", interface, member_name)
 
     async def taker_paused(
         self, interface: str, desks: tuple[DeskCode, ...], paused: bool, reason: str
     ) -> None:
         for desk in desks:
-            await self._bridge.queue_pause(f"desk-{DESK_NUMBER[desk]}", interface, paused, reason)
+            await self._bridge.queue_pause(f"desk-{QUEUE_NUMBER_BY_DESK[desk]}", interface, paused, reason)

@@ -17,8 +17,7 @@ from pydantic import BaseModel, Field, ValidationError, field_validator, model_v
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from intake.errors import ConfigError
-
-EMERGENCY_NUMBERS = ("112", "150", "155", "158", "156")
+from routing.vocabulary import EMERGENCY_NUMBERS
 
 
 class TakerConfig(BaseModel):

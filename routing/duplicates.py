@@ -76,8 +76,8 @@ def _similar(a: str | None, b: str | None) -> float:
 def _score(
     itype: IncidentType, location: SpokenLocation | None, at: float, incident: OpenIncident, window_s: float
 ) -> tuple[float, list[str]] | None:
-    age = at - incident.created_at
-    if age < 0 or age > window_s:
+    age = abs(at - incident.created_at)
+    if age > window_s:
         return None
     mine, theirs = type_family(itype), type_family(incident.incident_type)
     if mine == "none" or theirs == "none":
@@ -125,8 +125,35 @@ def _score(
     if place == 0.0:
         return None
     recency = 1.0 - 0.5 * (age / window_s)  # a fresh incident is a likelier match
-    reasons.append(f"opened {int(age)} s ago")
+    reasons.append(f"opened {int(age)} s apart")
     return round(min(1.0, place) * type_score * recency, 3), reasons
+
+
+def rank_links(
+    incident_type: IncidentType,
+    location: SpokenLocation | None,
+    at: float,
+    open_incidents: Iterable[OpenIncident],
+    *,
+    window_s: float = 1800.0,
+    min_score: float = 0.3,
+) -> list[LinkProposal]:
+    """Every open incident that may report the same event, best first (score, then id for a stable order).
+
+    Needs a compatible type family, the same place (municipality, plus street, road or landmark when said)
+    and incidents opened within `window_s` seconds of `at` (either side: nodes' clocks differ, and the
+    console asks about an incident that may be older than the candidates).
+    """
+    ranked: list[LinkProposal] = []
+    for incident in open_incidents:
+        scored = _score(incident_type, location, at, incident, window_s)
+        if scored is None:
+            continue
+        score, reasons = scored
+        if score >= min_score:
+            ranked.append(LinkProposal(incident.id, score, tuple(reasons)))
+    ranked.sort(key=lambda p: (-p.score, p.incident_id))
+    return ranked
 
 
 def propose_link(
@@ -138,17 +165,6 @@ def propose_link(
     window_s: float = 1800.0,
     min_score: float = 0.3,
 ) -> LinkProposal | None:
-    """The open incident this call most likely reports again, or None.
-
-    Needs a compatible type family, the same place (municipality, plus street, road or landmark when said)
-    and an incident opened within `window_s` seconds before `at`.
-    """
-    best: LinkProposal | None = None
-    for incident in open_incidents:
-        scored = _score(incident_type, location, at, incident, window_s)
-        if scored is None:
-            continue
-        score, reasons = scored
-        if score >= min_score and (best is None or score > best.score):
-            best = LinkProposal(incident.id, score, tuple(reasons))
-    return best
+    """The open incident this call most likely reports again, or None (the best of :func:`rank_links`)."""
+    ranked = rank_links(incident_type, location, at, open_incidents, window_s=window_s, min_score=min_score)
+    return ranked[0] if ranked else None

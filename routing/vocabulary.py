@@ -1,4 +1,7 @@
-"""The IZS vocabulary shared by triage, routing and the incident record."""
+"""The IZS vocabulary shared by triage, routing, the telephony adapters and the incident record.
+
+Plain values only (no imports from the rest of the project), so every package may import it.
+"""
 
 from __future__ import annotations
 
@@ -25,6 +28,17 @@ DESK_BY_DIALLED: dict[str, DeskCode] = {
     "158": DeskCode.PCR,
     "156": DeskCode.PCR,  # municipal police: taken by the police desk in the joint centre
     "112": DeskCode.D112,
+}
+
+# The numbers this centre answers: the one list every package uses (settings, SIP endpoint, demo, desks).
+EMERGENCY_NUMBERS: tuple[str, ...] = tuple(DESK_BY_DIALLED)
+
+# The number whose queue a desk answers on the PBX (`desk-<number>`): 156 shares the police desk's queue.
+QUEUE_NUMBER_BY_DESK: dict[DeskCode, str] = {
+    DeskCode.HZS: "150",
+    DeskCode.ZZS: "155",
+    DeskCode.PCR: "158",
+    DeskCode.D112: "112",
 }
 
 DESK_BY_AGENCY: dict[Agency, DeskCode] = {

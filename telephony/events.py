@@ -10,8 +10,6 @@ import enum
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-EMERGENCY_NUMBERS: frozenset[str] = frozenset({"112", "150", "155", "158", "156"})
-
 
 def utc_now() -> datetime:
     return datetime.now(UTC)

@@ -1,7 +1,7 @@
 """Errors raised by the transcription package.
 
-The package may not import ``intake``; the integrator maps these onto ``intake.errors.TranscriptionError``
-(every class here carries a stable ``error_id``). Third-party errors (Vosk, CTranslate2, urllib, zipfile)
+The package may not import ``intake``; the integrator catches :class:`TranscriptionError` where it drives
+recognition (every class here carries a stable ``error_id``). Third-party errors (Vosk, CTranslate2, urllib, zipfile)
 are mapped at the edge with ``raise ... from exc``.
 """
 

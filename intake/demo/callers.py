@@ -24,11 +24,12 @@ import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from intake.errors import IzsError
+from telephony.events import utc_now
 
 log = logging.getLogger(__name__)
 
@@ -42,10 +43,6 @@ class CallerError(IzsError):
     """A synthetic caller could not be started or driven (baresip missing, control channel failed)."""
 
     error_id = "synthetic_caller_failed"
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,8 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from intake.errors import ValidationFailed
-
-DIALLABLE = ("112", "150", "155", "158", "156")
+from routing.vocabulary import EMERGENCY_NUMBERS
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,8 +49,8 @@ def parse_scenario(raw: Any, where: str) -> Scenario:
     for key in ("id", "dialed", "language", "caller"):
         if not isinstance(raw.get(key), str) or not raw.get(key):
             problems.append(f"{key} missing or not a string")
-    if isinstance(raw.get("dialed"), str) and raw["dialed"] not in DIALLABLE:
-        problems.append(f"dialed must be one of {', '.join(DIALLABLE)}")
+    if isinstance(raw.get("dialed"), str) and raw["dialed"] not in EMERGENCY_NUMBERS:
+        problems.append(f"dialed must be one of {', '.join(EMERGENCY_NUMBERS)}")
     expected = raw.get("expected", {})
     if not isinstance(expected, dict):
         problems.append("expected must be an object")

@@ -72,43 +72,8 @@ def demo_settings(settings: Settings) -> Settings:
 
 
 async def start_centre(settings: Settings, with_telephony: bool = True) -> Centre:
-    """``Centre.start`` plus the interim transcription guard below. Raises IzsError subclasses."""
-    centre = await Centre.start(settings, with_telephony=with_telephony)
-    if centre.transcriber is not None:
-        centre.calls.use_transcriber(OpenLegOnce(centre.transcriber))
-    return centre
-
-
-class OpenLegOnce:
-    """Interim guard: ``CallService`` opens a caller leg both on its first audio frame and when it handles
-    ``CallOffered``; the second ``open_leg`` raises ``TranscriptionError`` (not caught there), which kills
-    the call's worker. This makes ``open_leg`` idempotent per (call, leg) until that is fixed."""
-
-    def __init__(self, inner: Any) -> None:
-        self._inner = inner
-        self._open: set[tuple[str, str]] = set()
-
-    def open_leg(
-        self,
-        call_ref: str,
-        leg: str,
-        sample_rate: int,
-        language_hint: str | None = None,
-        country_hint: str | None = None,
-    ) -> None:
-        if (call_ref, leg) in self._open:
-            return
-        self._inner.open_leg(
-            call_ref, leg, sample_rate, language_hint=language_hint, country_hint=country_hint
-        )
-        self._open.add((call_ref, leg))
-
-    def feed(self, call_ref: str, leg: str, pcm: bytes) -> None:
-        self._inner.feed(call_ref, leg, pcm)
-
-    def close_leg(self, call_ref: str, leg: str) -> None:
-        self._open.discard((call_ref, leg))
-        self._inner.close_leg(call_ref, leg)
+    """The demo's centre: ``Centre.start`` exactly as ``izs serve`` runs it. Raises IzsError subclasses."""
+    return await Centre.start(settings, with_telephony=with_telephony)
 
 
 def sip_target(centre: Centre, dialled: str) -> str:

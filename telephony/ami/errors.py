@@ -1,5 +1,5 @@
-"""Errors of the AMI bridge. ``telephony`` cannot import ``intake.errors``; the composition root maps these
-to ``TelephonyError`` (each keeps a stable ``error_id``)."""
+"""Errors of the AMI bridge, under the adapters' common :class:`telephony.errors.AdapterError` (each keeps a
+stable ``error_id``)."""
 
 from __future__ import annotations
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from telephony.events import EMERGENCY_NUMBERS
+from routing.vocabulary import EMERGENCY_NUMBERS
 
 
 @dataclass(frozen=True, slots=True)
@@ -13,7 +13,7 @@ class SipEndpointConfig:
     port: int = 5060  # 0 = any free port (tests); read the bound one from SipEndpoint.address
     # Address put into Via/Contact/SDP; defaults to ``host`` (127.0.0.1 when host is a wildcard).
     public_host: str | None = None
-    accepted_numbers: frozenset[str] = EMERGENCY_NUMBERS
+    accepted_numbers: frozenset[str] = frozenset(EMERGENCY_NUMBERS)
     # Asterisk media forks (Originate SIP/intake + ChanSpy) dial the peer name, not an emergency number;
     # an INVITE carrying X-IZS-Fork-Of is accepted whatever its Request-URI user.
     accept_media_forks: bool = True

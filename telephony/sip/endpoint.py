@@ -125,6 +125,8 @@ class _MediaLeg:
     remote_rtp: tuple[str, int] | None = None
     allowed_rtp_hosts: set[str] = field(default_factory=set)
     rtp_latched: bool = False
+    rtp_ssrc: int | None = None  # the stream the caller's audio comes in; a second one is never mixed in
+    rtp_ssrc_last_rx: float = 0.0
     out_ssrc: int = field(default_factory=lambda: random.getrandbits(32))
     out_seq: int = field(default_factory=lambda: random.getrandbits(16))
     out_ts: int = field(default_factory=lambda: random.getrandbits(32))
@@ -1103,13 +1105,18 @@ class SipEndpoint:
         ):
             leg.dropped_packets += 1  # foreign packets never use up the caller's budget
             return
-        leg.window_packets += 1
-        if leg.window_packets > self._config.max_rtp_packets_per_second:
-            leg.dropped_packets += 1
-            return
         try:
             packet = parse_rtp(data)
         except ParseError:
+            leg.dropped_packets += 1
+            return
+        if leg.rtp_ssrc is not None and packet.ssrc != leg.rtp_ssrc and now - leg.rtp_ssrc_last_rx < 1.0:
+            # A second stream while the latched one is alive (a flood, a stray sender): never mixed into the
+            # caller's audio and never allowed to use up its budget. A new SSRC after a pause is latched.
+            leg.dropped_packets += 1
+            return
+        leg.window_packets += 1
+        if leg.window_packets > self._config.max_rtp_packets_per_second:
             leg.dropped_packets += 1
             return
         with self._lock:
@@ -1119,6 +1126,7 @@ class SipEndpoint:
             if source != leg.remote_rtp or not leg.rtp_latched:
                 leg.remote_rtp, leg.rtp_latched = source, True  # symmetric RTP (NAT)
             leg.last_rx = now
+            leg.rtp_ssrc, leg.rtp_ssrc_last_rx = packet.ssrc, now
             media = leg.media
             if packet.payload_type == media.event_payload_type:
                 self._on_rtp_event(call, leg, packet)

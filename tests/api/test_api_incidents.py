@@ -160,3 +160,22 @@ async def test_incident_stream_replays_after_a_given_id(client: httpx.AsyncClien
     ]
     bad = await client.get("/api/stream/incidents", params={"after": "not-an-id"}, headers=headers)
     assert bad.status_code == 422
+
+
+async def test_duplicates_of_an_incident_follow_the_auto_link_rule(
+    client: httpx.AsyncClient, as_user: Headers
+):
+    """One rule for duplicates: the console's list is routing's rule, so a fire in another town is never
+    proposed (the old list scored "same type, shared agency, within the hour" in any town)."""
+    headers = as_user("jana")
+    first = await create(client, headers)
+    same_place = await create(client, headers, {**FIRE, "note": "druhý volající"})
+    other_town = await create(
+        client, headers, {**FIRE, "location": {"municipality": "Cheb", "street": "Husitská"}, "note": "Cheb"}
+    )
+    response = await client.get(f"/api/incidents/{first['id']}/duplicates", headers=headers)
+    assert response.status_code == 200, response.text
+    proposed = [d["incident"]["id"] for d in response.json()]
+    assert same_place["id"] in proposed
+    assert other_town["id"] not in proposed
+    assert "same municipality Sokolov" in response.json()[0]["reason"]

@@ -90,7 +90,7 @@ async def test_heart_attack_on_150_goes_to_the_medical_desk_first_with_an_incide
 ):
     events: list[LiveEvent] = []
     listener = asyncio.create_task(collect(centre, events))
-    await asyncio.sleep(0.1)
+    await asyncio.sleep(0)  # one loop turn, not a wait: the task subscribes before it first awaits
     centre.calls.submit(offer("ref-early", dialled="155", caller="+420724380915"))
     early = await eventually(lambda: _call_by_ref(centre, "ref-early"))
     centre.calls.submit(offer("ref-ca", dialled="150"))

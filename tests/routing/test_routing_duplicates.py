@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from routing.duplicates import OpenIncident, propose_link
+from routing.duplicates import OpenIncident, propose_link, rank_links
 from routing.triage import Triage
 from routing.types import SpokenLocation, TriageInput
 from routing.vocabulary import Agency, IncidentType
@@ -82,3 +82,36 @@ def test_best_of_several_open_incidents_is_proposed() -> None:
 
 def test_no_location_no_link() -> None:
     assert propose_link(IncidentType.FIRE_BUILDING, None, T0 + 60, [FIRE]) is None
+
+
+def test_rank_links_orders_every_candidate_and_never_links_two_towns() -> None:
+    same_street = FIRE
+    same_town = OpenIncident(
+        id="inc-2",
+        incident_type=IncidentType.FIRE_BUILDING,
+        agencies=(Agency.HZS,),
+        created_at=T0,
+        municipality="Sokolov",
+    )
+    other_town = OpenIncident(
+        id="inc-3",
+        incident_type=IncidentType.FIRE_BUILDING,
+        agencies=(Agency.HZS,),
+        created_at=T0,
+        municipality="Cheb",
+        street="Rokycanova",
+    )
+    loc = SpokenLocation(municipality="Sokolov", street="Rokycanova")
+    ranked = rank_links(IncidentType.FIRE_BUILDING, loc, T0 + 60, [other_town, same_town, same_street])
+    assert [p.incident_id for p in ranked] == ["inc-1", "inc-2"]
+    assert (
+        propose_link(IncidentType.FIRE_BUILDING, loc, T0 + 60, [other_town, same_town, same_street])
+        == ranked[0]
+    )
+
+
+def test_an_incident_older_than_its_candidate_is_still_compared() -> None:
+    """The console asks about an incident that may be older than the open candidates: time is symmetric."""
+    loc = SpokenLocation(municipality="Sokolov", street="Rokycanova")
+    assert rank_links(IncidentType.FIRE_BUILDING, loc, T0 - 120, [FIRE])[0].incident_id == "inc-1"
+    assert rank_links(IncidentType.FIRE_BUILDING, loc, T0 - 4000, [FIRE], window_s=1800) == []

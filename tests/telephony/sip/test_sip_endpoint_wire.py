@@ -340,8 +340,10 @@ def test_call_in_progress_keeps_receiving_frames_while_garbage_and_floods_arrive
         attacker.close()
 
     frames = recorder.of(AudioFrame, call_id)
-    assert len(frames) >= 90  # ~100 frames of the 2 s tone arrived despite the noise
-    assert len(frames) < 600  # the 3000-packet flood was cut at the per-second limit
+    # The 2 s tone is 100 packets; the flood (another SSRC) is neither mixed into the caller's audio nor
+    # allowed to use up its packet budget, so only what the kernel dropped while the flood filled the
+    # socket buffer is missing, however busy the machine.
+    assert 90 <= len(frames) <= 105
     assert endpoint.rejected_datagrams >= 300
     assert call_id in endpoint.active_calls()
 
