@@ -53,7 +53,7 @@ from intake.metrics import Metrics
 from intake.numbers import parse_caller_number
 from intake.ports import CallControl, Transcriber
 from intake.serialize import call_json, decision_json, decision_summary, location_json
-from routing.acd import entry_from_decision, urgency_class
+from routing.acd import is_front
 from routing.types import TriageDecision, TriageInput
 from routing.vocabulary import DESK_BY_DIALLED, Agency, DeskCode, IncidentType
 from telephony.errors import AdapterError
@@ -97,10 +97,8 @@ def new_call_id() -> str:
 
 
 def urgent_front(decision: TriageDecision | None) -> bool:
-    """Suspected cardiac arrest or people trapped: the front of the queue (routing's urgency class 0)."""
-    if decision is None:
-        return False
-    return urgency_class(entry_from_decision("", decision, 0.0, "cs")) == 0
+    """Suspected cardiac arrest or people trapped: the front of the queue (routing's ACD rule)."""
+    return decision is not None and is_front(decision)
 
 
 @dataclass

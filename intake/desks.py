@@ -1,7 +1,8 @@
 """Desk routing (ACD) on shared live state: queues per desk in Redis, call takers' states in Redis.
 
-Selection rules are routing's pure functions; this module applies them to the shared state so that any
-intake node can queue, offer and claim calls without two nodes ever handing one call to two people.
+Every rule of order and choice is routing's (:mod:`routing.acd`); this module applies them to the shared
+state so that any intake node can queue, offer and claim calls without two nodes ever handing one call to
+two people.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Any
 from intake.bus import EventBus, LiveEvent
 from intake.domain import CallTaker, TakerState, utc_now
 from intake.errors import LiveStateError, NotFound, ValidationFailed
+from routing import acd
 from routing.vocabulary import DeskCode
 
 log = logging.getLogger(__name__)
@@ -198,10 +200,11 @@ class DeskService:
     async def overflow_due(self) -> list[str]:
         """Calls that waited too long on an agency desk go to the 112 desk (leader-only duty)."""
         moved: list[str] = []
-        now = utc_now()
-        for desk in (DeskCode.HZS, DeskCode.ZZS, DeskCode.PCR):
+        now = utc_now().timestamp()
+        limit = self._overflow_after.total_seconds()
+        for desk in DeskCode:
             for entry in await self._live.queue(desk.value):
-                if entry.arrival is not None and now - entry.arrival >= self._overflow_after:
+                if acd.should_overflow(desk, entry.arrival.timestamp(), now, limit):
                     await self.move(entry.call_id, desk, DeskCode.D112, "system", "overflow: waited too long")
                     moved.append(entry.call_id)
         return moved
@@ -209,30 +212,48 @@ class DeskService:
     # ---------------------------------------------------------------------------------- dispatch
 
     async def dispatch(self) -> list[Offer]:
-        """Pair every available call taker with the best waiting call they can take.
+        """Offer waiting calls to free call takers by routing's ACD rule (:func:`routing.acd.assign`): the
+        most urgent call first, whatever desk it waits on, to the best free taker for it (a speaker of the
+        caller's language first, then the one idle longest).
 
-        Longest-idle taker first; for each, the head of the best queue among the desks they serve
-        (priority, then arrival; cardiac arrest at the front), preferring calls in a language they speak.
-        Claiming is atomic in Redis, so two nodes dispatching at once never offer one call twice.
+        Claiming is atomic in Redis, so two nodes dispatching at once never offer one call twice: a call
+        another node took meanwhile is skipped and its taker stays free for the next round.
         """
         offers: list[Offer] = []
         async with self._dispatch_lock:
             try:
                 takers: list[CallTaker] = await asyncio.to_thread(self._repo.list_takers)
                 states = await self._live.taker_states()
+                waiting = {
+                    entry.call_id: (desk, entry)
+                    for desk in DeskCode
+                    for entry in await self._live.queue(desk.value)
+                }
             except LiveStateError as exc:
                 log.error("dispatch skipped, live state unavailable: %s", exc)
                 return offers
-            idle = [
-                (states[t.id].get("since") or "", t)
-                for t in takers
-                if states.get(t.id, {}).get("state") == TakerState.AVAILABLE.value
-            ]
-            idle.sort(key=lambda pair: pair[0])
-            for _, taker in idle:
-                offer = await self._claim_for(taker)
-                if offer is not None:
-                    offers.append(offer)
+            plan = acd.assign(
+                [_acd_entry(desk, entry) for desk, entry in waiting.values()],
+                [_acd_taker(t, states.get(t.id, {})) for t in takers],
+            )
+            for planned, taker in plan:
+                desk, entry = waiting[planned.call_ref]
+                if await self._live.dequeue_specific(desk.value, entry.call_id) is None:
+                    continue  # another node took it
+                log.info("desk %s: call %s claimed for call taker %s", desk.value, entry.call_id, taker.id)
+                await self._live.set_taker_state(
+                    taker.id, TakerState.BUSY.value, utc_now(), {"call_id": entry.call_id, "offered": True}
+                )
+                await self._bus.publish(
+                    LiveEvent(
+                        "taker.state",
+                        {"state": TakerState.BUSY.value, "call_id": entry.call_id},
+                        taker_id=taker.id,
+                    )
+                )
+                offers.append(
+                    Offer(call_id=entry.call_id, taker_id=taker.id, desk=desk, priority=entry.priority)
+                )
         for offer in offers:
             await self._bus.publish(
                 LiveEvent(
@@ -247,32 +268,31 @@ class DeskService:
                 await self.on_offer(offer)
         return offers
 
-    async def _claim_for(self, taker: CallTaker) -> Offer | None:
-        for _attempt in range(5):
-            heads: list[tuple[tuple[int, int, float], DeskCode, Any]] = []
-            for desk in taker.desks:
-                for entry in await self._live.queue(desk.value):
-                    language = (entry.data or {}).get("language")
-                    speaks = language is None or language in taker.languages
-                    heads.append(((0 if speaks else 1, *entry.sort_key), desk, entry))
-                    break  # only the head of each desk's queue competes
-            if not heads:
-                return None
-            heads.sort(key=lambda h: h[0])
-            _, desk, entry = heads[0]
-            call_id = await self._live.claim_next(desk.value, taker.id)
-            if call_id is None:
-                continue  # another node took it; look again
-            await self._live.set_taker_state(
-                taker.id, TakerState.BUSY.value, utc_now(), {"call_id": call_id, "offered": True}
-            )
-            await self._bus.publish(
-                LiveEvent(
-                    "taker.state", {"state": TakerState.BUSY.value, "call_id": call_id}, taker_id=taker.id
-                )
-            )
-            return Offer(call_id=call_id, taker_id=taker.id, desk=desk, priority=entry.priority)
-        return None
+
+def _acd_entry(desk: DeskCode, entry: Any) -> acd.QueueEntry:
+    """A Redis queue entry as routing's ACD rule sees it."""
+    language = (entry.data or {}).get("language")
+    return acd.QueueEntry(
+        call_ref=entry.call_id,
+        desk=desk,
+        priority=entry.priority,
+        arrived_at=entry.arrival.timestamp(),
+        language=language if isinstance(language, str) else None,
+        front=entry.front,
+    )
+
+
+def _acd_taker(taker: CallTaker, live: dict[str, Any]) -> acd.CallTaker:
+    """A call taker with their live state as routing's ACD rule sees them."""
+    try:
+        state = TakerState(live.get("state", TakerState.OFFLINE.value))
+    except ValueError:
+        state = TakerState.OFFLINE
+    try:
+        since = datetime.fromisoformat(str(live.get("since"))).timestamp()
+    except ValueError:
+        since = 0.0  # no record of when: treated as idle longest, never skipped
+    return acd.CallTaker(taker.id, frozenset(taker.desks), frozenset(taker.languages), state, since)
 
 
 def _entry_json(entry: Any) -> dict[str, Any]:

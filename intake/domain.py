@@ -12,6 +12,7 @@ from datetime import datetime
 from typing import Any
 
 from intake.errors import IllegalTransition
+from routing.acd import TakerState
 from routing.vocabulary import DESK_BY_DIALLED, Agency, DeskCode, IncidentType
 from telephony.events import utc_now
 
@@ -257,14 +258,6 @@ def check_priority(priority: int) -> int:
 
 
 # ------------------------------------------------------------------------------- desks and call takers
-
-
-class TakerState(enum.StrEnum):
-    AVAILABLE = "available"
-    BUSY = "busy"
-    WRAP_UP = "wrap_up"
-    PAUSED = "paused"
-    OFFLINE = "offline"
 
 
 @dataclass(frozen=True, slots=True)

@@ -38,10 +38,11 @@ from redis.exceptions import RedisError, ResponseError
 
 from intake.domain import Call, CallState, utc_now
 from intake.errors import LiveStateError
+from routing import acd
 
 log = logging.getLogger(__name__)
 
-# Queue score = rank * RANK_STEP + arrival ms; rank = 2 * priority + (0 if front else 1). Arrival ms
+# Queue score = rank * RANK_STEP + arrival ms; rank = 0 for the front, else the priority. Arrival ms
 # (~1.8e12 today) stays below RANK_STEP until the year 2286; the score stays an exact double (< 2**53)
 # for priorities up to 99.
 RANK_STEP = 10**13
@@ -150,11 +151,11 @@ def _text(value: Any) -> str:
 
 
 def queue_rank(priority: int, front: bool) -> int:
-    """Queue order before arrival: priority 1 before 2 before 3; within a priority, front (T-CPR,
-    trapped people) before the rest."""
+    """Queue order before arrival, by routing's ACD rule (:func:`routing.acd.queue_rank`): the front
+    (T-CPR, trapped people) before everything, then priority 1 before 2 before 3."""
     if not 0 <= priority <= MAX_PRIORITY:
         raise ValueError(f"queue priority must be 0-{MAX_PRIORITY}, not {priority!r}")
-    return 2 * priority + (0 if front else 1)
+    return acd.queue_rank(priority, front)
 
 
 def queue_score(priority: int, front: bool, arrival: datetime) -> int:
@@ -383,7 +384,7 @@ class LiveState:
         return self._entry(desk, call_id, raw)
 
     async def queue(self, desk: str) -> list[QueueEntry]:
-        """A desk queue in serving order: priority, then front flag (T-CPR), then arrival."""
+        """A desk queue in serving order: front (T-CPR, trapped), then priority, then arrival."""
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.zrange(self._queue_key(desk), 0, -1)
             pipe.hgetall(self._entries_key(desk))

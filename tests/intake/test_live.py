@@ -429,17 +429,24 @@ async def test_redis_outage_fails_fast_and_recovers_when_redis_is_back(tmp_path:
     )
 )
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-def test_queue_order_is_priority_then_front_then_arrival_for_any_calls(
+def test_redis_queue_order_is_routings_acd_rule_for_any_calls(
     entries: list[tuple[int, bool, int]],
 ) -> None:
+    """The Redis score orders a queue exactly as routing.acd.queue_key does: one rule."""
     from intake.live import QueueEntry
+    from routing import acd
 
     queue = [
         QueueEntry(f"c{i}", "ZZS", priority, front, T0 + timedelta(milliseconds=ms))
         for i, (priority, front, ms) in enumerate(entries)
     ]
     by_score = sorted(queue, key=lambda e: e.score)
-    by_rule = sorted(queue, key=lambda e: (e.priority, not e.front, e.arrival))
+    by_rule = sorted(
+        queue,
+        key=lambda e: acd.queue_key(
+            acd.QueueEntry(e.call_id, DeskCode.ZZS, e.priority, e.arrival.timestamp(), front=e.front)
+        ),
+    )
     assert by_score == by_rule
 
 

@@ -1,25 +1,18 @@
-"""Desk routing: queue order, skills and language, overflow to 112, reassign and priority override."""
+"""Desk routing (ACD): the one rule production uses for queue order, who takes a call, and overflow."""
 
 from __future__ import annotations
 
 import dataclasses
 
-import pytest
-
 from routing.acd import (
     CallTaker,
     QueueEntry,
     TakerState,
+    assign,
     choose_taker,
     entry_from_decision,
-    next_call_for,
-    order_queue,
-    overflow,
-    override_priority,
+    language_code,
     queue_key,
-    queue_score,
-    reassign,
-    set_state,
     should_overflow,
 )
 from routing.triage import Triage
@@ -55,21 +48,16 @@ def test_queue_orders_by_priority_then_arrival() -> None:
         entry("early-p1", 1, at=10),
         entry("p3", 3, at=-50),
     ]
-    assert [e.call_ref for e in order_queue(queue)] == ["early-p1", "late-p1", "early-p2", "p3"]
+    assert [e.call_ref for e in sorted(queue, key=queue_key)] == ["early-p1", "late-p1", "early-p2", "p3"]
 
 
 def test_cardiac_arrest_and_trapped_go_to_the_front() -> None:
     queue = [
         entry("p1", 1, at=0),
-        entry("arrest", 2, at=60, tcpr=True),
-        entry("trapped", 3, at=90, trapped=True),
+        entry("arrest", 2, at=60, front=True),
+        entry("trapped", 3, at=90, front=True),
     ]
-    assert [e.call_ref for e in order_queue(queue)] == ["arrest", "trapped", "p1"]
-
-
-def test_redis_score_gives_the_same_order_as_the_key() -> None:
-    queue = [entry(f"c{i}", p, at=i * 7.5, tcpr=(i % 5 == 0)) for i, p in enumerate([3, 1, 2, 2, 1, 3, 1, 2])]
-    assert sorted(queue, key=queue_score) == sorted(queue, key=queue_key)
+    assert [e.call_ref for e in sorted(queue, key=queue_key)] == ["arrest", "trapped", "p1"]
 
 
 def test_longest_idle_available_taker_with_the_desk_gets_the_call() -> None:
@@ -77,6 +65,7 @@ def test_longest_idle_available_taker_with_the_desk_gets_the_call() -> None:
         taker("busy", -500, state=TakerState.BUSY),
         taker("paused", -400, state=TakerState.PAUSED),
         taker("wrap", -300, state=TakerState.WRAP_UP),
+        taker("offline", -900, state=TakerState.OFFLINE),
         taker("fire-desk", -600, desks={DeskCode.HZS}),
         taker("recent", -10),
         taker("longest", -200),
@@ -85,66 +74,59 @@ def test_longest_idle_available_taker_with_the_desk_gets_the_call() -> None:
     assert chosen is not None and chosen.id == "longest"
 
 
-def test_caller_language_is_a_required_skill() -> None:
-    takers = [taker("czech-only", -500), taker("speaks-german", -10, languages={"cs", "de"})]
-    chosen = choose_taker(entry("c1", language="de"), takers)
+def test_a_speaker_of_the_callers_language_is_preferred_and_regional_codes_count() -> None:
+    takers = [taker("czech-only", -500), taker("speaks-german", -10, languages={"cs", "de-AT"})]
+    chosen = choose_taker(entry("c1", language="de-DE"), takers)
     assert chosen is not None and chosen.id == "speaks-german"
-    assert choose_taker(entry("c2", language="vi"), takers) is None
+    assert language_code("cs-CZ") == language_code("CS") == "cs"
 
 
-def test_nobody_fits_means_the_call_waits() -> None:
+def test_an_emergency_caller_never_waits_for_a_language() -> None:
+    """Nobody free speaks Vietnamese: the longest-idle taker answers (with the 112 language line)."""
+    takers = [taker("czech-only", -500), taker("speaks-german", -10, languages={"cs", "de"})]
+    chosen = choose_taker(entry("c2", language="vi"), takers)
+    assert chosen is not None and chosen.id == "czech-only"
+
+
+def test_nobody_available_on_the_desk_means_the_call_waits() -> None:
     assert choose_taker(entry("c1"), [taker("t", -5, state=TakerState.BUSY)]) is None
+    assert choose_taker(entry("c1"), [taker("fire", -5, desks={DeskCode.HZS})]) is None
+
+
+def test_assign_answers_the_most_urgent_call_first_across_desks() -> None:
+    queue = [
+        entry("p3-fire", 3, at=0, desk=DeskCode.HZS),
+        entry("p2", 2, at=0),
+        entry("german-arrest", 1, at=5, front=True, language="de"),
+        entry("p1", 1, at=9),
+    ]
+    takers = [
+        taker("czech", -300, desks={DeskCode.ZZS, DeskCode.HZS}),
+        taker("german", -10, languages={"cs", "de"}),
+    ]
+    pairs = [(e.call_ref, t.id) for e, t in assign(queue, takers)]
+    # The arrest is first and goes to the German speaker although the Czech taker idled longer.
+    assert pairs == [("german-arrest", "german"), ("p1", "czech")]
+
+
+def test_assign_never_uses_a_taker_twice_or_one_who_is_not_free() -> None:
+    queue = [entry(f"c{i}", 2, at=i) for i in range(5)]
+    takers = [taker("a", -5), taker("b", -4, state=TakerState.BUSY), taker("c", -3)]
+    assert [(e.call_ref, t.id) for e, t in assign(queue, takers)] == [("c0", "a"), ("c1", "c")]
 
 
 def test_call_overflows_to_112_after_the_configured_wait() -> None:
-    waiting = entry("c1", at=0)
-    assert not should_overflow(waiting, T0 + 29, overflow_after_s=30)
-    assert should_overflow(waiting, T0 + 30, overflow_after_s=30)
-    moved = overflow(waiting)
-    assert moved.desk is DeskCode.D112 and moved.overflowed and moved.reassigned_from is DeskCode.ZZS
-    assert moved.arrived_at == waiting.arrived_at  # keeps its place in the line
-    assert not should_overflow(moved, T0 + 999, overflow_after_s=30)
+    assert not should_overflow(DeskCode.ZZS, T0, T0 + 29, overflow_after_s=30)
+    assert should_overflow(DeskCode.ZZS, T0, T0 + 30, overflow_after_s=30)
+    assert not should_overflow(DeskCode.D112, T0, T0 + 999, overflow_after_s=30)  # nowhere further to go
 
 
-def test_reassign_moves_the_call_to_another_desk() -> None:
-    moved = reassign(entry("c1", desk=DeskCode.HZS), DeskCode.ZZS)
-    assert moved.desk is DeskCode.ZZS and moved.reassigned_from is DeskCode.HZS
-
-
-def test_priority_override_is_recorded_with_who_made_it() -> None:
-    changed = override_priority(entry("c1", 3), 1, by="supervisor-7")
-    assert changed.priority == 1 and changed.priority_overridden_by == "supervisor-7"
-    with pytest.raises(ValueError):
-        override_priority(entry("c1"), 0, by="x")
-    with pytest.raises(ValueError):
-        override_priority(entry("c1"), 1, by="")
-
-
-def test_available_taker_takes_the_most_urgent_call_they_can() -> None:
-    t = taker("t", 0, languages={"cs"})
-    queue = [
-        entry("p2", 2, at=0),
-        entry("german-arrest", 1, at=5, tcpr=True, language="de"),
-        entry("p1", 1, at=9),
-    ]
-    nxt = next_call_for(t, queue)
-    assert nxt is not None and nxt.call_ref == "p1"
-    assert next_call_for(set_state(t, TakerState.BUSY, T0 + 1), queue) is None
-
-
-def test_set_state_records_when_the_taker_became_idle() -> None:
-    t = taker("t", -100, state=TakerState.WRAP_UP)
-    now_free = set_state(t, TakerState.AVAILABLE, T0 + 5)
-    assert now_free.state is TakerState.AVAILABLE and now_free.state_since == T0 + 5
-    assert set_state(now_free, TakerState.AVAILABLE, T0 + 50) == now_free
-
-
-def test_entry_from_triage_decision_carries_desk_priority_and_arrest_flag(triage: Triage) -> None:
+def test_entry_from_triage_decision_carries_desk_priority_and_front_flag(triage: Triage) -> None:
     decision = triage.decide(TriageInput(dialled="150", transcript="manžel nereaguje a nedýchá"))
     e = entry_from_decision("call-1", decision, T0, "cs")
-    assert (e.desk, e.priority, e.tcpr) == (DeskCode.ZZS, 1, True)
+    assert (e.desk, e.priority, e.front) == (DeskCode.ZZS, 1, True)
     trapped = triage.decide(TriageInput(dialled="112", transcript="bouračka, řidič je zaklíněný v autě"))
-    assert entry_from_decision("call-2", trapped, T0, "cs").trapped
+    assert entry_from_decision("call-2", trapped, T0, "cs").front
 
 
 def test_entries_are_plain_values() -> None:
