@@ -10,6 +10,7 @@ import logging
 import random
 import secrets
 import socket
+import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -106,9 +107,15 @@ class OpenLegOnce:
     def feed(self, call_ref: str, leg: str, pcm: bytes) -> None:
         self._inner.feed(call_ref, leg, pcm)
 
-    def close_leg(self, call_ref: str, leg: str) -> None:
+    def close_leg(self, call_ref: str, leg: str) -> threading.Event:
         self._open.discard((call_ref, leg))
-        self._inner.close_leg(call_ref, leg)
+        return self._inner.close_leg(call_ref, leg)
+
+    def backlog_s(self, call_ref: str, leg: str) -> float:
+        return self._inner.backlog_s(call_ref, leg)
+
+    def processed_s(self, call_ref: str, leg: str) -> float:
+        return self._inner.processed_s(call_ref, leg)
 
 
 def sip_target(centre: Centre, dialled: str) -> str:

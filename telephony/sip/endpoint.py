@@ -15,6 +15,7 @@ the package imports the removed-in-3.13 ``audioop``).
 from __future__ import annotations
 
 import asyncio
+import collections
 import concurrent.futures
 import contextlib
 import logging
@@ -53,7 +54,7 @@ from telephony.sip.errors import (
     ParseError,
     TakerUnavailableError,
 )
-from telephony.sip.location import extract_ecall, extract_location
+from telephony.sip.location import decode_invite_location
 from telephony.sip.message import (
     SipMessage,
     parse_message,
@@ -61,6 +62,7 @@ from telephony.sip.message import (
     parse_uri,
     parse_via,
     response_address,
+    salvage_request,
 )
 from telephony.sip.multipart import find_part, split_body
 from telephony.sip.rtp import RtpPacket, parse_rtp, parse_telephone_event
@@ -185,6 +187,9 @@ class SipEndpoint:
         self._calls: dict[str, _Call] = {}  # by the caller leg's Call-ID (== call_ref)
         self._taker_calls: dict[str, _Call] = {}  # by the taker leg's Call-ID
         self._terminated: dict[str, _Call] = {}
+        # Emergency INVITEs refused before a dialog existed (bad body, no usable audio, no RTP port): their
+        # final answer, resent to a retransmission instead of offering the call a second time.
+        self._refused: collections.OrderedDict[str, bytes] = collections.OrderedDict()
         # Taker legs we gave up on before they answered: their late 487/2xx still need an ACK (and a BYE).
         self._abandoned_takers: dict[str, tuple[_MediaLeg, float]] = {}
         self._retransmits: dict[str, _RetransmittedMessage] = {}  # key: "<call-id>/<what>"
@@ -472,11 +477,35 @@ class SipEndpoint:
                     log.error("SIP socket receive failed: %s", exc)
                     self._emit(AdapterStatus(ADAPTER_NAME, False, f"SIP socket error: {exc}"))
                 return
+            address = (str(source[0]), int(source[1]))
             try:
-                self._on_datagram(data, (str(source[0]), int(source[1])))
-            except Exception:  # a bug on one datagram must not stop SIP for every other call: log, go on
+                self._on_datagram(data, address)
+            except (
+                Exception
+            ) as exc:  # a bug on one datagram must not stop SIP for every other call: log, go on
                 self._rejected_datagrams += 1
                 log.exception("unexpected error handling a SIP datagram from %s:%s", source[0], source[1])
+                self._answer_after_bug(data, address, exc)
+
+    def _answer_after_bug(self, data: bytes, source: tuple[str, int], exc: Exception) -> None:
+        """A request that hit a bug still gets a final answer (500 with the reason), never silence: the
+        handset then tries again or falls back, instead of ringing into nothing."""
+        try:
+            message = parse_message(data)
+            if not message.is_request or message.method == "ACK":
+                return
+            via = parse_via(message.header_values("Via")[0])
+            self._reply(
+                message,
+                source,
+                response_address(via, source),
+                500,
+                "Server Internal Error",
+                _tag(),
+                (("Warning", f'399 - "{_warning_text(f"{type(exc).__name__}: {exc}")}"'),),
+            )
+        except Exception:  # nothing more can be done for this datagram; the bug is already logged
+            log.exception("no answer possible to the datagram from %s:%s", source[0], source[1])
 
     def _on_datagram(self, data: bytes, source: tuple[str, int]) -> None:
         if not data.strip(b"\r\n"):
@@ -485,13 +514,15 @@ class SipEndpoint:
             message = parse_message(data)
         except ParseError as exc:
             self._rejected_datagrams += 1
+            answered = self._answer_unparseable(data, source, exc)
             if self._rejected_datagrams <= 20 or self._rejected_datagrams % 1000 == 0:
                 log.warning(
-                    "rejected SIP datagram #%d from %s:%d (%d bytes): %s",
+                    "rejected SIP datagram #%d from %s:%d (%d bytes)%s: %s",
                     self._rejected_datagrams,
                     source[0],
                     source[1],
                     len(data),
+                    " with 400" if answered else "",
                     exc,
                 )
             return
@@ -503,6 +534,27 @@ class SipEndpoint:
         except ParseError as exc:
             self._rejected_datagrams += 1
             log.warning("rejected SIP %s from %s:%d: %s", message.method or message.status, *source, exc)
+
+    def _answer_unparseable(self, data: bytes, source: tuple[str, int], exc: ParseError) -> bool:
+        """A request that is not valid SIP but still names who sent it (Via, Call-ID, CSeq) is answered
+        400 with the reason, so the sender learns why; anything less cannot be answered (RFC 3261 18.2.1)."""
+        salvaged = salvage_request(data)
+        if salvaged is None or salvaged.method == "ACK":
+            return False
+        try:
+            reply_to = response_address(parse_via(salvaged.header_values("Via")[0]), source)
+            response = self._build_response(
+                salvaged,
+                source,
+                400,
+                "Bad Request",
+                _tag(),
+                (("Warning", f'399 - "{_warning_text(str(exc))}"'),),
+            )
+        except ParseError:
+            return False
+        self._send(response, reply_to)
+        return True
 
     # --------------------------------------------------------------------------- UAS requests
 
@@ -577,6 +629,10 @@ class SipEndpoint:
         call_ref = request.call_id
         with self._lock:
             known = self._calls.get(call_ref) or self._terminated.get(call_ref)
+            refused = self._refused.get(call_ref)
+            if known is None and refused is not None:
+                self._send(refused, reply_to)  # a retransmission of an INVITE already refused
+                return
             if known is not None:
                 if "tag=" in (request.header("To") or "") and known.state == _State.ANSWERED:
                     self._on_reinvite(known, request, source, reply_to)
@@ -604,30 +660,30 @@ class SipEndpoint:
             sdp_part = find_part(parts, "application/sdp")
             offer = parse_sdp(sdp_part.body) if sdp_part is not None else None
         except ParseError as exc:
-            log.warning("call %s rejected: bad body: %s", call_ref, exc)
-            self._reply(
-                request, source, reply_to, 400, "Bad Request", _tag(), (("Warning", f'399 - "{exc}"'),)
+            self._refuse_emergency_call(
+                request,
+                source,
+                reply_to,
+                dialled,
+                400,
+                "Bad Request",
+                f'399 - "{_warning_text(str(exc))}"',
+                f"bad body: {exc}",
             )
             return
         negotiated = negotiate_audio(offer) if offer is not None else None
         if negotiated is None:
             why = "no SDP offer" if offer is None else "no PCMU/PCMA audio offered"
-            log.warning("call %s rejected with 488: %s", call_ref, why)
-            self._reply(
-                request,
-                source,
-                reply_to,
-                488,
-                "Not Acceptable Here",
-                _tag(),
-                (("Warning", f'304 - "{why}"'),),
+            self._refuse_emergency_call(
+                request, source, reply_to, dialled, 488, "Not Acceptable Here", f'304 - "{why}"', why
             )
             return
         try:
             rtp_socket = self._open_rtp_socket()
         except OSError as exc:
-            log.error("call %s refused: no RTP port: %s", call_ref, exc)
-            self._reply(request, source, reply_to, 503, "Service Unavailable", _tag())
+            self._refuse_emergency_call(
+                request, source, reply_to, dialled, 503, "Service Unavailable", "", f"no RTP port: {exc}"
+            )
             return
         from_addr = parse_name_addr(request.header("From") or "")
         contact = request.header_values("Contact")
@@ -646,14 +702,7 @@ class SipEndpoint:
             allowed_rtp_hosts={negotiated.remote_address[0], source[0]},
         )
         call = _Call(call_ref, leg, request, source, reply_to)
-        location, extra_fixes, location_headers = extract_location(request, parts, call_ref)
-        ecall_fix, ecall_headers = extract_ecall(parts, call_ref)
-        location_headers.update(ecall_headers)
-        if ecall_fix is not None:
-            if location is None:
-                location = ecall_fix
-            else:
-                extra_fixes.append(ecall_fix)
+        location, extra_fixes, location_headers = decode_invite_location(request, parts, call_ref)
         try:
             caller_uri = parse_uri(from_addr.uri)
             caller = caller_uri.user or caller_uri.host
@@ -687,6 +736,52 @@ class SipEndpoint:
                     request, source, reply_to, 180, "Ringing", leg.local_tag
                 )
         log.info("call %s from %s to %s offered (%s)", call_ref, caller, dialled, _codec_name(negotiated))
+
+    def _refuse_emergency_call(
+        self,
+        request: SipMessage,
+        source: tuple[str, int],
+        reply_to: tuple[str, int],
+        dialled: str,
+        status: int,
+        reason: str,
+        warning: str,
+        why: str,
+    ) -> None:
+        """An emergency INVITE that cannot become a media call still leaves a call record: it is offered and
+        ended at once with the reason, so intake files it (and the caller's number lands on the call-back
+        list) instead of the attempt vanishing with a 4xx nobody at the centre saw."""
+        call_ref = request.call_id
+        log.warning("call %s to %s refused with %d: %s", call_ref, dialled, status, why)
+        extra = (("Warning", warning),) if warning else ()
+        final = self._reply(request, source, reply_to, status, reason, _tag(), extra)
+        if request.header("X-IZS-Fork-Of") is not None:
+            return  # a PBX media fork, not a call: the PBX keeps the call's record
+        with self._lock:
+            if call_ref in self._refused:
+                return
+            self._refused[call_ref] = final
+            while len(self._refused) > 1000:
+                self._refused.popitem(last=False)
+        from_addr_text = request.header("From") or ""
+        try:
+            from_addr = parse_name_addr(from_addr_text)
+            caller_uri = parse_uri(from_addr.uri)
+            caller, name = caller_uri.user or caller_uri.host, from_addr.display or None
+        except ParseError:
+            caller, name = from_addr_text, None
+        headers = {name_: value for name_, value in reversed(request.headers)}
+        self._emit(
+            CallOffered(
+                call_ref=call_ref,
+                dialled=dialled,
+                caller=caller,
+                source=CallSource.SIP,
+                caller_name=name,
+                headers=headers,
+            )
+        )
+        self._emit(CallEnded(call_ref, EndReason.REJECTED, detail=f"SIP {status}: {why}"))
 
     def _local_sdp(self, leg: _MediaLeg) -> bytes:
         assert leg.media is not None
@@ -1238,6 +1333,11 @@ class SipEndpoint:
 def _sleep(seconds: float) -> list[tuple[selectors.SelectorKey, int]]:
     time.sleep(seconds)
     return []
+
+
+def _warning_text(text: str) -> str:
+    """A reason fit for a Warning header's quoted string: one line, no quotes, bounded."""
+    return " ".join(text.replace('"', "'").replace("\\", "/").split())[:200]
 
 
 def _tag() -> str:
