@@ -56,6 +56,7 @@ from telephony.sip.errors import (
 )
 from telephony.sip.location import decode_invite_location
 from telephony.sip.message import (
+    NameAddr,
     SipMessage,
     parse_message,
     parse_name_addr,
@@ -363,7 +364,7 @@ class SipEndpoint:
                 call_id=f"{uuid.uuid4().hex}@{self._host}",
                 rtp_socket=rtp_socket,
                 local_tag=uuid.uuid4().hex[:16],
-                local_uri=f'"IZS {parse_name_addr(call.invite.header("To") or "").uri}" '
+                local_uri=f'"IZS {_name_addr_or_raw(call.invite.header("To") or "").uri}" '
                 f"<sip:intake@{self._host}:{self.address[1]}>",
                 remote_uri=f"<{taker_uri}>",
                 remote_target=taker_uri,
@@ -533,7 +534,15 @@ class SipEndpoint:
                 self._on_response(message, source)
         except ParseError as exc:
             self._rejected_datagrams += 1
-            log.warning("rejected SIP %s from %s:%d: %s", message.method or message.status, *source, exc)
+            log.warning(
+                "rejected SIP %s %r from %s:%d: %s",
+                message.method or message.status,
+                message.call_id,
+                *source,
+                exc,
+            )
+            if message.is_request and message.method != "ACK":
+                self._answer_unparseable(data, source, exc)
 
     def _answer_unparseable(self, data: bytes, source: tuple[str, int], exc: ParseError) -> bool:
         """A request that is not valid SIP but still names who sent it (Via, Call-ID, CSeq) is answered
@@ -685,7 +694,8 @@ class SipEndpoint:
                 request, source, reply_to, dialled, 503, "Service Unavailable", "", f"no RTP port: {exc}"
             )
             return
-        from_addr = parse_name_addr(request.header("From") or "")
+        # A caller's From/Contact that does not parse is no reason to drop an emergency call: taken as is.
+        from_addr = _name_addr_or_raw(request.header("From") or "")
         contact = request.header_values("Contact")
         leg = _MediaLeg(
             kind=Leg.CALLER,
@@ -695,7 +705,7 @@ class SipEndpoint:
             remote_tag=from_addr.tag,
             local_uri=_strip_tag(request.header("To") or ""),
             remote_uri=request.header("From") or "",
-            remote_target=parse_name_addr(contact[0]).uri if contact else from_addr.uri,
+            remote_target=_name_addr_or_raw(contact[0]).uri if contact else from_addr.uri,
             signal_address=reply_to,
             media=negotiated,
             remote_rtp=negotiated.remote_address,
@@ -1335,9 +1345,18 @@ def _sleep(seconds: float) -> list[tuple[selectors.SelectorKey, int]]:
     return []
 
 
+def _name_addr_or_raw(value: str) -> NameAddr:
+    """The name-addr, or the raw header value as its URI when it does not parse (so it stays visible)."""
+    try:
+        return parse_name_addr(value)
+    except ParseError:
+        return NameAddr("", value.strip())
+
+
 def _warning_text(text: str) -> str:
-    """A reason fit for a Warning header's quoted string: one line, no quotes, bounded."""
-    return " ".join(text.replace('"', "'").replace("\\", "/").split())[:200]
+    """A reason fit for a Warning header's quoted string: one printable line, no quotes, bounded."""
+    printable = "".join(ch if ch.isprintable() else " " for ch in text.replace('"', "'").replace("\\", "/"))
+    return " ".join(printable.split())[:200]
 
 
 def _tag() -> str:

@@ -222,6 +222,7 @@ def salvage_request(data: bytes) -> SipMessage | None:
         return None
     try:
         parse_via(vias[0])
+        parse_cseq(message.header("CSeq") or "")
     except ParseError:
         return None
     return message
