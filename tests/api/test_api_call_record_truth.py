@@ -244,3 +244,54 @@ async def test_a_refused_location_body_is_recorded_on_the_call_which_is_queued(
 
     body = await eventually(queued)
     assert body["notes"] == [f"location body refused: {reason}"]
+
+
+def with_length(body: str) -> str:
+    """An AML text whose ml field counts the whole message (as handsets write it)."""
+    for digits in range(2, 5):
+        text = f"{body};ml={len(body) + 4 + digits}"
+        if len(text) == len(body) + 4 + digits:
+            return text
+    raise AssertionError(body)
+
+
+async def test_mutated_aml_messages_are_answered_one_by_one_and_never_stop_the_next(
+    centre: Any, client: httpx.AsyncClient, as_user: Headers
+) -> None:
+    """AML over the path it takes (POST /api/location/aml into the call's location), fuzzed by a seeded
+    mutation loop: every message gets an answer (accepted, or rejected with its reason), never a 5xx, and a
+    good message after all of them still lands on the caller's call."""
+    import random
+
+    gateway = as_user("zzs-dispatch")
+    centre.calls.submit(offer("sip-aml-1", dialled="112"))
+    call = await call_by_ref(client, as_user("vedouci"), "sip-aml-1", centre)
+    good = with_length('A"ML=1;lt=+50.23112;lg=+12.87234;rd=14;top=20261127104702;lc=68;pm=G')
+    alphabet = 'A"ML=;+-.0123456789ltgrdpmGWCN \x00é\u202e'
+    rng = random.Random(13)
+    rejected = 0
+    for _ in range(150):
+        text = list(good)
+        for _ in range(rng.randint(1, 5)):
+            position = rng.randrange(len(text))
+            choice = rng.random()
+            if choice < 0.4:
+                text[position] = rng.choice(alphabet)
+            elif choice < 0.7:
+                text.insert(position, rng.choice(alphabet))
+            else:
+                del text[position]
+        response = await client.post(
+            "/api/location/aml", json={"sender": "+420603224590", "text": "".join(text)}, headers=gateway
+        )
+        assert response.status_code in (200, 422), response.text
+        body = response.json()
+        if response.status_code == 422 or not body["accepted"]:
+            rejected += 1
+            assert body.get("reason") or body.get("error"), body
+    assert rejected > 50
+    response = await client.post(
+        "/api/location/aml", json={"sender": "+420603224590", "text": good}, headers=gateway
+    )
+    assert response.status_code == 200 and response.json()["accepted"] is True
+    assert response.json()["call_id"] == call["id"]
