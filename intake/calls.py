@@ -95,6 +95,8 @@ FLUSH_STALL_S = 10.0
 FLUSH_BASE_S = 20.0
 FLUSH_PER_BACKLOG_S = 3.0
 RECENT_REFS = 2000  # ended calls remembered by call_ref, for transcript segments that arrive after them
+MEDIA_RECENT_S = 3.0  # a caller leg with audio this recent is alive
+MEDIA_LEASE_MS = 6_000  # a call's media lease outlives its last renewal (every second) by a few missed beats
 
 
 def wait_flushed(
@@ -156,6 +158,7 @@ class CallSession:
         None  # monotonic time the call was offered to call.taker_id  # close_leg() completions: finals still to come
     )
     no_transcript: bool = False
+    last_media_at: float | None = None  # monotonic time of the caller's last audio frame
     locations: list[Location] = field(default_factory=list)  # every position reported, in arrival order
 
     @property
@@ -693,8 +696,27 @@ class CallService:
     # ------------------------------------------------------------------- node failure
 
     async def heartbeat(self, ttl_ms: int = 5000) -> None:
-        if self._live is not None:
-            await self._live.acquire_lease(f"node:{self._node}", self._node, ttl_ms)
+        """This node is alive (its lease), and so is each call whose media still arrives (a lease per call,
+        written in Redis): evidence another node's reaper weighs before it calls a call lost."""
+        if self._live is None:
+            return
+        await self._live.acquire_lease(f"node:{self._node}", self._node, ttl_ms)
+        now = time.monotonic()
+        for session in list(self._sessions.values()):
+            if session.last_media_at is not None and now - session.last_media_at <= MEDIA_RECENT_S:
+                await self._live.acquire_lease(media_lease(session.call.id), self._node, MEDIA_LEASE_MS)
+
+    async def _call_still_served(self, call: Call, node: str) -> str | None:
+        """Why ``call`` must not be reaped although its node's heartbeat is gone, or None: its media still
+        arrives (the holding node renews the call's media lease), or the node still listens on its command
+        channel (its process and Redis connection are alive: it is slow, not dead)."""
+        assert self._live is not None
+        holder = await self._live.lease_holder(media_lease(call.id))
+        if holder is not None:
+            return f"media still arriving at {holder}"
+        if node and await self._live.subscriber_count(f"node:{node}") > 0:
+            return f"node {node} still answers on its command channel"
+        return None
 
     async def reap_lost_calls(self) -> list[str]:
         """Calls whose media died with their node (its heartbeat is gone, or it is this node restarted) end
@@ -719,6 +741,13 @@ class CallService:
                 dead = not alive[node]
             if not dead:
                 continue
+            if node != self._node:
+                evidence = await self._call_still_served(call, node)
+                if evidence is not None:
+                    log.warning(
+                        "call %s: node %s misses its heartbeat but is not reaped: %s", call.id, node, evidence
+                    )
+                    continue
             target = CallState.ENDED if call.state is CallState.CONNECTED else CallState.ABANDONED
             call.transition(target)
             call.end_reason = "node_lost"
@@ -812,11 +841,12 @@ class CallService:
     # --------------------------------------------------------------------------- transcript
 
     def _feed_audio(self, frame: AudioFrame) -> None:
-        if self._transcriber is None:
-            return
         ref = self._aliases.get(frame.call_ref, frame.call_ref)
         session = self._sessions.get(ref)
         if session is None:
+            return
+        session.last_media_at = time.monotonic()
+        if self._transcriber is None:
             return
         leg = frame.leg.value
         if leg not in session.legs_open:
@@ -1241,6 +1271,11 @@ class CallService:
             _, stuck = await asyncio.wait(pending, timeout=5.0)
             for task in stuck:
                 log.error("call task did not stop in time: %r", task)
+
+
+def media_lease(call_id: str) -> str:
+    """The Redis lease a node renews while a call's media still arrives."""
+    return f"media:{call_id}"
 
 
 def _segment(event: TranscriptFinal) -> TranscriptSegment:

@@ -206,7 +206,10 @@ async def test_a_final_after_the_call_was_let_go_is_stored_on_that_call(
         return body["transcript"] if len(body["transcript"]) == 2 else None
 
     transcript = await eventually(stored)
-    assert [s["text"] for s in transcript] == ["[2.0 s not transcribed: recognition behind]", "hoří nám kůlna"]
+    assert [s["text"] for s in transcript] == [
+        "[2.0 s not transcribed: recognition behind]",
+        "hoří nám kůlna",
+    ]
 
 
 async def test_a_final_for_a_call_only_the_database_knows_is_stored(

@@ -159,7 +159,8 @@ def build_invite(rng: random.Random, peer: Peer, call_id: str) -> tuple[bytes, s
     headers = list(rng.choice(recorded_heads(peer)))
     number = rng.choice(sorted(EMERGENCY_NUMBERS))
     headers = [
-        (k, f"<sip:{number}@127.0.0.1>" if k == "To" else call_id if k == "Call-ID" else v) for k, v in headers
+        (k, f"<sip:{number}@127.0.0.1>" if k == "To" else call_id if k == "Call-ID" else v)
+        for k, v in headers
     ]
     pidf = mutated_pidf(rng) if rng.random() < 0.6 else PIDF
     msd = mutated_msd(rng) if rng.random() < 0.5 else MSD
@@ -300,7 +301,9 @@ def test_whole_invite_path_answers_every_emergency_invite(
     headers = [(k, clean_id if k == "Call-ID" else v) for k, v in recorded_heads(peer)[0]]
     headers.append(("Content-Type", "application/sdp"))
     peer.sock.sendto(
-        SipMessage(method="INVITE", uri="sip:155@127.0.0.1", headers=tuple(headers), body=sdp(peer)).to_bytes(),
+        SipMessage(
+            method="INVITE", uri="sip:155@127.0.0.1", headers=tuple(headers), body=sdp(peer)
+        ).to_bytes(),
         ("127.0.0.1", endpoint.address[1]),
     )
     final = peer.final_for(clean_id)
