@@ -170,7 +170,9 @@ def test_the_hung_receiver_was_really_tried(run: HungWebhookRun) -> None:
 
 def test_heartbeats_and_leader_lease_are_never_missing(run: HungWebhookRun) -> None:
     assert run.samples >= SAMPLE_FOR_S / SAMPLE_EVERY_S * 0.8
-    assert run.missing == [], f"{len(run.missing)} of {3 * run.samples} lease readings missing: {run.missing[:20]}"
+    assert run.missing == [], (
+        f"{len(run.missing)} of {3 * run.samples} lease readings missing: {run.missing[:20]}"
+    )
 
 
 def test_the_live_call_is_never_reaped(run: HungWebhookRun) -> None:
