@@ -358,6 +358,8 @@ class Centre:
             )
         except (StorageError, LiveStateError) as exc:
             log.error("leader duty %r skipped: %s", name, exc)
+        except Exception:  # a bug in one duty must not end the loop that runs all of them: logged, retried
+            log.exception("leader duty %r failed; retried next round", name)
         else:
             took = asyncio.get_running_loop().time() - started
             if took > deadline / 2:

@@ -159,6 +159,7 @@ class CallSession:
     )
     no_transcript: bool = False
     last_media_at: float | None = None  # monotonic time of the caller's last audio frame
+    end_pending: bool = False  # the adapter has already ended the call (its CallEnded waits in the inbox)
     locations: list[Location] = field(default_factory=list)  # every position reported, in arrival order
 
     @property
@@ -274,6 +275,8 @@ class CallService:
                 log.warning("event %s for unknown call %s ignored", type(event).__name__, event.call_ref)
                 return
             session = self._new_session(event)
+        if isinstance(event, CallEnded):
+            session.end_pending = True
         session.inbox.put_nowait(event)
 
     # ---------------------------------------------------------------------------- reads
@@ -415,6 +418,10 @@ class CallService:
             log.warning("call %s: location body refused: %s", call.id, refused)
         await self._save(call)
         await self._publish(session, "call.offered", call_json(call))
+        if session.end_pending:
+            # Refused by the adapter as it was offered (no usable audio, a body it cannot read): the record
+            # is kept, and it ends next, abandoned for call-back; it is never queued nor offered to a taker.
+            return
         if self._transcriber is not None and "caller" not in session.legs_open:
             try:
                 self._transcriber.open_leg(
@@ -1029,8 +1036,11 @@ class CallService:
         for call_id in incident.call_ids:
             session = self.session_by_id(call_id)
             if session is not None:
-                await self._follow_incident(session.call, incident)
-                await self._save(session.call)
+                if session.call.incident_id is None:
+                    session.call.incident_id = incident.id  # linked just now (by triage or a person)
+                if session.call.incident_id == incident.id:
+                    await self._follow_incident(session.call, incident)
+                    await self._save(session.call)
                 continue
             try:
                 call: Call = await asyncio.to_thread(self._repo.get_call, call_id)

@@ -154,7 +154,7 @@ async def _attempt(
         )
         if not 200 <= response.status_code < 300:
             error = f"HTTP {response.status_code}"
-    except httpx.HTTPError as exc:
+    except (httpx.HTTPError, httpx.InvalidURL) as exc:
         error = f"{type(exc).__name__}: {exc}"
     except TimeoutError:
         error = f"no answer within {policy.timeout_s:g} s"

@@ -481,9 +481,7 @@ class SipEndpoint:
             address = (str(source[0]), int(source[1]))
             try:
                 self._on_datagram(data, address)
-            except (
-                Exception
-            ) as exc:  # a bug on one datagram must not stop SIP for every other call: log, go on
+            except Exception as exc:  # a bug on one datagram must not stop SIP for other calls: log, go on
                 self._rejected_datagrams += 1
                 log.exception("unexpected error handling a SIP datagram from %s:%s", source[0], source[1])
                 self._answer_after_bug(data, address, exc)
@@ -560,6 +558,7 @@ class SipEndpoint:
                 _tag(),
                 (("Warning", f'399 - "{_warning_text(str(exc))}"'),),
             )
+            parse_message(response)  # only an answer that is itself valid SIP is sent
         except ParseError:
             return False
         self._send(response, reply_to)

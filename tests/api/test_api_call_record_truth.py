@@ -298,3 +298,29 @@ async def test_mutated_aml_messages_are_answered_one_by_one_and_never_stop_the_n
     )
     assert response.status_code == 200 and response.json()["accepted"] is True
     assert response.json()["call_id"] == call["id"]
+
+
+async def test_an_emergency_invite_the_endpoint_refused_is_on_record_for_call_back_and_never_offered(
+    centre: Any, client: httpx.AsyncClient, as_user: Headers
+) -> None:
+    """The SIP endpoint refuses an INVITE it cannot carry (no usable audio, a body it cannot split) with a
+    4xx, and offers and ends the call at once: intake keeps the record for call-back, and never queues it
+    nor rings a free call taker (whose phone would fail and who would be paused for it)."""
+    jana = as_user("jana")
+    assert (
+        await client.put("/api/takers/jana/state", json={"state": "available"}, headers=jana)
+    ).status_code == 200
+    centre.calls.submit(offer("sip-refused-1", dialled="155"))
+    centre.calls.submit(CallEnded("sip-refused-1", EndReason.REJECTED, detail="SIP 488: no PCMU/PCMA audio"))
+    supervisor = as_user("vedouci")
+    call = await call_by_ref(client, supervisor, "sip-refused-1", centre)
+
+    async def on_callback_list() -> list:
+        items = (await client.get("/api/reports/abandoned", headers=supervisor)).json()["items"]
+        return [c for c in items if c["id"] == call["id"]]
+
+    [listed] = await eventually(on_callback_list)
+    assert listed["end_reason"] == "rejected" and listed["taker_id"] is None
+    takers = (await client.get("/api/takers", headers=supervisor)).json()
+    jana_state = next(t for t in (takers["items"] if isinstance(takers, dict) else takers) if t["id"] == "jana")
+    assert jana_state["state"] == "available", jana_state
