@@ -310,6 +310,8 @@ class Centre:
                 await asyncio.wait_for(self.calls.heartbeat(), LIVENESS_DEADLINE_S)
             except (LiveStateError, TimeoutError) as exc:
                 log.error("node heartbeat failed: %s", exc or f"no answer within {LIVENESS_DEADLINE_S:g} s")
+            except Exception:  # liveness must outlive any bug: logged, the next beat is in a second
+                log.exception("node heartbeat failed")
             try:
                 if self.is_leader:
                     self.is_leader = await asyncio.wait_for(
@@ -327,6 +329,8 @@ class Centre:
                 log.error(
                     "leader lease not renewed: %s", exc or f"no answer within {LIVENESS_DEADLINE_S:g} s"
                 )
+            except Exception:  # liveness must outlive any bug: logged, retried in a second
+                log.exception("leader lease not renewed")
             with suppress(TimeoutError):
                 await asyncio.wait_for(self._stopping.wait(), timeout=LIVENESS_INTERVAL_S)
 
