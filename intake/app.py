@@ -309,7 +309,9 @@ class Centre:
             try:
                 await asyncio.wait_for(self.calls.heartbeat(), LIVENESS_DEADLINE_S)
             except (LiveStateError, TimeoutError) as exc:
-                log.error("node heartbeat failed: %s", exc or f"no answer within {LIVENESS_DEADLINE_S:g} s")
+                log.error(
+                    "node heartbeat failed: %s", str(exc) or f"no answer within {LIVENESS_DEADLINE_S:g} s"
+                )
             except Exception:  # liveness must outlive any bug: logged, the next beat is in a second
                 log.exception("node heartbeat failed")
             try:
@@ -327,7 +329,7 @@ class Centre:
                         log.warning("node %s holds the leader lease", node)
             except (LiveStateError, TimeoutError) as exc:
                 log.error(
-                    "leader lease not renewed: %s", exc or f"no answer within {LIVENESS_DEADLINE_S:g} s"
+                    "leader lease not renewed: %s", str(exc) or f"no answer within {LIVENESS_DEADLINE_S:g} s"
                 )
             except Exception:  # liveness must outlive any bug: logged, retried in a second
                 log.exception("leader lease not renewed")
