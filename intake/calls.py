@@ -271,6 +271,8 @@ class CallService:
             if isinstance(event, TranscriptFinal):
                 self._background(self._store_late_final(event))
                 return
+            if isinstance(event, TranscriptPartial):
+                return  # a hypothesis for a call already let go: its final, if any, is stored
             if not isinstance(event, CallOffered):
                 log.warning("event %s for unknown call %s ignored", type(event).__name__, event.call_ref)
                 return
