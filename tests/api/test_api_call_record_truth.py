@@ -322,5 +322,7 @@ async def test_an_emergency_invite_the_endpoint_refused_is_on_record_for_call_ba
     [listed] = await eventually(on_callback_list)
     assert listed["end_reason"] == "rejected" and listed["taker_id"] is None
     takers = (await client.get("/api/takers", headers=supervisor)).json()
-    jana_state = next(t for t in (takers["items"] if isinstance(takers, dict) else takers) if t["id"] == "jana")
+    jana_state = next(
+        t for t in (takers["items"] if isinstance(takers, dict) else takers) if t["id"] == "jana"
+    )
     assert jana_state["state"] == "available", jana_state

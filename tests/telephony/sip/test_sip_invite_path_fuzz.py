@@ -15,11 +15,12 @@ sent one by one. The oracle, per datagram:
 
 from __future__ import annotations
 
+import os
 import random
 import socket
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -216,7 +217,7 @@ def close_dialog(peer: Peer, endpoint: SipEndpoint, invite: SipMessage, ok: SipM
 
 
 @pytest.fixture
-def peer() -> Peer:
+def peer() -> Iterator[Peer]:
     p = Peer()
     yield p
     p.close()
@@ -228,8 +229,6 @@ def test_whole_invite_path_answers_every_emergency_invite(
     peer: Peer,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    import os
-
     endpoint = start_endpoint(max_calls=5000)
     rng = random.Random(13)
     iterations = int(os.environ.get("IZS_FUZZ_ITERATIONS", ITERATIONS))
