@@ -162,6 +162,16 @@ class TranscriptSegmentOut(BaseModel):
     language: str | None = None
 
 
+class CallDecisionOut(BaseModel):
+    incident_type: str
+    priority: int
+    tcpr: bool
+    agencies: list[str]
+    rules_version: str
+    source: str = Field(description='"triage" or "incident" (the linked incident\'s current decision)')
+    unsure: bool
+
+
 class CallOut(BaseModel):
     id: str
     source: str
@@ -185,6 +195,14 @@ class CallOut(BaseModel):
     transcript: list[TranscriptSegmentOut] | None = None
     triage: dict[str, Any] | None = Field(
         None, description="current triage decision with evidence (live calls)"
+    )
+    decision: CallDecisionOut | None = Field(
+        None,
+        description="the decision the call is routed and worked with, stored with the call: triage's until "
+        "the call has an incident, then the incident's current one (the same as the incident view's)",
+    )
+    notes: list[str] = Field(
+        default_factory=list, description="what happened to the call, e.g. refused bodies"
     )
 
 
@@ -215,6 +233,18 @@ def call_out(call: Call, with_transcript: bool = False, triage: dict[str, Any] |
         wait_s=round(call.wait_seconds(), 1),
         callback_done_at=call.callback_done_at,
         callback_by=call.callback_by,
+        decision=None
+        if call.triage is None
+        else CallDecisionOut(
+            incident_type=call.triage.incident_type,
+            priority=call.triage.priority,
+            tcpr=call.triage.tcpr,
+            agencies=list(call.triage.agencies),
+            rules_version=call.triage.rules_version,
+            source=call.triage.source,
+            unsure=call.triage.unsure,
+        ),
+        notes=list(call.notes),
         transcript=[
             TranscriptSegmentOut(
                 leg=s.leg,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack, suppress
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -31,6 +32,17 @@ log = logging.getLogger(__name__)
 
 LEADER_LEASE = "leader"
 LEADER_TTL_MS = 5000
+LIVENESS_INTERVAL_S = 1.0  # heartbeat and lease are written every second and live LEADER_TTL_MS
+LIVENESS_DEADLINE_S = 2.0  # one Redis round trip; longer and the next beat is due
+# Each leader duty's deadline: an overrun is logged and the duty cancelled (retried next round).
+DUTY_DEADLINES_S = {
+    "upkeep": 10.0,
+    "reap lost calls": 10.0,
+    "queue overflow": 5.0,
+    "dispatch": 5.0,
+    "webhooks": 60.0,  # a round of concurrent attempts, each bounded by RetryPolicy.timeout_s
+}
+DEFAULT_DUTY_DEADLINE_S = 10.0
 
 
 async def rebuild_live_state_if_lost(live: Any, repo: Any) -> int:
@@ -196,7 +208,9 @@ class Centre:
                 )
             if with_telephony:
                 await centre._start_media(stack)
+            centre._tasks.append(asyncio.create_task(centre._liveness_loop(), name="liveness"))
             centre._tasks.append(asyncio.create_task(centre._leader_loop(), name="leader-duties"))
+            centre._tasks.append(asyncio.create_task(centre._webhook_loop(), name="webhooks"))
             centre._tasks.append(
                 asyncio.create_task(calls.serve_commands(centre._stopping), name="node-commands")
             )
@@ -287,38 +301,84 @@ class Centre:
 
     # ----------------------------------------------------------------------------- leader duties
 
-    async def _leader_loop(self) -> None:
-        """Exactly one node runs the queue timers (overflow, unanswered offers); another takes over within
-        a lease period when it dies."""
+    async def _liveness_loop(self) -> None:
+        """Node heartbeat and leader lease, on a task of their own: never behind a database query, a
+        webhook or any other duty, so a slow duty can never make this node look dead or lose the lease."""
         node = self.settings.node_id
         while not self._stopping.is_set():
             try:
-                await self.calls.heartbeat()
-            except LiveStateError as exc:
-                log.error("node heartbeat failed: %s", exc)
-            try:
-                await self.calls.upkeep()
-            except (StorageError, LiveStateError) as exc:
-                log.error("upkeep failed: %s", exc)
+                await asyncio.wait_for(self.calls.heartbeat(), LIVENESS_DEADLINE_S)
+            except (LiveStateError, TimeoutError) as exc:
+                log.error(
+                    "node heartbeat failed: %s", str(exc) or f"no answer within {LIVENESS_DEADLINE_S:g} s"
+                )
+            except Exception:  # liveness must outlive any bug: logged, the next beat is in a second
+                log.exception("node heartbeat failed")
             try:
                 if self.is_leader:
-                    self.is_leader = await self.live.renew_lease(LEADER_LEASE, node, LEADER_TTL_MS)
+                    self.is_leader = await asyncio.wait_for(
+                        self.live.renew_lease(LEADER_LEASE, node, LEADER_TTL_MS), LIVENESS_DEADLINE_S
+                    )
+                    if not self.is_leader:
+                        log.warning("node %s lost the leader lease", node)
                 else:
-                    self.is_leader = await self.live.acquire_lease(LEADER_LEASE, node, LEADER_TTL_MS)
+                    self.is_leader = await asyncio.wait_for(
+                        self.live.acquire_lease(LEADER_LEASE, node, LEADER_TTL_MS), LIVENESS_DEADLINE_S
+                    )
                     if self.is_leader:
                         log.warning("node %s holds the leader lease", node)
-                if self.is_leader:
-                    await self.leader_tick()
-            except (LiveStateError, StorageError) as exc:
-                log.error("leader duties skipped: %s", exc)
+            except (LiveStateError, TimeoutError) as exc:
+                log.error(
+                    "leader lease not renewed: %s", str(exc) or f"no answer within {LIVENESS_DEADLINE_S:g} s"
+                )
+            except Exception:  # liveness must outlive any bug: logged, retried in a second
+                log.exception("leader lease not renewed")
+            with suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), timeout=LIVENESS_INTERVAL_S)
+
+    async def _leader_loop(self) -> None:
+        """Exactly one node runs the queue timers (overflow, unanswered offers); another takes over within
+        a lease period when it dies. Every node finishes what an outage interrupted (upkeep)."""
+        while not self._stopping.is_set():
+            await self._duty("upkeep", self.calls.upkeep)
+            if self.is_leader:
+                await self.leader_tick()
             with suppress(TimeoutError):
                 await asyncio.wait_for(self._stopping.wait(), timeout=1.0)
 
     async def leader_tick(self) -> None:
-        await self.calls.reap_lost_calls()
-        await self.desks.overflow_due()
-        await self.desks.dispatch()
-        await self._deliver_webhooks()
+        await self._duty("reap lost calls", self.calls.reap_lost_calls)
+        await self._duty("queue overflow", self.desks.overflow_due)
+        await self._duty("dispatch", self.desks.dispatch)
+
+    async def _duty(self, name: str, run: Callable[[], Awaitable[object]]) -> None:
+        """One duty under its own deadline: an overrun is logged and the duty cancelled (it is retried next
+        round, every duty is idempotent), so one stuck duty never stalls the others."""
+        deadline = DUTY_DEADLINES_S.get(name, DEFAULT_DUTY_DEADLINE_S)
+        started = asyncio.get_running_loop().time()
+        try:
+            await asyncio.wait_for(run(), deadline)
+        except TimeoutError:
+            log.error(
+                "leader duty %r overran its deadline of %g s; cancelled, retried next round", name, deadline
+            )
+        except (StorageError, LiveStateError) as exc:
+            log.error("leader duty %r skipped: %s", name, exc)
+        except Exception:  # a bug in one duty must not end the loop that runs all of them: logged, retried
+            log.exception("leader duty %r failed; retried next round", name)
+        else:
+            took = asyncio.get_running_loop().time() - started
+            if took > deadline / 2:
+                log.warning("leader duty %r took %.1f s of its %g s deadline", name, took, deadline)
+
+    async def _webhook_loop(self) -> None:
+        """Webhook deliveries on a task of their own (leader only): receivers are outside the centre and
+        may hang; deliveries run concurrently, each attempt under its own deadline (deliver_due)."""
+        while not self._stopping.is_set():
+            if self.is_leader:
+                await self._duty("webhooks", self._deliver_webhooks)
+            with suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), timeout=1.0)
 
     async def _deliver_webhooks(self) -> None:
         """Incident events from the stream become signed webhook deliveries, retried with backoff."""

@@ -113,6 +113,11 @@ class EventBus:
             event = LiveEvent(**{**_fields(event), "node": self._node})
         # This node's subscribers get the event at once, whatever Redis does; other nodes through Redis.
         self._fan_out(event)
+        if self._stopping:
+            # Shutting down: the centre closes its own Redis next; an adapter's last status (endpoint
+            # stopped) is for local subscribers only and is no sign of a degraded bus.
+            log.debug("event %s not relayed: event bus stopping", event.type)
+            return
         if self._pubsub is not None:
             try:
                 await self._pubsub.publish(CHANNEL, event.to_json())
@@ -138,6 +143,8 @@ class EventBus:
             queue.put_nowait(event)
 
     def _degrade(self, reason: str) -> None:
+        if self._stopping:
+            return  # our own Redis going away at shutdown
         if self.degraded_reason is None:
             log.error("event bus degraded: %s", reason)
             self.degraded_reason = reason

@@ -9,6 +9,7 @@ which never blocks.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 import time
@@ -24,6 +25,8 @@ from intake.desks import DeskService, Offer
 from intake.domain import (
     Call,
     CallState,
+    CallTriage,
+    Incident,
     Location,
     LocationSource,
     TakerState,
@@ -58,6 +61,7 @@ from routing.types import TriageDecision, TriageInput
 from routing.vocabulary import DESK_BY_DIALLED, Agency, DeskCode, IncidentType
 from telephony.errors import AdapterError
 from telephony.events import (
+    LOCATION_REFUSED_HEADER,
     AdapterStatus,
     AudioFrame,
     CallAnswered,
@@ -73,6 +77,7 @@ from telephony.events import (
 )
 from telephony.location import AmlError, decode_aml
 from transcription.events import (
+    GAP_ENGINE,
     LanguageDetected,
     TranscriptEvent,
     TranscriptFinal,
@@ -83,13 +88,43 @@ from transcription.events import (
 log = logging.getLogger(__name__)
 
 PARTIAL_PUBLISH_INTERVAL_S = 0.15  # consoles need no more than ~7 partials a second per call
-FLUSH_TIMEOUT_S = 20.0  # how long an ended call waits for its last transcript segments
+# How long an ended call waits for its last transcript segments: as long as the decoder makes progress (no
+# progress for FLUSH_STALL_S gives up), at most FLUSH_BASE_S plus FLUSH_PER_BACKLOG_S per second of audio the
+# decoder still held when the call ended. A final that comes even later is still stored (_store_late_final).
+FLUSH_STALL_S = 10.0
+FLUSH_BASE_S = 20.0
+FLUSH_PER_BACKLOG_S = 3.0
+RECENT_REFS = 2000  # ended calls remembered by call_ref, for transcript segments that arrive after them
+MEDIA_RECENT_S = 3.0  # a caller leg with audio this recent is alive
+MEDIA_LEASE_MS = 6_000  # a call's media lease outlives its last renewal (every second) by a few missed beats
 
 
-def _wait_all(events: list[Any], timeout_s: float) -> None:
-    deadline = time.monotonic() + timeout_s
-    for event in events:
-        event.wait(max(0.0, deadline - time.monotonic()))
+def wait_flushed(
+    pending: list[tuple[Any, Callable[[], float]]],
+    backlog_s: float,
+    stall_s: float = FLUSH_STALL_S,
+    base_s: float = FLUSH_BASE_S,
+    per_backlog_s: float = FLUSH_PER_BACKLOG_S,
+    clock: Callable[[], float] = time.monotonic,
+) -> bool:
+    """Wait for every (flush event, progress reading) pair: as long as some progress reading grows within
+    ``stall_s``, bounded by ``base_s + per_backlog_s * backlog_s`` in all. True when all flushed."""
+    start = clock()
+    limit = start + base_s + per_backlog_s * max(0.0, backlog_s)
+    last_progress = [progress() for _, progress in pending]
+    last_change = start
+    while True:
+        waiting = [i for i, (event, _) in enumerate(pending) if not event.is_set()]
+        if not waiting:
+            return True
+        now = clock()
+        if now >= limit or now - last_change >= stall_s:
+            return False
+        pending[waiting[0]][0].wait(min(0.5, max(0.0, limit - now)))
+        for i, (_, progress) in enumerate(pending):
+            reading = progress()
+            if reading != last_progress[i]:
+                last_progress[i], last_change = reading, clock()
 
 
 def new_call_id() -> str:
@@ -115,11 +150,14 @@ class CallSession:
     speech_s: float = 0.0
     worker: asyncio.Task[None] | None = None
     legs_open: set[str] = field(default_factory=set)
-    flushing: list[Any] = field(default_factory=list)
+    flushing: list[tuple[Any, Callable[[], float]]] = field(default_factory=list)
+    flush_backlog_s: float = 0.0
     offered_at: float | None = (
         None  # monotonic time the call was offered to call.taker_id  # close_leg() completions: finals still to come
     )
     no_transcript: bool = False
+    last_media_at: float | None = None  # monotonic time of the caller's last audio frame
+    end_pending: bool = False  # the adapter has already ended the call (its CallEnded waits in the inbox)
     locations: list[Location] = field(default_factory=list)  # every position reported, in arrival order
 
     @property
@@ -168,8 +206,13 @@ class CallService:
         self._incident_retry: dict[str, tuple[Call, TriageDecision]] = {}
         self._incident_locks: dict[str, asyncio.Lock] = {}
         self._tasks: set[asyncio.Future[None]] = set()
+        # call_ref (and media-fork aliases) -> call id of calls already let go: a transcript segment that
+        # arrives after its call is stored on that call, never dropped as "unknown".
+        self._recent_refs: dict[str, str] = {}
+        self._late_finals = asyncio.Lock()  # late segments are stored one at a time, in arrival order
         self.adapter_health: dict[str, AdapterStatus] = {}
         desks.on_offer = self._on_offer
+        incidents.on_changed = self._follow_incident_change
 
     # --------------------------------------------------------------------------- wiring
 
@@ -223,10 +266,17 @@ class CallService:
         ref = self._aliases.get(event.call_ref, event.call_ref)
         session = self._sessions.get(ref)
         if session is None:
+            if isinstance(event, TranscriptFinal):
+                self._background(self._store_late_final(event))
+                return
+            if isinstance(event, TranscriptPartial):
+                return  # a hypothesis for a call already let go: its final, if any, is stored
             if not isinstance(event, CallOffered):
                 log.warning("event %s for unknown call %s ignored", type(event).__name__, event.call_ref)
                 return
             session = self._new_session(event)
+        if isinstance(event, CallEnded):
+            session.end_pending = True
         session.inbox.put_nowait(event)
 
     # ---------------------------------------------------------------------------- reads
@@ -293,7 +343,12 @@ class CallService:
                 if session.flushing:
                     # The last words are still being decoded: wait for them before letting the call go.
                     pending, session.flushing = session.flushing, []
-                    await asyncio.to_thread(_wait_all, pending, FLUSH_TIMEOUT_S)
+                    flushed = await asyncio.to_thread(wait_flushed, pending, session.flush_backlog_s)
+                    if not flushed:
+                        log.warning(
+                            "call %s: decoder still busy with its last words; they are stored when they come",
+                            session.call.id,
+                        )
                     if not session.inbox.empty():
                         continue
                 self._forget(session)
@@ -355,8 +410,18 @@ class CallService:
             desk=call.desk.value if call.desk else "-", dialled=call.dialled
         ).inc()
         log.info("call offered: %s from %s via %s", call.dialled, call.caller.display, call.source)
+        refused = event.headers.get(LOCATION_REFUSED_HEADER)
+        if refused:
+            # The location body came with the call but could not be used: the call goes on, and the record
+            # says so (the raw body stays in the adapter's log and headers).
+            call.notes.append(f"location body refused: {refused}")
+            log.warning("call %s: location body refused: %s", call.id, refused)
         await self._save(call)
         await self._publish(session, "call.offered", call_json(call))
+        if session.end_pending:
+            # Refused by the adapter as it was offered (no usable audio, a body it cannot read): the record
+            # is kept, and it ends next, abandoned for call-back; it is never queued nor offered to a taker.
+            return
         if self._transcriber is not None and "caller" not in session.legs_open:
             try:
                 self._transcriber.open_leg(
@@ -625,6 +690,11 @@ class CallService:
                             priority=int(command["priority"]),
                         )
                     )
+                case "follow_incident":
+                    session = self.session_by_id(str(command["call_id"]))
+                    if session is not None:
+                        await self._follow_incident(session.call)
+                        await self._save(session.call)
                 case _:
                     log.warning("unknown node command ignored: %r", command)
         except (IllegalTransition, NotFound, KeyError, ValueError) as exc:
@@ -633,8 +703,27 @@ class CallService:
     # ------------------------------------------------------------------- node failure
 
     async def heartbeat(self, ttl_ms: int = 5000) -> None:
-        if self._live is not None:
-            await self._live.acquire_lease(f"node:{self._node}", self._node, ttl_ms)
+        """This node is alive (its lease), and so is each call whose media still arrives (a lease per call,
+        written in Redis): evidence another node's reaper weighs before it calls a call lost."""
+        if self._live is None:
+            return
+        await self._live.acquire_lease(f"node:{self._node}", self._node, ttl_ms)
+        now = time.monotonic()
+        for session in list(self._sessions.values()):
+            if session.last_media_at is not None and now - session.last_media_at <= MEDIA_RECENT_S:
+                await self._live.acquire_lease(media_lease(session.call.id), self._node, MEDIA_LEASE_MS)
+
+    async def _call_still_served(self, call: Call, node: str) -> str | None:
+        """Why ``call`` must not be reaped although its node's heartbeat is gone, or None: its media still
+        arrives (the holding node renews the call's media lease), or the node still listens on its command
+        channel (its process and Redis connection are alive: it is slow, not dead)."""
+        assert self._live is not None
+        holder = await self._live.lease_holder(media_lease(call.id))
+        if holder is not None:
+            return f"media still arriving at {holder}"
+        if node and await self._live.subscriber_count(f"node:{node}") > 0:
+            return f"node {node} still answers on its command channel"
+        return None
 
     async def reap_lost_calls(self) -> list[str]:
         """Calls whose media died with their node (its heartbeat is gone, or it is this node restarted) end
@@ -659,6 +748,13 @@ class CallService:
                 dead = not alive[node]
             if not dead:
                 continue
+            if node != self._node:
+                evidence = await self._call_still_served(call, node)
+                if evidence is not None:
+                    log.warning(
+                        "call %s: node %s misses its heartbeat but is not reaped: %s", call.id, node, evidence
+                    )
+                    continue
             target = CallState.ENDED if call.state is CallState.CONNECTED else CallState.ABANDONED
             call.transition(target)
             call.end_reason = "node_lost"
@@ -723,9 +819,12 @@ class CallService:
         log.info("call %s: %s", target.value, event.reason.value)
         for leg in list(session.legs_open):
             if self._transcriber is not None:
-                done = self._transcriber.close_leg(call.call_ref, leg)
-                if hasattr(done, "wait"):
-                    session.flushing.append(done)
+                transcriber = self._transcriber
+                session.flush_backlog_s += transcriber.backlog_s(call.call_ref, leg)
+                done = transcriber.close_leg(call.call_ref, leg)
+                session.flushing.append(
+                    (done, functools.partial(transcriber.processed_s, call.call_ref, leg))
+                )
             session.legs_open.discard(leg)
         with suppress(LiveStateError):
             await self._desks.leave_queue(call.id, call.desk)
@@ -749,11 +848,12 @@ class CallService:
     # --------------------------------------------------------------------------- transcript
 
     def _feed_audio(self, frame: AudioFrame) -> None:
-        if self._transcriber is None:
-            return
         ref = self._aliases.get(frame.call_ref, frame.call_ref)
         session = self._sessions.get(ref)
         if session is None:
+            return
+        session.last_media_at = time.monotonic()
+        if self._transcriber is None:
             return
         leg = frame.leg.value
         if leg not in session.legs_open:
@@ -780,15 +880,7 @@ class CallService:
 
     async def _on_final(self, session: CallSession, event: TranscriptFinal) -> None:
         call = session.call
-        segment = TranscriptSegment(
-            leg=event.leg,
-            text=event.text,
-            start_s=event.start_s,
-            end_s=event.end_s,
-            confidence=event.confidence,
-            language=event.language,
-            words=tuple((w.text, w.start_s, w.end_s, w.confidence) for w in event.words),
-        )
+        segment = _segment(event)
         call.transcript.append(segment)
         try:
             await asyncio.to_thread(self._repo.append_transcript, call.id, segment)
@@ -798,7 +890,8 @@ class CallService:
             if self._journal is not None:
                 await asyncio.to_thread(self._journal.record, call)
                 self._journaled.add(call.id)
-        if event.leg == "caller":
+        gap = event.engine == GAP_ENGINE  # "[2.0 s not transcribed: ...]": kept, but nothing triage can read
+        if event.leg == "caller" and not gap:
             session.finals.append(event.text)
             session.partial = ""
             session.speech_s = max(session.speech_s, event.end_s)
@@ -807,8 +900,48 @@ class CallService:
             "transcript.final",
             {"leg": event.leg, "text": event.text, "start_s": event.start_s, "end_s": event.end_s},
         )
-        if event.leg == "caller":
+        if event.leg == "caller" and not gap:
             await self._retriage(session)
+
+    async def _store_late_final(self, event: TranscriptFinal) -> None:
+        """A final that arrives after its call was let go (the decoder was behind) is stored on that call,
+        found by call_ref, from the database when this node no longer holds the call."""
+        async with self._late_finals:
+            await self._store_late_final_in_order(event)
+
+    async def _store_late_final_in_order(self, event: TranscriptFinal) -> None:
+        call_id = self._recent_refs.get(event.call_ref)
+        try:
+            if call_id is None:
+                found: Call | None = await asyncio.to_thread(self._repo.find_call_by_ref, event.call_ref)
+                if found is None:
+                    log.error(
+                        "transcript of unknown call %s kept in this log only: [%s] %s",
+                        event.call_ref,
+                        event.leg,
+                        event.text,
+                    )
+                    return
+                call_id = found.id
+            segment = _segment(event)
+            await asyncio.to_thread(self._repo.append_transcript, call_id, segment)
+        except (StorageError, NotFound) as exc:
+            log.error(
+                "call %s: late transcript not stored (%s), kept in this log: [%s] %s",
+                call_id or event.call_ref,
+                exc,
+                event.leg,
+                event.text,
+            )
+            return
+        log.info("call %s: transcript segment stored after the call ended", call_id)
+        await self._bus.publish(
+            LiveEvent(
+                "transcript.final",
+                {"leg": event.leg, "text": event.text, "start_s": event.start_s, "end_s": event.end_s},
+                call_id=call_id,
+            )
+        )
 
     # ------------------------------------------------------------------------------- triage
 
@@ -833,6 +966,7 @@ class CallService:
         old_priority, old_front, old_desk = call.priority, urgent_front(previous), call.desk
         call.priority = decision.priority.value
         call.tcpr = decision.tcpr.value
+        call.triage = call_triage_from_decision(decision)
         if (
             not decision.unsure
             and call.state in (CallState.RINGING, CallState.QUEUED)
@@ -865,7 +999,67 @@ class CallService:
                 await self._open_incident(session, decision)
             elif previous is not None:
                 await self._incidents.record_triage_update(call.incident_id, decision)
+        await self._follow_incident(call)
         await self._save(call)
+
+    async def _follow_incident(self, call: Call, incident: Incident | None = None) -> None:
+        """The call record shows its incident's current decision (after the incident's own rules and the
+        call takers' corrections), so the call and incident views never tell two different emergencies."""
+        if call.incident_id is None:
+            return
+        if incident is None:
+            try:
+                incident = await self._incidents.get(call.incident_id)
+            except (StorageError, NotFound) as exc:
+                log.error(
+                    "call %s: incident %s not read, call keeps triage's decision: %s",
+                    call.id,
+                    call.incident_id,
+                    exc,
+                )
+                return
+        call.priority = incident.priority
+        call.tcpr = incident.tcpr
+        call.triage = CallTriage(
+            incident_type=incident.incident_type.value,
+            priority=incident.priority,
+            tcpr=incident.tcpr,
+            agencies=tuple(a.agency.value for a in incident.agencies),
+            rules_version=call.triage.rules_version if call.triage is not None else "",
+            source="incident",
+        )
+
+    async def _follow_incident_change(self, incident: Incident) -> None:
+        """An incident changed (triage, a call taker, a supervisor): its calls follow. Calls this node holds
+        are updated here; a live call held by another node is updated there (node command); a call that has
+        ended is updated in the database."""
+        for call_id in incident.call_ids:
+            session = self.session_by_id(call_id)
+            if session is not None:
+                if session.call.incident_id is None:
+                    session.call.incident_id = incident.id  # linked just now (by triage or a person)
+                if session.call.incident_id == incident.id:
+                    await self._follow_incident(session.call, incident)
+                    await self._save(session.call)
+                continue
+            try:
+                call: Call = await asyncio.to_thread(self._repo.get_call, call_id)
+            except (StorageError, NotFound) as exc:
+                log.error("call %s not updated from incident %s: %s", call_id, incident.id, exc)
+                continue
+            if call.is_live and call.node and call.node != self._node and self._live is not None:
+                with suppress(LiveStateError):
+                    await self._live.publish(
+                        f"node:{call.node}", {"command": "follow_incident", "call_id": call_id}
+                    )
+                continue
+            if call.incident_id is None:
+                call.incident_id = incident.id
+            await self._follow_incident(call, incident)
+            try:
+                await asyncio.to_thread(self._repo.save_call, call)
+            except StorageError as exc:
+                log.error("call %s not updated from incident %s: %s", call_id, incident.id, exc)
 
     async def _open_incident(self, session: CallSession, decision: TriageDecision) -> None:
         await self._open_incident_for(session.call, decision)
@@ -1066,9 +1260,16 @@ class CallService:
         call = session.call
         self._sessions.pop(call.call_ref, None)
         self._refs_by_id.pop(call.id, None)
+        self._remember_ended(call.call_ref, call.id)
         for alias, ref in list(self._aliases.items()):
             if ref == call.call_ref:
                 del self._aliases[alias]
+                self._remember_ended(alias, call.id)
+
+    def _remember_ended(self, call_ref: str, call_id: str) -> None:
+        self._recent_refs[call_ref] = call_id
+        while len(self._recent_refs) > RECENT_REFS:
+            del self._recent_refs[next(iter(self._recent_refs))]
 
     async def close(self) -> None:
         pending: list[asyncio.Future[None]] = list(self._tasks)
@@ -1080,3 +1281,33 @@ class CallService:
             _, stuck = await asyncio.wait(pending, timeout=5.0)
             for task in stuck:
                 log.error("call task did not stop in time: %r", task)
+
+
+def media_lease(call_id: str) -> str:
+    """The Redis lease a node renews while a call's media still arrives."""
+    return f"media:{call_id}"
+
+
+def _segment(event: TranscriptFinal) -> TranscriptSegment:
+    return TranscriptSegment(
+        leg=event.leg,
+        text=event.text,
+        start_s=event.start_s,
+        end_s=event.end_s,
+        confidence=event.confidence,
+        language=event.language,
+        words=tuple((w.text, w.start_s, w.end_s, w.confidence) for w in event.words),
+    )
+
+
+def call_triage_from_decision(decision: TriageDecision) -> CallTriage:
+    """What triage decided, in the form the call record keeps."""
+    return CallTriage(
+        incident_type=decision.incident_type.value.value,
+        priority=decision.priority.value,
+        tcpr=decision.tcpr.value,
+        agencies=tuple(a.value.value for a in decision.agencies),
+        rules_version=decision.rules_version,
+        source="triage",
+        unsure=decision.unsure,
+    )

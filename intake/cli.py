@@ -10,7 +10,7 @@ import argparse
 import asyncio
 import json
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -102,14 +102,49 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     settings = _settings(args)
     return asyncio.run(
-        run_demo(
-            settings,
-            scenarios=Path(args.scenarios) if args.scenarios else None,
-            calls=args.calls,
-            pace_s=args.pace,
-            keep_running=not args.once,
+        _until_signalled(
+            run_demo(
+                settings,
+                scenarios=Path(args.scenarios) if args.scenarios else None,
+                calls=args.calls,
+                pace_s=args.pace,
+                keep_running=not args.once,
+            )
         )
     )
+
+
+async def _until_signalled(work: Coroutine[Any, Any, int]) -> int:
+    """Run ``work``; SIGTERM stops it exactly as SIGINT does: the task is cancelled, so every ``finally``
+    runs and every child it started (embedded redis-server, baresip callers) is stopped. Without this,
+    SIGTERM's default action ended the process at once and left those children orphaned.
+
+    The API server (uvicorn) takes both signals over while it serves and hands them back here when it has
+    drained its connections.
+    """
+    import signal
+
+    loop = asyncio.get_running_loop()
+    task = asyncio.ensure_future(work)
+
+    stopping: list[int] = []
+
+    def on_signal(signum: int, frame: object) -> None:
+        if stopping:
+            return  # already stopping: a second signal must not cut the clean-up short
+        stopping.append(signum)
+        loop.call_soon_threadsafe(task.cancel)
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        return await task
+    except asyncio.CancelledError:
+        if not task.cancelled():
+            raise
+        return EXIT_OK
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def cmd_db_upgrade(args: argparse.Namespace) -> int:

@@ -127,6 +127,21 @@ class Location:
         )
 
 
+@dataclass(frozen=True, slots=True)
+class CallTriage:
+    """The decision a call is routed and worked with: what triage decided (rules/model version kept, so the
+    decision stays explainable), replaced by the incident's current decision once the call has one, so the
+    call record and its incident never tell two different emergencies."""
+
+    incident_type: str
+    priority: int
+    tcpr: bool
+    agencies: tuple[str, ...]
+    rules_version: str = ""
+    source: str = "triage"  # "triage": triage's own decision; "incident": the linked incident's
+    unsure: bool = False
+
+
 @dataclass(slots=True)
 class Call:
     id: str
@@ -153,6 +168,9 @@ class Call:
     callback_done_at: datetime | None = None
     callback_by: str | None = None
     transcript: list[TranscriptSegment] = field(default_factory=list)
+    triage: CallTriage | None = None
+    # What happened to the call that a person must be able to read later ("location body refused: ...").
+    notes: list[str] = field(default_factory=list)
 
     def transition(self, target: CallState, at: datetime | None = None) -> None:
         if target not in CALL_TRANSITIONS[self.state]:
@@ -172,6 +190,13 @@ class Call:
     @property
     def is_live(self) -> bool:
         return self.state not in TERMINAL_CALL_STATES
+
+    @property
+    def may_be_called_back(self) -> bool:
+        """Only a caller nobody talked to is called back: abandoned, or ended without a call taker."""
+        if self.state is CallState.ABANDONED:
+            return True
+        return self.state is CallState.ENDED and self.answered_at is None
 
     def wait_seconds(self, now: datetime | None = None) -> float:
         end = self.answered_at or self.ended_at or now or utc_now()

@@ -56,6 +56,13 @@ class IllegalTransition(Conflict):
     error_id = "illegal_transition"
 
 
+class NotForCallback(Conflict):
+    """Only a caller nobody talked to (abandoned, or ended without a call taker) can be marked called back;
+    marking a live or answered call would hide it from the call-back list when it is abandoned later."""
+
+    error_id = "call_not_abandoned"
+
+
 class ValidationFailed(IzsError):
     error_id = "validation_failed"
     http_status = 422

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -120,6 +121,8 @@ class IncidentService:
         # Weak duplicate matches, shown to the call taker beside the new incident (never only in memory:
         # the proposal is also written on the new incident's timeline).
         self.last_proposal: dict[str, DuplicateProposal] = {}
+        # Told after every change of an incident, so its calls' records follow it (set by CallService).
+        self.on_changed: Callable[[Incident], Awaitable[None]] | None = None
 
     # ---------------------------------------------------------------------------------------- reads
 
@@ -343,6 +346,8 @@ class IncidentService:
         return location_from_spoken(decision.location, utc_now(), self._places)
 
     async def _announce(self, kind: str, incident: Incident, extra: dict[str, Any]) -> None:
+        if self.on_changed is not None:
+            await self.on_changed(incident)
         body = incident_json(incident)
         await self._bus.publish(LiveEvent(kind, {**body, **_jsonable(extra)}, incident_id=incident.id))
         if self._live is not None:

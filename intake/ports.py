@@ -9,6 +9,14 @@ from __future__ import annotations
 from typing import Any, Protocol
 
 
+class FlushDone(Protocol):
+    """Set when a closed leg's last words are decoded (a ``threading.Event``)."""
+
+    def is_set(self) -> bool: ...
+
+    def wait(self, timeout: float | None = None) -> bool: ...
+
+
 class Transcriber(Protocol):
     def open_leg(
         self,
@@ -21,7 +29,15 @@ class Transcriber(Protocol):
 
     def feed(self, call_ref: str, leg: str, pcm: bytes) -> object: ...
 
-    def close_leg(self, call_ref: str, leg: str) -> object: ...
+    def close_leg(self, call_ref: str, leg: str) -> FlushDone: ...
+
+    def backlog_s(self, call_ref: str, leg: str) -> float:
+        """Seconds of audio queued for the leg and not decoded yet."""
+        ...
+
+    def processed_s(self, call_ref: str, leg: str) -> float:
+        """Seconds of the leg's audio the decoder has consumed: grows while it makes progress."""
+        ...
 
 
 class CallControl(Protocol):

@@ -100,6 +100,8 @@ def call_json(call: Call, with_transcript: bool = False) -> dict[str, Any]:
         "location": location_json(call.location),
         "node": call.node,
         "callback_done_at": iso(call.callback_done_at),
+        "decision": None if call.triage is None else asdict(call.triage),
+        "notes": list(call.notes),
     }
     if with_transcript:
         out["transcript"] = [asdict(s) for s in call.transcript]

@@ -27,6 +27,11 @@ class Leg(enum.StrEnum):
     TAKER = "taker"
 
 
+# CallOffered header an adapter sets when a location body (PIDF-LO, eCall MSD) came with the call but could
+# not be used; its value is the reason. The call goes on; intake records it on the call.
+LOCATION_REFUSED_HEADER = "Location-Refused"
+
+
 class EndReason(enum.StrEnum):
     CALLER_HANGUP = "caller_hangup"
     TAKER_HANGUP = "taker_hangup"

@@ -23,8 +23,14 @@ class TranscriptPartial:
     audio_s: float  # position in the leg's audio the hypothesis covers, seconds from the leg's start
 
 
+GAP_ENGINE = "gap"
+
+
 @dataclass(frozen=True, slots=True)
 class TranscriptFinal:
+    """A committed transcript segment. ``engine == GAP_ENGINE`` marks audio that was not transcribed (the
+    text says how much and why), so the transcript shows the hole instead of silently closing it."""
+
     call_ref: str
     leg: str
     text: str

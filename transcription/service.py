@@ -41,6 +41,7 @@ from transcription.config import ENGINE_VOSK, ENGINE_WHISPER, TranscriptionConfi
 from transcription.engine import Engine, EngineStream, LanguageGuess, LanguageIdentifier, Segment
 from transcription.errors import AudioFormatError, EngineError, TranscriptionError
 from transcription.events import (
+    GAP_ENGINE,
     LanguageDetected,
     TranscriptEvent,
     TranscriptFinal,
@@ -119,6 +120,7 @@ class _LegState:
     queue: deque[bytes] = field(default_factory=deque)
     queued_bytes: int = 0
     dropped_bytes: int = 0
+    processed_bytes: int = 0  # audio the worker has taken off the queue: how a waiter sees it progress
     closing: bool = False
     done: threading.Event = field(default_factory=threading.Event)
     worker: threading.Thread | None = None
@@ -203,10 +205,23 @@ class _LegPipeline:
     def skip(self, n_bytes: int) -> None:
         if self.dead:
             return
-        self._fail(
-            f"recognition fell behind: dropped {n_bytes / 2 / self.rate:.1f} s of audio", recovered=True
+        seconds = n_bytes / 2 / self.rate
+        self._fail(f"recognition fell behind: dropped {seconds:.1f} s of audio", recovered=True)
+        vad = self._vad_for_rate()
+        start_s = vad.position_samples / self.rate
+        self._handle(vad.skip(n_bytes // 2), last=False)
+        # The transcript says where words may be missing: a caller's words are never lost without a trace.
+        self._emit(
+            TranscriptFinal(
+                call_ref=self._state.call_ref,
+                leg=self._state.leg,
+                text=f"[{seconds:.1f} s not transcribed: recognition behind]",
+                start_s=start_s,
+                end_s=start_s + seconds,
+                language=self._language,
+                engine=GAP_ENGINE,
+            )
         )
-        self._handle(self._vad_for_rate().skip(n_bytes // 2), last=False)
 
     def feed(self, chunks: list[bytes], caught_up: bool) -> None:
         if self.dead:
@@ -492,6 +507,12 @@ class TranscriptionService:
         state = self._legs.get((call_ref, leg))
         return 0.0 if state is None else state.queued_bytes / 2 / state.declared_rate
 
+    def processed_s(self, call_ref: str, leg: str) -> float:
+        """Seconds of the leg's audio the worker has consumed so far (grows while it makes progress; a
+        closed and flushed leg reads 0)."""
+        state = self._legs.get((call_ref, leg))
+        return 0.0 if state is None else state.processed_bytes / 2 / state.declared_rate
+
     def close(self, timeout_s: float = 30.0) -> None:
         """Close every leg (flushing finals) and wait for the workers."""
         with self._lock:
@@ -576,6 +597,7 @@ class TranscriptionService:
                 # A large batch means the worker is behind: skip partials and only commit.
                 caught_up = sum(len(chunk) for chunk in chunks) <= caught_up_bytes
                 pipeline.feed(chunks, caught_up)
+            state.processed_bytes += dropped + sum(len(chunk) for chunk in chunks)
             if closing:
                 with state.condition:
                     more = bool(state.queue) or bool(state.dropped_bytes)

@@ -94,73 +94,99 @@ async def enqueue_event(repo: Any, event: Mapping[str, Any], now: datetime | Non
     return added
 
 
+DELIVERY_CONCURRENCY = 8  # attempts in flight at once: one slow receiver never holds back the others
+
+
 async def deliver_due(
     repo: Any,
     http_client: httpx.AsyncClient,
     now: datetime | None = None,
     policy: RetryPolicy | None = None,
-    limit: int = 50,
+    limit: int = 4 * DELIVERY_CONCURRENCY,  # a round ends well within the 60 s claim lease
+    concurrency: int = DELIVERY_CONCURRENCY,
 ) -> DeliveryReport:
-    """Send every delivery that is due (leader-only duty; call it from the leader tick).
+    """Send every delivery that is due (leader-only duty, run on its own task, never in the leader loop).
 
-    A 2xx answer is delivered; anything else (status, timeout, refused connection) is retried after
-    ``policy.delay_after(attempts)`` until ``policy.max_attempts``, then dead-lettered.
+    Attempts run concurrently, at most ``concurrency`` at once, each bounded by ``policy.timeout_s`` in
+    total (connect, send and the answer together: a receiver that accepts and never answers costs one
+    attempt's deadline, not the round). A 2xx answer is delivered; anything else (status, timeout, refused
+    connection) is retried after ``policy.delay_after(attempts)`` until ``policy.max_attempts``, then
+    dead-lettered.
     """
     policy = policy or RetryPolicy()
     now = now or utc_now()
     report = DeliveryReport()
     due = await asyncio.to_thread(repo.due_deliveries, now, limit)
-    for delivery in due:
-        body = json.dumps(
-            {"id": delivery.event_id, "type": delivery.event_type, "data": delivery.payload},
-            ensure_ascii=False,
-            separators=(",", ":"),
-        ).encode()
-        headers = {
-            "Content-Type": "application/json",
-            SIGNATURE_HEADER: sign(delivery.secret, body, int(now.timestamp())),
-            EVENT_HEADER: delivery.event_type,
-            DELIVERY_HEADER: str(delivery.id),
-        }
-        error: str | None = None
-        try:
-            response = await http_client.post(
-                delivery.url, content=body, headers=headers, timeout=policy.timeout_s
-            )
-            if not 200 <= response.status_code < 300:
-                error = f"HTTP {response.status_code}"
-        except httpx.HTTPError as exc:
-            error = f"{type(exc).__name__}: {exc}"
-        attempts = delivery.attempts + 1
-        try:
-            if error is None:
-                await asyncio.to_thread(repo.mark_delivery, delivery.id, True, None, None, now)
-                report.delivered.append(delivery.id)
-            elif attempts >= policy.max_attempts:
-                log.error(
-                    "webhook delivery %s to %s dead after %s attempts: %s",
-                    delivery.id,
-                    delivery.url,
-                    attempts,
-                    error,
-                )
-                await asyncio.to_thread(repo.mark_delivery, delivery.id, False, error, None, now)
-                report.dead.append(delivery.id)
-            else:
-                retry_at = now + timedelta(seconds=policy.delay_after(attempts))
-                log.warning(
-                    "webhook delivery %s to %s failed (%s), retry at %s",
-                    delivery.id,
-                    delivery.url,
-                    error,
-                    retry_at.isoformat(),
-                )
-                await asyncio.to_thread(repo.mark_delivery, delivery.id, False, error, retry_at, now)
-                report.retrying.append(delivery.id)
-        except StorageError as exc:
-            # The claim lease expires and the delivery comes due again: at-least-once, never lost.
-            log.error("webhook delivery %s: result not recorded: %s", delivery.id, exc)
+    pool = asyncio.Semaphore(max(1, concurrency))
+
+    async def attempt(delivery: Any) -> None:
+        async with pool:
+            await _attempt(repo, http_client, delivery, now, policy, report)
+
+    await asyncio.gather(*(attempt(delivery) for delivery in due))
     return report
+
+
+async def _attempt(
+    repo: Any,
+    http_client: httpx.AsyncClient,
+    delivery: Any,
+    now: datetime,
+    policy: RetryPolicy,
+    report: DeliveryReport,
+) -> None:
+    body = json.dumps(
+        {"id": delivery.event_id, "type": delivery.event_type, "data": delivery.payload},
+        ensure_ascii=False,
+        separators=(",", ":"),
+    ).encode()
+    headers = {
+        "Content-Type": "application/json",
+        SIGNATURE_HEADER: sign(delivery.secret, body, int(now.timestamp())),
+        EVENT_HEADER: delivery.event_type,
+        DELIVERY_HEADER: str(delivery.id),
+    }
+    error: str | None = None
+    try:
+        response = await asyncio.wait_for(
+            http_client.post(delivery.url, content=body, headers=headers, timeout=policy.timeout_s),
+            policy.timeout_s,
+        )
+        if not 200 <= response.status_code < 300:
+            error = f"HTTP {response.status_code}"
+    except (httpx.HTTPError, httpx.InvalidURL) as exc:
+        error = f"{type(exc).__name__}: {exc}"
+    except TimeoutError:
+        error = f"no answer within {policy.timeout_s:g} s"
+    attempts = delivery.attempts + 1
+    try:
+        if error is None:
+            await asyncio.to_thread(repo.mark_delivery, delivery.id, True, None, None, now)
+            report.delivered.append(delivery.id)
+        elif attempts >= policy.max_attempts:
+            log.error(
+                "webhook delivery %s to %s dead after %s attempts: %s",
+                delivery.id,
+                delivery.url,
+                attempts,
+                error,
+            )
+            await asyncio.to_thread(repo.mark_delivery, delivery.id, False, error, None, now)
+            report.dead.append(delivery.id)
+        else:
+            retry_at = now + timedelta(seconds=policy.delay_after(attempts))
+            log.warning(
+                "webhook delivery %s to %s failed (%s), retry at %s",
+                delivery.id,
+                delivery.url,
+                error,
+                retry_at.isoformat(),
+            )
+            await asyncio.to_thread(repo.mark_delivery, delivery.id, False, error, retry_at, now)
+            report.retrying.append(delivery.id)
+    except StorageError as exc:
+        # The claim lease expires and the delivery comes due again: at-least-once, never lost.
+        log.error("webhook delivery %s: result not recorded: %s", delivery.id, exc)
 
 
 WEBHOOK_GROUP = "webhooks"

@@ -16,6 +16,7 @@ from intake.domain import (
     CallerNumber,
     CallState,
     CallTaker,
+    CallTriage,
     LineType,
     Location,
     LocationSource,
@@ -188,6 +189,8 @@ def call_values(call: Call, now: datetime) -> dict[str, Any]:
         "node": call.node,
         "callback_done_at": call.callback_done_at,
         "callback_by": call.callback_by,
+        "triage": call_triage_to_json(call.triage),
+        "notes": list(call.notes),
         "updated_at": now,
     }
 
@@ -224,6 +227,36 @@ def call_from_row(row: CallRow, segments: list[TranscriptSegmentRow]) -> Call:
         callback_done_at=row.callback_done_at,
         callback_by=row.callback_by,
         transcript=[segment_from_row(s) for s in segments],
+        triage=call_triage_from_json(row.triage),
+        notes=[str(n) for n in row.notes or []],
+    )
+
+
+def call_triage_to_json(triage: CallTriage | None) -> dict[str, Any] | None:
+    if triage is None:
+        return None
+    return {
+        "incident_type": triage.incident_type,
+        "priority": triage.priority,
+        "tcpr": triage.tcpr,
+        "agencies": list(triage.agencies),
+        "rules_version": triage.rules_version,
+        "source": triage.source,
+        "unsure": triage.unsure,
+    }
+
+
+def call_triage_from_json(value: Any) -> CallTriage | None:
+    if not isinstance(value, dict):
+        return None
+    return CallTriage(
+        incident_type=str(value.get("incident_type", "")),
+        priority=int(value.get("priority", 2)),
+        tcpr=bool(value.get("tcpr", False)),
+        agencies=tuple(str(a) for a in value.get("agencies", [])),
+        rules_version=str(value.get("rules_version", "")),
+        source=str(value.get("source", "triage")),
+        unsure=bool(value.get("unsure", False)),
     )
 
 

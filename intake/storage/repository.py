@@ -44,7 +44,15 @@ from intake.domain import (
     check_priority,
     utc_now,
 )
-from intake.errors import Conflict, IllegalTransition, IzsError, NotFound, StorageError, ValidationFailed
+from intake.errors import (
+    Conflict,
+    IllegalTransition,
+    IzsError,
+    NotForCallback,
+    NotFound,
+    StorageError,
+    ValidationFailed,
+)
 from intake.storage.database import Database
 from intake.storage.mapping import (
     DeliveryStatus,
@@ -367,6 +375,15 @@ class Repository:
             ).scalar_one_or_none()
             if row is None:
                 raise NotFound(f"call {call_id} does not exist", call_id=call_id)
+            call = self._calls_from_rows(session, [row], with_transcript=False)[0]
+            if not call.may_be_called_back:
+                raise NotForCallback(
+                    f"call {call_id} is {call.state.value}"
+                    + (" and was answered" if call.answered_at is not None else "")
+                    + ": only an abandoned call, or one that ended without a call taker, is called back",
+                    call_id=call_id,
+                    state=call.state.value,
+                )
             if row.callback_done_at is None:
                 row.callback_done_at = at or utc_now()
                 row.callback_by = by

@@ -98,6 +98,8 @@ class CallRow(Base):
     node: Mapped[str | None] = mapped_column(String(128))
     callback_done_at: Mapped[datetime | None]
     callback_by: Mapped[str | None] = mapped_column(String(128))
+    triage: Mapped[dict[str, Any] | None] = mapped_column(JSON)  # 0002_issue13
+    notes: Mapped[list[Any] | None] = mapped_column(JSON)  # 0002_issue13
     updated_at: Mapped[datetime]
 
 

@@ -371,7 +371,7 @@ class AmiBridge:
             log.warning("Asterisk announced shutdown: %r", msg.as_dict())
         try:
             events = self.tracker.feed(msg)
-        except (ValueError, KeyError, TypeError):
+        except Exception:  # one bad message (or a tracker bug) must never stop the next: logged, skipped
             log.exception("AMI event %r could not be mapped; ignored", msg.as_dict())
             return
         self._emit(events)

@@ -114,6 +114,21 @@ class EcallMsd:
         )
 
 
+# What asn1tools raises for corrupted input besides its own errors: ValueError/IndexError/KeyError/TypeError
+# from its bit reader, NotImplementedError ("Normally small length number >64") and other RuntimeErrors for
+# length forms it does not implement, ArithmeticError for absurd lengths; _build's KeyError/TypeError for a
+# structure that decoded but is not an MSD. All of them mean "this MSD is not usable".
+_ASN1_FAILURES = (
+    asn1tools.Error,
+    ValueError,
+    LookupError,
+    TypeError,
+    RuntimeError,
+    ArithmeticError,
+    AttributeError,
+)
+
+
 @cache
 def _codec(version: int) -> Any:
     text = resources.files("telephony.location.asn1").joinpath(f"msd_v{version}.asn").read_text("utf-8")
@@ -137,19 +152,19 @@ def decode_msd(data: bytes) -> EcallMsd:
         )
     codec = _codec(version)
     try:
-        message = _decode_message(codec, version, data)
-    except (asn1tools.Error, ValueError, IndexError, KeyError, TypeError) as exc:
+        return _build(version, _decode_message(codec, version, data), data)
+    except MsdError:
+        raise
+    except _ASN1_FAILURES as exc:
         # Version 2 units that write the MSD length as one octet even from 128 bytes on (UPER wants two):
         # the octet then equals the rest of the message exactly, which a corrupted MSD rarely does.
         if version >= 2 and len(data) >= 130 and data[1] == len(data) - 2:
             try:
                 return _build(version, codec.decode("MSDMessage", data[2:]), data)
-            except (asn1tools.Error, ValueError, IndexError, KeyError, TypeError):
+            except _ASN1_FAILURES:
                 pass
-        # asn1tools raises ValueError/IndexError/... for some corrupted inputs instead of its own errors.
         detail = str(exc) if isinstance(exc, asn1tools.Error) else f"{type(exc).__name__}: {exc}"
         raise MsdError(f"MSD version {version} does not decode: {detail}") from exc
-    return _build(version, message, data)
 
 
 def _decode_message(codec: Any, version: int, data: bytes) -> dict[str, Any]:

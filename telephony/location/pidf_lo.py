@@ -80,8 +80,9 @@ def parse_pidf_lo(xml: bytes, received_at: datetime | None = None) -> list[GeoFi
         raise PidfLoError(f"unsafe XML refused ({type(exc).__name__})") from exc
     except ET.ParseError as exc:
         raise PidfLoError(f"not well-formed XML: {exc}") from exc
-    except (ValueError, UnicodeError) as exc:
-        raise PidfLoError(f"XML does not decode: {exc}") from exc
+    except (ValueError, LookupError) as exc:
+        # LookupError: the XML declaration names an encoding Python does not know (encoding="x-nope").
+        raise PidfLoError(f"XML does not decode: {type(exc).__name__}: {exc}") from exc
 
     if root.tag != _q(NS_PIDF, "presence"):
         raise PidfLoError(f"root element is {root.tag!r}, not a PIDF presence document")

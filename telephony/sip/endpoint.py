@@ -15,6 +15,7 @@ the package imports the removed-in-3.13 ``audioop``).
 from __future__ import annotations
 
 import asyncio
+import collections
 import concurrent.futures
 import contextlib
 import logging
@@ -53,14 +54,16 @@ from telephony.sip.errors import (
     ParseError,
     TakerUnavailableError,
 )
-from telephony.sip.location import extract_ecall, extract_location
+from telephony.sip.location import decode_invite_location
 from telephony.sip.message import (
+    NameAddr,
     SipMessage,
     parse_message,
     parse_name_addr,
     parse_uri,
     parse_via,
     response_address,
+    salvage_request,
 )
 from telephony.sip.multipart import find_part, split_body
 from telephony.sip.rtp import RtpPacket, parse_rtp, parse_telephone_event
@@ -187,6 +190,9 @@ class SipEndpoint:
         self._calls: dict[str, _Call] = {}  # by the caller leg's Call-ID (== call_ref)
         self._taker_calls: dict[str, _Call] = {}  # by the taker leg's Call-ID
         self._terminated: dict[str, _Call] = {}
+        # Emergency INVITEs refused before a dialog existed (bad body, no usable audio, no RTP port): their
+        # final answer, resent to a retransmission instead of offering the call a second time.
+        self._refused: collections.OrderedDict[str, bytes] = collections.OrderedDict()
         # Taker legs we gave up on before they answered: their late 487/2xx still need an ACK (and a BYE).
         self._abandoned_takers: dict[str, tuple[_MediaLeg, float]] = {}
         self._retransmits: dict[str, _RetransmittedMessage] = {}  # key: "<call-id>/<what>"
@@ -360,7 +366,7 @@ class SipEndpoint:
                 call_id=f"{uuid.uuid4().hex}@{self._host}",
                 rtp_socket=rtp_socket,
                 local_tag=uuid.uuid4().hex[:16],
-                local_uri=f'"IZS {parse_name_addr(call.invite.header("To") or "").uri}" '
+                local_uri=f'"IZS {_name_addr_or_raw(call.invite.header("To") or "").uri}" '
                 f"<sip:intake@{self._host}:{self.address[1]}>",
                 remote_uri=f"<{taker_uri}>",
                 remote_target=taker_uri,
@@ -474,11 +480,33 @@ class SipEndpoint:
                     log.error("SIP socket receive failed: %s", exc)
                     self._emit(AdapterStatus(ADAPTER_NAME, False, f"SIP socket error: {exc}"))
                 return
+            address = (str(source[0]), int(source[1]))
             try:
-                self._on_datagram(data, (str(source[0]), int(source[1])))
-            except Exception:  # a bug on one datagram must not stop SIP for every other call: log, go on
+                self._on_datagram(data, address)
+            except Exception as exc:  # a bug on one datagram must not stop SIP for other calls: log, go on
                 self._rejected_datagrams += 1
                 log.exception("unexpected error handling a SIP datagram from %s:%s", source[0], source[1])
+                self._answer_after_bug(data, address, exc)
+
+    def _answer_after_bug(self, data: bytes, source: tuple[str, int], exc: Exception) -> None:
+        """A request that hit a bug still gets a final answer (500 with the reason), never silence: the
+        handset then tries again or falls back, instead of ringing into nothing."""
+        try:
+            message = parse_message(data)
+            if not message.is_request or message.method == "ACK":
+                return
+            via = parse_via(message.header_values("Via")[0])
+            self._reply(
+                message,
+                source,
+                response_address(via, source),
+                500,
+                "Server Internal Error",
+                _tag(),
+                (("Warning", f'399 - "{_warning_text(f"{type(exc).__name__}: {exc}")}"'),),
+            )
+        except Exception:  # nothing more can be done for this datagram; the bug is already logged
+            log.exception("no answer possible to the datagram from %s:%s", source[0], source[1])
 
     def _on_datagram(self, data: bytes, source: tuple[str, int]) -> None:
         if not data.strip(b"\r\n"):
@@ -487,13 +515,15 @@ class SipEndpoint:
             message = parse_message(data)
         except ParseError as exc:
             self._rejected_datagrams += 1
+            answered = self._answer_unparseable(data, source, exc)
             if self._rejected_datagrams <= 20 or self._rejected_datagrams % 1000 == 0:
                 log.warning(
-                    "rejected SIP datagram #%d from %s:%d (%d bytes): %s",
+                    "rejected SIP datagram #%d from %s:%d (%d bytes)%s: %s",
                     self._rejected_datagrams,
                     source[0],
                     source[1],
                     len(data),
+                    " with 400" if answered else "",
                     exc,
                 )
             return
@@ -504,7 +534,37 @@ class SipEndpoint:
                 self._on_response(message, source)
         except ParseError as exc:
             self._rejected_datagrams += 1
-            log.warning("rejected SIP %s from %s:%d: %s", message.method or message.status, *source, exc)
+            log.warning(
+                "rejected SIP %s %r from %s:%d: %s",
+                message.method or message.status,
+                message.call_id,
+                *source,
+                exc,
+            )
+            if message.is_request and message.method != "ACK":
+                self._answer_unparseable(data, source, exc)
+
+    def _answer_unparseable(self, data: bytes, source: tuple[str, int], exc: ParseError) -> bool:
+        """A request that is not valid SIP but still names who sent it (Via, Call-ID, CSeq) is answered
+        400 with the reason, so the sender learns why; anything less cannot be answered (RFC 3261 18.2.1)."""
+        salvaged = salvage_request(data)
+        if salvaged is None or salvaged.method == "ACK":
+            return False
+        try:
+            reply_to = response_address(parse_via(salvaged.header_values("Via")[0]), source)
+            response = self._build_response(
+                salvaged,
+                source,
+                400,
+                "Bad Request",
+                _tag(),
+                (("Warning", f'399 - "{_warning_text(str(exc))}"'),),
+            )
+            parse_message(response)  # only an answer that is itself valid SIP is sent
+        except ParseError:
+            return False
+        self._send(response, reply_to)
+        return True
 
     # --------------------------------------------------------------------------- UAS requests
 
@@ -579,6 +639,10 @@ class SipEndpoint:
         call_ref = request.call_id
         with self._lock:
             known = self._calls.get(call_ref) or self._terminated.get(call_ref)
+            refused = self._refused.get(call_ref)
+            if known is None and refused is not None:
+                self._send(refused, reply_to)  # a retransmission of an INVITE already refused
+                return
             if known is not None:
                 if "tag=" in (request.header("To") or "") and known.state == _State.ANSWERED:
                     self._on_reinvite(known, request, source, reply_to)
@@ -606,32 +670,33 @@ class SipEndpoint:
             sdp_part = find_part(parts, "application/sdp")
             offer = parse_sdp(sdp_part.body) if sdp_part is not None else None
         except ParseError as exc:
-            log.warning("call %s rejected: bad body: %s", call_ref, exc)
-            self._reply(
-                request, source, reply_to, 400, "Bad Request", _tag(), (("Warning", f'399 - "{exc}"'),)
+            self._refuse_emergency_call(
+                request,
+                source,
+                reply_to,
+                dialled,
+                400,
+                "Bad Request",
+                f'399 - "{_warning_text(str(exc))}"',
+                f"bad body: {exc}",
             )
             return
         negotiated = negotiate_audio(offer) if offer is not None else None
         if negotiated is None:
             why = "no SDP offer" if offer is None else "no PCMU/PCMA audio offered"
-            log.warning("call %s rejected with 488: %s", call_ref, why)
-            self._reply(
-                request,
-                source,
-                reply_to,
-                488,
-                "Not Acceptable Here",
-                _tag(),
-                (("Warning", f'304 - "{why}"'),),
+            self._refuse_emergency_call(
+                request, source, reply_to, dialled, 488, "Not Acceptable Here", f'304 - "{why}"', why
             )
             return
         try:
             rtp_socket = self._open_rtp_socket()
         except OSError as exc:
-            log.error("call %s refused: no RTP port: %s", call_ref, exc)
-            self._reply(request, source, reply_to, 503, "Service Unavailable", _tag())
+            self._refuse_emergency_call(
+                request, source, reply_to, dialled, 503, "Service Unavailable", "", f"no RTP port: {exc}"
+            )
             return
-        from_addr = parse_name_addr(request.header("From") or "")
+        # A caller's From/Contact that does not parse is no reason to drop an emergency call: taken as is.
+        from_addr = _name_addr_or_raw(request.header("From") or "")
         contact = request.header_values("Contact")
         leg = _MediaLeg(
             kind=Leg.CALLER,
@@ -641,21 +706,14 @@ class SipEndpoint:
             remote_tag=from_addr.tag,
             local_uri=_strip_tag(request.header("To") or ""),
             remote_uri=request.header("From") or "",
-            remote_target=parse_name_addr(contact[0]).uri if contact else from_addr.uri,
+            remote_target=_name_addr_or_raw(contact[0]).uri if contact else from_addr.uri,
             signal_address=reply_to,
             media=negotiated,
             remote_rtp=negotiated.remote_address,
             allowed_rtp_hosts={negotiated.remote_address[0], source[0]},
         )
         call = _Call(call_ref, leg, request, source, reply_to)
-        location, extra_fixes, location_headers = extract_location(request, parts, call_ref)
-        ecall_fix, ecall_headers = extract_ecall(parts, call_ref)
-        location_headers.update(ecall_headers)
-        if ecall_fix is not None:
-            if location is None:
-                location = ecall_fix
-            else:
-                extra_fixes.append(ecall_fix)
+        location, extra_fixes, location_headers = decode_invite_location(request, parts, call_ref)
         try:
             caller_uri = parse_uri(from_addr.uri)
             caller = caller_uri.user or caller_uri.host
@@ -689,6 +747,52 @@ class SipEndpoint:
                     request, source, reply_to, 180, "Ringing", leg.local_tag
                 )
         log.info("call %s from %s to %s offered (%s)", call_ref, caller, dialled, _codec_name(negotiated))
+
+    def _refuse_emergency_call(
+        self,
+        request: SipMessage,
+        source: tuple[str, int],
+        reply_to: tuple[str, int],
+        dialled: str,
+        status: int,
+        reason: str,
+        warning: str,
+        why: str,
+    ) -> None:
+        """An emergency INVITE that cannot become a media call still leaves a call record: it is offered and
+        ended at once with the reason, so intake files it (and the caller's number lands on the call-back
+        list) instead of the attempt vanishing with a 4xx nobody at the centre saw."""
+        call_ref = request.call_id
+        log.warning("call %s to %s refused with %d: %s", call_ref, dialled, status, why)
+        extra = (("Warning", warning),) if warning else ()
+        final = self._reply(request, source, reply_to, status, reason, _tag(), extra)
+        if request.header("X-IZS-Fork-Of") is not None:
+            return  # a PBX media fork, not a call: the PBX keeps the call's record
+        with self._lock:
+            if call_ref in self._refused:
+                return
+            self._refused[call_ref] = final
+            while len(self._refused) > 1000:
+                self._refused.popitem(last=False)
+        from_addr_text = request.header("From") or ""
+        try:
+            from_addr = parse_name_addr(from_addr_text)
+            caller_uri = parse_uri(from_addr.uri)
+            caller, name = caller_uri.user or caller_uri.host, from_addr.display or None
+        except ParseError:
+            caller, name = from_addr_text, None
+        headers = {name_: value for name_, value in reversed(request.headers)}
+        self._emit(
+            CallOffered(
+                call_ref=call_ref,
+                dialled=dialled,
+                caller=caller,
+                source=CallSource.SIP,
+                caller_name=name,
+                headers=headers,
+            )
+        )
+        self._emit(CallEnded(call_ref, EndReason.REJECTED, detail=f"SIP {status}: {why}"))
 
     def _local_sdp(self, leg: _MediaLeg) -> bytes:
         assert leg.media is not None
@@ -1246,6 +1350,20 @@ class SipEndpoint:
 def _sleep(seconds: float) -> list[tuple[selectors.SelectorKey, int]]:
     time.sleep(seconds)
     return []
+
+
+def _name_addr_or_raw(value: str) -> NameAddr:
+    """The name-addr, or the raw header value as its URI when it does not parse (so it stays visible)."""
+    try:
+        return parse_name_addr(value)
+    except ParseError:
+        return NameAddr("", value.strip())
+
+
+def _warning_text(text: str) -> str:
+    """A reason fit for a Warning header's quoted string: one printable line, no quotes, bounded."""
+    printable = "".join(ch if ch.isprintable() else " " for ch in text.replace('"', "'").replace("\\", "/"))
+    return " ".join(printable.split())[:200]
 
 
 def _tag() -> str:

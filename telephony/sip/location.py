@@ -7,7 +7,7 @@ import json
 import logging
 from collections.abc import Callable
 
-from telephony.events import GeoFix
+from telephony.events import LOCATION_REFUSED_HEADER, GeoFix
 from telephony.sip.message import SipMessage
 from telephony.sip.multipart import BodyPart, find_part, geolocation_references
 
@@ -55,6 +55,7 @@ def extract_location(
     except ValueError as exc:  # telephony.location's errors derive from ValueError
         log.warning("call %s: PIDF-LO not usable, passed on raw: %s", call_ref, exc)
         extra["Geolocation-Error"] = str(exc)
+        extra[LOCATION_REFUSED_HEADER] = str(exc)
         return None, [], extra
     if not fixes:
         return None, [], extra
@@ -76,6 +77,7 @@ def extract_ecall(parts: list[BodyPart], call_ref: str) -> tuple[GeoFix | None, 
     except ValueError as exc:  # MsdError: the call goes on, the raw MSD stays with it
         log.warning("call %s: eCall MSD not decodable, passed on raw: %s", call_ref, exc)
         extra["eCall-Error"] = str(exc)
+        extra[LOCATION_REFUSED_HEADER] = str(exc)
         return None, extra
     extra["eCall-Facts"] = json.dumps(
         {
@@ -94,3 +96,49 @@ def extract_ecall(parts: list[BodyPart], call_ref: str) -> tuple[GeoFix | None, 
         ensure_ascii=False,
     )
     return msd.to_geofix(), extra
+
+
+def decode_invite_location(
+    request: SipMessage, parts: list[BodyPart], call_ref: str
+) -> tuple[GeoFix | None, list[GeoFix], dict[str, str]]:
+    """The INVITE's location (PIDF-LO, then an eCall MSD) behind a boundary no decoder failure crosses.
+
+    Location is an optional part of an emergency INVITE: whatever a decoder raises (its own error, or a
+    third-party one it failed to map: a parser bug must not decide whether an emergency call is answered),
+    the reason is logged with the call id and handed on as ``Location-Refused`` so intake records
+    "location body refused: ..." on the call, and the call itself goes on to be answered and queued.
+    """
+    refused: list[str] = []
+    location: GeoFix | None = None
+    fixes: list[GeoFix] = []
+    headers: dict[str, str] = {}
+    try:
+        location, fixes, headers = extract_location(request, parts, call_ref)
+    except Exception as exc:  # the boundary: logged with the call id, the call goes on without it
+        log.exception("call %s: PIDF-LO decoder failed, call goes on without it", call_ref)
+        refused.append(f"PIDF-LO: {type(exc).__name__}: {exc}")
+        headers = {}
+        pidf = find_part(parts, PIDF_MEDIA_TYPE)
+        if pidf is not None:
+            headers["Geolocation-Body"] = pidf.body.decode("utf-8", "replace")
+    if LOCATION_REFUSED_HEADER in headers:
+        refused.append(headers.pop(LOCATION_REFUSED_HEADER))
+    try:
+        ecall_fix, ecall_headers = extract_ecall(parts, call_ref)
+    except Exception as exc:  # the boundary: logged with the call id, the call goes on without it
+        log.exception("call %s: eCall MSD decoder failed, call goes on without it", call_ref)
+        refused.append(f"eCall MSD: {type(exc).__name__}: {exc}")
+        ecall_fix = None
+        part = find_part(parts, ECALL_MSD_MEDIA_TYPE)
+        ecall_headers = {} if part is None else {"eCall-MSD": part.body.hex(), "eCall-Error": refused[-1]}
+    if LOCATION_REFUSED_HEADER in ecall_headers:
+        refused.append(ecall_headers.pop(LOCATION_REFUSED_HEADER))
+    headers.update(ecall_headers)
+    if ecall_fix is not None:
+        if location is None:
+            location = ecall_fix
+        else:
+            fixes.append(ecall_fix)
+    if refused:
+        headers[LOCATION_REFUSED_HEADER] = "; ".join(refused)
+    return location, fixes, headers

@@ -196,6 +196,38 @@ def parse_message(data: bytes) -> SipMessage:
     return message
 
 
+_SALVAGED_HEADERS = ("Via", "From", "To", "Call-ID", "CSeq")
+
+
+def salvage_request(data: bytes) -> SipMessage | None:
+    """What a response needs (request line, Via, From, To, Call-ID, CSeq) from a request that
+    :func:`parse_message` refused, read leniently; ``None`` when the datagram is not even that (then there is
+    nobody to answer). Never raises: it runs on input already known to be bad."""
+    if not isinstance(data, bytes | bytearray | memoryview) or len(data) > MAX_MESSAGE_BYTES:
+        return None
+    head, _ = _split_head_body(bytes(data))
+    lines = _unfold(head.decode("utf-8", "replace").replace("\r\n", "\n").split("\n"))
+    request = _REQUEST_LINE.match(lines[0]) if lines else None
+    if request is None:
+        return None
+    headers: list[tuple[str, str]] = []
+    for line in lines[1 : MAX_HEADER_COUNT + 1]:
+        name, sep, value = line[:MAX_HEADER_LINE].partition(":")
+        canonical = canonical_header_name(name.strip()) if sep and _TOKEN.match(name.strip()) else ""
+        if canonical in _SALVAGED_HEADERS:
+            headers.append((canonical, value.strip(" \t")))
+    message = SipMessage(request.group(1).upper(), request.group(2), None, "", tuple(headers), b"")
+    vias = message.header_values("Via")
+    if not vias or not message.call_id or message.header("CSeq") is None:
+        return None
+    try:
+        parse_via(vias[0])
+        parse_cseq(message.header("CSeq") or "")
+    except ParseError:
+        return None
+    return message
+
+
 def _split_head_body(data: bytes) -> tuple[bytes, bytes]:
     crlf = data.find(b"\r\n\r\n")
     lf = data.find(b"\n\n")

@@ -36,8 +36,9 @@ async def eventually(check: Callable[[], Awaitable[Any]], timeout: float = 10.0)
     raise AssertionError(f"condition not met within {timeout} s (last: {last!r})")
 
 
-def settings_for(var_dir: Path, database_url: str, redis_url: str | None) -> Any:
+def settings_for(var_dir: Path, database_url: str, redis_url: str | None, node: str | None = None) -> Any:
     return load_settings(
+        **({"node_id": node} if node else {}),
         var_dir=var_dir,
         database_url=database_url,
         redis_url=redis_url,
@@ -299,3 +300,59 @@ async def test_aml_sms_is_matched_to_the_callers_call_and_outranks_the_spoken_pl
     assert unmatched["matched"] is False
     with pytest.raises(ValidationFailed):
         await centre.calls.report_aml("+420603224590", 'A"ML=1;lt=+95.0;lg=+12.6;ml=20')
+
+
+async def test_a_call_whose_media_still_arrives_is_not_reaped_when_its_node_misses_a_heartbeat(
+    tmp_path: Path, database_url: str, redis_url: str
+):
+    """Issue 13: a missing heartbeat alone is no proof that a node's calls are lost. While the holding node
+    still listens on its command channel, or renews the call's media lease (its caller still sends RTP),
+    the call stays; once neither is true, it is reaped for call-back."""
+    from intake.calls import media_lease
+
+    holder = await Centre.start(
+        settings_for(tmp_path / "a", database_url, redis_url, node="node-a"), with_telephony=False
+    )
+    reaper: Centre | None = None
+    try:
+        await holder.live.clear()
+        holder.calls.submit(offer("ref-alive", dialled="158"))
+        call = await eventually(lambda: _call_by_ref(holder, "ref-alive"))
+        reaper = await Centre.start(
+            settings_for(tmp_path / "b", database_url, redis_url, node="node-b"), with_telephony=False
+        )
+        tasks = {task.get_name(): task for task in holder._tasks}
+
+        # node-a's heartbeat stops (as when its loop stalled) but it still listens for commands: not dead.
+        tasks["liveness"].cancel()
+        await asyncio.wait([tasks["liveness"]])
+        await holder.live.release_lease("node:node-a", "node-a")
+        assert await reaper.calls.reap_lost_calls() == []
+
+        # node-a no longer listens, but the call's media still arrives there (its media lease is held).
+        tasks["node-commands"].cancel()
+        await asyncio.wait([tasks["node-commands"]])
+
+        async def unsubscribed() -> bool:
+            return await holder.live.subscriber_count("node:node-a") == 0
+
+        await eventually(unsubscribed)
+        await holder.live.acquire_lease(media_lease(call.id), "node-a", 10_000)
+        assert await reaper.calls.reap_lost_calls() == []
+        stored = await asyncio.to_thread(reaper.repo.get_call, call.id)
+        assert stored.state is CallState.QUEUED and stored.end_reason is None
+
+        # Neither heartbeat, nor media, nor anybody on its channel: the call is lost, listed for call-back.
+        await holder.live.release_lease(media_lease(call.id), "node-a")
+
+        async def reaped() -> Any:
+            await reaper.calls.reap_lost_calls()
+            found = await asyncio.to_thread(reaper.repo.get_call, call.id)
+            return found if found.state is CallState.ABANDONED else None
+
+        stored = await eventually(reaped)
+        assert stored.end_reason == "node_lost"
+    finally:
+        if reaper is not None:
+            await reaper.stop()
+        await holder.stop()

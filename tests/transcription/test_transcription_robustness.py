@@ -7,6 +7,7 @@ stall cannot be provoked on demand in the real library); everything around them 
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import re
 import threading
 import time
@@ -22,7 +23,7 @@ from transcription.audio import Int16Array
 from transcription.config import TranscriptionConfig
 from transcription.engine import Engine, EngineStream, Segment, StepResult
 from transcription.errors import AudioFormatError
-from transcription.events import TranscriptFinal, TranscriptionFailed, TranscriptPartial
+from transcription.events import GAP_ENGINE, TranscriptFinal, TranscriptionFailed, TranscriptPartial
 from transcription.models import ModelRegistry
 from transcription.service import ModelEngines, TranscriptionService
 
@@ -286,6 +287,14 @@ def test_slow_engine_bounds_the_backlog_and_never_blocks_feed(
     assert service.close_leg("slow", "caller").wait(60)
     behind = [f for f in events.of(TranscriptionFailed, "slow") if "fell behind" in f.reason]
     assert behind and all(f.recovered for f in behind)
+    # Issue 13: the transcript itself says where audio was not transcribed, at the right place.
+    gaps = [f for f in events.of(TranscriptFinal, "slow") if f.engine == GAP_ENGINE]
+    assert len(gaps) == len(behind)
+    for gap, failure in zip(gaps, behind, strict=True):
+        seconds = float(re.search(r"dropped ([0-9.]+) s", failure.reason).group(1))  # type: ignore[union-attr]
+        assert gap.text == f"[{seconds:.1f} s not transcribed: recognition behind]"
+        assert gap.end_s - gap.start_s == pytest.approx(seconds, abs=0.05)
+    assert all(b.start_s >= a.end_s - 1e-6 for a, b in itertools.pairwise(gaps))
 
 
 @pytest.mark.slow

@@ -168,3 +168,43 @@ async def test_incident_stream_feeds_webhooks_once_per_event_through_a_consumer_
     deliveries = repository.list_deliveries()
     assert sorted(d.event_type for d in deliveries) == ["incident.created", "incident.created"]
     assert (await live_state.pending("webhooks"))["pending"] == 0
+
+
+async def test_a_receiver_that_accepts_and_never_answers_costs_one_attempt_deadline_not_the_round(
+    repository: Any,
+):
+    """Issue 13: deliveries were serial, each waiting out its timeout, so one hung receiver held the round
+    (and the leader loop) for minutes. Now attempts run concurrently (bounded pool), each under a total
+    deadline, and a healthy receiver's deliveries are not held back by the hung one."""
+    import asyncio
+    import time
+
+    held: list[asyncio.StreamWriter] = []
+
+    async def hold(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        held.append(writer)
+
+    hung = await asyncio.start_server(hold, "127.0.0.1", 0)
+    port = hung.sockets[0].getsockname()[1]
+    try:
+        with Receiver(fail_first=0) as healthy:
+            for index in range(12):
+                repository.create_webhook(f"http://127.0.0.1:{port}/hook/{index}", SECRET, ["*"])
+            repository.create_webhook(healthy.url, SECRET, ["*"])
+            await enqueue_event(repository, incident_event(), now=T0)
+            policy = RetryPolicy(timeout_s=1.0)
+            started = time.monotonic()
+            async with httpx.AsyncClient() as http:
+                report = await deliver_due(repository, http, now=T0, policy=policy, concurrency=8)
+            took = time.monotonic() - started
+            assert len(healthy.requests) == 1 and len(report.delivered) == 1
+            assert len(report.retrying) == 12
+            # 13 attempts, 8 at a time, 1 s each: two rounds of the deadline, never 12 x 1 s.
+            assert took < 6.0, took
+            assert len(held) >= 8  # attempts really were in flight together
+            errors = {d.last_error for d in repository.list_deliveries(status="pending")}
+            assert errors == {"no answer within 1 s"} or all("Timeout" in (e or "") for e in errors), errors
+    finally:
+        for writer in held:
+            writer.close()
+        hung.close()

@@ -421,3 +421,23 @@ async def test_a_failed_media_fork_raises_with_asterisks_reason() -> None:
             await perform(bridge, recorded)
         with pytest.raises(AmiActionError, match=r"media fork of SIP/127.0.0.1-00000035 failed \(Reason 5\)"):
             await bridge.originate_media_fork("SIP/127.0.0.1-00000035")
+
+
+async def test_a_message_the_tracker_cannot_map_does_not_stop_the_next() -> None:
+    """Issue 13: one bad AMI message never stops the next. The tracker fails on the caller joining the
+    queue with an error it does not map itself (before, only ValueError/KeyError/TypeError were caught and
+    anything else ended the connection's read loop); the call still ends on the call-back path."""
+    delivered: list[TelephonyEvent] = []
+    async with ReplayPeer([load_session("abandoned-158")]) as peer:
+        bridge = AmiBridge(config(peer.port), delivered.append)
+        feed = bridge.tracker.feed
+
+        def failing_once(msg: AmiMessage) -> list[TelephonyEvent]:
+            if msg.event == "QueueCallerJoin":
+                raise AttributeError("tracker bug on a message it has never seen")
+            return feed(msg)
+
+        bridge.tracker.feed = failing_once  # type: ignore[method-assign]
+        async with running(bridge):
+            await asyncio.wait_for(drive(peer, bridge, []), 20)
+    assert [s[0] for s in summary(delivered)] == ["status", "offered", "ended", "status"]

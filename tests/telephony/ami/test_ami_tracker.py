@@ -295,3 +295,30 @@ def test_a_renamed_caller_channel_is_still_the_same_call() -> None:
     assert call is not None and call.call_ref == "5.4" and t.call_for_channel("SIP/x-4") is None
     [ended] = t.feed(msg(f"Event: Hangup\nChannel: SIP/x-4<MASQ>\n{base}\nCause: 16"))
     assert isinstance(ended, CallEnded) and ended.call_ref == "5.4"
+
+
+def test_mutated_recorded_sessions_never_make_the_tracker_raise() -> None:
+    """Issue 13: AMI input is fuzzed on the path it takes - recorded Asterisk sessions, field values
+    replaced, dropped or added (seeded) - and every message is mapped or ignored, never raised."""
+    import random
+
+    from ami_sessions import SESSION_NAMES, recv_wire
+
+    messages = [m for name in SESSION_NAMES for m in parse_frames(recv_wire(name))[0]]
+    values = ["", "0", "-1", "x" * 300, "\x00", "Up", "6", "SIP/intake-0001", "1.5", "nan", ";;", "é"]
+    rng = random.Random(13)
+    for _ in range(150):
+        tracker = AmiCallTracker()
+        for message in messages:
+            fields = list(message.fields)
+            if fields and rng.random() < 0.3:
+                i = rng.randrange(len(fields))
+                key, value = fields[i]
+                choice = rng.random()
+                if choice < 0.6:
+                    fields[i] = (key, rng.choice([*values, value[: len(value) // 2]]))
+                elif choice < 0.8:
+                    del fields[i]
+                else:
+                    fields.insert(i, (key, rng.choice(values)))
+            tracker.feed(AmiMessage(tuple(fields)))

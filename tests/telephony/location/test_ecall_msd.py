@@ -475,3 +475,27 @@ def test_generated_msds_round_trip_and_match_the_bit_layout(
     assert msd.lat == pytest.approx(lat / MAS) and msd.lon == pytest.approx(lon / MAS)
     assert msd.direction_deg == (direction * 2 if direction < 180 else None)
     assert msd.passengers == (None if passengers in (None, 255) else passengers)
+
+
+def test_asn1tools_not_implemented_error_is_an_msd_error() -> None:
+    """Issue 13: a corrupted MSD made asn1tools raise NotImplementedError ("Normally small length number
+    >64"), which escaped decode_msd and, through the INVITE path, silenced an eCall."""
+    corrupted = bytes.fromhex("014c0780a64d29259760170a2cc34e3d8f1b184861eba0c8ff737e6420d104013f8100")
+    with pytest.raises(MsdError, match="NotImplementedError") as caught:
+        decode_msd(corrupted)
+    assert isinstance(caught.value.__cause__, NotImplementedError)
+
+
+def test_corrupted_msds_raise_only_msd_error() -> None:
+    """A seeded mutation loop over the recorded MSD: every failure is an MsdError (the INVITE path's boundary
+    is the second line of defence, not the first)."""
+    import random
+
+    recorded = msd_from_hex((FIXTURES / "legato_imported_msd.hex").read_text())
+    rng = random.Random(13)
+    for _ in range(3000):
+        corrupted = bytearray(recorded)
+        for _ in range(rng.randint(1, 4)):
+            corrupted[rng.randrange(1, len(corrupted))] = rng.randrange(256)
+        with contextlib.suppress(MsdError):
+            decode_msd(bytes(corrupted))

@@ -269,3 +269,16 @@ def test_any_body_and_content_type_either_split_or_raise_multipart_error(
         extract_pidf_from_multipart(b"--b\r\n" + body + b"\r\n--b--", "multipart/mixed; boundary=b")
     except MultipartError:
         pass
+
+
+@pytest.mark.parametrize("encoding", [b"x-nope", b"ebcdic-xx"])
+def test_unknown_xml_encoding_is_a_pidf_lo_error_not_a_lookup_error(encoding: bytes) -> None:
+    """Issue 13: LookupError escaped parse_pidf_lo and, through the INVITE path, silenced an emergency call."""
+    document = (
+        (FIXTURES / "pidf_circle_civic.xml")
+        .read_bytes()
+        .replace(b'encoding="UTF-8"', b'encoding="' + encoding + b'"', 1)
+    )
+    with pytest.raises(PidfLoError, match="does not decode") as caught:
+        parse_pidf_lo(document, RECEIVED)
+    assert isinstance(caught.value.__cause__, LookupError | ValueError)

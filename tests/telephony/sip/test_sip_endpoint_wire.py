@@ -191,7 +191,13 @@ def test_invite_without_usable_audio_gets_488(
 
     response = peer.expect(488)
     assert why in (response.header("Warning") or "")
-    assert recorder.of(CallOffered) == []
+    # An emergency call that cannot carry audio still leaves a record (and a number to call back).
+    [ended] = recorder.wait_for(CallEnded, call_ref="no-audio")
+    assert ended.reason is EndReason.REJECTED and why in ended.detail
+    assert len(recorder.of(CallOffered, "no-audio")) == 1
+    peer.send(peer.request("INVITE", "112", "no-audio", body=offer), endpoint)  # retransmission
+    assert peer.expect(488).header("Warning") == response.header("Warning")
+    assert len(recorder.of(CallOffered, "no-audio")) == 1
 
 
 def test_replies_go_to_each_callers_via_address(
