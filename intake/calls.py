@@ -51,7 +51,7 @@ from intake.location import (
 from intake.logs import call_context
 from intake.metrics import Metrics
 from intake.numbers import parse_caller_number
-from intake.ports import CallControl, Transcriber
+from intake.ports import CallControl, Recorder, Transcriber
 from intake.serialize import call_json, decision_json, decision_summary, location_json
 from routing.acd import entry_from_decision, urgency_class
 from routing.types import TriageDecision, TriageInput
@@ -146,7 +146,9 @@ class CallService:
         places: PlaceGazetteer | None = None,
         journal: CallJournal | None = None,
         takers_by_interface: dict[str, str] | None = None,
+        recorder: Recorder | None = None,
     ) -> None:
+        self._recorder = recorder
         self._takers_by_interface = dict(takers_by_interface or {})
         self._journal = journal
         self._journaled: set[str] = set()
@@ -181,6 +183,9 @@ class CallService:
 
     def use_transcriber(self, transcriber: Transcriber) -> None:
         self._transcriber = transcriber
+
+    def use_recorder(self, recorder: Recorder) -> None:
+        self._recorder = recorder
 
     def use_prompt(self, prompt: tuple[bytes, int]) -> None:
         """The greeting a queued caller hears (PCM, sample rate)."""
@@ -267,6 +272,9 @@ class CallService:
             node=self._node,
         )
         session = CallSession(call=call)
+        if self._recorder is not None:
+            # Registered before any audio of the call can reach _feed_audio (same loop, later callbacks).
+            self._recorder.begin(call.id)
         country = location_from_caller_country(caller.country, offered.at)
         if country is not None:
             session.locations.append(country)
@@ -723,6 +731,8 @@ class CallService:
         if target is CallState.ABANDONED:
             self._metrics.calls_abandoned.labels(desk=call.desk.value if call.desk else "-").inc()
         log.info("call %s: %s", target.value, event.reason.value)
+        if self._recorder is not None:
+            self._recorder.end(call.id, event.at)
         for leg in list(session.legs_open):
             if self._transcriber is not None:
                 done = self._transcriber.close_leg(call.call_ref, leg)
@@ -751,13 +761,15 @@ class CallService:
     # --------------------------------------------------------------------------- transcript
 
     def _feed_audio(self, frame: AudioFrame) -> None:
-        if self._transcriber is None:
-            return
         ref = self._aliases.get(frame.call_ref, frame.call_ref)
         session = self._sessions.get(ref)
         if session is None:
             return
         leg = frame.leg.value
+        if self._recorder is not None and frame.sample_rate == 8000:
+            self._recorder.feed(session.call.id, leg, frame.pcm, frame.seq)
+        if self._transcriber is None:
+            return
         if leg not in session.legs_open:
             try:
                 self._transcriber.open_leg(
