@@ -183,9 +183,10 @@ class _Frame:
 
 @dataclass(frozen=True, slots=True)
 class _Control:
-    what: str  # "start" | "end"
+    what: str  # "start" | "end" | "barrier"
     call_id: str
     at: datetime
+    reached: threading.Event | None = None
 
 
 @dataclass
@@ -278,6 +279,13 @@ class CallRecorder:
             if len(self._frames) == 1:
                 self._wake.notify()
 
+    def wait_stored(self, timeout_s: float = 10.0) -> bool:
+        """Block until everything fed before this call has been handled (stored or queued for a retry).
+        For tests and shutdown; never call it on the event loop."""
+        reached = threading.Event()
+        self._control(_Control("barrier", "", self._now(), reached))
+        return reached.wait(timeout_s)
+
     def _control(self, control: _Control) -> None:
         with self._wake:
             self._controls.append(control)
@@ -337,10 +345,13 @@ class CallRecorder:
         self, controls: list[_Control], frames: list[_Frame], dropped: dict[tuple[str, str], int]
     ) -> None:
         ends: list[_Control] = []
+        barriers: list[threading.Event] = []
         for control in controls:
             if control.what == "start":
                 with self._lock:
                     self._recordings.setdefault(control.call_id, _Recording(control.call_id))
+            elif control.what == "barrier" and control.reached is not None:
+                barriers.append(control.reached)
             else:
                 ends.append(control)
         for (call_id, leg), _count in dropped.items():
@@ -354,6 +365,8 @@ class CallRecorder:
         for control in ends:
             self._finish(control.call_id, control.at)
         self.stats.recording_now = len(self._recordings)
+        for reached in barriers:
+            reached.set()
 
     def _place(self, recording: _Recording, frame: _Frame) -> None:
         if recording.t0_mono is None:
