@@ -28,6 +28,7 @@ ROLE_RULES: dict[tuple[str, str], frozenset[Role]] = {
     ("GET", "/supervisor"): PUBLIC,
     ("GET", "/api/me"): ANY,
     ("GET", "/api/me/work"): TAKING,
+    ("PUT", "/api/me/draft"): TAKING,
     ("GET", "/api/health"): STAFF,
     # calls
     ("GET", "/api/calls"): STAFF,

@@ -18,7 +18,7 @@ from api.auth import Principal, Role, login
 from api.deps import ApiContext, authorize, authorize_public, ctx_of, require_user
 from api.users import create_user
 from intake import reports
-from intake.console import current_work, play_recording
+from intake.console import current_work, keep_draft, play_recording
 from intake.domain import DESKS, IncidentStatus, Location, LocationSource, TakerState, utc_now
 from intake.errors import IllegalTransition, NotFound, PermissionDenied, ValidationFailed
 from intake.exchange.cap import incident_to_cap
@@ -102,7 +102,9 @@ async def my_work(principal: User, ctx: Ctx) -> s.MyWorkOut:
     with its timeline, recording), the pending offer, the taker's state. Consoles call it on load."""
     taker = await _taker_of(ctx, principal)
     if taker is None:
-        return s.MyWorkOut(taker_id=None, state="offline", call=None, partial="", offer=None, incident=None)
+        return s.MyWorkOut(
+            taker_id=None, state="offline", call=None, partial="", offer=None, incident=None, draft=None
+        )
     work = await current_work(ctx.centre, taker.id)
     call = None
     if work.call is not None:
@@ -120,8 +122,17 @@ async def my_work(principal: User, ctx: Ctx) -> s.MyWorkOut:
         partial=work.partial,
         offer=s.call_out(work.offer) if work.offer is not None else None,
         incident=s.incident_out(work.incident, with_timeline=True) if work.incident else None,
+        draft=work.draft,
         notes=work.notes,
     )
+
+
+@router.put("/me/draft", status_code=204, response_class=Response, tags=["auth"])
+async def my_draft(body: s.FormDraft, principal: User, ctx: Ctx) -> Response:
+    """What the call taker typed into the incident form of their call, kept until saved: a console that
+    reloads, or one opened on another PC, gets it back from ``/api/me/work``."""
+    await keep_draft(ctx.centre, principal.username, body.call_id, body.values)
+    return Response(status_code=204)
 
 
 async def _recording_of(ctx: ApiContext, call_id: str, is_live: bool) -> s.RecordingOut | None:

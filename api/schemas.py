@@ -6,7 +6,7 @@ Domain objects never leave the API directly; :func:`incident_out` and friends ma
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -532,6 +532,25 @@ class HealthOut(BaseModel):
     data: dict[str, Any] = Field(default_factory=dict, description="figures behind the state, if any")
 
 
+class FormDraft(Strict):
+    """The incident form as typed, not saved yet (an empty ``values`` forgets it)."""
+
+    call_id: str = Field(min_length=1, max_length=64)
+    values: dict[
+        Literal[
+            "incident_type",
+            "priority",
+            "municipality",
+            "street",
+            "house_number",
+            "landmark",
+            "note",
+            "agencies",
+        ],
+        Annotated[str, Field(max_length=4000)] | Annotated[list[AgencyCode], Field(max_length=3)],
+    ] = Field(default_factory=dict)
+
+
 class MyWorkOut(BaseModel):
     """A call taker's console state, rebuilt from the server (reload, crash, another PC)."""
 
@@ -542,6 +561,7 @@ class MyWorkOut(BaseModel):
     partial: str = Field("", description="the caller's words not final yet")
     offer: CallOut | None = Field(None, description="a call offered to this call taker, not taken yet")
     incident: IncidentOut | None = Field(None, description="the incident of the call in hand, with timeline")
+    draft: dict[str, Any] | None = Field(None, description="incident form input not saved yet")
     notes: list[str] = Field(default_factory=list, description="what could not be restored, and why")
 
 

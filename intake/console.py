@@ -30,6 +30,7 @@ class CurrentWork:
     partial: str = ""
     offer: Call | None = None
     incident: Incident | None = None
+    draft: dict[str, Any] | None = None  # typed into the incident form, not saved yet
     notes: list[str] = field(default_factory=list)  # what could not be restored, for the console to say
 
 
@@ -71,6 +72,10 @@ async def current_work(centre: Any, taker_id: str) -> CurrentWork:
         decision = centre.calls.current_decision(work.call.id)
         work.triage = decision_json(decision) if decision is not None else None
         work.partial = session.partial if session is not None else ""
+        try:
+            work.draft = await centre.live.console_draft(taker_id, work.call.id)
+        except LiveStateError as exc:
+            work.notes.append(f"unsaved form input unavailable: {exc.message}")
         if work.call.incident_id:
             try:
                 work.incident = await centre.incidents.get(work.call.incident_id)
@@ -119,6 +124,22 @@ async def play_recording(
             # The audit entry is owed: without it the recording is not handed out.
             raise StorageError(f"recording fetch not logged on {call.incident_id}: {exc}") from exc
     return playable
+
+
+DRAFT_TTL_MS = 12 * 3600 * 1000  # a shift
+
+
+async def keep_draft(centre: Any, taker_id: str, call_id: str, values: dict[str, Any]) -> None:
+    """Keep what the call taker typed for ``call_id`` (their own call in hand) until saved or the shift ends."""
+    call = await centre.calls.get(call_id)
+    if call.taker_id != taker_id:
+        from intake.errors import PermissionDenied
+
+        raise PermissionDenied("a form draft belongs to the call taker of the call", call_id=call_id)
+    if values:
+        await centre.live.put_console_draft(taker_id, call_id, values, DRAFT_TTL_MS)
+    else:
+        await centre.live.drop_console_draft(taker_id, call_id)
 
 
 CONSOLE_TTL_MS = 15_000

@@ -720,6 +720,20 @@ class LiveState:
             )
         )
 
+    async def put_console_draft(
+        self, taker_id: str, call_id: str, values: dict[str, Any], ttl_ms: int
+    ) -> None:
+        """What a call taker typed into the incident form and has not saved: any console, any node gets it."""
+        key = f"{self.ns}:drafts:{taker_id}:{call_id}"
+        await self._call("write form draft", self.redis.set(key, json.dumps(values), px=int(ttl_ms)))
+
+    async def console_draft(self, taker_id: str, call_id: str) -> dict[str, Any] | None:
+        raw = await self._call("read form draft", self.redis.get(f"{self.ns}:drafts:{taker_id}:{call_id}"))
+        return json.loads(raw) if raw is not None else None
+
+    async def drop_console_draft(self, taker_id: str, call_id: str) -> None:
+        await self._call("drop form draft", self.redis.delete(f"{self.ns}:drafts:{taker_id}:{call_id}"))
+
     async def put_node_health(self, component: str, node: str, data: dict[str, Any], ttl_ms: int) -> None:
         """A node's own view of one of its components (e.g. its transcription), expiring with the node."""
         key = f"{self.ns}:health:{component}:{node}"

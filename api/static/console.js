@@ -19,7 +19,7 @@
   const state = {
     me: null, offered: null, call: null, incident: null, triage: null,
     finals: [], partial: "", duplicate: null, recognisedPosted: new Set(), compressionAt: null, recognisedAt: null,
-    replayUrl: null, restoring: false,
+    replayUrl: null, restoring: false, dirty: new Set(), draftTimer: null,
   };
   const $ = (id) => document.getElementById(id);
 
@@ -121,9 +121,10 @@
   }
 
   // ------------------------------------------------------------------------------- current call
-  function openCall(call, partial = "") {
+  function openCall(call, partial = "", serverDraft = null) {
     const same = state.call && state.call.id === call.id;
     if (!same) {
+      state.dirty = new Set();
       state.incident = null;
       $("incident-id").textContent = "";
       $("incident-form").reset();
@@ -141,7 +142,7 @@
     if (call.triage) showTriage(call.triage);
     renderTranscript();
     if (call.incident_id) loadIncident(call.incident_id);
-    restoreDraft(call.id);
+    restoreDraft(call.id, serverDraft);
     $("btn-save").disabled = false;
     showRecording(call);
   }
@@ -157,7 +158,7 @@
       showMyState(work.state);
       if (work.call && (!state.call || state.call.id !== work.call.id || state.call.state !== work.call.state)) {
         showOffer(null);
-        openCall(work.call, work.partial);
+        openCall(work.call, work.partial, work.draft);
       } else if (work.call && state.call && state.call.id === work.call.id && work.partial) {
         state.partial = work.partial; renderTranscript();
       }
@@ -173,23 +174,38 @@
 
   // What was typed but not saved yet survives a reload of this browser (the saved part is on the server).
   function draftKey(callId) { return `izs.draft.${state.me.taker_id}.${callId}`; }
-  function saveDraft() {
+  function saveDraft(ev) {
+    // Only people fire input events here (the console sets values without events).
+    if (ev && ev.target && ev.target.name) state.dirty.add(ev.target.name);
     if (!state.call || state.restoring) return;
     const form = $("incident-form");
     const values = {};
     for (const name of ["incident_type", "priority", "municipality", "street", "house_number", "landmark", "note"]) values[name] = form.elements[name].value;
     values.agencies = [...form.querySelectorAll("input[name=agency]:checked")].map((b) => b.value);
     localStorage.setItem(draftKey(state.call.id), JSON.stringify(values));
+    // ... and on the server, so another PC gets it too (debounced: one request per pause in typing).
+    clearTimeout(state.draftTimer);
+    const callId = state.call.id;
+    state.draftTimer = setTimeout(() => sendDraft(callId, values), 400);
   }
-  function restoreDraft(callId) {
-    const raw = localStorage.getItem(draftKey(callId));
+  function sendDraft(callId, values) {
+    const kept = Object.fromEntries(Object.entries(values).filter(([, v]) => (Array.isArray(v) ? v.length : v)));
+    return api("PUT", "/api/me/draft", { call_id: callId, values: kept }).catch(() => {});
+  }
+  function restoreDraft(callId, serverDraft) {
+    const raw = serverDraft ? JSON.stringify(serverDraft) : localStorage.getItem(draftKey(callId));
     if (!raw) return;
     try {
       const values = JSON.parse(raw);
       const form = $("incident-form");
       for (const [name, value] of Object.entries(values)) {
-        if (name === "agencies") form.querySelectorAll("input[name=agency]").forEach((b) => { b.checked = value.includes(b.value); });
-        else if (form.elements[name] && value) form.elements[name].value = value;
+        if (name === "agencies") {
+          form.querySelectorAll("input[name=agency]").forEach((b) => { b.checked = value.includes(b.value); });
+          state.dirty.add("agency");
+        } else if (form.elements[name] && value) {
+          form.elements[name].value = value;
+          state.dirty.add(name);
+        }
       }
     } catch (e) { localStorage.removeItem(draftKey(callId)); }
   }
@@ -290,10 +306,14 @@
       }
       return;
     }
-    if (incident.incident_type) form.elements.incident_type.value = incident.incident_type;
-    if (incident.priority) form.elements.priority.value = String(incident.priority);
-    const codes = new Set((incident.agencies || []).map((a) => a.agency));
-    form.querySelectorAll("input[name=agency]").forEach((box) => { box.checked = codes.has(box.value); });
+    // What the call taker changed is theirs: an incident or proposal arriving later never overwrites it.
+    const dirty = state.dirty;
+    if (incident.incident_type && !dirty.has("incident_type")) form.elements.incident_type.value = incident.incident_type;
+    if (incident.priority && !dirty.has("priority")) form.elements.priority.value = String(incident.priority);
+    if (!dirty.has("agency")) {
+      const codes = new Set((incident.agencies || []).map((a) => a.agency));
+      form.querySelectorAll("input[name=agency]").forEach((box) => { box.checked = codes.has(box.value); });
+    }
     const loc = incident.location;
     if (loc) {
       for (const name of ["municipality", "street", "house_number", "landmark"]) {
@@ -379,7 +399,12 @@
       state.incident = incident;
       $("incident-id").textContent = incident.id;
       $("incident-form").elements.note.value = "";
-      if (state.call) localStorage.removeItem(draftKey(state.call.id));
+      if (state.call) {
+        localStorage.removeItem(draftKey(state.call.id));
+        clearTimeout(state.draftTimer);
+        sendDraft(state.call.id, {});
+      }
+      state.dirty = new Set();
       status.textContent = `${t("saved")} ${incident.id}`;
       toast(`${t("saved")}: ${incident.id}`);
     } catch (e) {
