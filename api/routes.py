@@ -131,7 +131,7 @@ async def my_work(principal: User, ctx: Ctx) -> s.MyWorkOut:
 async def my_draft(body: s.FormDraft, principal: User, ctx: Ctx) -> Response:
     """What the call taker typed into the incident form of their call, kept until saved: a console that
     reloads, or one opened on another PC, gets it back from ``/api/me/work``."""
-    await keep_draft(ctx.centre, principal.username, body.call_id, body.values)
+    await keep_draft(ctx.centre, principal.username, body.call_id, dict(body.values.items()))
     return Response(status_code=204)
 
 

@@ -180,7 +180,7 @@ class Centre:
                 from intake.storage.recordings import RecordingRepository
 
                 recordings = RecordingRepository(database)
-                recorder = CallRecorder(recordings, settings.node_id)
+                recorder = CallRecorder(recordings, settings.node_id, codec=settings.recording_codec)
                 recorder.start()
                 # Runs before calls.close (LIFO): open recordings are stored and closed first.
                 stack.callback(recorder.stop)

@@ -41,7 +41,9 @@ def _info(row: RecordingRow) -> RecordingInfo:
 class RecordingRepository(Repository):
     """Recordings on the centre's database (SQLite or PostgreSQL)."""
 
-    def begin_recording(self, call_id: str, node: str, started_at: datetime, sample_rate: int) -> None:
+    def begin_recording(
+        self, call_id: str, node: str, started_at: datetime, sample_rate: int, codec: str = "flac"
+    ) -> None:
         """Register a recording at its first audio; registering it again changes nothing."""
 
         def work(session: Session) -> None:
@@ -49,7 +51,7 @@ class RecordingRepository(Repository):
             stmt = self._insert(RecordingRow).values(
                 call_id=call_id,
                 node=node,
-                codec="flac",
+                codec=codec,
                 sample_rate=sample_rate,
                 status=RecordingStatus.RECORDING,
                 started_at=started_at,

@@ -257,3 +257,30 @@ def test_the_purge_deletes_old_audio_and_keeps_the_record_that_it_was_purged(
     assert store.recording_chunks("old", ["caller"]) == []
     assert new is not None and new.status == RecordingStatus.RECORDING
     assert len(store.recording_chunks("new", ["caller"])) == 1
+
+
+def test_opus_chunks_are_stored_smaller_and_play_back_as_one_flac_of_the_same_length(
+    store: RecordingRepository, clock: Clock
+) -> None:
+    recorder = CallRecorder(store, "node-a", monotonic=clock, codec="opus")
+    recorder.start()
+    try:
+        caller = speech(5.0, 13)
+        recorder.begin("call-8")
+        feed(recorder, clock, "call-8", "caller", caller)
+        recorder.end("call-8")
+        assert recorder.wait_stored()
+    finally:
+        recorder.stop()
+    info = store.get_recording("call-8")
+    assert info is not None and info.codec == "opus" and info.status == RecordingStatus.COMPLETE
+    assert info.stored_bytes < len(caller) * 2 / 4
+    audio = decoded(build_playable(store, None, "call-8", ("caller",), None).audio)[:, 0]
+    assert len(audio) == len(caller)
+    # Lossy, but the same signal: strongly correlated with what came in.
+    assert np.corrcoef(audio.astype(float), caller.astype(float))[0, 1] > 0.9
+
+
+def test_an_unknown_codec_is_refused_at_start(store: RecordingRepository) -> None:
+    with pytest.raises(ValueError, match="flac, opus"):
+        CallRecorder(store, "node-a", codec="mp3")
