@@ -170,7 +170,9 @@ class Centre:
                 metrics=metrics,
                 places=places,
                 journal=journal,
-                takers_by_interface={t.interface: t.id for t in takers if t.interface},
+                # A PBX names the taker by interface, the SIP endpoint by the desk phone's URI: both map to the id.
+                takers_by_interface={t.interface: t.id for t in takers if t.interface}
+                | {t.sip_uri: t.id for t in takers if t.sip_uri},
             )
             calls.bind_loop(asyncio.get_running_loop())
             stack.push_async_callback(calls.close)
