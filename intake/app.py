@@ -285,6 +285,8 @@ class Centre:
             self.calls.attach("ami", PbxCallControl(self.ami))
 
     async def stop(self) -> None:
+        if self._stopping.is_set():
+            return  # stopped already (a test or a drill stopped it before its owner did)
         self._stopping.set()
         for task in self._tasks:
             task.cancel()

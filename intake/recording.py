@@ -58,7 +58,7 @@ class RecordingStatus:
     PARTIAL = "partial"  # some audio was lost on our side (overload, database): see gaps
     FAILED = "failed"  # nothing could be stored
     PURGED = "purged"  # deleted after the retention period
-    INTERRUPTED = "interrupted"  # the node recording it went away before the call ended (read side only)
+    INTERRUPTED = "interrupted"  # the node recording it stopped or died before the call ended
     NOT_RECORDED = "not_recorded"  # no audio ever reached the recorder (read side only)
 
 
@@ -195,7 +195,7 @@ class _Frame:
 
 @dataclass(frozen=True, slots=True)
 class _Control:
-    what: str  # "start" | "end" | "barrier"
+    what: str  # "start" | "end" | "stopped" (node going away) | "barrier"
     call_id: str
     at: datetime
     reached: threading.Event | None = None
@@ -264,10 +264,11 @@ class CallRecorder:
         self._thread.start()
 
     def stop(self, timeout_s: float = 10.0) -> None:
-        """Store what is queued and end every open recording (the process is going away)."""
+        """Store what is queued and close every open recording as ``interrupted`` (the process is going
+        away while those calls may go on elsewhere, e.g. a PBX keeps them)."""
         with self._wake:
             for call_id in list(self._recordings):
-                self._controls.append(_Control("end", call_id, self._now()))
+                self._controls.append(_Control("stopped", call_id, self._now()))
             self._running = False
             self._wake.notify()
         if self._thread is not None:
@@ -379,7 +380,7 @@ class CallRecorder:
             if recording is not None:
                 self._place(recording, frame)
         for control in ends:
-            self._finish(control.call_id, control.at)
+            self._finish(control.call_id, control.at, interrupted=control.what == "stopped")
         self.stats.recording_now = len(self._recordings)
         for reached in barriers:
             reached.set()
@@ -527,7 +528,7 @@ class CallRecorder:
                 return
             del self._pending_finish[call_id]
 
-    def _finish(self, call_id: str, at: datetime) -> None:
+    def _finish(self, call_id: str, at: datetime, interrupted: bool = False) -> None:
         recording = self._recordings.get(call_id)
         if recording is None:
             return
@@ -547,6 +548,11 @@ class CallRecorder:
         detail = None
         if unstored:
             detail = f"{unstored} chunks waiting for the database when the call ended"
+        if interrupted:
+            status = RecordingStatus.INTERRUPTED
+            detail = f"node {self._node} stopped while the call was going on" + (
+                f"; {detail}" if detail else ""
+            )
         legs = {
             s.name: {"offset_s": round(s.offset_s, 3), "duration_s": round(s.samples / SAMPLE_RATE, 3)}
             for s in recording.legs.values()

@@ -185,3 +185,41 @@ async def test_health_lists_recognition_per_node_with_its_figures_and_voice_logg
     assert other["healthy"] is False and other["data"]["dropped_s"] == 12.4
     assert "behind" in other["detail"] and "dropped 12.4 s" in other["detail"]
     assert rows["recording"]["healthy"] is True
+
+
+async def test_a_recording_is_served_by_another_node_during_the_call_and_after_its_node_stopped(
+    start_centre: Callable[[str], Any], password_hash: str
+) -> None:
+    node_a: Centre = await start_centre("node-a")
+    node_b: Centre = await start_centre("node-b")
+    for username, role in USERS.items():
+        await asyncio.to_thread(node_a.repo.create_user, username, password_hash, role)
+    from conftest import SECRET
+
+    from api.auth import Role, TokenSigner
+
+    jana = {"Authorization": f"Bearer {TokenSigner(SECRET.encode()).issue('jana', Role.CALL_TAKER)[0]}"}
+    await node_a.set_taker_state("jana", TakerState.AVAILABLE, "jana")
+    call_id = await a_call_jana_took(node_a, "cross-1", seconds=5.0)
+    assert node_a.recordings is not None
+    await until(lambda: asyncio.to_thread(node_a.recordings.recording_end_s, call_id, "caller"))
+
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=create_app(node_b)), base_url="http://izs.test"
+    ) as on_b:
+        during = await on_b.get(f"/api/calls/{call_id}/recording?legs=caller", headers=jana)
+        assert during.status_code == 200  # node B serves node A's call from the shared database
+        so_far, _ = soundfile.read(io.BytesIO(during.content), dtype="int16")
+        assert len(so_far) >= 4 * 8000
+
+        await node_a.stop()  # node A goes away with the call going on: its recording is closed as such
+        info = await until(lambda: _closed_as(node_b, call_id, "interrupted"))
+        assert info.legs["caller"]["duration_s"] == 5.0
+        after = await on_b.get(f"/api/calls/{call_id}/recording?legs=caller", headers=jana)
+        kept, _ = soundfile.read(io.BytesIO(after.content), dtype="int16")
+        assert len(kept) == 5 * 8000
+
+
+async def _closed_as(centre: Centre, call_id: str, status: str) -> Any:
+    info = await asyncio.to_thread(centre.recordings.get_recording, call_id)  # type: ignore[union-attr]
+    return info if info is not None and info.status == status else None
