@@ -33,7 +33,7 @@ import numpy as np
 import soundfile
 
 from intake.domain import utc_now
-from intake.errors import IzsError, StorageError
+from intake.errors import IzsError
 
 log = logging.getLogger(__name__)
 
@@ -247,6 +247,7 @@ class CallRecorder:
         self._recordings: dict[str, _Recording] = {}
         self._dropped: dict[tuple[str, str], int] = {}
         self._pending: deque[tuple[str, Chunk]] = deque()
+        self._closing: dict[str, tuple[_Recording, datetime, bool]] = {}  # ended, chunks still pending
         self._pending_finish: dict[
             str, tuple[str, datetime, dict[str, dict[str, float]], list[Any], str]
         ] = {}
@@ -350,7 +351,7 @@ class CallRecorder:
                 running = self._running
             try:
                 self._apply(controls, frames, dropped)
-                if self._pending or self._pending_finish:
+                if self._pending or self._pending_finish or self._closing:
                     self._retry()
             except Exception:  # the recorder must outlive its own bugs; the calls never depend on it
                 log.exception("call recorder error (recording continues with the next frames)")
@@ -382,8 +383,12 @@ class CallRecorder:
         for control in ends:
             self._finish(control.call_id, control.at, interrupted=control.what == "stopped")
         self.stats.recording_now = len(self._recordings)
-        for reached in barriers:
-            reached.set()
+        if barriers:
+            # "Everything fed has been handled" includes one more attempt at what waits for the database.
+            if self._pending or self._pending_finish or self._closing:
+                self._retry(force=True)
+            for reached in barriers:
+                reached.set()
 
     def _place(self, recording: _Recording, frame: _Frame) -> None:
         if recording.t0_mono is None:
@@ -480,7 +485,7 @@ class CallRecorder:
         while self._pending_bytes > self._max_pending and self._pending:
             call_id, oldest = self._pending.popleft()
             self._pending_bytes -= len(oldest.data)
-            lost = self._recordings.get(call_id)
+            lost = self._owner(call_id)
             log.error(
                 "call %s: %.1f s of the %s leg dropped from the recording (database away too long)",
                 call_id,
@@ -499,9 +504,9 @@ class CallRecorder:
         self.stats.last_failure = message
         self.stats.failures_at.append(self._monotonic())
 
-    def _retry(self, final: bool = False) -> None:
+    def _retry(self, final: bool = False, force: bool = False) -> None:
         now = self._monotonic()
-        if not final and now - self._last_retry < RETRY_EVERY_S:
+        if not (final or force) and now - self._last_retry < RETRY_EVERY_S:
             return
         self._last_retry = now
         for recording in list(self._recordings.values()):
@@ -512,13 +517,18 @@ class CallRecorder:
             if not self._write_chunk(None, chunk, call_id=call_id):
                 self._pending_bytes = sum(len(c.data) for _, c in self._pending)
                 self.stats.pending_bytes = self._pending_bytes
+                if final:  # the process is going away: what is not stored is lost, and said so
+                    for call_id in list(self._closing):
+                        self._close_if_stored(call_id, final=True)
                 return
             self._pending.popleft()
             self._pending_bytes -= len(chunk.data)
-            retried = self._recordings.get(call_id)
+            retried = self._owner(call_id)
             if retried is not None:
                 retried.stored_chunks += 1
         self.stats.pending_bytes = self._pending_bytes
+        for call_id in list(self._closing):
+            self._close_if_stored(call_id)
         for call_id, args in list(self._pending_finish.items()):
             status, ended_at, legs, gaps, detail = args
             try:
@@ -538,8 +548,23 @@ class CallRecorder:
             del self._recordings[call_id]
         if recording.t0_mono is None:
             return  # no audio ever came: nothing recorded, the call says so
+        # Closed once its last chunks are stored (or given up): the status then says what is kept.
+        self._closing[call_id] = (recording, at, interrupted)
+        self._close_if_stored(call_id)
+
+    def _owner(self, call_id: str) -> _Recording | None:
+        recording = self._recordings.get(call_id)
+        if recording is None and call_id in self._closing:
+            recording = self._closing[call_id][0]
+        return recording
+
+    def _close_if_stored(self, call_id: str, final: bool = False) -> None:
+        recording, at, interrupted = self._closing[call_id]
         unstored = sum(1 for cid, _ in self._pending if cid == call_id)
-        if recording.stored_chunks == 0 and unstored == 0:
+        if unstored and not final:
+            return
+        del self._closing[call_id]
+        if recording.stored_chunks == 0 and unstored == 0 and recording.failed_chunks:
             status = RecordingStatus.FAILED
         elif recording.lost or unstored:
             status = RecordingStatus.PARTIAL
@@ -547,7 +572,7 @@ class CallRecorder:
             status = RecordingStatus.COMPLETE
         detail = None
         if unstored:
-            detail = f"{unstored} chunks waiting for the database when the call ended"
+            detail = f"{unstored} chunks could not be stored before node {self._node} stopped"
         if interrupted:
             status = RecordingStatus.INTERRUPTED
             detail = f"node {self._node} stopped while the call was going on" + (
@@ -562,7 +587,7 @@ class CallRecorder:
             if not recording.row_written:
                 self._write_row(recording)
             self._store.finish_recording(call_id, status, at, legs, gaps, detail)
-        except (IzsError, StorageError) as exc:
+        except IzsError as exc:
             self._failed(f"recording of call {call_id} not closed yet: {exc}")
             self._pending_finish[call_id] = (status, at, legs, gaps, detail or "")
 
