@@ -21,6 +21,7 @@ from api.live import Audience, serve_live
 from api.roles import rule_for
 from api.routes import public_router, router
 from api.users import ensure_bootstrap_admin
+from intake.console import console_presence
 from intake.errors import IzsError, NotFound
 
 log = logging.getLogger(__name__)
@@ -94,6 +95,10 @@ def create_app(centre: Any, signer: TokenSigner | None = None) -> FastAPI:
                 audience = Audience(principal.role, taker.id, frozenset(d.value for d in taker.desks))
             except NotFound:
                 audience = Audience(principal.role, principal.username, frozenset())
+            # A person at this call taker's console: visible to every node (the demo autopilot yields).
+            async with console_presence(centre.live, audience.taker_id or principal.username):
+                await serve_live(websocket, principal, audience, centre.bus.subscribe)
+            return
         await serve_live(websocket, principal, audience, centre.bus.subscribe)
 
     app.add_middleware(IdempotencyMiddleware, repo=centre.repo, signer=signer)

@@ -27,11 +27,15 @@ ROLE_RULES: dict[tuple[str, str], frozenset[Role]] = {
     ("GET", "/console"): PUBLIC,
     ("GET", "/supervisor"): PUBLIC,
     ("GET", "/api/me"): ANY,
+    ("GET", "/api/me/work"): TAKING,
+    ("PUT", "/api/me/draft"): TAKING,
     ("GET", "/api/health"): STAFF,
     # calls
     ("GET", "/api/calls"): STAFF,
     ("GET", "/api/calls/{call_id}"): STAFF,
     ("POST", "/api/calls/{call_id}/accept"): TAKING,
+    # voice logging: a call taker their own calls (checked in the route), a supervisor every call
+    ("GET", "/api/calls/{call_id}/recording"): TAKING,
     ("POST", "/api/calls/{call_id}/callback"): SUPERVISING | {Role.CALL_TAKER},
     ("GET", "/api/places"): STAFF,
     # caller location from operators' gateways (AML SMS)

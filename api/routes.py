@@ -18,6 +18,7 @@ from api.auth import Principal, Role, login
 from api.deps import ApiContext, authorize, authorize_public, ctx_of, require_user
 from api.users import create_user
 from intake import reports
+from intake.console import current_work, keep_draft, play_recording
 from intake.domain import DESKS, IncidentStatus, Location, LocationSource, TakerState, utc_now
 from intake.errors import IllegalTransition, NotFound, PermissionDenied, ValidationFailed
 from intake.exchange.cap import incident_to_cap
@@ -95,6 +96,53 @@ async def me(principal: User, ctx: Ctx) -> s.MeOut:
     )
 
 
+@router.get("/me/work", response_model=s.MyWorkOut, tags=["auth"])
+async def my_work(principal: User, ctx: Ctx) -> s.MyWorkOut:
+    """The caller's console state from the server: the call in hand (transcript so far, triage, incident
+    with its timeline, recording), the pending offer, the taker's state. Consoles call it on load."""
+    taker = await _taker_of(ctx, principal)
+    if taker is None:
+        return s.MyWorkOut(
+            taker_id=None, state="offline", call=None, partial="", offer=None, incident=None, draft=None
+        )
+    work = await current_work(ctx.centre, taker.id)
+    call = None
+    if work.call is not None:
+        call = s.call_out(
+            work.call,
+            with_transcript=True,
+            triage=work.triage,
+            recording=await _recording_of(ctx, work.call.id, work.call.is_live),
+        )
+    return s.MyWorkOut(
+        taker_id=taker.id,
+        state=work.state,
+        since=work.since,
+        call=call,
+        partial=work.partial,
+        offer=s.call_out(work.offer) if work.offer is not None else None,
+        incident=s.incident_out(work.incident, with_timeline=True) if work.incident else None,
+        draft=work.draft,
+        notes=work.notes,
+    )
+
+
+@router.put("/me/draft", status_code=204, response_class=Response, tags=["auth"])
+async def my_draft(body: s.FormDraft, principal: User, ctx: Ctx) -> Response:
+    """What the call taker typed into the incident form of their call, kept until saved: a console that
+    reloads, or one opened on another PC, gets it back from ``/api/me/work``."""
+    await keep_draft(ctx.centre, principal.username, body.call_id, dict(body.values.items()))
+    return Response(status_code=204)
+
+
+async def _recording_of(ctx: ApiContext, call_id: str, is_live: bool) -> s.RecordingOut | None:
+    recordings = ctx.centre.recordings
+    if recordings is None:
+        return None
+    info = await asyncio.to_thread(recordings.get_recording, call_id)
+    return s.recording_out(call_id, info, is_live)
+
+
 @public_router.get("/healthz", tags=["health"])
 async def healthz() -> dict[str, bool]:
     """Liveness: the process answers."""
@@ -117,7 +165,8 @@ async def metrics(ctx: Ctx) -> Response:
 async def health(ctx: Ctx) -> list[s.HealthOut]:
     """Every component's state; anything unhealthy is shown loudly on the consoles."""
     return [
-        s.HealthOut(component=c.name, healthy=c.healthy, detail=c.detail) for c in await ctx.centre.health()
+        s.HealthOut(component=c.name, healthy=c.healthy, detail=c.detail, data=c.data)
+        for c in await ctx.centre.health()
     ]
 
 
@@ -155,7 +204,52 @@ async def list_calls(
 async def get_call(call_id: str, ctx: Ctx) -> s.CallOut:
     call = await ctx.centre.calls.get(call_id)
     decision = ctx.centre.calls.current_decision(call_id)
-    return s.call_out(call, with_transcript=True, triage=decision_json(decision) if decision else None)
+    return s.call_out(
+        call,
+        with_transcript=True,
+        triage=decision_json(decision) if decision else None,
+        recording=await _recording_of(ctx, call.id, call.is_live),
+    )
+
+
+RECORDING_LEGS: dict[str, tuple[str, ...]] = {
+    "caller": ("caller",),
+    "taker": ("taker",),
+    "both": ("caller", "taker"),
+}
+
+
+@router.get(
+    "/calls/{call_id}/recording",
+    tags=["calls"],
+    response_class=Response,
+    responses={200: {"content": {"audio/flac": {}}, "description": "FLAC; stereo for both legs"}},
+)
+async def call_recording(
+    call_id: str,
+    principal: User,
+    ctx: Ctx,
+    legs: Annotated[Literal["caller", "taker", "both"], Query(description="which side(s)")] = "both",
+    last_s: Annotated[
+        float | None, Query(gt=0, le=600, description="only the last seconds so far (instant replay)")
+    ] = None,
+) -> Response:
+    """A call's voice recording (FLAC: caller left, call taker right), also while the call goes on. A call
+    taker gets only calls they took; a supervisor any. Every fetch is logged on the incident timeline."""
+    call = await ctx.centre.calls.get(call_id)
+    if principal.role is Role.CALL_TAKER and call.taker_id != principal.username:
+        raise PermissionDenied("a call taker may replay only their own calls", call_id=call_id)
+    playable = await play_recording(ctx.centre, call, principal.actor, RECORDING_LEGS[legs], last_s)
+    return Response(
+        content=playable.audio,
+        media_type="audio/flac",
+        headers={
+            "Cache-Control": "no-store",
+            "X-Recording-Seconds": f"{playable.seconds:.2f}",
+            "X-Recording-From": f"{playable.from_s:.2f}",
+            "X-Recording-Status": s.recording_out(call.id, playable.info, call.is_live).status,
+        },
+    )
 
 
 @router.post("/calls/{call_id}/accept", response_model=s.CallOut, tags=["calls"])
@@ -259,7 +353,13 @@ async def create_incident(body: s.IncidentCreate, principal: User, ctx: Ctx) -> 
 
 @router.get("/incidents/{incident_id}", response_model=s.IncidentOut, tags=["incidents"])
 async def get_incident(incident_id: str, ctx: Ctx) -> s.IncidentOut:
-    return s.incident_out(await ctx.centre.incidents.get(incident_id), with_timeline=True)
+    incident = await ctx.centre.incidents.get(incident_id)
+    recordings = None
+    if ctx.centre.recordings is not None:
+        infos = await asyncio.to_thread(ctx.centre.recordings.recordings_of, incident.call_ids)
+        live = {c.id for c in ctx.centre.calls.live_calls()}
+        recordings = [s.recording_out(c, infos.get(c), c in live) for c in incident.call_ids]
+    return s.incident_out(incident, with_timeline=True, recordings=recordings)
 
 
 @router.patch("/incidents/{incident_id}", response_model=s.IncidentOut, tags=["incidents"])
@@ -282,6 +382,13 @@ async def confirm_incident(
 ) -> s.IncidentOut:
     """Accept triage's proposal, with corrections if given (both are kept on the timeline)."""
     corrections = body.model_dump(exclude_none=True, mode="json") if body else {}
+    if "incident_type" not in corrections:
+        current = await ctx.centre.incidents.get(incident_id)
+        if current.incident_type.value == s.NOT_YET_HEARD:
+            raise ValidationFailed(
+                "choose the incident type: nothing was heard yet, the proposal has none",
+                field="incident_type",
+            )
     if "location" in corrections and not corrections["location"]:
         corrections.pop("location")
     incident = await ctx.centre.incidents.confirm(incident_id, principal.actor, corrections)

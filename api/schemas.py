@@ -6,7 +6,7 @@ Domain objects never leave the API directly; :func:`incident_out` and friends ma
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -172,6 +172,21 @@ class CallDecisionOut(BaseModel):
     unsure: bool
 
 
+class RecordingOut(BaseModel):
+    """A call's voice recording: state, time line of the legs, gaps, where to fetch it."""
+
+    call_id: str
+    status: str  # recording | complete | partial | failed | purged | interrupted | not_recorded
+    url: str | None = None
+    media_type: str | None = None
+    duration_s: float = 0.0
+    started_at: datetime | None = None
+    legs: dict[str, dict[str, float]] = Field(default_factory=dict)
+    gaps: list[dict[str, Any]] = Field(default_factory=list)
+    stored_bytes: int = 0
+    detail: str | None = None
+
+
 class CallOut(BaseModel):
     id: str
     source: str
@@ -204,9 +219,36 @@ class CallOut(BaseModel):
     notes: list[str] = Field(
         default_factory=list, description="what happened to the call, e.g. refused bodies"
     )
+    recording: RecordingOut | None = Field(None, description="the call's voice recording (call detail)")
 
 
-def call_out(call: Call, with_transcript: bool = False, triage: dict[str, Any] | None = None) -> CallOut:
+def recording_out(call_id: str, info: Any | None, call_is_live: bool) -> RecordingOut:
+    from intake.recording import MEDIA_TYPE, RecordingStatus, recording_status
+
+    status = recording_status(info, call_is_live)
+    if info is None:
+        return RecordingOut(call_id=call_id, status=status)
+    playable = status not in (RecordingStatus.PURGED, RecordingStatus.FAILED)
+    return RecordingOut(
+        call_id=call_id,
+        status=status,
+        url=f"/api/calls/{call_id}/recording" if playable else None,
+        media_type=MEDIA_TYPE if playable else None,
+        duration_s=round(info.duration_s, 2),
+        started_at=info.started_at,
+        legs=info.legs,
+        gaps=info.gaps,
+        stored_bytes=info.stored_bytes,
+        detail=info.detail,
+    )
+
+
+def call_out(
+    call: Call,
+    with_transcript: bool = False,
+    triage: dict[str, Any] | None = None,
+    recording: RecordingOut | None = None,
+) -> CallOut:
     return CallOut(
         id=call.id,
         source=call.source,
@@ -259,6 +301,7 @@ def call_out(call: Call, with_transcript: bool = False, triage: dict[str, Any] |
         if with_transcript
         else None,
         triage=triage,
+        recording=recording,
     )
 
 
@@ -307,10 +350,14 @@ class IncidentOut(BaseModel):
     confirmed_by: str | None
     version: int = Field(description="seq of the newest timeline entry")
     timeline: list[TimelineEntryOut] | None = None
+    recordings: list[RecordingOut] | None = Field(None, description="voice recordings of the linked calls")
 
 
-def incident_out(incident: Incident, with_timeline: bool = False) -> IncidentOut:
+def incident_out(
+    incident: Incident, with_timeline: bool = False, recordings: list[RecordingOut] | None = None
+) -> IncidentOut:
     return IncidentOut(
+        recordings=recordings,
         id=incident.id,
         incident_type=incident.incident_type.value,
         priority=incident.priority,
@@ -345,6 +392,15 @@ class IncidentPage(BaseModel):
     offset: int
 
 
+# Triage's "nothing heard yet" (routing issue 12): a state of the call, never a type a person saves.
+NOT_YET_HEARD = "UNKNOWN"
+
+
+def refuse_not_yet_heard(incident_type: Any) -> None:
+    if incident_type is not None and str(getattr(incident_type, "value", incident_type)) == NOT_YET_HEARD:
+        raise ValueError("choose the incident type: 'not yet heard' cannot be saved as a type")
+
+
 class IncidentCreate(Strict):
     incident_type: IncidentType
     priority: int = Field(ge=1, le=3)
@@ -352,6 +408,11 @@ class IncidentCreate(Strict):
     location: LocationIn | None = None
     note: str | None = Field(None, max_length=4000)
     call_id: str | None = Field(None, max_length=64)
+
+    @model_validator(mode="after")
+    def _a_type_was_chosen(self) -> IncidentCreate:
+        refuse_not_yet_heard(self.incident_type)
+        return self
 
 
 class IncidentUpdate(Strict):
@@ -370,6 +431,7 @@ class IncidentUpdate(Strict):
     def _something_given(self) -> IncidentUpdate:
         if not self.model_fields_set:
             raise ValueError("give at least one field to change")
+        refuse_not_yet_heard(self.incident_type)
         return self
 
     def changes(self) -> dict[str, Any]:
@@ -386,6 +448,11 @@ class IncidentConfirm(Strict):
     location: LocationIn | None = None
     note: str | None = Field(None, min_length=1, max_length=4000, pattern=r"\S")
     tcpr: bool | None = None
+
+    @model_validator(mode="after")
+    def _a_type_was_chosen(self) -> IncidentConfirm:
+        refuse_not_yet_heard(self.incident_type)
+        return self
 
 
 class LinkCall(Strict):
@@ -492,6 +559,40 @@ class HealthOut(BaseModel):
     component: str
     healthy: bool
     detail: str = ""
+    data: dict[str, Any] = Field(default_factory=dict, description="figures behind the state, if any")
+
+
+class FormDraft(Strict):
+    """The incident form as typed, not saved yet (an empty ``values`` forgets it)."""
+
+    call_id: str = Field(min_length=1, max_length=64)
+    values: dict[
+        Literal[
+            "incident_type",
+            "priority",
+            "municipality",
+            "street",
+            "house_number",
+            "landmark",
+            "note",
+            "agencies",
+        ],
+        Annotated[str, Field(max_length=4000)] | Annotated[list[AgencyCode], Field(max_length=3)],
+    ] = Field(default_factory=dict)
+
+
+class MyWorkOut(BaseModel):
+    """A call taker's console state, rebuilt from the server (reload, crash, another PC)."""
+
+    taker_id: str | None
+    state: str
+    since: str | None = None
+    call: CallOut | None = Field(None, description="the call in hand, with transcript, triage, recording")
+    partial: str = Field("", description="the caller's words not final yet")
+    offer: CallOut | None = Field(None, description="a call offered to this call taker, not taken yet")
+    incident: IncidentOut | None = Field(None, description="the incident of the call in hand, with timeline")
+    draft: dict[str, Any] | None = Field(None, description="incident form input not saved yet")
+    notes: list[str] = Field(default_factory=list, description="what could not be restored, and why")
 
 
 # ------------------------------------------------------------------------------------------- admin

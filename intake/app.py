@@ -12,7 +12,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack, suppress
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 
 from intake.bus import EventBus, LiveEvent
@@ -41,8 +41,11 @@ DUTY_DEADLINES_S = {
     "queue overflow": 5.0,
     "dispatch": 5.0,
     "webhooks": 60.0,  # a round of concurrent attempts, each bounded by RetryPolicy.timeout_s
+    "node health": 2.0,
+    "recording purge": 120.0,
 }
 DEFAULT_DUTY_DEADLINE_S = 10.0
+NODE_HEALTH_TTL_MS = 10_000  # a node's own component report outlives a few missed seconds, not the node
 
 
 async def rebuild_live_state_if_lost(live: Any, repo: Any) -> int:
@@ -67,6 +70,7 @@ class ComponentHealth:
     name: str
     healthy: bool
     detail: str = ""
+    data: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -92,6 +96,9 @@ class Centre:
     _stopping: asyncio.Event = field(default_factory=asyncio.Event)
     _http: Any | None = None
     _last_purge: datetime | None = None
+    recordings: Any | None = None  # RecordingRepository: voice logging on the shared database
+    recorder: Any | None = None  # CallRecorder of this node
+    _last_recording_purge: date | None = None
 
     # ------------------------------------------------------------------------------ lifecycle
 
@@ -177,10 +184,23 @@ class Centre:
                 metrics=metrics,
                 places=places,
                 journal=journal,
-                takers_by_interface={t.interface: t.id for t in takers if t.interface},
+                # A PBX names the taker by interface, the SIP endpoint by the desk phone's URI: both map to the id.
+                takers_by_interface={t.interface: t.id for t in takers if t.interface}
+                | {t.sip_uri: t.id for t in takers if t.sip_uri},
             )
             calls.bind_loop(asyncio.get_running_loop())
             stack.push_async_callback(calls.close)
+            recordings = recorder = None
+            if settings.recording_enabled:
+                from intake.recording import CallRecorder
+                from intake.storage.recordings import RecordingRepository
+
+                recordings = RecordingRepository(database)
+                recorder = CallRecorder(recordings, settings.node_id, codec=settings.recording_codec)
+                recorder.start()
+                # Runs before calls.close (LIFO): open recordings are stored and closed first.
+                stack.callback(recorder.stop)
+                calls.use_recorder(recorder)
             await desks.register_takers(takers)
 
             centre = cls(
@@ -196,6 +216,8 @@ class Centre:
                 database=database,
                 metrics=metrics,
                 places=places,
+                recordings=recordings,
+                recorder=recorder,
                 _stack=stack,
             )
             # Heartbeat before any call exists, so no other node takes this node's calls for lost; then the
@@ -279,6 +301,8 @@ class Centre:
             self.calls.attach("ami", PbxCallControl(self.ami))
 
     async def stop(self) -> None:
+        if self._stopping.is_set():
+            return  # stopped already (a test or a drill stopped it before its owner did)
         self._stopping.set()
         for task in self._tasks:
             task.cancel()
@@ -341,6 +365,7 @@ class Centre:
         a lease period when it dies. Every node finishes what an outage interrupted (upkeep)."""
         while not self._stopping.is_set():
             await self._duty("upkeep", self.calls.upkeep)
+            await self._duty("node health", self._report_node_health)
             if self.is_leader:
                 await self.leader_tick()
             with suppress(TimeoutError):
@@ -350,6 +375,7 @@ class Centre:
         await self._duty("reap lost calls", self.calls.reap_lost_calls)
         await self._duty("queue overflow", self.desks.overflow_due)
         await self._duty("dispatch", self.desks.dispatch)
+        await self._duty("recording purge", self.purge_recordings_nightly)
 
     async def _duty(self, name: str, run: Callable[[], Awaitable[object]]) -> None:
         """One duty under its own deadline: an overrun is logged and the duty cancelled (it is retried next
@@ -379,6 +405,37 @@ class Centre:
                 await self._duty("webhooks", self._deliver_webhooks)
             with suppress(TimeoutError):
                 await asyncio.wait_for(self._stopping.wait(), timeout=1.0)
+
+    async def purge_recordings_nightly(self, now: datetime | None = None) -> int:
+        """Leader duty, once a day after ``recording_purge_hour`` (UTC): delete the audio of recordings
+        older than ``recording_retention_days``. A new leader may run it again the same day: harmless."""
+        if self.recordings is None:
+            return 0
+        now = now or utc_now()
+        if now.hour < self.settings.recording_purge_hour or self._last_recording_purge == now.date():
+            return 0
+        self._last_recording_purge = now.date()
+        cutoff = now - timedelta(days=self.settings.recording_retention_days)
+        total = 0
+        while True:
+            purged: int = await asyncio.to_thread(self.recordings.purge_recordings, cutoff)
+            total += purged
+            if purged < 500:
+                break
+        if total:
+            log.warning("voice logging: %d recordings older than %s purged", total, cutoff.date())
+        return total
+
+    async def _report_node_health(self) -> None:
+        """This node's transcription state, in Redis for every node's supervisor panel."""
+        if self.transcriber is None or not hasattr(self.transcriber, "health_snapshot"):
+            return
+        try:
+            await self.live.put_node_health(
+                "transcription", self.settings.node_id, self.transcriber.health_snapshot(), NODE_HEALTH_TTL_MS
+            )
+        except LiveStateError as exc:
+            log.debug("transcription health not shared: %s", exc)
 
     async def _deliver_webhooks(self) -> None:
         """Incident events from the stream become signed webhook deliveries, retried with backoff."""
@@ -415,9 +472,42 @@ class Centre:
                 out.append(ComponentHealth("redis", False, str(exc)))
         for name, status in self.calls.adapter_health.items():
             out.append(ComponentHealth(name, status.healthy, status.detail))
-        if self.transcriber is not None and hasattr(self.transcriber, "health"):
-            healthy, detail = self.transcriber.health()
-            out.append(ComponentHealth("transcription", healthy, detail))
+        out.extend(await self._transcription_health())
+        if self.recorder is not None:
+            healthy, detail = self.recorder.health()
+            out.append(ComponentHealth("recording", healthy, detail))
+        return out
+
+    async def _transcription_health(self) -> list[ComponentHealth]:
+        """One row per node that transcribes: this node's from the service itself, the others' from the
+        reports they keep in Redis (gone when the node is gone)."""
+        from transcription.service import health_text
+
+        node = self.settings.node_id
+        snapshots: dict[str, dict[str, Any]] = {}
+        if self.live is not None:
+            try:
+                snapshots = await self.live.node_health("transcription")
+            except LiveStateError as exc:
+                log.debug("other nodes' transcription health unavailable: %s", exc)
+        if self.transcriber is not None and hasattr(self.transcriber, "health_snapshot"):
+            snapshots[node] = self.transcriber.health_snapshot()
+        elif self.transcriber is None and self.settings.transcription_enabled:
+            snapshots[node] = {
+                "status": "down",
+                "legs": 0,
+                "backlog_s": 0.0,
+                "dropped_s": 0.0,
+                "window_s": 600.0,
+                "failures": 0,
+                "last_failure": "transcription did not start",
+                "models": [],
+            }
+        out = []
+        for name in sorted(snapshots, key=lambda n: (n != node, n)):
+            healthy, detail = health_text(snapshots[name])
+            label = "transcription" if name == node else f"transcription@{name}"
+            out.append(ComponentHealth(label, healthy, detail, {"node": name, **snapshots[name]}))
         return out
 
     async def render_metrics(self) -> bytes:

@@ -54,7 +54,7 @@ from intake.location import (
 from intake.logs import call_context
 from intake.metrics import Metrics
 from intake.numbers import parse_caller_number
-from intake.ports import CallControl, Transcriber
+from intake.ports import CallControl, Recorder, Transcriber
 from intake.serialize import call_json, decision_json, decision_summary, location_json
 from routing.acd import is_front
 from routing.types import TriageDecision, TriageInput
@@ -182,7 +182,9 @@ class CallService:
         places: PlaceGazetteer | None = None,
         journal: CallJournal | None = None,
         takers_by_interface: dict[str, str] | None = None,
+        recorder: Recorder | None = None,
     ) -> None:
+        self._recorder = recorder
         self._takers_by_interface = dict(takers_by_interface or {})
         self._journal = journal
         self._journaled: set[str] = set()
@@ -222,6 +224,9 @@ class CallService:
 
     def use_transcriber(self, transcriber: Transcriber) -> None:
         self._transcriber = transcriber
+
+    def use_recorder(self, recorder: Recorder) -> None:
+        self._recorder = recorder
 
     def use_prompt(self, prompt: tuple[bytes, int]) -> None:
         """The greeting a queued caller hears (PCM, sample rate)."""
@@ -315,6 +320,9 @@ class CallService:
             node=self._node,
         )
         session = CallSession(call=call)
+        if self._recorder is not None:
+            # Registered before any audio of the call can reach _feed_audio (same loop, later callbacks).
+            self._recorder.begin(call.id)
         country = location_from_caller_country(caller.country, offered.at)
         if country is not None:
             session.locations.append(country)
@@ -817,6 +825,8 @@ class CallService:
         if target is CallState.ABANDONED:
             self._metrics.calls_abandoned.labels(desk=call.desk.value if call.desk else "-").inc()
         log.info("call %s: %s", target.value, event.reason.value)
+        if self._recorder is not None:
+            self._recorder.end(call.id, event.at)
         for leg in list(session.legs_open):
             if self._transcriber is not None:
                 transcriber = self._transcriber
@@ -856,6 +866,10 @@ class CallService:
         if self._transcriber is None:
             return
         leg = frame.leg.value
+        if self._recorder is not None and frame.sample_rate == 8000:
+            self._recorder.feed(session.call.id, leg, frame.pcm, frame.seq)
+        if self._transcriber is None:
+            return
         if leg not in session.legs_open:
             try:
                 self._transcriber.open_leg(

@@ -97,6 +97,12 @@ async def _serve(settings: Settings) -> None:
         log.info("izs-intake node %s stopped", settings.node_id)
 
 
+def demo_log_file(var_dir: Path) -> Path:
+    from datetime import UTC, datetime
+
+    return var_dir / "log" / f"demo-{datetime.now(UTC):%Y%m%d-%H%M%S}.jsonl"
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from intake.demo import run_demo
 
@@ -109,6 +115,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
                 calls=args.calls,
                 pace_s=args.pace,
                 keep_running=not args.once,
+                log_file=getattr(args, "log_file", None),
+                verbose=args.verbose,
             )
         )
     )
@@ -304,6 +312,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--scenarios", metavar="FILE", help="scenario JSONL (default: the shipped dev set)")
     p.add_argument("--calls", type=int, default=12, help="how many calls to place (default 12)")
     p.add_argument("--pace", type=float, default=4.0, help="seconds between calls (default 4)")
+    p.add_argument("--verbose", action="store_true", help="also show the logs on the terminal")
     p.add_argument("--once", action="store_true", help="exit after the calls end instead of running on")
 
     p = add("check", cmd_check, "Validate settings and the machine (ports, directories, models)")
@@ -371,9 +380,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         from intake.logs import configure_logging
 
-        if args.command in ("serve", "demo"):
+        if args.command == "serve":
             settings = _settings(args)
             configure_logging(settings.log_level, settings.log_json)
+        elif args.command == "demo":
+            # The terminal is for people: the narrative on stdout, the JSON logs in var/log/ (path printed
+            # by the demo); --verbose shows them on the terminal too.
+            settings = _settings(args)
+            args.log_file = demo_log_file(settings.var_dir)
+            configure_logging(settings.log_level, True, file=args.log_file, to_stderr=args.verbose)
         result: int = args.func(args)
         return result
     except ConfigError as exc:

@@ -694,6 +694,70 @@ class LiveState:
         raw = await self._call("read lease", self.redis.get(self._lease_key(name)))
         return _text(raw) if raw is not None else None
 
+    # ------------------------------------------------------------- console presence, node health
+
+    def _consoles_key(self, taker_id: str) -> str:
+        return f"{self.ns}:consoles:{taker_id}"
+
+    async def console_seen(self, taker_id: str, session_id: str, ttl_ms: int) -> None:
+        """A call taker's console session is connected (any node); it counts until ``ttl_ms`` from now."""
+        key = self._consoles_key(taker_id)
+        now = _ms(datetime.now(UTC))
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.zadd(key, {session_id: now + int(ttl_ms)})
+            pipe.zremrangebyscore(key, "-inf", now)
+            pipe.pexpire(key, int(ttl_ms) * 2)
+            await self._call("record console presence", pipe.execute())
+
+    async def console_gone(self, taker_id: str, session_id: str) -> None:
+        await self._call("remove console presence", self.redis.zrem(self._consoles_key(taker_id), session_id))
+
+    async def consoles_open(self, taker_id: str) -> int:
+        """How many console sessions of ``taker_id`` are connected now, on every node."""
+        now = _ms(datetime.now(UTC))
+        return int(
+            await self._call(
+                "read console presence", self.redis.zcount(self._consoles_key(taker_id), now, "+inf")
+            )
+        )
+
+    async def put_console_draft(
+        self, taker_id: str, call_id: str, values: dict[str, Any], ttl_ms: int
+    ) -> None:
+        """What a call taker typed into the incident form and has not saved: any console, any node gets it."""
+        key = f"{self.ns}:drafts:{taker_id}:{call_id}"
+        await self._call("write form draft", self.redis.set(key, json.dumps(values), px=int(ttl_ms)))
+
+    async def console_draft(self, taker_id: str, call_id: str) -> dict[str, Any] | None:
+        raw = await self._call("read form draft", self.redis.get(f"{self.ns}:drafts:{taker_id}:{call_id}"))
+        return json.loads(raw) if raw is not None else None
+
+    async def drop_console_draft(self, taker_id: str, call_id: str) -> None:
+        await self._call("drop form draft", self.redis.delete(f"{self.ns}:drafts:{taker_id}:{call_id}"))
+
+    async def put_node_health(self, component: str, node: str, data: dict[str, Any], ttl_ms: int) -> None:
+        """A node's own view of one of its components (e.g. its transcription), expiring with the node."""
+        key = f"{self.ns}:health:{component}:{node}"
+        await self._call(
+            "write node health", self.redis.set(key, json.dumps(data, default=str), px=int(ttl_ms))
+        )
+
+    async def node_health(self, component: str) -> dict[str, dict[str, Any]]:
+        """node -> the last health record of ``component`` every live node wrote."""
+        prefix = f"{self.ns}:health:{component}:"
+        out: dict[str, dict[str, Any]] = {}
+        try:
+            keys = [k async for k in self.redis.scan_iter(match=prefix + "*", count=100)]
+        except RedisError as exc:
+            raise LiveStateError(f"Redis: read node health failed: {exc}", operation="node health") from exc
+        if not keys:
+            return out
+        values = await self._call("read node health", self.redis.mget(keys))
+        for key, value in zip(keys, values, strict=True):
+            if value is not None:
+                out[_text(key)[len(prefix) :]] = json.loads(value)
+        return out
+
     # ----------------------------------------------------------------------------------- upkeep
 
     async def snapshot(self) -> dict[str, Any]:

@@ -13,6 +13,7 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
+from pathlib import Path
 
 _call_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("call_id", default=None)
 _incident_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("incident_id", default=None)
@@ -58,11 +59,23 @@ class TextFormatter(logging.Formatter):
         return f"{base} [{tags}]" if tags else base
 
 
-def configure_logging(level: str = "INFO", json_lines: bool = True) -> None:
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(JsonFormatter() if json_lines else TextFormatter())
+def configure_logging(
+    level: str = "INFO", json_lines: bool = True, file: Path | None = None, to_stderr: bool = True
+) -> None:
+    """Logs to stderr (JSON or text), and/or as JSON lines to ``file`` (the demo keeps its terminal for
+    people: logs go to the file, ``--verbose`` adds them to the terminal as text)."""
+    handlers: list[logging.Handler] = []
+    if to_stderr:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(JsonFormatter() if json_lines and file is None else TextFormatter())
+        handlers.append(handler)
+    if file is not None:
+        file.parent.mkdir(parents=True, exist_ok=True)
+        to_file = logging.FileHandler(file, encoding="utf-8")
+        to_file.setFormatter(JsonFormatter())
+        handlers.append(to_file)
     root = logging.getLogger()
-    root.handlers[:] = [handler]
+    root.handlers[:] = handlers
     root.setLevel(level)
     for noisy in ("uvicorn.access", "httpx", "asyncio"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLevelName(level)))

@@ -40,6 +40,16 @@ class Transcriber(Protocol):
         ...
 
 
+class Recorder(Protocol):
+    """Voice logging (:class:`intake.recording.CallRecorder`): called on the event loop, never blocks."""
+
+    def begin(self, call_id: str) -> None: ...
+
+    def feed(self, call_id: str, leg: str, pcm: bytes, seq: int) -> None: ...
+
+    def end(self, call_id: str, at: Any = None) -> None: ...
+
+
 class CallControl(Protocol):
     """Commands to whichever adapter holds a call (SIP endpoint in standalone mode, AMI bridge in PBX mode)."""
 

@@ -83,6 +83,19 @@ class Settings(BaseSettings):
     triage_data_dir: Path | None = Field(None, description="Protocol data files (default: shipped ones)")
     takers: list[TakerConfig] = Field(default_factory=list, description="Call takers known at start")
 
+    # --- voice logging (call recording)
+    recording_enabled: bool = Field(True, description="Record every call's caller and call-taker legs")
+    recording_codec: Literal["flac", "opus"] = Field(
+        "flac",
+        description="Stored audio: flac (lossless, ~0.02 % of a core per leg) or opus (~2.5x smaller, ~1 %)",
+    )
+    recording_retention_days: int = Field(
+        90, ge=1, le=3650, description="Days a call recording is kept before the nightly purge deletes it"
+    )
+    recording_purge_hour: int = Field(
+        3, ge=0, le=23, description="Hour of the day (UTC) after which the leader runs the nightly purge"
+    )
+
     # --- logging
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="Log level")
     log_json: bool = Field(True, description="Structured JSON logs")

@@ -425,6 +425,11 @@ class TranscriptionService:
         self._lock = threading.Lock()
         self._closed = False
         self._warned_unknown: set[tuple[str, str]] = set()
+        # Health (supervisor's component panel): audio dropped because recognition fell behind, and
+        # failures it did not recover from, with their monotonic times; bounded.
+        self._drops: deque[tuple[float, float]] = deque(maxlen=10_000)
+        self._failures: deque[tuple[float, str]] = deque(maxlen=1_000)
+        self._last_final = 0.0
 
     # -- public API ---------------------------------------------------------------------------------
     def preload(self, languages: tuple[str, ...] = ()) -> None:
@@ -482,6 +487,7 @@ class TranscriptionService:
                 dropped = state.queue.popleft()
                 state.queued_bytes -= len(dropped)
                 state.dropped_bytes += len(dropped)
+                self._drops.append((time.monotonic(), len(dropped) / 2 / state.declared_rate))
             state.condition.notify()
         worker = state.worker
         if worker is not None and not worker.is_alive() and not state.done.is_set():
@@ -513,6 +519,38 @@ class TranscriptionService:
         state = self._legs.get((call_ref, leg))
         return 0.0 if state is None else state.processed_bytes / 2 / state.declared_rate
 
+    def health_snapshot(self, window_s: float = 600.0) -> dict[str, object]:
+        """The service's real state: legs being transcribed, the largest backlog, audio dropped and
+        unrecovered failures within ``window_s``, the models loaded. ``status`` is ``ok``, ``behind``
+        (audio was dropped) or ``down`` (closed, or failing without a transcript since)."""
+        now = time.monotonic()
+        with self._lock:
+            legs = [s for s in self._legs.values() if not s.done.is_set()]
+            closed = self._closed
+        backlog = max((s.queued_bytes / 2 / s.declared_rate for s in legs), default=0.0)
+        dropped = sum(seconds for at, seconds in list(self._drops) if now - at <= window_s)
+        failures = [(at, reason) for at, reason in list(self._failures) if now - at <= window_s]
+        loaded = getattr(self.engines, "loaded", None)
+        models = sorted({e.name for e in loaded()}) if callable(loaded) else []
+        status = "ok"
+        if dropped > 0:
+            status = "behind"
+        if closed or (failures and failures[-1][0] > self._last_final):
+            status = "down"
+        return {
+            "status": status,
+            "legs": len(legs),
+            "backlog_s": round(backlog, 1),
+            "dropped_s": round(dropped, 1),
+            "window_s": window_s,
+            "failures": len(failures),
+            "last_failure": failures[-1][1] if failures else "",
+            "models": models or [self.config.default_engine],
+        }
+
+    def health(self) -> tuple[bool, str]:
+        return health_text(self.health_snapshot())
+
     def close(self, timeout_s: float = 30.0) -> None:
         """Close every leg (flushing finals) and wait for the workers."""
         with self._lock:
@@ -527,6 +565,10 @@ class TranscriptionService:
 
     # -- internals ----------------------------------------------------------------------------------
     def emit(self, event: TranscriptEvent) -> None:
+        if isinstance(event, TranscriptionFailed) and not event.recovered:
+            self._failures.append((time.monotonic(), event.reason))
+        elif isinstance(event, TranscriptFinal):
+            self._last_final = time.monotonic()
         try:
             self._on_event(event)
         except Exception:  # the consumer's bug must not stop recognition for the call
@@ -611,3 +653,17 @@ class TranscriptionService:
                         if self._legs.get((state.call_ref, state.leg)) is state:
                             del self._legs[(state.call_ref, state.leg)]
                 return
+
+
+def health_text(snapshot: dict[str, object]) -> tuple[bool, str]:
+    """(healthy, one line for people) from :meth:`TranscriptionService.health_snapshot`; red when audio
+    is being dropped or recognition is down."""
+    models = snapshot.get("models") or []
+    line = (
+        f"{snapshot['status']}: {snapshot['legs']} legs, backlog {snapshot['backlog_s']} s, "
+        f"dropped {snapshot['dropped_s']} s in {int(float(str(snapshot['window_s'])) // 60)} min, "
+        f"model {', '.join(str(m) for m in models) if isinstance(models, list) else models}"
+    )
+    if snapshot.get("last_failure"):
+        line += f"; last failure: {snapshot['last_failure']}"
+    return snapshot["status"] == "ok", line

@@ -22,6 +22,11 @@ const IZS = (() => {
       offered: "Nabídnuto", no_transcript: "bez přepisu", evidence: "Důkazy", waiting_now: "Čekající",
       state: "Stav", name: "Jméno", first_words: "První slova", none: "—",
       map: "Poloha volajícího", source: "zdroj",
+      choose_type: "— vyberte typ —", choose_priority: "—", type_required: "Vyberte typ události",
+      priority_required: "Vyberte prioritu", replay: "Přehrát posledních 10 s", recording: "Nahrávka hovoru",
+      play_recording: "Přehrát celý hovor", not_yet_heard: "Zatím nezjištěno – volající ještě nic neřekl",
+      restored: "Obnoveno ze serveru", node: "uzel", legs: "přepisované strany", backlog: "zpoždění",
+      dropped: "zahozeno (10 min)", model: "model", gaps: "výpadky",
       tcpr_steps: [
         "Položte postiženého na záda na tvrdou podložku.",
         "Zakloňte mu hlavu, zkontrolujte dýchání (max. 10 s).",
@@ -50,6 +55,11 @@ const IZS = (() => {
       offered: "Offered", no_transcript: "no transcript", evidence: "Evidence", waiting_now: "Waiting",
       state: "State", name: "Name", first_words: "First words", none: "—",
       map: "Caller position", source: "source",
+      choose_type: "— choose a type —", choose_priority: "—", type_required: "Choose the incident type",
+      priority_required: "Choose the priority", replay: "Replay last 10 s", recording: "Call recording",
+      play_recording: "Play the whole call", not_yet_heard: "Not yet heard – the caller has said nothing yet",
+      restored: "Restored from the server", node: "node", legs: "legs transcribed", backlog: "backlog",
+      dropped: "dropped (10 min)", model: "model", gaps: "gaps",
       tcpr_steps: [
         "Lay the patient on their back on a firm surface.",
         "Tilt the head back, check breathing (10 s at most).",
@@ -62,6 +72,77 @@ const IZS = (() => {
   };
   let lang = localStorage.getItem("izs.lang") || "cs";
   const t = (key) => (TEXTS[lang] && TEXTS[lang][key]) ?? TEXTS.cs[key] ?? key;
+
+  // Codes from the API shown by name in the console's language (never MED_STROKE on a screen).
+  const LABELS = {
+    type: {
+      cs: {
+        UNKNOWN: "Zatím nezjištěno", FIRE_BUILDING: "Požár budovy", FIRE_VEHICLE: "Požár vozidla", FIRE_WILDLAND: "Požár v přírodě",
+        FIRE_OTHER: "Požár – jiný", TRAFFIC_ACCIDENT: "Dopravní nehoda", MED_CARDIAC_ARREST: "Zástava oběhu", MED_BREATHING: "Dušnost",
+        MED_CHEST_PAIN: "Bolest na hrudi", MED_STROKE: "Cévní mozková příhoda", MED_TRAUMA: "Úraz", MED_UNCONSCIOUS: "Bezvědomí",
+        MED_SEIZURE: "Křeče", MED_CHILDBIRTH: "Porod", MED_POISONING: "Otrava", MED_ALLERGY: "Alergická reakce",
+        MED_PSYCHIATRIC: "Psychiatrický stav", MED_OTHER: "Zdravotní potíže – jiné", POLICE_BURGLARY: "Vloupání", POLICE_ASSAULT: "Napadení",
+        POLICE_DOMESTIC_VIOLENCE: "Domácí násilí", POLICE_THEFT: "Krádež", POLICE_WEAPON: "Ozbrojená osoba",
+        POLICE_MISSING_PERSON: "Pohřešovaná osoba", POLICE_TRAFFIC: "Dopravní přestupek", POLICE_PUBLIC_ORDER: "Narušení veřejného pořádku",
+        POLICE_OTHER: "Policejní událost – jiná", TECH_RESCUE: "Technická pomoc", HAZMAT_GAS: "Únik plynu",
+        HAZMAT_CHEMICAL: "Únik nebezpečné látky", WEATHER_FLOOD: "Povodeň", NON_EMERGENCY: "Nejde o tísňovou událost",
+        SILENT_OR_HOAX: "Tiché / zneužité volání",
+      },
+      en: {
+        UNKNOWN: "Not yet heard", FIRE_BUILDING: "Building fire", FIRE_VEHICLE: "Vehicle fire", FIRE_WILDLAND: "Wildland fire",
+        FIRE_OTHER: "Fire – other", TRAFFIC_ACCIDENT: "Traffic accident", MED_CARDIAC_ARREST: "Cardiac arrest", MED_BREATHING: "Breathing problem",
+        MED_CHEST_PAIN: "Chest pain", MED_STROKE: "Stroke", MED_TRAUMA: "Injury", MED_UNCONSCIOUS: "Unconscious",
+        MED_SEIZURE: "Seizure", MED_CHILDBIRTH: "Childbirth", MED_POISONING: "Poisoning", MED_ALLERGY: "Allergic reaction",
+        MED_PSYCHIATRIC: "Psychiatric emergency", MED_OTHER: "Medical – other", POLICE_BURGLARY: "Burglary", POLICE_ASSAULT: "Assault",
+        POLICE_DOMESTIC_VIOLENCE: "Domestic violence", POLICE_THEFT: "Theft", POLICE_WEAPON: "Armed person",
+        POLICE_MISSING_PERSON: "Missing person", POLICE_TRAFFIC: "Traffic offence", POLICE_PUBLIC_ORDER: "Public order",
+        POLICE_OTHER: "Police – other", TECH_RESCUE: "Technical rescue", HAZMAT_GAS: "Gas leak",
+        HAZMAT_CHEMICAL: "Hazardous substance", WEATHER_FLOOD: "Flood", NON_EMERGENCY: "Not an emergency",
+        SILENT_OR_HOAX: "Silent / hoax call",
+      },
+    },
+    taker_state: {
+      cs: { available: "Připraven", busy: "Hovor", wrap_up: "Dokončuje", paused: "Pauza", offline: "Odhlášen" },
+      en: { available: "Available", busy: "On a call", wrap_up: "Wrap-up", paused: "Paused", offline: "Offline" },
+    },
+    agency: {
+      cs: { HZS: "Hasiči (HZS)", ZZS: "Záchranka (ZZS)", PCR: "Policie (PČR)" },
+      en: { HZS: "Fire (HZS)", ZZS: "Ambulance (ZZS)", PCR: "Police (PČR)" },
+    },
+    agency_status: {
+      cs: { proposed: "navrženo", alerted: "vyrozuměno", acknowledged: "potvrzeno", dispatched: "vysláno", closed: "ukončeno" },
+      en: { proposed: "proposed", alerted: "alerted", acknowledged: "acknowledged", dispatched: "dispatched", closed: "closed" },
+    },
+    desk: {
+      cs: { "112": "Linka 112", HZS: "Hasiči", ZZS: "Záchranka", PCR: "Policie" },
+      en: { "112": "112 line", HZS: "Fire", ZZS: "Ambulance", PCR: "Police" },
+    },
+    incident_status: {
+      cs: { new: "Nová", active: "Aktivní", closed: "Uzavřená" },
+      en: { new: "New", active: "Active", closed: "Closed" },
+    },
+    call_state: {
+      cs: { ringing: "vyzvání", queued: "ve frontě", connected: "probíhá", ended: "ukončen", abandoned: "nepřijat" },
+      en: { ringing: "ringing", queued: "queued", connected: "in progress", ended: "ended", abandoned: "abandoned" },
+    },
+    recording: {
+      cs: { recording: "nahrává se", complete: "nahrávka úplná", partial: "nahrávka s výpadky", failed: "nenahráno (chyba)",
+            purged: "nahrávka smazána (skartace)", interrupted: "nahrávka přerušena", not_recorded: "nenahráno" },
+      en: { recording: "recording", complete: "recording complete", partial: "recording with gaps", failed: "not recorded (failure)",
+            purged: "recording purged (retention)", interrupted: "recording interrupted", not_recorded: "not recorded" },
+    },
+    component: {
+      cs: { database: "databáze", redis: "živý stav (Redis)", sip: "SIP", ami: "ústředna (AMI)", transcription: "přepis řeči", recording: "nahrávání hovorů" },
+      en: { database: "database", redis: "live state (Redis)", sip: "SIP", ami: "PBX (AMI)", transcription: "speech recognition", recording: "call recording" },
+    },
+  };
+  // label("type", "MED_STROKE") -> "Cévní mozková příhoda"; an unknown code is shown readable, not raw.
+  const label = (kind, code) => {
+    if (code === null || code === undefined || code === "") return "";
+    const table = LABELS[kind] || {};
+    const text = (table[lang] && table[lang][code]) ?? (table.cs && table.cs[code]);
+    return text ?? String(code).replaceAll("_", " ").toLowerCase();
+  };
 
   function applyTexts(root = document) {
     root.querySelectorAll("[data-t]").forEach((el) => { el.textContent = t(el.dataset.t); });
@@ -160,7 +241,8 @@ const IZS = (() => {
   function healthBanner(components) {
     const bad = components.filter((c) => !c.healthy);
     const el = document.getElementById("health");
-    el.textContent = bad.length ? `${t("degraded")}: ${bad.map((c) => `${c.component}${c.detail ? " (" + c.detail + ")" : ""}`).join(", ")}` : "";
+    const name = (c) => { const [base, node] = c.component.split("@"); return label("component", base) + (node ? ` (${t("node")} ${node})` : ""); };
+    el.textContent = bad.length ? `${t("degraded")}: ${bad.map((c) => `${name(c)}${c.detail ? " (" + c.detail + ")" : ""}`).join(", ")}` : "";
     el.classList.toggle("show", bad.length > 0);
   }
 
@@ -191,5 +273,5 @@ const IZS = (() => {
     setTimeout(() => node.remove(), 2500);
   }
 
-  return { t, api, boot, live, healthBanner, el, seconds, clock, toast, applyTexts, get me() { return me; }, get lang() { return lang; } };
+  return { t, label, LABELS, api, boot, live, healthBanner, el, seconds, clock, toast, applyTexts, get me() { return me; }, get lang() { return lang; }, get token() { return token; } };
 })();

@@ -3,7 +3,8 @@
 "use strict";
 
 (() => {
-  const { t, api, el, seconds, clock, toast } = IZS;
+  const { t, label, api, el, seconds, clock, toast } = IZS;
+  const NOT_YET_HEARD = "UNKNOWN";
   const TYPES = [
     "MED_CARDIAC_ARREST", "MED_BREATHING", "MED_CHEST_PAIN", "MED_STROKE", "MED_TRAUMA", "MED_UNCONSCIOUS",
     "MED_SEIZURE", "MED_CHILDBIRTH", "MED_POISONING", "MED_ALLERGY", "MED_PSYCHIATRIC", "MED_OTHER",
@@ -12,20 +13,23 @@
     "POLICE_DOMESTIC_VIOLENCE", "POLICE_THEFT", "POLICE_WEAPON", "POLICE_MISSING_PERSON", "POLICE_TRAFFIC",
     "POLICE_PUBLIC_ORDER", "POLICE_OTHER", "NON_EMERGENCY", "SILENT_OR_HOAX",
   ];
-  // Czech names of the incident types (English: the code, readable).
-  const TYPE_CS = {"FIRE_BUILDING": "Požár budovy", "FIRE_VEHICLE": "Požár vozidla", "FIRE_WILDLAND": "Požár v přírodě", "FIRE_OTHER": "Požár", "TRAFFIC_ACCIDENT": "Dopravní nehoda", "MED_CARDIAC_ARREST": "Zástava oběhu", "MED_BREATHING": "Dušnost", "MED_CHEST_PAIN": "Bolest na hrudi", "MED_STROKE": "Cévní mozková příhoda", "MED_TRAUMA": "Úraz", "MED_UNCONSCIOUS": "Bezvědomí", "MED_SEIZURE": "Křeče", "MED_CHILDBIRTH": "Porod", "MED_POISONING": "Otrava", "MED_ALLERGY": "Alergická reakce", "MED_PSYCHIATRIC": "Psychiatrický stav", "MED_OTHER": "Zdravotní potíže", "POLICE_BURGLARY": "Vloupání", "POLICE_ASSAULT": "Napadení", "POLICE_DOMESTIC_VIOLENCE": "Domácí násilí", "POLICE_THEFT": "Krádež", "POLICE_WEAPON": "Ozbrojená osoba", "POLICE_MISSING_PERSON": "Pohřešovaná osoba", "POLICE_TRAFFIC": "Dopravní přestupek", "POLICE_PUBLIC_ORDER": "Narušení veřejného pořádku", "POLICE_OTHER": "Policejní událost", "TECH_RESCUE": "Technická pomoc", "HAZMAT_GAS": "Únik plynu", "HAZMAT_CHEMICAL": "Únik nebezpečné látky", "WEATHER_FLOOD": "Povodeň", "NON_EMERGENCY": "Nejde o tísňovou událost", "SILENT_OR_HOAX": "Tiché / zneužité volání"};
-  const typeLabel = (code) => (IZS.lang === "cs" && TYPE_CS[code]) || code.replaceAll("_", " ").toLowerCase();
+  // Shown by name in the console's language (IZS.label); "UNKNOWN" (nothing heard yet) is a state of the
+  // call, never a type a person picks, so it is not in the list.
+  const typeLabel = (code) => IZS.label("type", code);
   const state = {
     me: null, offered: null, call: null, incident: null, triage: null,
     finals: [], partial: "", duplicate: null, recognisedPosted: new Set(), compressionAt: null, recognisedAt: null,
+    replayUrl: null, restoring: false, dirty: new Set(), draftTimer: null,
   };
   const $ = (id) => document.getElementById(id);
 
   function fillTypes() {
     const select = $("f-type");
     const current = select.value;
-    select.replaceChildren(...TYPES.map((v) => el("option", { value: v }, typeLabel(v))));
-    if (current) select.value = current;
+    // Starts empty: an untouched form must not save a cardiac arrest (nor anything else).
+    select.replaceChildren(el("option", { value: "" }, t("choose_type")), ...TYPES.map((v) => el("option", { value: v }, typeLabel(v))));
+    select.value = current || "";
+    document.querySelectorAll("[data-agency]").forEach((node) => { node.textContent = label("agency", node.dataset.agency); });
   }
 
   function renderSteps() {
@@ -41,7 +45,7 @@
     if (!call) return;
     $("offer-caller").textContent = call.caller.display;
     $("offer-language").textContent = call.language || "?";
-    $("offer-desk").textContent = call.desk || "?";
+    $("offer-desk").textContent = call.desk ? label("desk", call.desk) : "?";
     $("offer-location").textContent = (call.location && call.location.text) || t("none");
     drawMap(call.location);
     $("offer-priority").replaceChildren(call.priority ? el("span", { class: `prio prio-${call.priority}` }, `P${call.priority}`) : "");
@@ -117,18 +121,128 @@
   }
 
   // ------------------------------------------------------------------------------- current call
-  function openCall(call) {
+  function openCall(call, partial = "", serverDraft = null) {
+    const same = state.call && state.call.id === call.id;
+    if (!same) {
+      state.dirty = new Set();
+      state.incident = null;
+      $("incident-id").textContent = "";
+      $("incident-form").reset();
+      fillTypes();
+    }
     state.call = call;
-    state.finals = (call.transcript || []).filter((s) => s.leg === "caller").map((s) => s.text);
-    state.partial = "";
-    state.compressionAt = null;
-    state.recognisedAt = null;
-    $("call-head").textContent = `${call.caller.display} · ${call.dialled} · ${call.desk || ""}`;
+    const finals = (call.transcript || []).filter((s) => s.leg === "caller").map((s) => s.text);
+    // A snapshot older than the live events already shown (accept's answer racing a restore) never
+    // takes words off the screen.
+    if (!same || finals.length >= state.finals.length) state.finals = finals;
+    if (!same || partial) state.partial = partial || "";
+    if (!same) { state.compressionAt = null; state.recognisedAt = null; }
+    $("call-head").textContent = `${call.caller.display} · ${call.dialled} · ${call.desk ? label("desk", call.desk) : ""}`;
     drawMap(call.location);
     if (call.triage) showTriage(call.triage);
     renderTranscript();
     if (call.incident_id) loadIncident(call.incident_id);
+    restoreDraft(call.id, serverDraft);
     $("btn-save").disabled = false;
+    showRecording(call);
+  }
+
+  // ------------------------------------------------------------------------- restore on load
+  // The server keeps everything the console shows; a reload, a crashed browser or another PC gets it all
+  // back from GET /api/me/work: the call in hand, the offer, the taker's state.
+  async function restore() {
+    if (!state.me.taker_id) return;
+    state.restoring = true;
+    try {
+      const work = await api("GET", "/api/me/work");
+      showMyState(work.state);
+      if (work.call && (!state.call || state.call.id !== work.call.id || state.call.state !== work.call.state)) {
+        showOffer(null);
+        openCall(work.call, work.partial, work.draft);
+      } else if (work.call && state.call && state.call.id === work.call.id && work.partial) {
+        state.partial = work.partial; renderTranscript();
+      }
+      if (work.offer && (!state.offered || state.offered.id !== work.offer.id)) showOffer(work.offer);
+      if (!work.offer && state.offered && !work.call) showOffer(null);
+      document.body.dataset.restored = String(Date.now());
+    } catch (e) {
+      toast(e.message);
+    } finally {
+      state.restoring = false;
+    }
+  }
+
+  // What was typed but not saved yet survives a reload of this browser (the saved part is on the server).
+  function draftKey(callId) { return `izs.draft.${state.me.taker_id}.${callId}`; }
+  function saveDraft(ev) {
+    // Only people fire input events here (the console sets values without events).
+    if (ev && ev.target && ev.target.name) state.dirty.add(ev.target.name);
+    if (!state.call || state.restoring) return;
+    const form = $("incident-form");
+    const values = {};
+    for (const name of ["incident_type", "priority", "municipality", "street", "house_number", "landmark", "note"]) values[name] = form.elements[name].value;
+    values.agencies = [...form.querySelectorAll("input[name=agency]:checked")].map((b) => b.value);
+    localStorage.setItem(draftKey(state.call.id), JSON.stringify(values));
+    // ... and on the server, so another PC gets it too (debounced: one request per pause in typing).
+    clearTimeout(state.draftTimer);
+    const callId = state.call.id;
+    state.draftTimer = setTimeout(() => sendDraft(callId, values), 400);
+  }
+  function sendDraft(callId, values) {
+    const kept = Object.fromEntries(Object.entries(values).filter(([, v]) => (Array.isArray(v) ? v.length : v)));
+    return api("PUT", "/api/me/draft", { call_id: callId, values: kept }).catch(() => {});
+  }
+  function restoreDraft(callId, serverDraft) {
+    const raw = serverDraft ? JSON.stringify(serverDraft) : localStorage.getItem(draftKey(callId));
+    if (!raw) return;
+    try {
+      const values = JSON.parse(raw);
+      const form = $("incident-form");
+      for (const [name, value] of Object.entries(values)) {
+        if (name === "agencies") {
+          form.querySelectorAll("input[name=agency]").forEach((b) => { b.checked = value.includes(b.value); });
+          state.dirty.add("agency");
+        } else if (form.elements[name] && value) {
+          form.elements[name].value = value;
+          state.dirty.add(name);
+        }
+      }
+    } catch (e) { localStorage.removeItem(draftKey(callId)); }
+  }
+
+  // ------------------------------------------------------------------------------- replay
+  function showRecording(call) {
+    $("recording-panel").classList.remove("hidden");
+    const live = call.state === "connected" || call.state === "queued";
+    $("btn-replay").classList.toggle("hidden", !live);
+    $("btn-recording").classList.toggle("hidden", live);
+    $("recording-status").textContent = call.recording ? label("recording", call.recording.status) : "";
+  }
+
+  // The caller's last 10 s (while on the line: "what street did they say?"), or the whole call afterwards.
+  // Fetched with the token (an <audio src> cannot send it) and played from a blob.
+  async function playRecording(lastSeconds) {
+    if (!state.call) return;
+    const query = lastSeconds ? `legs=caller&last_s=${lastSeconds}` : "legs=both";
+    const audio = $("replay-audio");
+    try {
+      const response = await fetch(`/api/calls/${state.call.id}/recording?${query}`, { headers: { Authorization: `Bearer ${IZS.token}` } });
+      if (!response.ok) {
+        const body = await response.json().catch(() => ({}));
+        $("recording-status").textContent = body.message || response.statusText;
+        return;
+      }
+      const blob = await response.blob();
+      if (state.replayUrl) URL.revokeObjectURL(state.replayUrl);
+      state.replayUrl = URL.createObjectURL(blob);
+      audio.dataset.seconds = response.headers.get("X-Recording-Seconds") || "";
+      audio.dataset.kind = lastSeconds ? "replay" : "whole";
+      audio.src = state.replayUrl;
+      $("recording-status").textContent = label("recording", response.headers.get("X-Recording-Status") || "");
+      await audio.play();
+    } catch (e) {
+      $("recording-status").textContent = e.message;
+    }
   }
 
   function evidenceWords() {
@@ -160,8 +274,10 @@
   function showTriage(decision) {
     state.triage = decision;
     const box = $("triage");
-    const agencies = (decision.agencies || []).map((a) => el("span", { class: "agency-chip" }, a.value));
-    const type = decision.incident_type ? decision.incident_type.value : "?";
+    const agencies = (decision.agencies || []).map((a) => el("span", { class: "agency-chip", "data-code": a.value }, label("agency", a.value)));
+    const type = decision.incident_type ? decision.incident_type.value : NOT_YET_HEARD;
+    const heard = type !== NOT_YET_HEARD;
+    $("not-yet-heard").classList.toggle("hidden", heard);
     const prio = decision.priority ? decision.priority.value : 2;
     box.classList.remove("muted");
     box.replaceChildren(...[
@@ -171,7 +287,10 @@
       el("div", { class: "muted" }, `${t("evidence")}: ${[...evidenceWords()].join(", ") || t("none")}`),
     ].filter(Boolean));
     $("btn-confirm").disabled = !state.incident;
-    if (!state.incident) prefill({ incident_type: type, priority: prio, agencies: (decision.agencies || []).map((a) => ({ agency: a.value })) });
+    // Triage's proposal fills an untouched form; "nothing heard yet" fills nothing.
+    if (!state.incident && heard && !$("incident-form").elements.incident_type.value) {
+      prefill({ incident_type: type, priority: prio, agencies: (decision.agencies || []).map((a) => ({ agency: a.value })) });
+    }
     if (decision.location) prefill({ location: decision.location });  // fills only empty place fields
     setTcpr(!!(decision.tcpr && decision.tcpr.value));
     renderTranscript();
@@ -187,10 +306,14 @@
       }
       return;
     }
-    if (incident.incident_type) form.elements.incident_type.value = incident.incident_type;
-    if (incident.priority) form.elements.priority.value = String(incident.priority);
-    const codes = new Set((incident.agencies || []).map((a) => a.agency));
-    form.querySelectorAll("input[name=agency]").forEach((box) => { box.checked = codes.has(box.value); });
+    // What the call taker changed is theirs: an incident or proposal arriving later never overwrites it.
+    const dirty = state.dirty;
+    if (incident.incident_type && !dirty.has("incident_type")) form.elements.incident_type.value = incident.incident_type;
+    if (incident.priority && !dirty.has("priority")) form.elements.priority.value = String(incident.priority);
+    if (!dirty.has("agency")) {
+      const codes = new Set((incident.agencies || []).map((a) => a.agency));
+      form.querySelectorAll("input[name=agency]").forEach((box) => { box.checked = codes.has(box.value); });
+    }
     const loc = incident.location;
     if (loc) {
       for (const name of ["municipality", "street", "house_number", "landmark"]) {
@@ -205,11 +328,13 @@
     $("incident-id").textContent = incident.id;
     prefill(incident);
     $("btn-confirm").disabled = false;
-    setTcpr(incident.tcpr || (state.triage && state.triage.tcpr && state.triage.tcpr.value));
+    // The T-CPR times are on the timeline: a reloaded console shows the real elapsed times, and does not
+    // record "recognised" a second time.
     for (const entry of incident.timeline || []) {
       if (entry.action === "tcpr_first_compression") state.compressionAt = entry.data.at;
       if (entry.action === "tcpr_recognised") state.recognisedAt = entry.data.at;
     }
+    setTcpr(incident.tcpr || (state.triage && state.triage.tcpr && state.triage.tcpr.value));
     try {
       const duplicates = await api("GET", `/api/incidents/${id}/duplicates`);
       showDuplicate(duplicates[0] || null);
@@ -221,7 +346,7 @@
     $("duplicate").classList.toggle("hidden", !candidate);
     if (candidate) {
       const inc = candidate.incident;
-      $("duplicate-text").textContent = `${inc.id} · ${inc.incident_type} · ${(inc.location && inc.location.text) || ""} (${candidate.reason})`;
+      $("duplicate-text").textContent = `${inc.id} · ${typeLabel(inc.incident_type)} · ${(inc.location && inc.location.text) || ""} (${candidate.reason})`;
     }
   }
 
@@ -249,6 +374,8 @@
     if (ev) ev.preventDefault();
     const v = formValues();
     const status = $("save-status");
+    if (!v.incident_type) { status.textContent = t("type_required"); $("f-type").focus(); return; }
+    if (!v.priority) { status.textContent = t("priority_required"); $("f-priority").focus(); return; }
     try {
       let incident;
       if (state.incident) {
@@ -272,6 +399,12 @@
       state.incident = incident;
       $("incident-id").textContent = incident.id;
       $("incident-form").elements.note.value = "";
+      if (state.call) {
+        localStorage.removeItem(draftKey(state.call.id));
+        clearTimeout(state.draftTimer);
+        sendDraft(state.call.id, {});
+      }
+      state.dirty = new Set();
       status.textContent = `${t("saved")} ${incident.id}`;
       toast(`${t("saved")}: ${incident.id}`);
     } catch (e) {
@@ -335,7 +468,7 @@
       for (const entry of queues.desks[desk] || []) {
         rows.push(el("tr", {},
           el("td", {}, el("span", { class: `prio prio-${entry.priority}` }, `P${entry.priority}`)),
-          el("td", {}, desk),
+          el("td", {}, label("desk", desk)),
           el("td", {}, entry.caller || ""),
           el("td", {}, clock(Math.round(entry.wait_s || 0))),
           el("td", { class: "muted" }, (entry.first_words || "").slice(0, 60)),
@@ -353,9 +486,14 @@
   async function refreshState() {
     const takers = await api("GET", "/api/takers");
     const mine = takers.find((x) => x.id === state.me.taker_id);
+    showMyState(mine ? mine.state : null);
+  }
+
+  function showMyState(code) {
     const badge = $("my-state");
-    badge.textContent = mine ? mine.state : "—";
-    badge.className = `state-badge state-${mine ? mine.state : ""}`;
+    badge.textContent = code ? label("taker_state", code) : "—";
+    badge.dataset.state = code || "";
+    badge.className = `state-badge state-${code || ""}`;
   }
 
   async function setState(target) {
@@ -395,7 +533,11 @@
       case "call.ended":
       case "call.abandoned":
         if (state.offered && ev.call_id === state.offered.id) showOffer(null);
-        if (current) $("call-head").textContent += " · ■";
+        if (current) {
+          $("call-head").textContent += " · ■";
+          state.call.state = ev.type === "call.ended" ? "ended" : "abandoned";
+          showRecording(state.call);
+        }
         refreshQueue();
         break;
       case "incident.updated":
@@ -407,8 +549,11 @@
         refreshQueue();
         break;
       case "taker.state":
-      case "call.connected":
         if (ev.taker_id === state.me.taker_id) refreshState();
+        break;
+      case "call.connected":
+        // Taken here, on the desk phone, or on this taker's other console: the server says what is in hand.
+        if (ev.taker_id === state.me.taker_id) restore();
         break;
       case "component.health":
         refreshHealth();
@@ -421,7 +566,7 @@
   function keys(ev) {
     if (ev.ctrlKey && ev.key === "Enter") { ev.preventDefault(); save(); return; }
     if (!ev.altKey) return;
-    const actions = { p: accept, o: confirmTriage, k: firstCompression, r: () => setState("available"), a: () => setState("paused"), l: () => $("lang").click() };
+    const actions = { p: accept, o: confirmTriage, k: firstCompression, z: () => playRecording(10), r: () => setState("available"), a: () => setState("paused"), l: () => $("lang").click() };
     const action = actions[ev.key.toLowerCase()];
     if (action) { ev.preventDefault(); action(); }
   }
@@ -430,7 +575,16 @@
     state.me = me;
     fillTypes();
     renderSteps();
-    document.addEventListener("izs:language", () => { renderSteps(); fillTypes(); if (state.triage) showTriage(state.triage); });
+    document.addEventListener("izs:language", () => {
+      renderSteps(); fillTypes(); refreshState(); refreshQueue();
+      if (state.triage) showTriage(state.triage);
+      if (state.call) showRecording(state.call);
+      if (state.offered) $("offer-desk").textContent = state.offered.desk ? label("desk", state.offered.desk) : "?";
+    });
+    $("btn-replay").addEventListener("click", () => playRecording(10));
+    $("btn-recording").addEventListener("click", () => playRecording(null));
+    $("incident-form").addEventListener("input", saveDraft);
+    $("incident-form").addEventListener("change", saveDraft);
     $("btn-accept").addEventListener("click", accept);
     $("btn-confirm").addEventListener("click", confirmTriage);
     $("btn-compression").addEventListener("click", firstCompression);
@@ -441,6 +595,6 @@
     document.addEventListener("keydown", keys);
     setInterval(tick, 500);
     loadPlaces();
-    IZS.live(onEvent, () => { refreshQueue(); refreshState(); refreshHealth(); });
+    IZS.live(onEvent, () => { refreshQueue(); restore(); refreshHealth(); });
   });
 })();

@@ -3,7 +3,7 @@
 "use strict";
 
 (() => {
-  const { t, api, el, seconds, clock, toast } = IZS;
+  const { t, label, api, el, seconds, clock, toast } = IZS;
   const $ = (id) => document.getElementById(id);
   const DESKS = ["112", "HZS", "ZZS", "PCR"];
   let refreshTimer = null;
@@ -27,7 +27,7 @@
       tile(t("abandoned"), s.abandoned_to_call_back, s.abandoned_to_call_back ? "bad" : "good"),
     );
     $("per-agency").replaceChildren(
-      ...Object.entries(s.open_incidents_by_agency).map(([agency, n]) => el("span", { class: "agency-chip" }, `${agency}: ${n}`)),
+      ...Object.entries(s.open_incidents_by_agency).map(([agency, n]) => el("span", { class: "agency-chip" }, `${label("agency", agency)}: ${n}`)),
     );
   }
 
@@ -41,9 +41,9 @@
         const prio = el("select", { "aria-label": t("reprioritise"), onchange: (ev) => reprioritise(desk, entry.call_id, Number(ev.target.value)) },
           ...[1, 2, 3].map((p) => el("option", { value: p, selected: p === entry.priority }, `P${p}`)));
         const move = el("select", { "aria-label": t("move"), onchange: (ev) => ev.target.value && moveCall(desk, entry.call_id, ev.target.value) },
-          el("option", { value: "" }, `${t("move")}…`), ...DESKS.filter((d) => d !== desk).map((d) => el("option", { value: d }, d)));
+          el("option", { value: "" }, `${t("move")}…`), ...DESKS.filter((d) => d !== desk).map((d) => el("option", { value: d }, label("desk", d))));
         rows.push(el("tr", { "data-call": entry.call_id },
-          el("td", {}, desk),
+          el("td", {}, label("desk", desk)),
           el("td", {}, el("span", { class: `prio prio-${entry.priority}` }, `P${entry.priority}`), entry.front ? " ♥" : ""),
           el("td", { class: "wait", "data-arrival": entry.arrival || "" }, clock(Math.round(entry.wait_s || 0))),
           el("td", {}, entry.caller || ""),
@@ -71,8 +71,8 @@
     const takers = await api("GET", "/api/takers");
     $("takers").replaceChildren(...takers.map((x) => el("tr", {},
       el("td", {}, x.name),
-      el("td", {}, x.desks.join(", ")),
-      el("td", {}, el("span", { class: `state-badge state-${x.state}` }, x.state)),
+      el("td", {}, x.desks.map((d) => label("desk", d)).join(", ")),
+      el("td", {}, el("span", { class: `state-badge state-${x.state}`, "data-state": x.state }, label("taker_state", x.state))),
       el("td", { class: "since", "data-since": x.since || "" }, x.since ? clock(seconds(x.since)) : ""),
     )));
   }
@@ -82,8 +82,8 @@
     $("incidents").replaceChildren(...page.items.map((i) => el("tr", { "data-incident": i.id },
       el("td", {}, el("strong", {}, i.id)),
       el("td", {}, el("span", { class: `prio prio-${i.priority}` }, `P${i.priority}`)),
-      el("td", {}, i.incident_type),
-      el("td", {}, ...i.agencies.map((a) => el("span", { class: "agency-chip" }, a.agency))),
+      el("td", { "data-type": i.incident_type }, label("type", i.incident_type)),
+      el("td", {}, ...i.agencies.map((a) => el("span", { class: "agency-chip", "data-code": a.agency }, label("agency", a.agency)))),
       el("td", { class: "muted" }, (i.location && i.location.text) || ""),
       el("td", { class: "muted" }, i.confirmed_by || ""),
     )));
@@ -107,10 +107,18 @@
   async function refreshHealth() {
     const components = await api("GET", "/api/health");
     IZS.healthBanner(components);
-    $("components").replaceChildren(...components.map((c) => el("tr", {},
-      el("td", {}, c.component),
+    // Transcription per node: legs transcribed, backlog, audio dropped in 10 min, model; red when dropping.
+    const detail = (c) => {
+      const d = c.data || {};
+      if (d.status === undefined) return c.detail || "";
+      return `${d.status} · ${t("legs")} ${d.legs} · ${t("backlog")} ${d.backlog_s} s · ${t("dropped")} ${d.dropped_s} s · ${t("model")} ${(d.models || []).join(", ")}`
+        + (d.last_failure ? ` · ${d.last_failure}` : "");
+    };
+    const name = (c) => { const [base, node] = c.component.split("@"); return label("component", base) + (node ? ` (${t("node")} ${node})` : ""); };
+    $("components").replaceChildren(...components.map((c) => el("tr", { "data-component": c.component, "data-healthy": String(c.healthy) },
+      el("td", {}, name(c)),
       el("td", {}, el("span", { class: `state-badge ${c.healthy ? "state-available" : "state-busy"}` }, c.healthy ? "OK" : "!!")),
-      el("td", { class: "muted" }, c.detail || ""),
+      el("td", { class: "muted" }, detail(c)),
     )));
   }
 

@@ -77,6 +77,8 @@ async def run_demo(
     calls: int = 12,
     pace_s: float = 4.0,
     keep_running: bool = True,
+    log_file: Path | None = None,
+    verbose: bool = False,
 ) -> int:
     """Run the demo; returns the process exit code (0: every placed call is on record in the database)."""
     say = _printer()
@@ -91,6 +93,9 @@ async def run_demo(
     if missing:
         raise IzsError(f"the demo needs {', '.join(missing)} to give callers a voice (see docs/e2e.md)")
     say(f"izs demo: {len(chosen)} calls, one every {pace_s:g} s; synthesizing the callers' voices ...")
+    if log_file is not None:
+        shown = "on this terminal and in" if verbose else "in"
+        say(f"logs (JSON lines) {shown} {log_file}" + ("" if verbose else "   (--verbose shows them here)"))
     voices = await synthesize_calls(synthesizer, chosen, say)
 
     say("starting the centre (database, Redis, SIP endpoint, transcription, API) ...")
@@ -113,7 +118,16 @@ async def run_demo(
         labels: dict[str, str] = {}
         tracker = FlowTracker(centre.bus, printer=say, label_for=labels.get)
         await tracker.start()
-        autopilot = TakerAutopilot(centre, taker_ids)
+
+        def on_handover(taker_id: str, manual: bool) -> None:
+            if manual:
+                say(
+                    f"** {taker_id}: a console is open – autopilot off, {taker_id}'s calls are offered to you"
+                )
+            else:
+                say(f"** {taker_id}: console closed – autopilot takes {taker_id}'s calls again")
+
+        autopilot = TakerAutopilot(centre, taker_ids, on_handover=on_handover)
         await autopilot.start()
         say("")
         if url:
@@ -125,7 +139,8 @@ async def run_demo(
             say(f"  user {user.username:<11} role {user.role:<11} password {secret}")
         say(
             f"demo call takers ({', '.join(taker_ids)}) answer offered calls on autopilot; "
-            "log in as one of them to take calls yourself"
+            "log in as one of them to take calls yourself: while your console is open the autopilot "
+            "leaves that call taker's calls to you"
         )
         say("")
         plans = [

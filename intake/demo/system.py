@@ -10,7 +10,7 @@ import logging
 import random
 import secrets
 import socket
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -115,7 +115,11 @@ async def make_available(centre: Centre, taker_ids: Iterable[str], actor: str = 
 class TakerAutopilot:
     """Call takers who accept every call offered to them after a short think time, as a person at a
     console would (``POST /api/calls/{id}/accept``). Only the listed takers are driven. With ``talk_s``
-    they also end each call that long after answering (the endpoint hangs up on the caller)."""
+    they also end each call that long after answering (the endpoint hangs up on the caller).
+
+    Hand-over: while a console session of a call taker is connected (on any node: the presence is in
+    Redis), the autopilot leaves that taker's calls to the person; ``on_handover(taker_id, manual)`` is
+    told when a person takes over or leaves."""
 
     def __init__(
         self,
@@ -124,7 +128,10 @@ class TakerAutopilot:
         think_s: tuple[float, float] = (1.0, 3.0),
         seed: int = 155,
         talk_s: float | None = None,
+        on_handover: Callable[[str, bool], None] | None = None,
     ) -> None:
+        self._on_handover = on_handover
+        self.manual: set[str] = set()  # takers a person is working right now
         self._centre = centre
         self._takers = set(taker_ids)
         self._think = think_s
@@ -164,6 +171,7 @@ class TakerAutopilot:
         did not bring (events published while the bus was re-subscribing never arrive)."""
         while True:
             await asyncio.sleep(1.0)
+            await self._watch_consoles()
             try:
                 states = await self._centre.live.taker_states()
             except IzsError as exc:
@@ -178,8 +186,26 @@ class TakerAutopilot:
                 ):
                     self._take(str(state["call_id"]), taker_id)
 
+    async def _watch_consoles(self) -> None:
+        for taker_id in sorted(self._takers):
+            try:
+                manual = await self._centre.live.consoles_open(taker_id) > 0
+            except IzsError as exc:
+                log.info("autopilot cannot see consoles: %s", exc.message)
+                return
+            if manual != (taker_id in self.manual):
+                (self.manual.add if manual else self.manual.discard)(taker_id)
+                if self._on_handover is not None:
+                    self._on_handover(taker_id, manual)
+
+    async def _person_at_console(self, taker_id: str) -> bool:
+        try:
+            return bool(await self._centre.live.consoles_open(taker_id))
+        except IzsError:
+            return taker_id in self.manual
+
     def _take(self, call_id: str, taker_id: str | None) -> None:
-        if taker_id not in self._takers or (call_id, taker_id) in self._seen:
+        if taker_id not in self._takers or taker_id in self.manual or (call_id, taker_id) in self._seen:
             return
         self._seen.add((call_id, taker_id))
         task = asyncio.create_task(
@@ -191,6 +217,10 @@ class TakerAutopilot:
     async def _accept(self, event: LiveEvent) -> None:
         assert event.call_id is not None and event.taker_id is not None
         await asyncio.sleep(self._random.uniform(*self._think))
+        if await self._person_at_console(event.taker_id):
+            # A person opened this taker's console meanwhile: the offer is theirs to take.
+            self._seen.discard((event.call_id, event.taker_id))
+            return
         try:
             await self._centre.calls.accept(event.call_id, event.taker_id)
             self.accepted.append((event.call_id, event.taker_id))

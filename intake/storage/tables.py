@@ -18,6 +18,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Text,
@@ -98,8 +99,8 @@ class CallRow(Base):
     node: Mapped[str | None] = mapped_column(String(128))
     callback_done_at: Mapped[datetime | None]
     callback_by: Mapped[str | None] = mapped_column(String(128))
-    triage: Mapped[dict[str, Any] | None] = mapped_column(JSON)  # 0002_issue13
-    notes: Mapped[list[Any] | None] = mapped_column(JSON)  # 0002_issue13
+    triage: Mapped[dict[str, Any] | None] = mapped_column(JSON)  # migration 0002
+    notes: Mapped[list[Any] | None] = mapped_column(JSON)  # migration 0002
     updated_at: Mapped[datetime]
 
 
@@ -300,3 +301,45 @@ class WebhookDeliveryRow(Base):
     last_error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime]
     delivered_at: Mapped[datetime | None]
+
+
+# ------------------------------------------------------------------------------------ voice logging
+
+
+class RecordingRow(Base):
+    """One call's recording: its state and where each leg sits on the recording's time line. The audio is
+    in ``recording_chunks``; this row survives the purge (status ``purged``) so the call still says why
+    there is nothing to play."""
+
+    __tablename__ = "recordings"
+
+    # Not a foreign key, like calls.incident_id: the first audio can be stored before the call row.
+    call_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    node: Mapped[str] = mapped_column(String(128))
+    codec: Mapped[str] = mapped_column(String(16))
+    sample_rate: Mapped[int] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(String(16), index=True)
+    started_at: Mapped[datetime] = mapped_column(index=True)
+    ended_at: Mapped[datetime | None]
+    legs: Mapped[dict[str, Any]] = mapped_column(JSON)
+    gaps: Mapped[list[Any]] = mapped_column(JSON)
+    stored_bytes: Mapped[int] = mapped_column(Integer)
+    detail: Mapped[str | None] = mapped_column(Text)
+    purged_at: Mapped[datetime | None]
+    updated_at: Mapped[datetime]
+
+
+class RecordingChunkRow(Base):
+    """A few seconds of one leg, compressed (FLAC), written while the call goes on."""
+
+    __tablename__ = "recording_chunks"
+    __table_args__ = (UniqueConstraint("call_id", "leg", "seq"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    call_id: Mapped[str] = mapped_column(String(64), index=True)
+    leg: Mapped[str] = mapped_column(String(16))
+    seq: Mapped[int] = mapped_column(Integer)
+    start_s: Mapped[float] = mapped_column(Float)
+    duration_s: Mapped[float] = mapped_column(Float)
+    data: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime]

@@ -70,9 +70,10 @@ async def test_offered_call_goes_from_console_to_saved_incident_on_the_dashboard
             await log_in(taker_page, server.url + "/console", "jana")
             await expect(taker_page.locator("header.top h1")).to_contain_text("pult operátora")
             await taker_page.click("#btn-ready")
-            await expect(taker_page.locator("#my-state")).to_have_text("available")
+            await expect(taker_page.locator("#my-state")).to_have_attribute("data-state", "available")
+            await expect(taker_page.locator("#my-state")).to_have_text("Připraven")
             await log_in(supervisor_page, server.url + "/supervisor", "vedouci")
-            await expect(supervisor_page.locator("#takers")).to_contain_text("available")
+            await expect(supervisor_page.locator("#takers")).to_contain_text("Připraven")
 
             centre.calls.submit(
                 CallOffered(
@@ -81,11 +82,11 @@ async def test_offered_call_goes_from_console_to_saved_incident_on_the_dashboard
             )
             await expect(taker_page.locator("#offer-body")).to_be_visible(timeout=10_000)
             await expect(taker_page.locator("#offer-caller")).to_have_text("+420603224590")
-            await expect(taker_page.locator("#offer-desk")).to_have_text("ZZS")
+            await expect(taker_page.locator("#offer-desk")).to_have_text("Záchranka")
             await taker_page.keyboard.press("Alt+p")  # accept by keyboard
             await expect(taker_page.locator("#offer-body")).to_be_hidden()
             await expect(taker_page.locator("#call-head")).to_contain_text("+420603224590")
-            await expect(taker_page.locator("#my-state")).to_have_text("busy")
+            await expect(taker_page.locator("#my-state")).to_have_attribute("data-state", "busy")
 
             centre.calls.submit(
                 TranscriptFinal(
@@ -111,7 +112,7 @@ async def test_offered_call_goes_from_console_to_saved_incident_on_the_dashboard
             row = supervisor_page.locator(f'tr[data-incident="{incident_id}"]')
             await expect(row).to_be_visible(timeout=10_000)
             await expect(row).to_contain_text("jana")
-            await expect(supervisor_page.locator("#takers")).to_contain_text("busy")
+            await expect(supervisor_page.locator("#takers")).to_contain_text("Hovor")
 
             await taker_page.click("#lang")
             await expect(taker_page.locator("#tcpr h2")).to_contain_text("CARDIAC ARREST")

@@ -372,3 +372,30 @@ def test_arbitrary_bytes_never_crash_a_leg(make_service, chunks: list[bytes], ra
         assert isinstance(event, TranscriptFinal | TranscriptPartial | TranscriptionFailed)
         if isinstance(event, TranscriptionFailed):
             assert event.recovered, event.reason
+
+
+def test_health_reports_legs_backlog_and_dropped_audio_from_the_real_service_state(
+    make_service, faults: Faults, events: EventLog, korean_phrases: list[Speech]
+) -> None:
+    """What the supervisor's component panel shows: ok while keeping up; "behind" (red) with the seconds
+    dropped once the backlog overflows; "down" once closed."""
+    service = make_service(events, max_backlog_s=1.0)
+    healthy, detail = service.health()
+    assert healthy and detail.startswith("ok: 0 legs")
+    faults.stall_s = 0.2
+    speech = korean_phrases[1]
+    service.open_leg("health", "caller", 16000, language_hint="ko")
+    for frame in np.array_split(speech.samples, speech.samples.size // 320):
+        service.feed("health", "caller", frame.tobytes())
+    snapshot = service.health_snapshot()
+    assert snapshot["status"] == "behind" and snapshot["legs"] == 1
+    assert 0 < float(snapshot["dropped_s"]) <= speech.samples.size / 16000
+    assert 0 < float(snapshot["backlog_s"]) <= 1.02
+    healthy, detail = service.health()
+    assert not healthy and "dropped" in detail and "backlog" in detail
+    faults.stall_s = 0.0
+    assert service.close_leg("health", "caller").wait(60)
+    assert service.health_snapshot()["legs"] == 0
+    assert service.health_snapshot()["models"]  # the loaded models (ModelEngines), else the configured engine
+    service.close()
+    assert service.health_snapshot()["status"] == "down"

@@ -4,7 +4,7 @@ A call record keeps the decision it was routed with (and follows its incident's 
 and incident views agree; notes keep what happened to the call that a person must read later (a location
 body that was refused, ...).
 
-Revision ID: 0002_issue13
+Revision ID: 0002
 Revises: 0001
 """
 
@@ -15,7 +15,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0002_issue13"
+revision: str = "0002"
 down_revision: str | None = "0001"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
