@@ -863,8 +863,6 @@ class CallService:
         if session is None:
             return
         session.last_media_at = time.monotonic()
-        if self._transcriber is None:
-            return
         leg = frame.leg.value
         if self._recorder is not None and frame.sample_rate == 8000:
             self._recorder.feed(session.call.id, leg, frame.pcm, frame.seq)
