@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from intake.errors import ConfigError, IzsError
-from intake.settings import Settings, check_runtime, load_settings
+from intake.settings import Settings, check_runtime, load_settings, security_warnings
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -238,6 +238,8 @@ def cmd_check(args: argparse.Namespace) -> int:
     problems = check_runtime(settings)
     if problems:
         raise ConfigError(problems)
+    for warning in security_warnings(settings):
+        print(f"izs: warning: {warning}", file=sys.stderr)
     print("settings ok")
     return EXIT_OK
 

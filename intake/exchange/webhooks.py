@@ -26,6 +26,7 @@ import httpx
 
 from intake.domain import utc_now
 from intake.errors import StorageError
+from intake.exchange.targets import TargetRefused, resolve_webhook_target
 
 log = logging.getLogger(__name__)
 
@@ -100,11 +101,13 @@ async def deliver_due(
     now: datetime | None = None,
     policy: RetryPolicy | None = None,
     limit: int = 50,
+    allow_private_targets: bool = False,
 ) -> DeliveryReport:
     """Send every delivery that is due (leader-only duty; call it from the leader tick).
 
     A 2xx answer is delivered; anything else (status, timeout, refused connection) is retried after
-    ``policy.delay_after(attempts)`` until ``policy.max_attempts``, then dead-lettered.
+    ``policy.delay_after(attempts)`` until ``policy.max_attempts``, then dead-lettered. A target that
+    resolves to an internal address (:mod:`intake.exchange.targets`) is not contacted and counts as failed.
     """
     policy = policy or RetryPolicy()
     now = now or utc_now()
@@ -124,11 +127,14 @@ async def deliver_due(
         }
         error: str | None = None
         try:
+            await resolve_webhook_target(delivery.url, allow_private_targets)
             response = await http_client.post(
                 delivery.url, content=body, headers=headers, timeout=policy.timeout_s
             )
             if not 200 <= response.status_code < 300:
                 error = f"HTTP {response.status_code}"
+        except TargetRefused as exc:
+            error = f"refused: {exc.message}"
         except httpx.HTTPError as exc:
             error = f"{type(exc).__name__}: {exc}"
         attempts = delivery.attempts + 1

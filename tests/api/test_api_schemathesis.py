@@ -43,7 +43,7 @@ class ThreadedCentre:
             database_url=database_url,
             redis_url=redis_url,
             node_id="schemathesis",
-            secret_key="schemathesis-secret-0123456789abcdef",
+            secret_key="schemathesis-secret-0123456789abcdef-TESTONLY-KvK",
             sip_enabled=False,
             transcription_enabled=False,
             takers=[TakerConfig(id="jana", name="Jana", desks=["ZZS", "112"])],
