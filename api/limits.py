@@ -75,19 +75,23 @@ class BodyLimitMiddleware:
             await _refuse(send, 413, "too_large", f"request body larger than {limit} bytes")
             return
         received = 0
+        exceeded = False
         started = False
 
         async def counting_receive() -> Message:
-            nonlocal received
+            nonlocal received, exceeded
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > limit:
+                    exceeded = True
                     raise BodyTooLarge
             return message
 
         async def tracking_send(message: Message) -> None:
             nonlocal started
+            if exceeded and not started:
+                return  # the app's answer to a body it could not read (FastAPI says 400): ours is 413
             if message["type"] == "http.response.start":
                 started = True
             await send(message)
@@ -97,6 +101,7 @@ class BodyLimitMiddleware:
         except BodyTooLarge:
             if started:
                 raise
+        if exceeded and not started:
             await _refuse(send, 413, "too_large", f"request body larger than {limit} bytes")
 
 

@@ -150,6 +150,8 @@ async def serve_live(
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(recheck.wait(), timeout=min(REVALIDATE_S, remaining))
             recheck.clear()
+            if principal.expires_at <= now():
+                return "token_expired"
             try:
                 await revalidate()
             except IzsError as exc:

@@ -82,8 +82,9 @@ async def _serve(settings: Settings) -> None:
     centre = await Centre.start(settings)
     try:
         log.info(
-            "izs-intake node %s up: consoles at http://%s:%d/ (SIP on %s:%d)",
+            "izs-intake node %s up: consoles at %s://%s:%d/ (SIP on %s:%d)",
             settings.node_id,
+            "https" if settings.serves_tls else "http",
             settings.http_host,
             settings.http_port,
             settings.sip_host,

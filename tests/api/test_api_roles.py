@@ -87,7 +87,7 @@ async def test_forged_expired_and_disabled_tokens_are_refused(
     client: httpx.AsyncClient, tokens: dict[str, str], centre: Any
 ):
     forged = TokenSigner(b"some other secret").issue("admin", Role.ADMIN)[0]
-    expired = TokenSigner(b"test-secret-key-for-api-tests-0123456789").issue(
+    expired = TokenSigner(centre.settings.secret_key.encode()).issue(
         "admin", Role.ADMIN, now=time.time() - 13 * 3600
     )[0]
     for token in (forged, expired, "garbage", tokens["admin"] + "x"):
