@@ -11,6 +11,7 @@ import select
 import socket
 import ssl
 import stat
+import subprocess
 import threading
 import time
 from pathlib import Path
@@ -22,6 +23,7 @@ import websockets
 from ha_support import ADMIN_PASSWORD, IntakeNode
 from support.tls import CertificateAuthority
 
+from intake.bus import LiveEvent
 from intake.redis_server import EmbeddedRedis
 
 BIG = 200 * 1024 * 1024
@@ -189,3 +191,85 @@ def test_the_embedded_redis_requires_its_generated_password(tmp_path: Path) -> N
         anonymous.close()
         with redis.Redis.from_url(unix.url, socket_timeout=5) as client:
             assert client.ping()
+
+
+def test_a_shared_redis_over_tls_with_a_password(tmp_path: Path) -> None:
+    """``rediss://:password@host:port/0?ssl_ca_certs=...``: Debian's redis-server with TLS only (no plain
+    port), a certificate from a test CA; a centre runs its live state and event bus over it."""
+    from intake.app import Centre
+    from intake.redis_server import find_redis_server, free_port
+    from intake.settings import load_settings
+
+    ca = CertificateAuthority.create(tmp_path / "ca")
+    cert, key = ca.issue("redis")
+    port = free_port()
+    password = "shared-redis-password-0123456789"
+    config = "\n".join(
+        [
+            "port 0",
+            f"tls-port {port}",
+            "bind 127.0.0.1",
+            f"tls-cert-file {cert}",
+            f"tls-key-file {key}",
+            f"tls-ca-cert-file {ca.cert}",
+            "tls-auth-clients no",
+            f"requirepass {password}",
+            f'dir "{tmp_path}"',
+            "save ''",
+            "appendonly no",
+        ]
+    )
+    process = subprocess.Popen(
+        [find_redis_server(), "-"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        cwd=tmp_path,
+    )
+    assert process.stdin is not None
+    process.stdin.write(config.encode())
+    process.stdin.close()
+    url = f"rediss://:{password}@127.0.0.1:{port}/0?ssl_ca_certs={ca.cert}"
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                with redis.Redis.from_url(url, socket_timeout=2) as client:
+                    assert client.ping()
+                break
+            except redis.ConnectionError:
+                assert time.monotonic() < deadline and process.poll() is None, (
+                    "redis-server with TLS did not start"
+                )
+                time.sleep(0.1)
+        # Plain text or a wrong password get nothing.
+        with pytest.raises(redis.ConnectionError):
+            redis.Redis(host="127.0.0.1", port=port, password=password, socket_timeout=2).ping()
+        with pytest.raises(redis.AuthenticationError):
+            redis.Redis.from_url(url.replace(password, "guess"), socket_timeout=2).ping()
+
+        async def centre_over_tls() -> list[str]:
+            settings = load_settings(
+                var_dir=tmp_path / "var",
+                database_url=f"sqlite:///{tmp_path / 'izs.db'}",
+                redis_url=url,
+                sip_enabled=False,
+                transcription_enabled=False,
+            )
+            centre = await Centre.start(settings, with_telephony=False)
+            try:
+                events = centre.bus.subscribe()
+                first = asyncio.ensure_future(events.__anext__())
+                await asyncio.sleep(0)
+                await centre.bus.publish(LiveEvent("component.health", {"component": "test"}))
+                event = await asyncio.wait_for(first, 10)
+                await events.aclose()
+                return [h.name for h in await centre.health() if h.healthy] + [event.type]
+            finally:
+                await centre.stop()
+
+        healthy = asyncio.run(centre_over_tls())
+        assert "component.health" in healthy and any("redis" in name for name in healthy), healthy
+    finally:
+        process.terminate()
+        process.wait(10)
