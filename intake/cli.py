@@ -79,6 +79,8 @@ async def _serve(settings: Settings) -> None:
 
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, on_signal)
+    for warning in security_warnings(settings):
+        log.warning("%s", warning)
     centre = await Centre.start(settings)
     try:
         log.info(
