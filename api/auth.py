@@ -15,11 +15,14 @@ from __future__ import annotations
 import asyncio
 import base64
 import concurrent.futures
+import contextlib
 import enum
 import hashlib
 import hmac
 import json
+import os
 import secrets
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -137,12 +140,24 @@ async def authenticate(repo: Any, signer: TokenSigner, token: str | None) -> Pri
     return principal
 
 
+PASSWORD_THREAD_NICENESS = 10
+
+
+def _lower_thread_priority() -> None:
+    """Password threads run at a lower CPU priority than the event loop (Linux: niceness is per thread and
+    inherited by argon2's own lanes), so a login flood cannot starve the call-handling API of CPU."""
+    with contextlib.suppress(OSError, AttributeError):
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), PASSWORD_THREAD_NICENESS)
+
+
 class PasswordVerifier:
     """argon2 on ``workers`` threads of its own; more than ``max_waiting`` logins waiting are refused
     (429) at once rather than queued behind each other."""
 
     def __init__(self, workers: int = 2, max_waiting: int | None = None) -> None:
-        self._executor = concurrent.futures.ThreadPoolExecutor(workers, thread_name_prefix="izs-password")
+        self._executor = concurrent.futures.ThreadPoolExecutor(
+            workers, thread_name_prefix="izs-password", initializer=_lower_thread_priority
+        )
         self._max_waiting = max_waiting if max_waiting is not None else 8 * workers
         self._waiting = 0
 
