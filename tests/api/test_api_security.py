@@ -20,9 +20,7 @@ from websockets.exceptions import ConnectionClosed
 from api.app import create_app
 from api.auth import Role, TokenSigner
 from api.server import RunningServer
-from intake.exchange.targets import TargetRefused, check_webhook_url
 from intake.exchange.webhooks import enqueue_event
-from intake.logins import ThrottlePolicy
 from telephony.events import CallEnded, CallOffered, CallSource, EndReason
 
 Headers = Callable[[str], dict[str, str]]
@@ -173,6 +171,8 @@ async def test_wrong_passwords_from_one_address_are_throttled_across_user_names(
 
 
 def test_backoff_doubles_per_further_failure_up_to_the_cap():
+    from intake.logins import ThrottlePolicy
+
     policy = ThrottlePolicy(failures_per_user=3, backoff_s=10, backoff_max_s=60)
     assert policy.held_until(2, 100.0, 3) == 0.0
     assert [policy.held_until(f, 100.0, 3) - 100.0 for f in (3, 4, 5, 6, 9)] == [10, 20, 40, 60, 60]
@@ -317,6 +317,8 @@ async def test_internal_webhook_targets_need_the_admin_setting(
     ],
 )
 async def test_internal_ipv6_targets_are_refused(url: str):
+    from intake.exchange.targets import TargetRefused, check_webhook_url
+
     with pytest.raises(TargetRefused, match="internal address"):
         await check_webhook_url(url, allow_private=False)
     await check_webhook_url(url, allow_private=True)
@@ -326,6 +328,8 @@ async def test_internal_ipv6_targets_are_refused(url: str):
 
 
 async def test_a_host_name_is_checked_after_resolution():
+    from intake.exchange.targets import TargetRefused, check_webhook_url
+
     # This machine's own name resolves through /etc/hosts or DNS to one of its own (internal) addresses.
     name = socket.gethostname()
     with pytest.raises(TargetRefused, match="internal address"):
