@@ -568,7 +568,7 @@ async def list_webhooks(ctx: Ctx) -> list[s.WebhookOut]:
 
 @router.post("/admin/webhooks", response_model=s.WebhookOut, status_code=201, tags=["admin"])
 async def add_webhook(body: s.WebhookCreate, ctx: Ctx) -> s.WebhookOut:
-    """Register a webhook. Internal targets (loopback, link-local, private ranges) are refused (422
+    """Register a webhook. Internal targets (loopback, link-local, private ranges) are refused (403
     ``webhook_target_refused``) unless ``IZS_WEBHOOK_ALLOW_PRIVATE_TARGETS`` is set."""
     await check_webhook_url(body.url, ctx.centre.settings.webhook_allow_private_targets)
     hook = await asyncio.to_thread(ctx.repo.create_webhook, body.url, body.secret, body.events)

@@ -17,13 +17,14 @@ import ipaddress
 import socket
 from urllib.parse import urlsplit
 
-from intake.errors import ValidationFailed
+from intake.errors import PermissionDenied
 
 IpAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 
-class TargetRefused(ValidationFailed):
-    """The webhook URL is not allowed (scheme, internal address, unresolvable host)."""
+class TargetRefused(PermissionDenied):
+    """The webhook URL is not allowed (scheme, internal address, unresolvable host): a policy refusal
+    (403), since the request itself is well-formed."""
 
     error_id = "webhook_target_refused"
 

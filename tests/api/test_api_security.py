@@ -122,13 +122,16 @@ async def test_logout_closes_the_users_open_sockets(served: RunningServer, clien
 
 
 async def test_an_open_socket_is_closed_when_its_token_expires(centre: Any, served: RunningServer):
-    short = TokenSigner(centre.settings.secret_key.encode(), ttl_s=3).issue("vedouci", Role.SUPERVISOR)[0]
+    short, expires_at = TokenSigner(centre.settings.secret_key.encode(), ttl_s=6).issue(
+        "vedouci", Role.SUPERVISOR
+    )
     ws = await live_socket(served, short)
     try:
-        code, reason, took = await closed_within(ws, 8.0)
+        code, reason, _ = await closed_within(ws, 12.0)
     finally:
         await ws.close()
-    assert code == 1008 and reason == "token_expired" and took < 4.5
+    assert code == 1008 and reason == "token_expired"
+    assert time.time() - expires_at < 1.5, "the socket outlived its token by more than a second"
 
 
 async def test_the_socket_refuses_a_token_in_the_url(served: RunningServer, tokens: dict[str, str]):
@@ -291,7 +294,7 @@ async def test_webhooks_to_internal_addresses_are_refused_at_registration(
         json={"url": url, "secret": "whsec-0123456789abcdef", "events": ["incident.created"]},
         headers=as_user("admin"),
     )
-    assert response.status_code == 422 and response.json()["error"] == "webhook_target_refused", response.text
+    assert response.status_code == 403 and response.json()["error"] == "webhook_target_refused", response.text
     assert (await client.get("/api/admin/webhooks", headers=as_user("admin"))).json() == []
 
 
