@@ -61,6 +61,29 @@ def status_of(replies: list[bytes]) -> list[int]:
     return [int(m.group(1)) for r in replies if (m := re.match(rb"SIP/2.0 (\d{3})", r))]
 
 
+def wait_until_answering(sock: socket.socket, kamailio: tuple[str, int], timeout_s: float = 20.0) -> None:
+    """ "Listening on" is logged before the workers read the socket: ask with OPTIONS until one answers."""
+    host, port = sock.getsockname()
+    deadline = time.monotonic() + timeout_s
+    n = 0
+    while time.monotonic() < deadline:
+        n += 1
+        probe = (
+            f"OPTIONS sip:{kamailio[0]}:{kamailio[1]} SIP/2.0\r\n"
+            f"Via: SIP/2.0/UDP {host}:{port};branch=z9hG4bKready{n};rport\r\n"
+            f"Max-Forwards: 70\r\nFrom: <sip:probe@{host}>;tag=p{n}\r\nTo: <sip:{kamailio[0]}>\r\n"
+            f"Call-ID: ready-{n}\r\nCSeq: {n} OPTIONS\r\nContent-Length: 0\r\n\r\n"
+        )
+        sock.sendto(probe.encode(), kamailio)
+        try:
+            data, _ = sock.recvfrom(65535)
+        except TimeoutError:
+            continue
+        if data.startswith(b"SIP/2.0 200"):
+            return
+    raise AssertionError("Kamailio never answered OPTIONS")
+
+
 def test_in_dialog_requests_go_only_to_intake_nodes(tmp_path: Path) -> None:
     node, victim, caller = udp_socket(), udp_socket(), udp_socket()
     node_address = f"127.0.0.1:{node.getsockname()[1]}"
@@ -71,6 +94,7 @@ def test_in_dialog_requests_go_only_to_intake_nodes(tmp_path: Path) -> None:
     ours = f"<sip:127.0.0.1:{front.port};lr>"
     kamailio = ("127.0.0.1", front.port)
     try:
+        wait_until_answering(caller, kamailio)
         # 1. A foreign Route after ours: refused, nothing reaches the victim.
         for method in ("MESSAGE", "INVITE", "BYE"):
             caller.sendto(
@@ -83,15 +107,15 @@ def test_in_dialog_requests_go_only_to_intake_nodes(tmp_path: Path) -> None:
                 ),
                 kamailio,
             )
-            assert 403 in status_of(received(caller, 1.0)), (method, front.log_tail())
+            assert 403 in status_of(received(caller, 2.0)), (method, front.log_tail())
         # 2. A foreign first Route (not even us) and a plain R-URI to the victim without Route: refused.
         caller.sendto(
             in_dialog("MESSAGE", caller, f"sip:x@{victim_address}", [f"<sip:{victim_address};lr>"], "b"),
             kamailio,
         )
-        assert 403 in status_of(received(caller, 1.0)), front.log_tail()
+        assert 403 in status_of(received(caller, 2.0)), front.log_tail()
         caller.sendto(in_dialog("MESSAGE", caller, f"sip:x@{victim_address}", [ours], "c"), kamailio)
-        assert 403 in status_of(received(caller, 1.0)), front.log_tail()
+        assert 403 in status_of(received(caller, 2.0)), front.log_tail()
         assert received(victim, 0.5) == [], "Kamailio relayed an in-dialog request to a non-intake target"
 
         # 3. The caller's in-dialog request to the intake node (R-URI = the node's Contact) is relayed.
