@@ -164,8 +164,12 @@ async def phase(name: str, seconds: float, clients: int, extra: dict[str, str]) 
                 answers = await flood
             node_cpu = cpu_seconds(process.pid) - cpu_before
         finally:
-            process.terminate()
-            process.wait(30)
+            process.terminate()  # the node stops its embedded Redis itself
+            try:
+                process.wait(90)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(10)
     ordered = sorted(latencies)
     p95 = ordered[int(0.95 * (len(ordered) - 1))]
     stats = {
