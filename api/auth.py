@@ -57,7 +57,10 @@ class Principal:
         return self.username
 
 
-_hasher = PasswordHasher()
+# argon2id, 64 MiB, 3 passes, one lane: a verification occupies one core, so the password executor's
+# worker count bounds the CPU a login flood can take (existing hashes keep verifying with their own
+# parameters, which the hash string carries).
+_hasher = PasswordHasher(time_cost=3, memory_cost=65536, parallelism=1)
 
 
 def hash_password(password: str) -> str:
@@ -154,7 +157,7 @@ class PasswordVerifier:
     """argon2 on ``workers`` threads of its own; more than ``max_waiting`` logins waiting are refused
     (429) at once rather than queued behind each other."""
 
-    def __init__(self, workers: int = 2, max_waiting: int | None = None) -> None:
+    def __init__(self, workers: int = 1, max_waiting: int | None = None) -> None:
         self._executor = concurrent.futures.ThreadPoolExecutor(
             workers, thread_name_prefix="izs-password", initializer=_lower_thread_priority
         )

@@ -4,6 +4,9 @@ One ``izs serve`` process (its own process, SQLite + its embedded Redis, SIP and
 loopback. A supervisor client reads ``GET /api/calls`` back to back while 30 clients post wrong passwords
 to ``POST /api/auth/token`` as fast as they are answered. Phases, each on a fresh node:
 
+Reads are issued on a fixed schedule (every 50 ms), not one after another, so a stall of the node delays
+every read scheduled during it and shows in the percentiles.
+
 * ``quiet``      no flood: the baseline of this run;
 * ``flood``      30-client flood with the shipped throttling (held back after 5 failures per user name /
                  20 per address, answered 429 without hashing);
@@ -40,6 +43,7 @@ import httpx  # noqa: E402
 from intake.redis_server import free_port  # noqa: E402
 
 ADMIN_PASSWORD = "login-flood-admin-password"
+READ_INTERVAL_S = 0.05
 SECRET = "login-flood-benchmark-secret-0123456789-BENCHONLY-KvK"
 
 
@@ -88,13 +92,36 @@ def start_node(work: Path, extra: dict[str, str]) -> tuple[subprocess.Popen[byte
 
 
 async def reader(base: str, token: str, until: float, latencies: list[float]) -> None:
-    async with httpx.AsyncClient(base_url=base, headers={"Authorization": f"Bearer {token}"}) as client:
-        while time.monotonic() < until:
+    """A read every READ_INTERVAL_S on a fixed schedule, whether or not the previous one has answered, so a
+    stall shows in every read it delays (no coordinated omission); a read still open at the end counts with
+    the time it has waited so far."""
+    async with httpx.AsyncClient(
+        base_url=base,
+        headers={"Authorization": f"Bearer {token}"},
+        timeout=120,
+        limits=httpx.Limits(max_connections=400, max_keepalive_connections=50),
+    ) as client:
+
+        async def one() -> None:
             started = time.perf_counter()
-            response = await client.get("/api/calls")
-            latencies.append((time.perf_counter() - started) * 1000)
-            response.raise_for_status()
-            await asyncio.sleep(0.01)
+            try:
+                response = await client.get("/api/calls")
+                response.raise_for_status()
+            finally:
+                latencies.append((time.perf_counter() - started) * 1000)
+
+        tasks: list[asyncio.Task[None]] = []
+        next_at = time.monotonic()
+        while next_at < until:
+            tasks.append(asyncio.create_task(one()))
+            next_at += READ_INTERVAL_S
+            await asyncio.sleep(max(0.0, next_at - time.monotonic()))
+        done, pending = await asyncio.wait(tasks, timeout=30)
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+        for task in done:
+            task.result()
 
 
 async def flooder(base: str, n: int, until: float, answers: collections.Counter[int]) -> None:
@@ -156,12 +183,12 @@ async def phase(name: str, seconds: float, clients: int, extra: dict[str, str]) 
             answers: collections.Counter[int] = collections.Counter()
             cpu_before = cpu_seconds(process.pid)
             if clients:
-                flood = asyncio.create_task(flood_process(base, seconds, clients))
+                flooding = asyncio.create_task(flood_process(base, seconds, clients))
                 await asyncio.sleep(0.5)  # the flood process is up and sending
             until = time.monotonic() + seconds - 0.5
             await reader(base, token, until, latencies)
             if clients:
-                answers = await flood
+                answers = await flooding
             node_cpu = cpu_seconds(process.pid) - cpu_before
         finally:
             process.terminate()  # the node stops its embedded Redis itself

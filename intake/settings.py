@@ -125,7 +125,10 @@ class Settings(BaseSettings):
     )
     login_backoff_max_s: float = Field(900.0, gt=0, description="Longest login hold-back")
     password_hash_workers: int = Field(
-        2, ge=1, le=16, description="Threads that verify passwords (login floods wait here, not the API)"
+        1,
+        ge=1,
+        le=16,
+        description="Threads (= cores at most) that verify passwords; login floods wait here, not the API",
     )
     webhook_allow_private_targets: bool = Field(
         False,
