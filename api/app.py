@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -13,21 +12,21 @@ from fastapi import Depends, FastAPI, WebSocket
 from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
 
-from api.auth import Role, TokenSigner, authenticate, load_secret
+from api.auth import PasswordVerifier, Role, TokenSigner, authenticate, load_secret
 from api.deps import ApiContext, authorize
 from api.errors import Unauthenticated, install_error_handlers
 from api.idempotency import IdempotencyMiddleware
-from api.live import Audience, serve_live
+from api.limits import BodyLimitMiddleware, SecurityHeadersMiddleware
+from api.live import WS_POLICY_VIOLATION, audience_for, receive_token, serve_live
 from api.roles import rule_for
 from api.routes import public_router, router
 from api.users import ensure_bootstrap_admin
 from intake.console import console_presence
-from intake.errors import IzsError, NotFound
+from intake.errors import IzsError
 
 log = logging.getLogger(__name__)
 
 STATIC = resources.files("api") / "static"
-WS_POLICY_VIOLATION = 1008
 
 
 def _page(name: str) -> HTMLResponse:
@@ -42,13 +41,17 @@ def create_app(centre: Any, signer: TokenSigner | None = None) -> FastAPI:
     may serve one centre's database and Redis; give them the same ``settings.secret_key``."""
     settings = centre.settings
     signer = signer or TokenSigner(load_secret(settings.secret_key, settings.var_dir))
-    ctx = ApiContext(centre, signer)
+    verifier = PasswordVerifier(settings.password_hash_workers)
+    ctx = ApiContext(centre, signer, verifier)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if await ensure_bootstrap_admin(centre.repo, settings.bootstrap_admin_password):
             log.warning("created user 'admin' from the bootstrap password: change it")
-        yield
+        try:
+            yield
+        finally:
+            verifier.close()
 
     app = FastAPI(
         title="izs-intake API",
@@ -76,30 +79,40 @@ def create_app(centre: Any, signer: TokenSigner | None = None) -> FastAPI:
     app.mount("/static", StaticFiles(directory=str(STATIC)), name="static")
 
     @app.websocket("/api/live")
-    async def live(websocket: WebSocket, token: str | None = None) -> None:
-        """Live events; authenticate with ``?token=`` (browsers cannot set headers on WebSockets)."""
+    async def live(websocket: WebSocket) -> None:
+        """Live events. Authenticate with the first message ``{"type": "auth", "token": "..."}``."""
         rule = rule_for("WS", "/api/live")
+        # Accept, then close with a code: a refused handshake reaches browser code only as 1006.
+        await websocket.accept()
         try:
+            if "token" in websocket.query_params:
+                raise Unauthenticated("send the token in the first message, never in the URL")
+            token = await receive_token(websocket)
             principal = await authenticate(centre.repo, signer, token)
             if rule is None or principal.role not in rule:
                 raise Unauthenticated("role may not receive live events")
         except IzsError as exc:
-            # Accept, then close with a code: a refused handshake reaches browser code only as 1006.
-            await websocket.accept()
             await websocket.close(code=WS_POLICY_VIOLATION, reason=exc.error_id)
             return
-        audience = Audience(role=principal.role)
+        audience = await audience_for(centre.repo, principal)
+
+        async def revalidate() -> None:
+            await authenticate(centre.repo, signer, token)
+
         if principal.role is Role.CALL_TAKER:
-            try:
-                taker = await asyncio.to_thread(centre.repo.get_taker, principal.username)
-                audience = Audience(principal.role, taker.id, frozenset(d.value for d in taker.desks))
-            except NotFound:
-                audience = Audience(principal.role, principal.username, frozenset())
             # A person at this call taker's console: visible to every node (the demo autopilot yields).
             async with console_presence(centre.live, audience.taker_id or principal.username):
-                await serve_live(websocket, principal, audience, centre.bus.subscribe)
+                await serve_live(websocket, principal, audience, centre.bus.subscribe, revalidate)
             return
-        await serve_live(websocket, principal, audience, centre.bus.subscribe)
+        await serve_live(websocket, principal, audience, centre.bus.subscribe, revalidate)
 
     app.add_middleware(IdempotencyMiddleware, repo=centre.repo, signer=signer)
+    # Added last = outermost: bodies are limited before the idempotency middleware or a route reads them.
+    app.add_middleware(
+        BodyLimitMiddleware,
+        signer=signer,
+        max_body=settings.max_body_bytes,
+        max_anonymous_body=settings.max_anonymous_body_bytes,
+    )
+    app.add_middleware(SecurityHeadersMiddleware, hsts=settings.serves_tls)
     return app

@@ -2,19 +2,27 @@
 table every endpoint is checked against.
 
 A token is ``base64url(json claims) + "." + base64url(HMAC-SHA256(secret, claims))``; claims are the user
-name, role and expiry. Each request also checks the user still exists and is active, so disabling a user
-takes effect at once.
+name, role, expiry and the user's token version. Each request also checks the user still exists, is active
+and still has that token version, so disabling a user, changing their password or logging out revokes
+every token issued before, at once and on every node.
+
+Passwords are verified on a small executor of their own (:class:`PasswordVerifier`): a login flood waits
+there (and is refused when too many wait) instead of taking the threads the call-handling API uses.
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import concurrent.futures
+import contextlib
 import enum
 import hashlib
 import hmac
 import json
+import os
 import secrets
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +32,7 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
 from api.errors import Unauthenticated
+from intake.errors import TooManyAttempts
 
 TOKEN_TTL_S = 12 * 3600  # one shift
 
@@ -40,6 +49,7 @@ class Principal:
     username: str
     role: Role
     expires_at: int
+    token_version: int = 0
 
     @property
     def actor(self) -> str:
@@ -47,7 +57,10 @@ class Principal:
         return self.username
 
 
-_hasher = PasswordHasher()
+# argon2id, 64 MiB, 3 passes, one lane: a verification occupies one core, so the password executor's
+# worker count bounds the CPU a login flood can take (existing hashes keep verifying with their own
+# parameters, which the hash string carries).
+_hasher = PasswordHasher(time_cost=3, memory_cost=65536, parallelism=1)
 
 
 def hash_password(password: str) -> str:
@@ -89,9 +102,13 @@ class TokenSigner:
         self._secret = secret
         self.ttl_s = ttl_s
 
-    def issue(self, username: str, role: Role, now: float | None = None) -> tuple[str, int]:
+    def issue(
+        self, username: str, role: Role, now: float | None = None, token_version: int = 0
+    ) -> tuple[str, int]:
         expires = int((now or time.time()) + self.ttl_s)
-        claims = _b64(json.dumps({"sub": username, "role": role.value, "exp": expires}).encode())
+        claims = _b64(
+            json.dumps({"sub": username, "role": role.value, "exp": expires, "ver": token_version}).encode()
+        )
         mac = _b64(hmac.new(self._secret, claims.encode(), hashlib.sha256).digest())
         return f"{claims}.{mac}", expires
 
@@ -102,7 +119,9 @@ class TokenSigner:
             if not hmac.compare_digest(expected, _unb64(mac_part)):
                 raise Unauthenticated("token signature is not valid")
             claims: dict[str, Any] = json.loads(_unb64(claims_part))
-            principal = Principal(str(claims["sub"]), Role(claims["role"]), int(claims["exp"]))
+            principal = Principal(
+                str(claims["sub"]), Role(claims["role"]), int(claims["exp"]), int(claims.get("ver", 0))
+            )
         except (ValueError, KeyError, TypeError) as exc:
             raise Unauthenticated("token is malformed") from exc
         if principal.expires_at < (now or time.time()):
@@ -119,18 +138,75 @@ async def authenticate(repo: Any, signer: TokenSigner, token: str | None) -> Pri
         raise Unauthenticated("the user no longer exists or is disabled")
     if user.role != principal.role.value:
         raise Unauthenticated("the user's role changed: log in again")
+    if getattr(user, "token_version", 0) != principal.token_version:
+        raise Unauthenticated("the token was revoked (logout, password change or disabled user)")
     return principal
 
 
-async def login(repo: Any, signer: TokenSigner, username: str, password: str) -> tuple[str, int, Role]:
+PASSWORD_THREAD_NICENESS = 10
+
+
+def _lower_thread_priority() -> None:
+    """Password threads run at a lower CPU priority than the event loop (Linux: niceness is per thread and
+    inherited by argon2's own lanes), so a login flood cannot starve the call-handling API of CPU."""
+    with contextlib.suppress(OSError, AttributeError):
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), PASSWORD_THREAD_NICENESS)
+
+
+class PasswordVerifier:
+    """argon2 on ``workers`` threads of its own; more than ``max_waiting`` logins waiting are refused
+    (429) at once rather than queued behind each other."""
+
+    def __init__(self, workers: int = 1, max_waiting: int | None = None) -> None:
+        self._executor = concurrent.futures.ThreadPoolExecutor(
+            workers, thread_name_prefix="izs-password", initializer=_lower_thread_priority
+        )
+        self._max_waiting = max_waiting if max_waiting is not None else 8 * workers
+        self._waiting = 0
+
+    async def verify(self, password_hash: str, password: str) -> bool:
+        if self._waiting >= self._max_waiting:
+            raise TooManyAttempts("too many logins at once: try again in a moment", retry_after_s=1)
+        self._waiting += 1
+        try:
+            loop = asyncio.get_running_loop()
+            return await loop.run_in_executor(self._executor, verify_password, password_hash, password)
+        finally:
+            self._waiting -= 1
+
+    async def hash(self, password: str) -> str:
+        return await asyncio.get_running_loop().run_in_executor(self._executor, hash_password, password)
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=False, cancel_futures=True)
+
+
+async def login(
+    repo: Any,
+    signer: TokenSigner,
+    username: str,
+    password: str,
+    *,
+    verifier: PasswordVerifier,
+    throttle: Any | None = None,
+    address: str | None = None,
+) -> tuple[str, int, Role]:
+    """A token for a right password. ``throttle`` (:class:`intake.logins.LoginThrottle`) holds back user
+    names and addresses with too many failures before any password is hashed."""
+    if throttle is not None:
+        await throttle.check(username, address)
     user = await asyncio.to_thread(repo.get_user, username)
     # Hash anyway for unknown users, so timing does not tell which user names exist.
     # argon2 takes a noticeable fraction of a second by design: never on the event loop.
-    valid = await asyncio.to_thread(verify_password, user.password_hash if user else _DUMMY_HASH, password)
+    valid = await verifier.verify(user.password_hash if user else _DUMMY_HASH, password)
     if user is None or not valid or not user.active:
+        if throttle is not None:
+            await throttle.failed(username, address)
         raise Unauthenticated("wrong user name or password")
+    if throttle is not None:
+        await throttle.succeeded(username)
     role = Role(user.role)
-    token, expires = signer.issue(username, role)
+    token, expires = signer.issue(username, role, token_version=user.token_version)
     return token, expires, role
 
 

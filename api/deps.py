@@ -7,7 +7,7 @@ from typing import Annotated, Any
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from api.auth import Principal, TokenSigner, authenticate
+from api.auth import PasswordVerifier, Principal, TokenSigner, authenticate
 from api.roles import PUBLIC, rule_for
 from intake.errors import PermissionDenied
 
@@ -17,9 +17,10 @@ bearer = HTTPBearer(auto_error=False, description="token from POST /api/auth/tok
 class ApiContext:
     """What every endpoint needs, held on ``app.state.ctx``."""
 
-    def __init__(self, centre: Any, signer: TokenSigner) -> None:
+    def __init__(self, centre: Any, signer: TokenSigner, verifier: PasswordVerifier) -> None:
         self.centre = centre
         self.signer = signer
+        self.verifier = verifier
 
     @property
     def repo(self) -> Any:

@@ -57,7 +57,9 @@ def _jsonable(value: Any) -> Any:
 
 
 def izs_error_response(exc: IzsError) -> JSONResponse:
-    headers = {"WWW-Authenticate": "Bearer"} if exc.http_status == 401 else None
+    headers = {"WWW-Authenticate": "Bearer"} if exc.http_status == 401 else {}
+    if "retry_after_s" in exc.details:
+        headers["Retry-After"] = str(exc.details["retry_after_s"])
     return JSONResponse(
         error_body(exc.error_id, exc.message, _jsonable(exc.details)),
         status_code=exc.http_status,

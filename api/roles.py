@@ -26,6 +26,7 @@ ROLE_RULES: dict[tuple[str, str], frozenset[Role]] = {
     ("GET", "/"): PUBLIC,
     ("GET", "/console"): PUBLIC,
     ("GET", "/supervisor"): PUBLIC,
+    ("POST", "/api/auth/logout"): ANY,
     ("GET", "/api/me"): ANY,
     ("GET", "/api/me/work"): TAKING,
     ("PUT", "/api/me/draft"): TAKING,

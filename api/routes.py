@@ -10,19 +10,22 @@ import re
 from datetime import datetime, timedelta
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Path, Query, Response
+from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from api import schemas as s
 from api.auth import Principal, Role, login
 from api.deps import ApiContext, authorize, authorize_public, ctx_of, require_user
+from api.live import audience_for
 from api.users import create_user
 from intake import reports
+from intake.bus import LiveEvent
 from intake.console import current_work, keep_draft, play_recording
 from intake.domain import DESKS, IncidentStatus, Location, LocationSource, TakerState, utc_now
 from intake.errors import IllegalTransition, NotFound, PermissionDenied, ValidationFailed
 from intake.exchange.cap import incident_to_cap
 from intake.exchange.eido import incident_to_eido
+from intake.exchange.targets import check_webhook_url
 from intake.serialize import decision_json
 from routing.vocabulary import Agency, DeskCode
 
@@ -33,7 +36,9 @@ ERRORS: dict[int | str, dict[str, Any]] = {
         (403, "the role may not do this"),
         (404, "not found"),
         (409, "conflict with the current state, or Idempotency-Key reused"),
+        (413, "request body too large"),
         (422, "the request is not valid"),
+        (429, "too many failed logins (Retry-After says when to try again)"),
         (503, "storage or live state unavailable"),
     )
 }
@@ -73,15 +78,41 @@ async def _taker_of(ctx: ApiContext, principal: Principal) -> Any | None:
 
 
 @public_router.post("/auth/token", response_model=s.TokenOut, tags=["auth"])
-async def issue_token(body: s.TokenRequest, ctx: Ctx) -> s.TokenOut:
-    """Log in with user name and password; the token goes into ``Authorization: Bearer ...``."""
-    token, expires, role = await login(ctx.repo, ctx.signer, body.username, body.password)
+async def issue_token(body: s.TokenRequest, ctx: Ctx, request: Request) -> s.TokenOut:
+    """Log in with user name and password; the token goes into ``Authorization: Bearer ...``.
+
+    Too many wrong passwords for one user name or from one address hold further logins back with a
+    growing delay: 429 ``too_many_requests`` with ``Retry-After``."""
+    token, expires, role = await login(
+        ctx.repo,
+        ctx.signer,
+        body.username,
+        body.password,
+        verifier=ctx.verifier,
+        throttle=ctx.centre.logins,
+        address=request.client.host if request.client else None,
+    )
     return s.TokenOut(
         access_token=token,
         expires_at=datetime.fromtimestamp(expires).astimezone(),
         role=role.value,
         username=body.username,
     )
+
+
+@router.post("/auth/logout", status_code=204, tags=["auth"], response_class=Response)
+async def logout(principal: User, ctx: Ctx) -> Response:
+    """Revoke every token of the calling user (on every device and node); open live sockets close."""
+    await revoke_tokens(ctx, principal.username)
+    return Response(status_code=204)
+
+
+async def revoke_tokens(ctx: ApiContext, username: str, user: Any | None = None) -> None:
+    """Bump the user's token version (unless ``user`` is the already-changed record) and tell every node,
+    so open live sockets of that user are re-checked and closed at once."""
+    if user is None:
+        await asyncio.to_thread(ctx.repo.revoke_tokens, username)
+    await ctx.centre.bus.publish(LiveEvent("user.revoked", {"username": username}))
 
 
 @router.get("/me", response_model=s.MeOut, tags=["auth"])
@@ -176,6 +207,7 @@ async def health(ctx: Ctx) -> list[s.HealthOut]:
 @router.get("/calls", response_model=s.CallPage, tags=["calls"])
 async def list_calls(
     ctx: Ctx,
+    principal: User,
     limit: Limit = 50,
     offset: Offset = 0,
     state: Annotated[Literal["ringing", "queued", "connected", "ended", "abandoned"] | None, Query()] = None,
@@ -184,6 +216,12 @@ async def list_calls(
     until: Until = None,
     q: Text = None,
 ) -> s.CallPage:
+    """Calls newest first. A call taker gets the calls they may read (see ``Audience.may_read_call``):
+    their desks', their own, and those waiting for a call-back."""
+    audience = await audience_for(ctx.repo, principal)
+    scope: dict[str, Any] = {}
+    if audience.role is Role.CALL_TAKER:
+        scope = {"scope_desks": sorted(audience.desks), "scope_taker": audience.taker_id}
     calls, total = await asyncio.to_thread(
         ctx.repo.list_calls,
         state=state,
@@ -193,6 +231,7 @@ async def list_calls(
         text=q,
         limit=limit,
         offset=offset,
+        **scope,
     )
     live = {c.id: c for c in ctx.centre.calls.live_calls()}
     return s.CallPage(
@@ -201,8 +240,12 @@ async def list_calls(
 
 
 @router.get("/calls/{call_id}", response_model=s.CallOut, tags=["calls"])
-async def get_call(call_id: str, ctx: Ctx) -> s.CallOut:
+async def get_call(call_id: str, principal: User, ctx: Ctx) -> s.CallOut:
     call = await ctx.centre.calls.get(call_id)
+    audience = await audience_for(ctx.repo, principal)
+    awaiting_callback = call.state.value == "abandoned" and call.callback_done_at is None
+    if not audience.may_read_call(call.desk.value if call.desk else None, call.taker_id, awaiting_callback):
+        raise PermissionDenied("this call belongs to another desk", call_id=call_id)
     decision = ctx.centre.calls.current_decision(call_id)
     return s.call_out(
         call,
@@ -607,14 +650,16 @@ async def add_user(body: s.UserCreate, ctx: Ctx) -> s.UserOut:
 
 @router.patch("/admin/users/{username}", response_model=s.UserOut, tags=["admin"])
 async def change_user(username: str, body: s.UserUpdate, principal: User, ctx: Ctx) -> s.UserOut:
-    from api.auth import hash_password
-
+    """A new password, a new role or disabling revokes the user's tokens (open live sockets close)."""
     if username == principal.username and (body.active is False or (body.role and body.role != "admin")):
         raise IllegalTransition("an admin cannot disable or demote themselves", username=username)
-    password_hash = await asyncio.to_thread(hash_password, body.password) if body.password else None
+    password_hash = await ctx.verifier.hash(body.password) if body.password else None
+    before = await asyncio.to_thread(ctx.repo.get_user, username)
     user = await asyncio.to_thread(
         ctx.repo.update_user, username, password_hash=password_hash, role=body.role, active=body.active
     )
+    if before is not None and user.token_version != before.token_version:
+        await revoke_tokens(ctx, username, user)
     return _user_out(user)
 
 
@@ -631,6 +676,9 @@ async def list_webhooks(ctx: Ctx) -> list[s.WebhookOut]:
 
 @router.post("/admin/webhooks", response_model=s.WebhookOut, status_code=201, tags=["admin"])
 async def add_webhook(body: s.WebhookCreate, ctx: Ctx) -> s.WebhookOut:
+    """Register a webhook. Internal targets (loopback, link-local, private ranges) are refused (403
+    ``webhook_target_refused``) unless ``IZS_WEBHOOK_ALLOW_PRIVATE_TARGETS`` is set."""
+    await check_webhook_url(body.url, ctx.centre.settings.webhook_allow_private_targets)
     hook = await asyncio.to_thread(ctx.repo.create_webhook, body.url, body.secret, body.events)
     return _webhook_out(hook)
 

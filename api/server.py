@@ -24,9 +24,18 @@ def uvicorn_config(app: Any, host: str, port: int, **overrides: Any) -> uvicorn.
         "ws_ping_timeout": 20.0,
         "timeout_graceful_shutdown": 10,
         "proxy_headers": True,
+        # Clients send only their auth message and pings on the live socket.
+        "ws_max_size": 64 * 1024,
     }
     options.update(overrides)
     return uvicorn.Config(app, **options)
+
+
+def tls_options(settings: Any) -> dict[str, Any]:
+    """uvicorn options for HTTPS/WSS when the settings name a certificate and key, else none."""
+    if not settings.serves_tls:
+        return {}
+    return {"ssl_certfile": str(settings.tls_certfile), "ssl_keyfile": str(settings.tls_keyfile)}
 
 
 async def serve(centre: Any, host: str | None = None, port: int | None = None) -> None:
@@ -35,7 +44,10 @@ async def serve(centre: Any, host: str | None = None, port: int | None = None) -
     settings = centre.settings
     server = uvicorn.Server(
         uvicorn_config(
-            create_app(centre), host or settings.http_host, settings.http_port if port is None else port
+            create_app(centre),
+            host or settings.http_host,
+            settings.http_port if port is None else port,
+            **tls_options(settings),
         )
     )
     # uvicorn traps SIGINT/SIGTERM while serving, drains connections, then re-raises the signal to the

@@ -91,7 +91,7 @@ def start_node(
             "IZS_SIP_PORT": str(sip_port),
             "IZS_RTP_PORT_MIN": "41000",
             "IZS_RTP_PORT_MAX": "42999",
-            "IZS_SECRET_KEY": "capacity-benchmark-secret-key-0123456789",
+            "IZS_SECRET_KEY": "capacity-benchmark-secret-key-0123456789-BENCHONLY-KvK",
             "IZS_DATABASE_URL": database_url,
             "IZS_REDIS_URL": redis_url,
             "IZS_TRANSCRIPTION_ENABLED": "true" if transcription else "false",

@@ -89,8 +89,9 @@ class ConsoleClient:
     async def _read(self, token: str, ready: asyncio.Event) -> None:
         import websockets
 
-        url = self._base.replace("http://", "ws://") + f"/api/live?token={token}"
+        url = self._base.replace("http://", "ws://") + "/api/live"
         async with websockets.connect(url, max_size=2**22) as ws:
+            await ws.send(json.dumps({"type": "auth", "token": token}))
             ready.set()
             async for raw in ws:
                 self.arrivals.append((time.monotonic(), json.loads(raw)))

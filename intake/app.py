@@ -90,6 +90,7 @@ class Centre:
     database: Any | None = None
     metrics: Metrics = field(default_factory=Metrics)
     places: Any | None = None  # PlaceGazetteer: coordinates of the region's places (map, nearest place)
+    logins: Any | None = None  # LoginThrottle: failed logins per user name and address, in Redis
     _stack: AsyncExitStack = field(default_factory=AsyncExitStack)
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
     is_leader: bool = False
@@ -107,6 +108,7 @@ class Centre:
         """Build and start everything ``settings`` asks for. Raises IzsError subclasses with clear messages."""
         from intake.live import LiveState, connect_redis
         from intake.location import PlaceGazetteer
+        from intake.logins import LoginThrottle, ThrottlePolicy
         from intake.storage.database import Database
         from intake.storage.repository import Repository
         from routing.triage import Triage
@@ -218,6 +220,15 @@ class Centre:
                 places=places,
                 recordings=recordings,
                 recorder=recorder,
+                logins=LoginThrottle(
+                    client,
+                    ThrottlePolicy(
+                        failures_per_user=settings.login_failures_per_user,
+                        failures_per_address=settings.login_failures_per_address,
+                        backoff_s=settings.login_backoff_s,
+                        backoff_max_s=settings.login_backoff_max_s,
+                    ),
+                ),
                 _stack=stack,
             )
             # Heartbeat before any call exists, so no other node takes this node's calls for lost; then the
@@ -444,10 +455,12 @@ class Centre:
         if self._http is None:
             import httpx
 
-            self._http = httpx.AsyncClient(timeout=10.0)
+            self._http = httpx.AsyncClient(timeout=10.0, follow_redirects=False)
             self._stack.push_async_callback(self._http.aclose)
         await pump_incident_stream(self.live, self.repo, consumer=self.settings.node_id)
-        await deliver_due(self.repo, self._http)
+        await deliver_due(
+            self.repo, self._http, allow_private_targets=self.settings.webhook_allow_private_targets
+        )
         now = utc_now()
         if self._last_purge is None or now - self._last_purge > timedelta(hours=1):
             self._last_purge = now

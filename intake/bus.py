@@ -43,6 +43,7 @@ EVENT_TYPES = frozenset(
         "incident.linked",
         "location.updated",
         "component.health",
+        "user.revoked",  # a user's tokens were revoked: nodes re-check that user's open sockets
     }
 )
 

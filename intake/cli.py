@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from intake.errors import ConfigError, IzsError
-from intake.settings import Settings, check_runtime, load_settings
+from intake.settings import Settings, check_runtime, load_settings, security_warnings
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -79,11 +79,14 @@ async def _serve(settings: Settings) -> None:
 
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, on_signal)
+    for warning in security_warnings(settings):
+        log.warning("%s", warning)
     centre = await Centre.start(settings)
     try:
         log.info(
-            "izs-intake node %s up: consoles at http://%s:%d/ (SIP on %s:%d)",
+            "izs-intake node %s up: consoles at %s://%s:%d/ (SIP on %s:%d)",
             settings.node_id,
+            "https" if settings.serves_tls else "http",
             settings.http_host,
             settings.http_port,
             settings.sip_host,
@@ -281,6 +284,8 @@ def cmd_check(args: argparse.Namespace) -> int:
     problems = check_runtime(settings)
     if problems:
         raise ConfigError(problems)
+    for warning in security_warnings(settings):
+        print(f"izs: warning: {warning}", file=sys.stderr)
     print("settings ok")
     return EXIT_OK
 

@@ -81,3 +81,14 @@ class StorageError(IzsError):
 class LiveStateError(IzsError):
     error_id = "live_state_unavailable"
     http_status = 503
+
+
+class TooManyAttempts(IzsError):
+    """Refused for now (login throttling); ``retry_after_s`` says when to try again."""
+
+    error_id = "too_many_requests"
+    http_status = 429
+
+    def __init__(self, message: str, retry_after_s: float, **details: Any) -> None:
+        super().__init__(message, retry_after_s=max(1, round(retry_after_s)), **details)
+        self.retry_after_s = max(1, round(retry_after_s))

@@ -2,7 +2,10 @@
 
 Persistence is on (AOF every second + RDB snapshots) in ``data_dir``, so restarting the app restarts
 Redis on the same files and active calls, queues and the incident stream are still there. The server
-listens on 127.0.0.1 only (or only on a unix socket), on a free port unless one is given.
+listens on 127.0.0.1 only (or only on a unix socket, mode 0700), on a free port unless one is given, and
+requires a password generated once into ``data_dir/password`` (mode 0600): another local user can reach
+the port but cannot drive the centre. The password goes to redis-server on its standard input, never on a
+command line.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ import contextlib
 import ctypes
 import logging
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -89,6 +93,26 @@ class EmbeddedRedis:
         self.unix_socket = unix_socket
         self.port: int | None = None
         self.process: subprocess.Popen[bytes] | None = None
+        self._password: str | None = None
+
+    @property
+    def password_file(self) -> Path:
+        return self.data_dir / "password"
+
+    @property
+    def password(self) -> str:
+        """The server's password: read from ``password_file``, generated there (0600) the first time."""
+        if self._password is None:
+            if not self.password_file.exists():
+                self.data_dir.mkdir(parents=True, exist_ok=True)
+                tmp = self.password_file.with_suffix(".tmp")
+                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+                with os.fdopen(fd, "w") as out:
+                    out.write(secrets.token_hex(32))
+                tmp.replace(self.password_file)
+            self.password_file.chmod(0o600)
+            self._password = self.password_file.read_text().strip()
+        return self._password
 
     @property
     def socket_path(self) -> Path:
@@ -105,10 +129,10 @@ class EmbeddedRedis:
     @property
     def url(self) -> str:
         if self.unix_socket:
-            return f"unix://{self.socket_path}"
+            return f"unix://{self.socket_path}?db=0&password={self.password}"
         if self.port is None:
             raise LiveStateError("the embedded Redis is not running")
-        return f"redis://127.0.0.1:{self.port}/0"
+        return f"redis://:{self.password}@127.0.0.1:{self.port}/0"
 
     @property
     def running(self) -> bool:
@@ -142,10 +166,11 @@ class EmbeddedRedis:
             try:
                 self._wait_until_ready()
                 log.info(
-                    "embedded Redis %s running (pid %d, data in %s)",
-                    self.url,
+                    "embedded Redis %s running (pid %d, data in %s, password in %s)",
+                    self.socket_path if self.unix_socket else f"127.0.0.1:{self.port}",
                     self.process.pid,
                     self.data_dir,
+                    self.password_file,
                 )
                 return self
             except LiveStateError as exc:
@@ -169,6 +194,7 @@ class EmbeddedRedis:
             "save 3600 1 300 100 60 10000",
             "stop-writes-on-bgsave-error yes",
             "databases 16",
+            f"requirepass {self.password}",
         ]
         if self.unix_socket:
             lines += [f'unixsocket "{self.socket_path}"', "unixsocketperm 700"]

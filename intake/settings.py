@@ -7,8 +7,11 @@ reads the environment.
 
 from __future__ import annotations
 
+import ipaddress
+import math
 import os
 import socket
+import string
 import tomllib
 from pathlib import Path
 from typing import Any, Literal
@@ -18,6 +21,51 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 
 from intake.errors import ConfigError
 from routing.vocabulary import EMERGENCY_NUMBERS
+
+# The placeholder the deploy examples show for IZS_SECRET_KEY; any key containing one of these is refused.
+SECRET_KEY_PLACEHOLDERS = ("change-me", "changeme", "change_me", "replace-me", "your-secret")
+SECRET_KEY_MIN_BITS = 256  # 32 bytes of entropy, as `openssl rand -base64 32` gives
+SECRET_KEY_HELP = "generate one with: openssl rand -base64 32"
+
+
+def estimated_entropy_bits(key: str) -> float:
+    """Bits of entropy of ``key`` if each character were drawn at random from the character classes it
+    uses (hex digits, lower case, upper case, digits, punctuation): an upper bound for a random key, far
+    above the truth for a phrase, so it only stops short or obviously low-variety keys."""
+    if not key:
+        return 0.0
+    if key.isdigit():
+        pool = 10
+    elif all(c in string.hexdigits for c in key) and (key.islower() or key.isupper()):
+        pool = 16
+    else:
+        pool = 0
+        for chars in (string.ascii_lowercase, string.ascii_uppercase, string.digits, string.punctuation):
+            if any(c in chars for c in key):
+                pool += len(chars)
+        pool += 128 if any(ord(c) > 127 for c in key) else 0
+    if len(set(key)) < 10:
+        return 0.0  # "aaaa...", "abab...": no random key of 32 bytes has so few distinct characters
+    return len(key) * math.log2(pool)
+
+
+def secret_key_problem(key: str) -> str | None:
+    """Why ``key`` may not sign tokens (one line), or None."""
+    lowered = key.lower()
+    if any(p in lowered for p in SECRET_KEY_PLACEHOLDERS):
+        return f"the secret key is the documented placeholder: {SECRET_KEY_HELP}"
+    if len(key.encode()) < 32 or estimated_entropy_bits(key) < SECRET_KEY_MIN_BITS:
+        return f"the secret key is too weak (needs 32 bytes of entropy): {SECRET_KEY_HELP}"
+    return None
+
+
+def is_loopback_host(host: str) -> bool:
+    if host in ("localhost", "localhost.localdomain"):
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 class TakerConfig(BaseModel):
@@ -49,8 +97,42 @@ class Settings(BaseSettings):
     # --- API and consoles
     http_host: str = Field("127.0.0.1", description="Address the API and consoles listen on")
     http_port: int = Field(8080, ge=0, le=65535, description="Port of the API and consoles")
-    secret_key: str | None = Field(None, description="Signs API tokens; unset = generated into var/")
+    secret_key: str | None = Field(
+        None,
+        description="Signs API tokens (>= 32 random bytes, `openssl rand -base64 32`); unset = generated "
+        "into var/ (one node only)",
+    )
     bootstrap_admin_password: str | None = Field(None, description="Creates user 'admin' at first start")
+    tls_certfile: Path | None = Field(
+        None, description="PEM certificate (chain) for HTTPS/WSS of the API and consoles; unset = plain HTTP"
+    )
+    tls_keyfile: Path | None = Field(None, description="PEM private key of tls_certfile")
+    max_body_bytes: int = Field(
+        1_000_000, ge=1024, description="Largest request body of an authenticated request (bytes)"
+    )
+    max_anonymous_body_bytes: int = Field(
+        16_384, ge=256, description="Largest request body of a request without a valid token (bytes)"
+    )
+    login_failures_per_user: int = Field(
+        5, ge=1, description="Wrong passwords for one user name before logins to it are held back"
+    )
+    login_failures_per_address: int = Field(
+        20, ge=1, description="Wrong passwords from one client address before its logins are held back"
+    )
+    login_backoff_s: float = Field(
+        30.0, gt=0, description="First hold-back after too many failures; doubles per further failure"
+    )
+    login_backoff_max_s: float = Field(900.0, gt=0, description="Longest login hold-back")
+    password_hash_workers: int = Field(
+        1,
+        ge=1,
+        le=16,
+        description="Threads (= cores at most) that verify passwords; login floods wait here, not the API",
+    )
+    webhook_allow_private_targets: bool = Field(
+        False,
+        description="Allow webhooks to loopback, link-local and private addresses (admin decision)",
+    )
 
     # --- SIP endpoint (standalone or behind Asterisk / Kamailio)
     sip_enabled: bool = Field(True, description="Run the SIP intake endpoint")
@@ -116,6 +198,15 @@ class Settings(BaseSettings):
             raise ValueError(f"unsupported database {url.get_backend_name()!r} (use sqlite or postgresql)")
         return value
 
+    @field_validator("secret_key")
+    @classmethod
+    def _secret_key_strong(cls, value: str | None) -> str | None:
+        if value is not None:
+            problem = secret_key_problem(value)
+            if problem:
+                raise ValueError(problem)
+        return value
+
     @field_validator("redis_url")
     @classmethod
     def _redis_url_scheme(cls, value: str | None) -> str | None:
@@ -142,6 +233,8 @@ class Settings(BaseSettings):
     def _rtp_range(self) -> Settings:
         if self.rtp_port_min >= self.rtp_port_max:
             raise ValueError("rtp_port_min must be below rtp_port_max")
+        if (self.tls_certfile is None) != (self.tls_keyfile is None):
+            raise ValueError("tls_certfile and tls_keyfile go together: set both or neither")
         return self
 
     @classmethod
@@ -168,13 +261,22 @@ class Settings(BaseSettings):
     def embedded_redis(self) -> bool:
         return self.redis_url is None
 
+    @property
+    def serves_tls(self) -> bool:
+        return self.tls_certfile is not None and self.tls_keyfile is not None
+
 
 def _format_error(err: Any) -> str:
     where = ".".join(str(p) for p in err.get("loc", ())) or "settings"
     env = f"IZS_{where.split('.')[0].upper()}" if where != "settings" else "settings"
     msg = str(err.get("msg", "invalid")).removeprefix("Value error, ")
     value = err.get("input")
-    shown = f" (got {value!r})" if isinstance(value, str | int | float) and len(repr(value)) < 80 else ""
+    secret = any(part in where for part in ("secret", "password"))
+    shown = (
+        f" (got {value!r})"
+        if not secret and isinstance(value, str | int | float) and len(repr(value)) < 80
+        else ""
+    )
     return f"{env}: {msg}{shown}"
 
 
@@ -227,4 +329,49 @@ def check_runtime(settings: Settings) -> list[str]:
         problems.append(f"IZS_MODEL_DIR: no such directory: {settings.model_dir}")
     if settings.triage_data_dir is not None and not settings.triage_data_dir.is_dir():
         problems.append(f"IZS_TRIAGE_DATA_DIR: no such directory: {settings.triage_data_dir}")
+    for name, path in (
+        ("IZS_TLS_CERTFILE", settings.tls_certfile),
+        ("IZS_TLS_KEYFILE", settings.tls_keyfile),
+    ):
+        if path is not None and not path.is_file():
+            problems.append(f"{name}: no such file: {path}")
+    if settings.serves_tls and not problems:
+        import ssl
+
+        try:
+            ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(
+                str(settings.tls_certfile), str(settings.tls_keyfile)
+            )
+        except (ssl.SSLError, OSError) as exc:
+            problems.append(f"IZS_TLS_CERTFILE: certificate and key do not load: {exc}")
     return problems
+
+
+def security_warnings(settings: Settings) -> list[str]:
+    """What works but exposes the centre on a shared network. One line each; `izs check` prints them."""
+    warnings: list[str] = []
+    if not settings.serves_tls and not is_loopback_host(settings.http_host):
+        warnings.append(
+            f"IZS_HTTP_HOST: {settings.http_host} is not a loopback address and serves plain HTTP: "
+            "passwords and tokens cross the network in clear text (set IZS_TLS_CERTFILE and IZS_TLS_KEYFILE)"
+        )
+    if settings.redis_url is not None and not settings.redis_url.startswith("unix://"):
+        from urllib.parse import urlsplit
+
+        parts = urlsplit(settings.redis_url)
+        if not parts.password:
+            warnings.append("IZS_REDIS_URL: no password: anyone who reaches Redis can drive the centre")
+        if parts.scheme == "redis" and not is_loopback_host(parts.hostname or ""):
+            warnings.append("IZS_REDIS_URL: Redis on another machine without TLS: use rediss:// (docs/ha.md)")
+    if settings.database_url and settings.database_url.startswith("postgresql"):
+        from sqlalchemy.engine import make_url
+
+        url = make_url(settings.database_url)
+        host = url.host or ""
+        remote = bool(host) and not host.startswith("/") and not is_loopback_host(host)
+        if remote and url.query.get("sslmode") not in ("require", "verify-ca", "verify-full"):
+            warnings.append(
+                "IZS_DATABASE_URL: PostgreSQL on another machine without ?sslmode=verify-full "
+                "(or require): call records cross the network in clear text"
+            )
+    return warnings

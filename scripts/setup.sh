@@ -14,6 +14,8 @@ APT_PACKAGES=(
   kamailio                          # SIP front for several intake nodes (deploy/kamailio)
   chromium chromium-driver          # console tests in a real browser
   iproute2 procps
+  openssl                           # TLS tests make their own CA (tests/support/tls.py)
+  systemd                           # systemd-analyze verify of deploy/systemd (tests/ha/test_systemd_units.py)
 )
 
 SUDO=""

@@ -163,7 +163,7 @@ const IZS = (() => {
     if (token) headers.Authorization = `Bearer ${token}`;
     if (body !== undefined) headers["Content-Type"] = "application/json";
     const response = await fetch(path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
-    if (response.status === 401 && path !== "/api/auth/token") { logout(); throw new Error("unauthenticated"); }
+    if (response.status === 401 && path !== "/api/auth/token") { forget(); throw new Error("unauthenticated"); }
     const type = response.headers.get("content-type") || "";
     const data = type.includes("json") ? await response.json() : await response.text();
     if (!response.ok) {
@@ -174,10 +174,19 @@ const IZS = (() => {
     return data;
   }
 
-  function logout() {
+  function forget() {
     sessionStorage.removeItem("izs.token");
     token = null;
     location.reload();
+  }
+
+  // Logging out revokes the token on the server (every open console of this user closes), then forgets it.
+  async function logout() {
+    if (token) {
+      try { await fetch("/api/auth/logout", { method: "POST", headers: { Authorization: `Bearer ${token}` } }); }
+      catch (e) { console.error("logout", e); }
+    }
+    forget();
   }
 
   function showLogin(onDone) {
@@ -224,13 +233,17 @@ const IZS = (() => {
     let delay = 500;
     const connect = () => {
       const scheme = location.protocol === "https:" ? "wss" : "ws";
-      const ws = new WebSocket(`${scheme}://${location.host}/api/live?token=${encodeURIComponent(token)}`);
-      ws.onopen = () => { delay = 500; onOpen && onOpen(); };
+      // The token goes in the first message, never in the URL (URLs end up in proxy and server logs).
+      const ws = new WebSocket(`${scheme}://${location.host}/api/live`);
+      ws.onopen = () => {
+        ws.send(JSON.stringify({ type: "auth", token }));
+        delay = 500; onOpen && onOpen();
+      };
       ws.onmessage = (msg) => {
         try { onEvent(JSON.parse(msg.data)); } catch (e) { console.error("live event", e); }
       };
       ws.onclose = (ev) => {
-        if (ev.code === 1008) { logout(); return; }
+        if (ev.code === 1008) { forget(); return; }
         setTimeout(connect, delay);
         delay = Math.min(delay * 2, 5000);
       };

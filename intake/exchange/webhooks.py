@@ -26,6 +26,7 @@ import httpx
 
 from intake.domain import utc_now
 from intake.errors import StorageError
+from intake.exchange.targets import TargetRefused, resolve_webhook_target
 
 log = logging.getLogger(__name__)
 
@@ -104,6 +105,7 @@ async def deliver_due(
     policy: RetryPolicy | None = None,
     limit: int = 4 * DELIVERY_CONCURRENCY,  # a round ends well within the 60 s claim lease
     concurrency: int = DELIVERY_CONCURRENCY,
+    allow_private_targets: bool = False,
 ) -> DeliveryReport:
     """Send every delivery that is due (leader-only duty, run on its own task, never in the leader loop).
 
@@ -111,7 +113,8 @@ async def deliver_due(
     total (connect, send and the answer together: a receiver that accepts and never answers costs one
     attempt's deadline, not the round). A 2xx answer is delivered; anything else (status, timeout, refused
     connection) is retried after ``policy.delay_after(attempts)`` until ``policy.max_attempts``, then
-    dead-lettered.
+    dead-lettered. A target that resolves to an internal address (:mod:`intake.exchange.targets`) is not
+    contacted and counts as failed.
     """
     policy = policy or RetryPolicy()
     now = now or utc_now()
@@ -121,7 +124,7 @@ async def deliver_due(
 
     async def attempt(delivery: Any) -> None:
         async with pool:
-            await _attempt(repo, http_client, delivery, now, policy, report)
+            await _attempt(repo, http_client, delivery, now, policy, report, allow_private_targets)
 
     await asyncio.gather(*(attempt(delivery) for delivery in due))
     return report
@@ -134,6 +137,7 @@ async def _attempt(
     now: datetime,
     policy: RetryPolicy,
     report: DeliveryReport,
+    allow_private_targets: bool,
 ) -> None:
     body = json.dumps(
         {"id": delivery.event_id, "type": delivery.event_type, "data": delivery.payload},
@@ -148,12 +152,15 @@ async def _attempt(
     }
     error: str | None = None
     try:
+        await asyncio.wait_for(resolve_webhook_target(delivery.url, allow_private_targets), policy.timeout_s)
         response = await asyncio.wait_for(
             http_client.post(delivery.url, content=body, headers=headers, timeout=policy.timeout_s),
             policy.timeout_s,
         )
         if not 200 <= response.status_code < 300:
             error = f"HTTP {response.status_code}"
+    except TargetRefused as exc:
+        error = f"refused: {exc.message}"
     except (httpx.HTTPError, httpx.InvalidURL) as exc:
         error = f"{type(exc).__name__}: {exc}"
     except TimeoutError:

@@ -345,6 +345,7 @@ class User:
     role: str
     active: bool
     created_at: datetime
+    token_version: int = 0
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,7 +23,7 @@ from collections.abc import Callable, Collection, Iterable, Mapping
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
-from sqlalchemy import delete, exists, func, or_, select
+from sqlalchemy import and_, delete, exists, false, func, or_, select
 from sqlalchemy.dialects import postgresql as pg_dialect
 from sqlalchemy.dialects import sqlite as sqlite_dialect
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, OperationalError, SQLAlchemyError
@@ -300,15 +300,26 @@ class Repository:
         limit: int = 50,
         offset: int = 0,
         with_transcript: bool = False,
+        scope_desks: Collection[str] | None = None,
+        scope_taker: str | None = None,
     ) -> tuple[list[Call], int]:
         """Calls newest first (by offered_at) and the total number matching the filters.
 
         ``since``/``until`` bound offered_at (since inclusive, until exclusive). ``text`` matches the id,
         adapter reference, caller number or transcript, case- and diacritics-insensitively.
         ``abandoned_uncalled`` keeps abandoned calls nobody has called back yet. The transcript is loaded
-        only with ``with_transcript`` (lists stay light).
+        only with ``with_transcript`` (lists stay light). ``scope_desks`` (with ``scope_taker``) keeps what a
+        call taker may read: calls of those desks, calls of that taker, abandoned calls not yet called back.
         """
         conditions: list[Any] = []
+        if scope_desks is not None:
+            conditions.append(
+                or_(
+                    CallRow.desk.in_(list(scope_desks)),
+                    CallRow.taker_id == scope_taker if scope_taker is not None else false(),
+                    and_(CallRow.state == CallState.ABANDONED.value, CallRow.callback_done_at.is_(None)),
+                )
+            )
         if state is not None:
             states = [state] if isinstance(state, str) else list(state)
             conditions.append(CallRow.state.in_([CallState(s).value for s in states]))
@@ -1019,22 +1030,42 @@ class Repository:
         role: str | None = None,
         active: bool | None = None,
     ) -> User:
+        """Change a user; a new password, a new role or disabling revokes the user's tokens."""
+
         def work(session: Session) -> User:
             row = session.scalars(
                 select(UserRow).where(UserRow.username == username).with_for_update()
             ).first()
             if row is None:
                 raise NotFound(f"user {username} does not exist", username=username)
+            revoke = password_hash is not None or (role is not None and role != row.role) or active is False
             if password_hash is not None:
                 row.password_hash = password_hash
             if role is not None:
                 row.role = role
             if active is not None:
                 row.active = active
+            if revoke:
+                row.token_version = (row.token_version or 0) + 1
             session.flush()
             return _user(row)
 
         return self._write(f"update user {username}", work)
+
+    def revoke_tokens(self, username: str) -> User:
+        """Invalidate every token issued to ``username`` so far (logout). NotFound for an unknown user."""
+
+        def work(session: Session) -> User:
+            row = session.scalars(
+                select(UserRow).where(UserRow.username == username).with_for_update()
+            ).first()
+            if row is None:
+                raise NotFound(f"user {username} does not exist", username=username)
+            row.token_version = (row.token_version or 0) + 1
+            session.flush()
+            return _user(row)
+
+        return self._write(f"revoke tokens of {username}", work)
 
     # ------------------------------------------------------------------------------------- idempotency
 
@@ -1314,6 +1345,7 @@ def _user(row: UserRow) -> User:
         role=row.role,
         active=row.active,
         created_at=row.created_at,
+        token_version=row.token_version or 0,
     )
 
 

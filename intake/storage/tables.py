@@ -258,6 +258,9 @@ class UserRow(Base):
     role: Mapped[str] = mapped_column(String(32))
     active: Mapped[bool] = mapped_column(Boolean)
     created_at: Mapped[datetime]
+    # Tokens carry the version they were issued under; bumping it (disable, password change, logout)
+    # revokes every token issued before.
+    token_version: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
 
 class IdempotencyKeyRow(Base):

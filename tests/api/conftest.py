@@ -17,7 +17,7 @@ from api.auth import Role, TokenSigner, hash_password
 from intake.app import Centre
 from intake.settings import TakerConfig, load_settings
 
-SECRET = "test-secret-key-for-api-tests-0123456789"
+SECRET = "test-secret-key-for-api-tests-0123456789-TESTONLY-KvK"
 PASSWORD = "correct horse battery"
 # user name -> role; call takers' user names are their call-taker ids
 USERS = {

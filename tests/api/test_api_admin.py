@@ -49,6 +49,8 @@ async def test_incident_changes_reach_a_webhook_and_deliveries_are_listed_for_ad
 ):
     url, got = receiver
     admin = as_user("admin")
+    # The receiver listens on loopback: an admin must allow internal webhook targets explicitly.
+    centre.settings = centre.settings.model_copy(update={"webhook_allow_private_targets": True})
     hook = await client.post(
         "/api/admin/webhooks",
         json={"url": url, "secret": SECRET, "events": ["incident.created"]},
@@ -65,14 +67,14 @@ async def test_incident_changes_reach_a_webhook_and_deliveries_are_listed_for_ad
     incident_id = created.json()["id"]
     assert await pump_incident_stream(centre.live, centre.repo, consumer="node-a") >= 1
     async with httpx.AsyncClient() as http:
-        first = await deliver_due(centre.repo, http)
+        first = await deliver_due(centre.repo, http, allow_private_targets=True)
         assert first.retrying
         [pending] = (await client.get("/api/admin/webhooks/deliveries?status=pending", headers=admin)).json()
         assert pending["attempts"] == 1 and pending["last_error"] == "HTTP 500"
         from datetime import datetime
 
         retry_at = datetime.fromisoformat(pending["next_attempt_at"])
-        second = await deliver_due(centre.repo, http, now=retry_at)
+        second = await deliver_due(centre.repo, http, now=retry_at, allow_private_targets=True)
         assert second.delivered
     headers, body = got[-1]
     assert verify(SECRET, body, headers[SIGNATURE_HEADER.lower()], now=retry_at)

@@ -153,14 +153,20 @@ async def test_live_events_are_filtered_by_role(
     centre: Any, app: Any, tokens: dict[str, str], as_user: Headers
 ):
     async with RunningServer(app) as server:
-        base = server.url.replace("http://", "ws://") + "/api/live?token="
+        base = server.url.replace("http://", "ws://") + "/api/live"
         async with (
-            connect(base + tokens["vedouci"]) as supervisor,
-            connect(base + tokens["jana"]) as jana,  # desks ZZS, 112
-            connect(base + tokens["petr"]) as petr,  # desks PCR, HZS
-            connect(base + tokens["zzs-dispatch"]) as integration,
+            connect(base) as supervisor,
+            connect(base) as jana,  # desks ZZS, 112
+            connect(base) as petr,  # desks PCR, HZS
+            connect(base) as integration,
         ):
-            for ws in (supervisor, jana, petr, integration):
+            for ws, user in (
+                (supervisor, "vedouci"),
+                (jana, "jana"),
+                (petr, "petr"),
+                (integration, "zzs-dispatch"),
+            ):
+                await ws.send(json.dumps({"type": "auth", "token": tokens[user]}))
                 assert json.loads(await ws.recv())["type"] == "hello"
             centre.calls.submit(offer("sip-live-1", dialled="155"))
             centre.calls.submit(
@@ -197,8 +203,9 @@ async def test_event_published_on_one_node_reaches_a_websocket_client_of_another
 ):
     other_node = await start_centre("node-b")
     async with RunningServer(create_app(other_node)) as server:
-        url = server.url.replace("http://", "ws://") + "/api/live?token=" + tokens["vedouci"]
+        url = server.url.replace("http://", "ws://") + "/api/live"
         async with connect(url) as ws:
+            await ws.send(json.dumps({"type": "auth", "token": tokens["vedouci"]}))
             assert json.loads(await ws.recv())["type"] == "hello"
             async with httpx.AsyncClient(
                 transport=httpx.ASGITransport(app=create_app(centre)), base_url="http://a"

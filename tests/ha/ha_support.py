@@ -23,7 +23,7 @@ import httpx
 
 REPO = Path(__file__).resolve().parents[2]
 START_SCRIPT = REPO / "deploy" / "kamailio" / "izs-kamailio.sh"
-SECRET_KEY = "ha-drill-shared-secret-key-0123456789"
+SECRET_KEY = "ha-drill-shared-secret-key-0123456789-TESTONLY-KvK"
 ADMIN_PASSWORD = "ha-admin-pw"
 SUPERVISOR = ("sup", "ha-sup-pw")
 

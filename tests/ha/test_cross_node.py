@@ -52,8 +52,9 @@ class CrossNodeRun:
     final: Call | None = None
 
 
-async def _collect(url: str, into: list[dict[str, Any]], ready: asyncio.Event) -> None:
+async def _collect(url: str, token: str, into: list[dict[str, Any]], ready: asyncio.Event) -> None:
     async with websockets.connect(url) as socket:
+        await socket.send(json.dumps({"type": "auth", "token": token}))
         hello = json.loads(await socket.recv())
         assert hello["type"] == "hello", hello
         ready.set()
@@ -87,8 +88,8 @@ async def _run(work: Path, postgres: PostgresServer) -> CrossNodeRun:
         await on_b.ensure_supervisor()
         events: list[dict[str, Any]] = []
         ready = asyncio.Event()
-        ws_url = f"ws://{b.host}:{b.http_port}/api/live?token={on_b.token}"
-        listener = asyncio.create_task(_collect(ws_url, events, ready))
+        ws_url = f"ws://{b.host}:{b.http_port}/api/live"
+        listener = asyncio.create_task(_collect(ws_url, on_b.token, events, ready))
         await asyncio.wait_for(ready.wait(), 10)
 
         async with CallerFleet(work_dir=work / "callers", keep_dir=True) as fleet:

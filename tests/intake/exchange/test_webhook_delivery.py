@@ -100,18 +100,26 @@ async def test_failed_deliveries_are_retried_with_backoff_until_the_receiver_tak
     assert await enqueue_event(repository, incident_event(), now=T0) == 0  # a replay queues nothing
     policy = RetryPolicy(base_delay_s=5, max_attempts=5)
     async with httpx.AsyncClient() as http:
-        first = await deliver_due(repository, http, now=T0, policy=policy)
+        first = await deliver_due(repository, http, now=T0, policy=policy, allow_private_targets=True)
         assert first.retrying and not first.delivered
         # not due yet: backoff holds it back
         assert not (
-            await deliver_due(repository, http, now=T0 + timedelta(seconds=4), policy=policy)
+            await deliver_due(
+                repository, http, now=T0 + timedelta(seconds=4), policy=policy, allow_private_targets=True
+            )
         ).retrying
-        second = await deliver_due(repository, http, now=T0 + timedelta(seconds=5), policy=policy)
+        second = await deliver_due(
+            repository, http, now=T0 + timedelta(seconds=5), policy=policy, allow_private_targets=True
+        )
         assert second.retrying
         assert not (
-            await deliver_due(repository, http, now=T0 + timedelta(seconds=14), policy=policy)
+            await deliver_due(
+                repository, http, now=T0 + timedelta(seconds=14), policy=policy, allow_private_targets=True
+            )
         ).delivered
-        third = await deliver_due(repository, http, now=T0 + timedelta(seconds=15), policy=policy)
+        third = await deliver_due(
+            repository, http, now=T0 + timedelta(seconds=15), policy=policy, allow_private_targets=True
+        )
         assert third.delivered
     assert len(flaky_receiver.requests) == 3
     headers, body = flaky_receiver.requests[-1]
@@ -129,14 +137,20 @@ async def test_delivery_is_dead_lettered_after_the_last_attempt(repository: Any)
         now = T0
         async with httpx.AsyncClient() as http:
             for _ in range(3):
-                report = await deliver_due(repository, http, now=now, policy=policy)
+                report = await deliver_due(
+                    repository, http, now=now, policy=policy, allow_private_targets=True
+                )
                 now += timedelta(seconds=10)
         assert report.dead
         assert len(receiver.requests) == 3
     [dead] = repository.list_deliveries(status="failed")
     assert dead.attempts == 3 and dead.last_error == "HTTP 503"
     async with httpx.AsyncClient() as http:
-        assert not (await deliver_due(repository, http, now=now + timedelta(days=1), policy=policy)).retrying
+        assert not (
+            await deliver_due(
+                repository, http, now=now + timedelta(days=1), policy=policy, allow_private_targets=True
+            )
+        ).retrying
 
 
 async def test_unreachable_receiver_counts_as_a_failed_attempt(repository: Any):
@@ -145,7 +159,9 @@ async def test_unreachable_receiver_counts_as_a_failed_attempt(repository: Any):
     repository.create_webhook(url, SECRET, ["*"])  # nobody listens there any more
     await enqueue_event(repository, incident_event(), now=T0)
     async with httpx.AsyncClient() as http:
-        report = await deliver_due(repository, http, now=T0, policy=RetryPolicy(timeout_s=2))
+        report = await deliver_due(
+            repository, http, now=T0, policy=RetryPolicy(timeout_s=2), allow_private_targets=True
+        )
     assert report.retrying
     [delivery] = repository.list_deliveries()
     assert "ConnectError" in (delivery.last_error or "")
