@@ -15,6 +15,7 @@ from routing.gazetteer import DEFAULT_GAZETTEER_DIR, Gazetteer
 from routing.location import extract_location
 from routing.matcher import PhraseMatcher, SignalHit
 from routing.protocol import TCPR_SIGNAL, Condition, Protocol, ScoreRule, TypeSpec, load_protocol
+from routing.safety import no_emergency_proof, safeguard, unheard
 from routing.types import Evidence, Scored, SpokenLocation, TriageDecision, TriageInput
 from routing.vocabulary import DESK_BY_AGENCY, DESK_BY_DIALLED, Agency, DeskCode, IncidentType
 
@@ -90,7 +91,15 @@ class Triage:
         )
 
     def decide(self, inp: TriageInput) -> TriageDecision:
+        """The protocol rules' decision, passed through the safety rules (routing.safety)."""
+        if not inp.transcript.strip():
+            return unheard(inp, self._rules_version)
         report = self.hear(inp)
+        decision = self.decide_rules(inp, report)
+        return safeguard(decision, inp, no_emergency_proof(report.present), clear=not decision.unsure)
+
+    def decide_rules(self, inp: TriageInput, report: SignalReport) -> TriageDecision:
+        """The protocol rules alone, before the safety rules: for measuring and as the model's features."""
         present: dict[str, tuple[Evidence, ...]] = dict(report.present)
         strength = dict(report.strength)
         settings = self.protocol.settings
@@ -121,9 +130,6 @@ class Triage:
         type_evidence = _evidence_for(best_rule.condition, present, f"type.{best_type.value}.{best_rule.id}")
         priority = self._priority(spec, present, tcpr_rule is not None, confidence)
         agencies = self._agencies(spec, present, confidence, type_evidence)
-        if tcpr_rule is not None and all(a.value is not Agency.ZZS for a in agencies):
-            # whatever else the call is about, a suspected cardiac arrest needs the ambulance first
-            agencies = (Scored(Agency.ZZS, 0.9, tcpr_evidence), *agencies)
         unsure = confidence < settings.unsure_below
         desk = dialled_desk if unsure or not agencies else DESK_BY_AGENCY[agencies[0].value]
         alternatives = tuple(
@@ -228,11 +234,11 @@ class Triage:
         said_enough = (
             report.word_count >= self.protocol.settings.silent_min_words and "distress" not in report.present
         )
-        if said_enough or not inp.transcript.strip():
+        if said_enough:
             itype = IncidentType.SILENT_OR_HOAX
             agencies: tuple[Scored[Agency], ...] = ()
             alternatives: tuple[Scored[IncidentType], ...] = (Scored(dialled_type, 0.1),)
-            extra = ("no emergency recognised in the transcript",) if said_enough else ("no transcript yet",)
+            extra: tuple[str, ...] = ("no emergency recognised in the transcript",)
         else:
             itype = dialled_type
             agency = next((a for a, d in DESK_BY_AGENCY.items() if d == dialled_desk), None)
