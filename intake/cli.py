@@ -190,6 +190,12 @@ def cmd_triage_run(args: argparse.Namespace) -> int:
     return int(main_run([args.file, *args.options]))
 
 
+def cmd_triage_recognise(args: argparse.Namespace) -> int:
+    from intake.triage_corpus import run
+
+    return int(run([*args.files, *args.options]))
+
+
 def cmd_models_list(args: argparse.Namespace) -> int:
     from transcription.models import ModelRegistry
 
@@ -308,6 +314,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("file")
     p.add_argument("options", nargs=argparse.REMAINDER, help="passed to the predictor")
+    p = add(
+        "recognise",
+        cmd_triage_recognise,
+        "Add caller_recognised/recognised_by to scenario files: real pipeline (Festival/espeak-ng -> 8 kHz "
+        "-> Whisper) for --real N calls, the fitted noise model for the rest "
+        "(options: --out FILE | --in-place, --real N, --shard K/N, --fit, --no-noise, --seed N)",
+        tri_sub,
+    )
+    p.add_argument("files", nargs="+")
+    p.add_argument("options", nargs=argparse.REMAINDER, help="passed to the recogniser")
 
     mod = add("models", lambda a: EXIT_OK, "Speech recognition models")
     mod_sub = mod.add_subparsers(dest="models_command", required=True, metavar="COMMAND")
