@@ -298,3 +298,67 @@ def run(argv: Sequence[str] | None = None, out: Any = None, err: Any = None) -> 
     )
     out.write(f"{len(records)} calls: {real} recognised by the real pipeline, {len(records) - real} noised\n")
     return 0
+
+
+# ------------------------------------------------------------------------- the centre's confirmed incidents
+
+
+def confirmed_scenarios(repository: Any, page: int = 200) -> list[dict[str, Any]]:
+    """Every incident a call taker confirmed or corrected (``confirmed_by`` set), one scenario record per
+    linked call with caller speech: the labels are the incident as it stands (type, agencies, priority,
+    T-CPR, spoken location), the text is the caller's transcript as the centre recognised it."""
+    records: list[dict[str, Any]] = []
+    offset = 0
+    while True:
+        incidents, total = repository.list_incidents(limit=page, offset=offset)
+        for incident in incidents:
+            if not incident.confirmed_by:
+                continue
+            if incident.incident_type.value == "UNKNOWN":
+                continue  # nothing to learn from a call nobody heard
+            location = incident.location
+            for call_id in incident.call_ids:
+                call = repository.get_call(call_id)
+                text = " ".join(
+                    s.text.strip() for s in call.transcript if s.leg == "caller" and s.text.strip()
+                )
+                if not text:
+                    continue
+                records.append(
+                    {
+                        "id": f"centre-{incident.id}-{call.id}",
+                        "dialed": call.dialled,
+                        "caller_number": call.caller.e164 or None,
+                        "language": call.language or "cs",
+                        "caller": text,
+                        "caller_recognised": text,
+                        "recognised_by": "centre:live transcription",
+                        "taker": " ".join(s.text for s in call.transcript if s.leg == "taker"),
+                        "style": "centre",
+                        "expected": {
+                            "agencies": [a.value for a in incident.agency_codes],
+                            "incident_type": incident.incident_type.value,
+                            "priority": incident.priority,
+                            "tcpr": incident.tcpr,
+                            "location": None
+                            if location is None
+                            else {
+                                "municipality": location.municipality,
+                                "street": location.street,
+                                "house_number": location.house_number,
+                                "landmark": location.landmark,
+                            },
+                        },
+                    }
+                )
+        offset += len(incidents)
+        if not incidents or offset >= total:
+            break
+    return sorted(records, key=lambda r: str(r["id"]))
+
+
+def write_scenarios(records: Sequence[dict[str, Any]], path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(
+        "".join(json.dumps(r, ensure_ascii=False, sort_keys=True) + "\n" for r in records), "utf-8"
+    )
