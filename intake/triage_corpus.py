@@ -247,11 +247,13 @@ def run(argv: Sequence[str] | None = None, out: Any = None, err: Any = None) -> 
             for cid, item in done.items()
             if cid in said and str(item.get("recognised_by", "")).startswith(PIPELINE_TAG)
         ]
-        for extra in args.pairs:
+        for extra in args.pairs:  # more real results, of calls in FILES
             pairs.extend(
-                (str(item.get("language", "cs")), str(item["caller"]), str(item["caller_recognised"]))
-                for item in read_results(extra).values()
-                if "caller" in item and str(item.get("recognised_by", "")).startswith(PIPELINE_TAG)
+                (said[cid][0], said[cid][1], str(item["caller_recognised"]))
+                for cid, item in read_results(extra).items()
+                if cid in said
+                and cid not in done
+                and str(item.get("recognised_by", "")).startswith(PIPELINE_TAG)
             )
         if not pairs:
             err.write("error: --fit needs calls recognised by the real pipeline\n")

@@ -35,9 +35,9 @@ from routing.triage import CombinePolicy, SignalReport, Triage
 from routing.types import TriageDecision, TriageInput
 
 CORPUS_DIR = Path(__file__).with_name("data") / "corpus"
-FOLDS = 5
+FOLDS = 3
 NOISE_SEED = 12
-KEEP_FEATURES = 60_000
+KEEP_FEATURES = 20_000
 MIN_DOCUMENT_FREQUENCY = 2
 AGENCY_CODES = ("HZS", "ZZS", "PCR")
 NO_AGENCY = "-"

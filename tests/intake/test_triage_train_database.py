@@ -89,6 +89,7 @@ def test_only_confirmed_incidents_become_training_calls(repository: Repository) 
     assert arrest["dialed"] == "155"
 
 
+@pytest.mark.timeout(1800)  # trains twice and evaluates two triages on the dev split: minutes on a shared CPU
 def test_train_from_database_writes_a_candidate_and_eval_compares(
     repository: Repository, database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
