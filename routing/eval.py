@@ -423,6 +423,11 @@ def _eval_parser() -> argparse.ArgumentParser:
         help="calls the top-level numbers cover (both parts are always reported too: text columns, JSON 'splits')",
     )
     parser.add_argument("--seed", type=int, default=7, help="seed of the injected ASR noise")
+    parser.add_argument(
+        "--rules-only",
+        action="store_true",
+        help="without FILE: also report the protocol rules without the model",
+    )
     parser.add_argument("--data-dir", type=Path, default=None, help="protocol data directory")
     parser.add_argument(
         "--timing",
@@ -500,6 +505,8 @@ def _main_splits(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         return 2
     clock = SpeechClock(args.timing)
     triages = [("current", current)] + ([("candidate", candidate)] if candidate is not None else [])
+    if args.rules_only:
+        triages.append(("rules alone", Triage.from_data_dir(args.data_dir, with_model=False)))
     result: dict[str, Any] = {}
     for label, triage in triages:
         figures = {split.name: split_figures(triage, split, noise, args.seed, clock) for split in splits}
