@@ -52,7 +52,9 @@ def replay(triage: Triage, calls: list[dict]) -> tuple[list[float], list[float],
 def main(argv: list[str]) -> int:
     path = Path(argv[0]) if argv else DEFAULT_FILE
     calls = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-    print(f"load average at start: {os.getloadavg()[0]:.2f} (shared machine: absolute times vary, ratios less)")
+    print(
+        f"load average at start: {os.getloadavg()[0]:.2f} (shared machine: absolute times vary, ratios less)"
+    )
     words_per_call = statistics.mean(len(c["caller"].split()) for c in calls)
     print(f"calls: {len(calls)}, mean words per call: {words_per_call:.0f}")
     for label, with_model in (("rules alone", False), ("rules + learned model", True)):
