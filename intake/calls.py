@@ -57,6 +57,7 @@ from intake.numbers import parse_caller_number
 from intake.ports import CallControl, Recorder, Transcriber
 from intake.serialize import call_json, decision_json, decision_summary, location_json
 from routing.acd import is_front
+from routing.safety import carry_forward
 from routing.types import TriageDecision, TriageInput
 from routing.vocabulary import DESK_BY_DIALLED, Agency, DeskCode, IncidentType
 from telephony.errors import AdapterError
@@ -960,15 +961,19 @@ class CallService:
     async def _retriage(self, session: CallSession, force: bool = False) -> None:
         call = session.call
         started = time.perf_counter()
-        decision: TriageDecision = self._triage.decide(
-            TriageInput(
-                dialled=call.dialled,
-                caller_number=call.caller.e164,
-                caller_country=call.caller.country,
-                language=call.language or "cs",
-                transcript=session.caller_text,
-                speech_seconds=session.speech_s,
-            )
+        # carry_forward: suspected cardiac arrest stays raised, priority never drops during the call
+        decision: TriageDecision = carry_forward(
+            session.decision,
+            self._triage.decide(
+                TriageInput(
+                    dialled=call.dialled,
+                    caller_number=call.caller.e164,
+                    caller_country=call.caller.country,
+                    language=call.language or "cs",
+                    transcript=session.caller_text,
+                    speech_seconds=session.speech_s,
+                )
+            ),
         )
         self._metrics.triage_latency.observe(time.perf_counter() - started)
         previous = session.decision

@@ -224,16 +224,64 @@ def cmd_incidents_show(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def cmd_triage_eval(args: argparse.Namespace) -> int:
+def triage_eval(argv: list[str]) -> int:
     from routing.eval import main_eval
 
-    return int(main_eval([args.file, *args.options]))
+    return int(main_eval(argv))
 
 
-def cmd_triage_run(args: argparse.Namespace) -> int:
+def triage_run(argv: list[str]) -> int:
     from routing.eval import main_run
 
-    return int(main_run([args.file, *args.options]))
+    return int(main_run(argv))
+
+
+def triage_recognise(argv: list[str]) -> int:
+    from intake.triage_corpus import run
+
+    return int(run(argv))
+
+
+def triage_train(argv: list[str]) -> int:
+    """``izs triage train [--from-database] [--config FILE] ...``: the centre's confirmed incidents join the
+    corpus as one more source (written beside the new model, so the run can be repeated); everything else
+    is routing.training's (sources, --out DIR, --data-dir, --folds)."""
+    from routing.training import main_train
+
+    parser = argparse.ArgumentParser(add_help=False)
+    parser.add_argument("--from-database", action="store_true")
+    parser.add_argument("--config", default=None)
+    ours, rest = parser.parse_known_args(argv)
+    if not ours.from_database:
+        return int(main_train(rest))
+    if "--out" not in rest:
+        print(
+            "izs: --from-database needs --out DIR (a new data directory; the shipped model stays)",
+            file=sys.stderr,
+        )
+        return EXIT_CONFIG
+    out_dir = Path(rest[rest.index("--out") + 1])
+    from intake.triage_corpus import confirmed_scenarios, write_scenarios
+
+    settings = load_settings(Path(ours.config) if ours.config else None)
+    records = confirmed_scenarios(_repository(settings))
+    centre_file = out_dir / "centre" / "confirmed.jsonl"
+    write_scenarios(records, centre_file)
+    print(f"{len(records)} calls of confirmed or corrected incidents from the database -> {centre_file}")
+    return int(main_train([*rest, "--also", str(centre_file)]))
+
+
+# Sub-commands that parse their own options (argparse cannot pass "--flag value" through a sub-parser).
+TRIAGE_TOOLS: dict[str, Callable[[list[str]], int]] = {
+    "eval": triage_eval,
+    "run": triage_run,
+    "recognise": triage_recognise,
+    "train": triage_train,
+}
+
+
+def cmd_triage_tool(args: argparse.Namespace) -> int:
+    return TRIAGE_TOOLS[args.triage_command](list(args.options))
 
 
 def cmd_models_list(args: argparse.Namespace) -> int:
@@ -340,23 +388,31 @@ def build_parser() -> argparse.ArgumentParser:
 
     tri = add("triage", lambda a: EXIT_OK, "Evaluate and run triage on scenario files")
     tri_sub = tri.add_subparsers(dest="triage_command", required=True, metavar="COMMAND")
-    p = add(
-        "eval",
-        cmd_triage_eval,
-        "Score triage on a labelled scenario file, clean and with ASR noise "
-        "(options: --json, --split all|tune|holdout, --seed N, --timing words|espeak, --data-dir DIR)",
-        tri_sub,
-    )
-    p.add_argument("file")
-    p.add_argument("options", nargs=argparse.REMAINDER, help="passed to the evaluator")
-    p = add(
-        "run",
-        cmd_triage_run,
-        "Print one triage prediction per call as JSON lines (options: --noisy, --seed N, --data-dir DIR)",
-        tri_sub,
-    )
-    p.add_argument("file")
-    p.add_argument("options", nargs=argparse.REMAINDER, help="passed to the predictor")
+    for name, help_text in (
+        (
+            "eval",
+            "Score triage: without FILE the dev, sealed and training (cross-validated) splits, clean / noisy / "
+            "recognised, beside the dialled-number baseline (options: [FILE], --candidate DIR, --data-dir DIR, "
+            "--json, --seed N, --timing words|espeak)",
+        ),
+        (
+            "run",
+            "Print one triage prediction per call as JSON lines (FILE, --noisy, --seed N, --data-dir DIR)",
+        ),
+        (
+            "train",
+            "Train the triage model (deterministic; [SOURCES], --out DIR, --from-database, --data-dir DIR, "
+            "--folds N); nothing switches until IZS_TRIAGE_DATA_DIR points at the new directory",
+        ),
+        (
+            "recognise",
+            "Add caller_recognised/recognised_by to scenario files: real pipeline (Festival/espeak-ng -> 8 kHz "
+            "-> Whisper) for --real N calls, the fitted noise model for the rest (FILES, --out FILE | "
+            "--in-place, --real N, --shard K/N, --fit, --no-noise, --seed N)",
+        ),
+    ):
+        p = add(name, cmd_triage_tool, help_text, tri_sub)
+        p.add_argument("options", nargs=argparse.REMAINDER, help="options of the tool (see its --help)")
 
     mod = add("models", lambda a: EXIT_OK, "Speech recognition models")
     mod_sub = mod.add_subparsers(dest="models_command", required=True, metavar="COMMAND")
@@ -380,6 +436,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    raw = list(sys.argv[1:] if argv is None else argv)
+    if len(raw) >= 2 and raw[0] == "triage" and raw[1] in TRIAGE_TOOLS:
+        try:
+            return TRIAGE_TOOLS[raw[1]](raw[2:])
+        except ConfigError as exc:
+            for problem in exc.problems:
+                print(f"izs: configuration error: {problem}", file=sys.stderr)
+            return EXIT_CONFIG
+        except IzsError as exc:
+            print(f"izs: {exc.message}", file=sys.stderr)
+            return EXIT_FAILED
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

@@ -21,10 +21,11 @@ import subprocess
 import sys
 from collections import Counter
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, TextIO
 
+from routing.safety import FALLBACK_TYPES, dialled_agency
 from routing.text import fold
 from routing.triage import Triage
 from routing.types import TriageDecision, TriageInput
@@ -59,6 +60,8 @@ class Scenario:
     language: str
     caller: str
     expected: dict[str, Any]
+    recognised: str | None = None  # the caller's words as the speech pipeline (or its noise model) heard them
+    recognised_by: str | None = None
 
 
 def load_scenarios(path: Path | str) -> list[Scenario]:
@@ -95,9 +98,33 @@ def load_scenarios(path: Path | str) -> list[Scenario]:
                 language=str(record["language"]),
                 caller=record["caller"],
                 expected=expected,
+                recognised=record.get("caller_recognised")
+                if isinstance(record.get("caller_recognised"), str)
+                else None,
+                recognised_by=str(record["recognised_by"]) if record.get("recognised_by") else None,
             )
         )
     return scenarios
+
+
+def load_recognised(paths: Iterable[Path]) -> dict[str, tuple[str, str]]:
+    """id -> (recognised text, recognised_by) from result files (`izs triage recognise --out`); the real
+    pipeline's text wins over the noise model's."""
+    out: dict[str, tuple[str, str]] = {}
+    files: list[Path] = []
+    for path in paths:
+        files.extend(sorted(path.glob("*.jsonl")) if path.is_dir() else [path] if path.is_file() else [])
+    for path in files:
+        for line in path.read_text(encoding="utf-8").splitlines():
+            try:
+                item = json.loads(line)
+                cid, text, by = str(item["id"]), str(item["caller_recognised"]), str(item["recognised_by"])
+            except (json.JSONDecodeError, KeyError, TypeError):
+                continue
+            if cid in out and out[cid][1].startswith("pipeline") and not by.startswith("pipeline"):
+                continue
+            out[cid] = (text, by)
+    return out
 
 
 def split_of(call_id: str) -> str:
@@ -165,6 +192,20 @@ def prediction(decision: TriageDecision) -> dict[str, Any]:
             "road_km": loc.road_km,
         },
         "unsure": decision.unsure,
+    }
+
+
+def dialled_baseline(scenario: Scenario) -> dict[str, Any]:
+    """What a plain PBX does: the dialled number's agency, its fallback type, nothing else."""
+    agency = dialled_agency(scenario.dialled)
+    fallback = FALLBACK_TYPES.get(scenario.dialled.strip(), FALLBACK_TYPES["112"])[0]
+    return {
+        "agencies": [agency.value] if agency is not None else [],
+        "incident_type": fallback.value,
+        "priority": 2,
+        "tcpr": False,
+        "location": None,
+        "unsure": True,
     }
 
 
@@ -359,8 +400,20 @@ def _eval_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="izs triage eval", description="Evaluate triage on a scenario file."
     )
-    parser.add_argument("file", type=Path)
+    parser.add_argument(
+        "file",
+        type=Path,
+        nargs="?",
+        default=None,
+        help="one scenario file; without it: the dev, sealed and training (cross-validated) splits",
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument(
+        "--candidate",
+        type=Path,
+        default=None,
+        help="a triage data directory (from `izs triage train --out`) to compare with the current one",
+    )
     parser.add_argument(
         "--split",
         nargs="?",
@@ -370,6 +423,11 @@ def _eval_parser() -> argparse.ArgumentParser:
         help="calls the top-level numbers cover (both parts are always reported too: text columns, JSON 'splits')",
     )
     parser.add_argument("--seed", type=int, default=7, help="seed of the injected ASR noise")
+    parser.add_argument(
+        "--rules-only",
+        action="store_true",
+        help="without FILE: also report the protocol rules without the model",
+    )
     parser.add_argument("--data-dir", type=Path, default=None, help="protocol data directory")
     parser.add_argument(
         "--timing",
@@ -384,6 +442,8 @@ def main_eval(argv: Sequence[str] | None = None, out: TextIO | None = None, err:
     out = out or sys.stdout
     err = err or sys.stderr
     args = _eval_parser().parse_args(list(argv) if argv is not None else None)
+    if args.file is None:
+        return _main_splits(args, out, err)
     try:
         scenarios = load_scenarios(args.file)
         triage = Triage.from_data_dir(args.data_dir)
@@ -403,6 +463,71 @@ def main_eval(argv: Sequence[str] | None = None, out: TextIO | None = None, err:
         out.write(json.dumps(result, ensure_ascii=False) + "\n")
     else:
         write_text_report(evaluation, out)
+    return 0
+
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+DEV_FILE = REPO_ROOT / "tests" / "fixtures" / "calls" / "dev.jsonl"
+CORPUS_DIR = Path(__file__).with_name("data") / "corpus"
+SEALED_DIR = CORPUS_DIR / "sealed"
+RECOGNISED_DIR = CORPUS_DIR / "recognised"
+
+
+def evaluation_splits(dev_file: Path = DEV_FILE, sealed_dir: Path = SEALED_DIR) -> list[Split]:
+    """dev.jsonl (with the real pipeline's recognition from corpus/recognised/) and, when present, the
+    sealed split (its records carry their own recognition). Never used for training or tuning."""
+    recognised = load_recognised([RECOGNISED_DIR])
+    splits = []
+    if dev_file.is_file():
+        dev = [
+            replace(s, recognised=recognised[s.id][0], recognised_by=recognised[s.id][1])
+            if s.id in recognised and not s.recognised
+            else s
+            for s in load_scenarios(dev_file)
+        ]
+        splits.append(Split("dev", dev))
+    sealed_files = sorted(sealed_dir.glob("*.jsonl")) if sealed_dir.is_dir() else []
+    if sealed_files:
+        splits.append(Split("sealed", [s for f in sealed_files for s in load_scenarios(f)]))
+    return splits
+
+
+def _main_splits(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    from routing.asr_noise import NoiseModel
+
+    try:
+        current = Triage.from_data_dir(args.data_dir)
+        candidate = Triage.from_data_dir(args.candidate) if args.candidate is not None else None
+        noise = NoiseModel.load()
+        splits = evaluation_splits()
+    except (OSError, ValueError) as exc:
+        err.write(f"error: {exc}\n")
+        return 2
+    clock = SpeechClock(args.timing)
+    triages = [("current", current)] + ([("candidate", candidate)] if candidate is not None else [])
+    if args.rules_only:
+        triages.append(("rules alone", Triage.from_data_dir(args.data_dir, with_model=False)))
+    result: dict[str, Any] = {}
+    for label, triage in triages:
+        figures = {split.name: split_figures(triage, split, noise, args.seed, clock) for split in splits}
+        cv = triage.model.meta.get("cv") if triage.model is not None else None
+        result[label] = {"rules_version": triage.rules_version, "splits": figures, "training_cv": cv}
+        if args.json:
+            continue
+        out.write(f"== {label}: {triage.rules_version}\n")
+        if not any(split.name == "sealed" for split in splits):
+            out.write("(no sealed split in routing/data/corpus/sealed/)\n")
+        for name, fig in figures.items():
+            write_split_report(name, fig, out)
+        if cv is not None:
+            from routing.training import write_cv_report
+
+            write_cv_report(cv, out)
+        else:
+            out.write("\n(no learned model: rules alone, no cross-validated training figures)\n")
+        out.write("\n")
+    if args.json:
+        out.write(json.dumps(result, ensure_ascii=False) + "\n")
     return 0
 
 
@@ -432,3 +557,72 @@ def main_run(argv: Sequence[str] | None = None, out: TextIO | None = None, err: 
 
 if __name__ == "__main__":
     sys.exit(main_eval())
+
+
+# ------------------------------------------------------------------------ the split report (no FILE given)
+
+SPLIT_KEYS = (
+    "primary_agency_accuracy",
+    "agency_set_accuracy",
+    "incident_type_accuracy",
+    "tcpr_sensitivity",
+    "tcpr_specificity",
+)
+TRACKS = ("clean", "noisy", "recognised")
+
+
+@dataclass(frozen=True, slots=True)
+class Split:
+    name: str
+    scenarios: list[Scenario]
+
+
+def track_text(scenario: Scenario, track: str, noise: Any, seed: int) -> str | None:
+    """The caller's words on a track: as said, through the fitted noise model, or as really recognised."""
+    if track == "clean":
+        return scenario.caller
+    if track == "noisy":
+        return str(noise.apply(scenario.caller, scenario.language, seed, scenario.id))
+    if scenario.recognised is not None and (scenario.recognised_by or "").startswith("pipeline"):
+        return scenario.recognised
+    return None
+
+
+def split_figures(
+    triage: Triage, split: Split, noise: Any, seed: int = 7, clock: SpeechClock | None = None
+) -> dict[str, Any]:
+    """Per track: the triage's metrics and the dialled-number baseline's, and the time to the T-CPR flag."""
+    out: dict[str, Any] = {"calls": len(split.scenarios)}
+    for track in TRACKS:
+        rows = [(s, track_text(s, track, noise, seed)) for s in split.scenarios]
+        present = [(s, t) for s, t in rows if t is not None]
+        triaged = [(s, prediction(decide(triage, s, t))) for s, t in present]
+        baseline = [(s, dialled_baseline(s)) for s, _ in present]
+        out[track] = {"triage": metrics(triaged), "dialled": metrics(baseline)}
+    times = [seconds_to_tcpr(triage, s, clock) for s in split.scenarios if s.expected["tcpr"]]
+    heard = [t for t in times if t is not None]
+    out["time_to_tcpr_s"] = {
+        "calls": len(times),
+        "median": round(statistics.median(heard), 1) if heard else None,
+        "never_raised": len(times) - len(heard),
+    }
+    return out
+
+
+def write_split_report(name: str, figures: dict[str, Any], out: TextIO, label: str = "") -> None:
+    out.write(f"\n{name}{label}: {figures['calls']} calls\n")
+    header = "metric".ljust(24)
+    for track in TRACKS:
+        calls = figures[track]["triage"]["calls"]
+        header += f"{track + f' ({calls})':>22}{'dialled':>9}"
+    out.write(header + "\n")
+    for key in SPLIT_KEYS:
+        row = key.replace("_accuracy", "").ljust(24)
+        for track in TRACKS:
+            row += f"{_fmt(figures[track]['triage'][key]):>22}{_fmt(figures[track]['dialled'][key]):>9}"
+        out.write(row + "\n")
+    ttt = figures["time_to_tcpr_s"]
+    out.write(
+        f"median seconds of caller speech before T-CPR is flagged: {ttt['median']} "
+        f"({ttt['calls']} cardiac-arrest calls, never raised {ttt['never_raised']}; {WORDS_PER_SECOND} words/s)\n"
+    )

@@ -14,11 +14,53 @@ from pathlib import Path
 from routing.gazetteer import DEFAULT_GAZETTEER_DIR, Gazetteer
 from routing.location import extract_location
 from routing.matcher import PhraseMatcher, SignalHit
+from routing.model import DEFAULT_MODEL_FILE, Features, TriageModel, Vector, extract
 from routing.protocol import TCPR_SIGNAL, Condition, Protocol, ScoreRule, TypeSpec, load_protocol
+from routing.safety import NO_EMERGENCY_TYPES, no_emergency_proof, safeguard, unheard
 from routing.types import Evidence, Scored, SpokenLocation, TriageDecision, TriageInput
 from routing.vocabulary import DESK_BY_AGENCY, DESK_BY_DIALLED, Agency, DeskCode, IncidentType
 
 _MAX_ALTERNATIVES = 3
+MODEL_FILE_NAME = "model/triage-model.bin.gz"
+UNSURE_TYPE_BELOW = 0.5  # a calibrated type probability under this: say so, with the next two candidates
+PROOF_OF_NO_EMERGENCY = 0.8  # the model's words count as proof of a prank / no emergency only this sure
+
+
+@dataclass(frozen=True, slots=True)
+class CombinePolicy:
+    """How the rules and the model make one decision; chosen by measurement at training time
+    (routing/training.py, out-of-fold) and stored in the model file.
+
+    type_source: "model" (the calibrated type head) or "rules_if_sure" (the protocol's type when the rules are
+    not unsure, else the model's). agency_source: "heads" (the primary-agency and agency heads), "type_rules"
+    (the decided type's agencies plus the protocol's agency rules) or "union" of both. clear_agency: the
+    primary-agency probability from which the words "clearly point elsewhere" than the dialled number.
+    tcpr_threshold: the T-CPR head's probability that raises T-CPR besides the rules (None: the rules alone).
+    """
+
+    type_source: str = "model"
+    agency_source: str = "heads"
+    clear_agency: float = 0.5
+    tcpr_threshold: float | None = None
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "type_source": self.type_source,
+            "agency_source": self.agency_source,
+            "clear_agency": self.clear_agency,
+            "tcpr_threshold": self.tcpr_threshold,
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, object]) -> CombinePolicy:
+        threshold = data.get("tcpr_threshold")
+        clear = data.get("clear_agency", 0.5)
+        return cls(
+            type_source=str(data.get("type_source", "model")),
+            agency_source=str(data.get("agency_source", "heads")),
+            clear_agency=float(clear) if isinstance(clear, int | float) else 0.5,
+            tcpr_threshold=float(threshold) if isinstance(threshold, int | float) else None,
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,20 +76,32 @@ class SignalReport:
 class Triage:
     """Triage built from a validated protocol and a gazetteer. Thread-safe for reading; caches words."""
 
-    def __init__(self, protocol: Protocol, gazetteer: Gazetteer) -> None:
+    def __init__(self, protocol: Protocol, gazetteer: Gazetteer, model: TriageModel | None = None) -> None:
         self.protocol = protocol
         self.gazetteer = gazetteer
+        self.model = model
         self._matcher = PhraseMatcher(protocol)
         self._rules_version = f"{protocol.version}+{protocol.digest}"
+        if model is not None:
+            self._rules_version += f"+{model.version}"
+        self._policy = CombinePolicy.from_json(model.meta.get("policy", {})) if model is not None else None
 
     @classmethod
-    def from_data_dir(cls, path: Path | str | None = None) -> Triage:
-        """Load the protocol from `path` (default routing/data) and the gazetteer from its gazetteer/ dir."""
+    def from_data_dir(cls, path: Path | str | None = None, *, with_model: bool = True) -> Triage:
+        """Load the protocol from `path` (default routing/data), the gazetteer from its gazetteer/ dir and the
+        learned model from its model/ dir (routing/data's when `path` has none; rules alone if none at all)."""
         protocol = load_protocol(path)
         gazetteer_dir = Path(path) / "gazetteer" if path is not None else DEFAULT_GAZETTEER_DIR
         if not gazetteer_dir.is_dir():
             gazetteer_dir = DEFAULT_GAZETTEER_DIR
-        return cls(protocol, Gazetteer.load(gazetteer_dir))
+        model = None
+        if with_model:
+            model_file = Path(path) / MODEL_FILE_NAME if path is not None else DEFAULT_MODEL_FILE
+            if not model_file.is_file():
+                model_file = DEFAULT_MODEL_FILE
+            if model_file.is_file():
+                model = TriageModel.load(model_file)
+        return cls(protocol, Gazetteer.load(gazetteer_dir), model)
 
     @property
     def rules_version(self) -> str:
@@ -90,7 +144,148 @@ class Triage:
         )
 
     def decide(self, inp: TriageInput) -> TriageDecision:
+        """The protocol rules' decision, passed through the safety rules (routing.safety)."""
+        if not inp.transcript.strip():
+            return unheard(inp, self._rules_version)
         report = self.hear(inp)
+        decision = self.decide_rules(inp, report)
+        if self.model is None or self._policy is None:
+            return self.safeguard_rules(inp, report, decision)
+        features = extract(
+            inp.transcript, inp.language, inp.dialled, *self.signal_names(report), with_spans=True
+        )
+        vector = self.model.vector(features)
+        probs = self.model.predict(vector)
+        return self.combine(inp, report, decision, probs, self._policy, (vector, features))
+
+    def safeguard_rules(
+        self, inp: TriageInput, report: SignalReport, rules: TriageDecision
+    ) -> TriageDecision:
+        """The rules' decision as shipped without a model (for measuring the rules alone)."""
+        if not inp.transcript.strip():
+            return unheard(inp, self._rules_version)
+        return safeguard(rules, inp, no_emergency_proof(report.present), clear=not rules.unsure)
+
+    @staticmethod
+    def signal_names(report: SignalReport) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        """The heard signals as model features: present ones, negated ones (sorted, stable)."""
+        return tuple(sorted(report.present)), tuple(sorted(report.negated))
+
+    def tcpr_flag(
+        self, rules: TriageDecision, probs: Mapping[str, Mapping[str, float]], policy: CombinePolicy
+    ) -> bool:
+        """The T-CPR rules, or the T-CPR head above the measured threshold (never instead of the rules)."""
+        if rules.tcpr.value:
+            return True
+        threshold = policy.tcpr_threshold
+        return threshold is not None and probs.get("tcpr", {}).get("tcpr", 0.0) >= threshold
+
+    def combine(
+        self,
+        inp: TriageInput,
+        report: SignalReport,
+        rules: TriageDecision,
+        probs: Mapping[str, Mapping[str, float]],
+        policy: CombinePolicy,
+        explain: tuple[Vector, Features] | None = None,
+    ) -> TriageDecision:
+        """One decision from the rules' decision and the model's calibrated probabilities (see CombinePolicy).
+        The rules keep what must be certain: T-CPR (the head only adds), negation (in the signals), the
+        agency rules of thumb, location. Passed through the safety rules."""
+        present: dict[str, tuple[Evidence, ...]] = dict(report.present)
+        type_probs = sorted(probs["type"].items(), key=lambda kv: (-kv[1], kv[0]))
+        ranked = [(IncidentType(t), p) for t, p in type_probs if t in IncidentType.__members__]
+        if not ranked:
+            return safeguard(rules, inp, no_emergency_proof(report.present), clear=not rules.unsure)
+        if policy.type_source == "rules_if_sure" and not rules.unsure:
+            chosen, confidence = rules.incident_type.value, rules.incident_type.confidence
+        else:
+            chosen, confidence = ranked[0]
+        confidence = round(float(confidence), 3)
+        unsure = confidence < UNSURE_TYPE_BELOW
+        type_evidence: tuple[Evidence, ...] = ()
+        if rules.incident_type.value is chosen:
+            type_evidence = rules.incident_type.evidence
+        if explain is not None and self.model is not None:
+            type_evidence = (
+                *type_evidence,
+                *self._model_evidence(inp.transcript, explain, "type", chosen.value),
+            )
+        tcpr = self.tcpr_flag(rules, probs, policy)
+        tcpr_evidence = rules.tcpr.evidence
+        if tcpr and not rules.tcpr.value and explain is not None and self.model is not None:
+            tcpr_evidence = self._model_evidence(inp.transcript, explain, "tcpr", "tcpr")
+        if rules.tcpr.value:
+            present[TCPR_SIGNAL] = rules.tcpr.evidence
+        spec = self.protocol.types.get(chosen)
+        agencies = self._combined_agencies(spec, present, probs, policy, confidence, type_evidence)
+        primary_p = max(probs.get("primary", {"-": 0.0}).values())
+        if tcpr:
+            priority = Scored(1, max(confidence, 0.9), tcpr_evidence)
+        elif spec is not None:
+            priority = self._priority(spec, present, False, confidence)
+        else:
+            priority = Scored(2, confidence)
+        alternatives = tuple(Scored(t, round(float(p), 3)) for t, p in ranked if t is not chosen)[:2]
+        dialled_desk = DESK_BY_DIALLED.get(inp.dialled.strip(), DeskCode.D112)
+        desk = dialled_desk if unsure or not agencies else DESK_BY_AGENCY[agencies[0].value]
+        tcpr_p = probs.get("tcpr", {}).get("tcpr", 0.0)
+        decision = TriageDecision(
+            agencies=agencies,
+            incident_type=Scored(chosen, confidence, type_evidence),
+            priority=priority,
+            tcpr=Scored(
+                tcpr, round(max(rules.tcpr.confidence, tcpr_p) if tcpr else tcpr_p, 3), tcpr_evidence
+            ),
+            location=rules.location,
+            desk=desk,
+            alternatives=alternatives,
+            unsure=unsure,
+            rules_version=self._rules_version,
+            notes=rules.notes,
+        )
+        proof = no_emergency_proof(report.present)
+        if not proof and chosen in NO_EMERGENCY_TYPES and confidence >= PROOF_OF_NO_EMERGENCY:
+            proof = tuple(ev for ev in type_evidence if ev.rule.startswith("model."))
+        return safeguard(decision, inp, proof, clear=primary_p >= policy.clear_agency)
+
+    def _combined_agencies(
+        self,
+        spec: TypeSpec | None,
+        present: Mapping[str, tuple[Evidence, ...]],
+        probs: Mapping[str, Mapping[str, float]],
+        policy: CombinePolicy,
+        confidence: float,
+        type_evidence: tuple[Evidence, ...],
+    ) -> tuple[Scored[Agency], ...]:
+        by_rules = self._agencies(spec, present, confidence, type_evidence) if spec is not None else ()
+        if policy.agency_source == "type_rules":
+            return by_rules
+        primary_probs = probs.get("primary", {})
+        member_probs = probs.get("agencies", {})
+        primary = max(sorted(primary_probs), key=lambda a: primary_probs[a]) if primary_probs else "-"
+        heads: list[Scored[Agency]] = []
+        if primary in Agency.__members__:
+            heads.append(Scored(Agency(primary), round(primary_probs[primary], 3), type_evidence))
+            for code in sorted(member_probs, key=lambda a: -member_probs[a]):
+                if code != primary and member_probs[code] >= 0.5:
+                    heads.append(Scored(Agency(code), round(member_probs[code], 3), type_evidence))
+        if policy.agency_source == "union":
+            heads.extend(a for a in by_rules if all(h.value is not a.value for h in heads))
+        return tuple(heads)
+
+    def _model_evidence(
+        self, text: str, explain: tuple[Vector, Features], head: str, cls: str
+    ) -> tuple[Evidence, ...]:
+        assert self.model is not None
+        vector, features = explain
+        return tuple(
+            Evidence(rule=f"model.{head}.{cls}", words=(text[a:b],), weight=round(amount, 3), span=(a, b))
+            for (a, b), amount in self.model.explain(vector, features, head, cls)
+        )
+
+    def decide_rules(self, inp: TriageInput, report: SignalReport) -> TriageDecision:
+        """The protocol rules alone, before the safety rules: for measuring and as the model's features."""
         present: dict[str, tuple[Evidence, ...]] = dict(report.present)
         strength = dict(report.strength)
         settings = self.protocol.settings
@@ -121,9 +316,6 @@ class Triage:
         type_evidence = _evidence_for(best_rule.condition, present, f"type.{best_type.value}.{best_rule.id}")
         priority = self._priority(spec, present, tcpr_rule is not None, confidence)
         agencies = self._agencies(spec, present, confidence, type_evidence)
-        if tcpr_rule is not None and all(a.value is not Agency.ZZS for a in agencies):
-            # whatever else the call is about, a suspected cardiac arrest needs the ambulance first
-            agencies = (Scored(Agency.ZZS, 0.9, tcpr_evidence), *agencies)
         unsure = confidence < settings.unsure_below
         desk = dialled_desk if unsure or not agencies else DESK_BY_AGENCY[agencies[0].value]
         alternatives = tuple(
@@ -228,11 +420,11 @@ class Triage:
         said_enough = (
             report.word_count >= self.protocol.settings.silent_min_words and "distress" not in report.present
         )
-        if said_enough or not inp.transcript.strip():
+        if said_enough:
             itype = IncidentType.SILENT_OR_HOAX
             agencies: tuple[Scored[Agency], ...] = ()
             alternatives: tuple[Scored[IncidentType], ...] = (Scored(dialled_type, 0.1),)
-            extra = ("no emergency recognised in the transcript",) if said_enough else ("no transcript yet",)
+            extra: tuple[str, ...] = ("no emergency recognised in the transcript",)
         else:
             itype = dialled_type
             agency = next((a for a, d in DESK_BY_AGENCY.items() if d == dialled_desk), None)

@@ -81,3 +81,18 @@ class IncidentType(enum.StrEnum):
     WEATHER_FLOOD = "WEATHER_FLOOD"
     NON_EMERGENCY = "NON_EMERGENCY"
     SILENT_OR_HOAX = "SILENT_OR_HOAX"
+    # Nothing heard yet (no transcript): not a situation, the absence of one. Shown as "not yet heard";
+    # never a label in the scenario files and never a reason to drop the dialled agency.
+    UNKNOWN = "UNKNOWN"
+
+
+# The agency behind each emergency number: kept while the caller's words do not clearly point elsewhere.
+# 112 in Czechia is answered by the fire rescue service's operations centres (HZS ČR runs the 112 PSAPs),
+# so an unheard or unclear 112 call stays with HZS until words say otherwise.
+AGENCY_BY_DIALLED: dict[str, Agency] = {
+    "150": Agency.HZS,
+    "155": Agency.ZZS,
+    "158": Agency.PCR,
+    "156": Agency.PCR,
+    "112": Agency.HZS,
+}

@@ -206,15 +206,18 @@ def test_unclear_short_call_goes_to_dialled_desk_with_candidates(triage: Triage)
     assert d.alternatives
 
 
-def test_long_call_with_no_emergency_is_silent_or_background(triage: Triage) -> None:
+def test_long_call_with_no_emergency_keeps_the_dialled_agency(triage: Triage) -> None:
+    # Safety rule (issue 12): words the phrase lists do not know are no proof of a pocket dial; the type is
+    # not guessed, SILENT_OR_HOAX is the first candidate and the dialled agency (112 -> HZS) stays.
     text = (
         "no a von říkal že to přiveze až ve čtvrtek, jo jo, vezmi ten větší, je ve slevě, "
         "a kolik tam máš těch rohlíků, to nechci, to je drahý, tak zítra u nás, ahoj, měj se"
     )
     d = decide(triage, text, dialled="112")
     assert d.unsure
-    assert d.incident_type.value is IncidentType.SILENT_OR_HOAX
-    assert d.agencies == ()
+    assert d.incident_type.value is IncidentType.UNKNOWN
+    assert d.alternatives[0].value is IncidentType.SILENT_OR_HOAX
+    assert [a.value for a in d.agencies] == [Agency.HZS]
     assert d.desk is DeskCode.D112
 
 
