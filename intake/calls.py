@@ -166,12 +166,14 @@ class CallService:
         self._sessions: dict[str, CallSession] = {}  # by call_ref
         self._refs_by_id: dict[str, str] = {}
         self._aliases: dict[str, str] = {}  # media-fork call_ref / channel -> the call's call_ref
+        self._fork_refs: set[str] = set()  # call_refs of media-fork legs (PBX mode)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._incident_retry: dict[str, tuple[Call, TriageDecision]] = {}
         self._incident_locks: dict[str, asyncio.Lock] = {}
         self._tasks: set[asyncio.Future[None]] = set()
         self.adapter_health: dict[str, AdapterStatus] = {}
         desks.on_offer = self._on_offer
+        desks.on_overflow = self._on_overflow
 
     # --------------------------------------------------------------------------- wiring
 
@@ -221,6 +223,15 @@ class CallService:
             return
         if isinstance(event, CallOffered) and event.fork_of:
             self._aliases[event.call_ref] = self._aliases.get(event.fork_of, event.fork_of)
+            self._fork_refs.add(event.call_ref)
+            return
+        if event.call_ref in self._fork_refs:
+            # A media fork's own signalling is not the call's: its end is logged (the PBX adapter forks
+            # again while the caller is there); how the call ends is decided from the caller's channel only.
+            if isinstance(event, CallEnded):
+                self._fork_refs.discard(event.call_ref)
+                call_ref = self._aliases.pop(event.call_ref, None)
+                log.info("media fork %s of call %s ended (%s)", event.call_ref, call_ref, event.reason.value)
             return
         ref = self._aliases.get(event.call_ref, event.call_ref)
         session = self._sessions.get(ref)
@@ -400,6 +411,15 @@ class CallService:
         await self._retriage(session, force=True)
         if known.state is CallState.QUEUED and known.taker_id is None:
             await self._requeue_missing()
+        if self._transcriber is not None and "caller" not in session.legs_open:
+            try:
+                self._transcriber.open_leg(
+                    known.call_ref, "caller", 8000, language_hint=None, country_hint=known.caller.country
+                )
+                session.legs_open.add("caller")
+            except (RuntimeError, ValueError, OSError) as exc:
+                log.error("call %s: transcription unavailable after resume: %s", known.id, exc)
+        await self._start_media_fork(known)  # the old fork died with the previous process
         return True
 
     async def _on_ecall(self, session: CallSession, headers: dict[str, str]) -> None:
@@ -461,6 +481,28 @@ class CallService:
         except AdapterError as exc:
             log.error("call %s: PBX did not move the caller to %s: %s", call.id, desk.value, exc)
 
+    async def _reprioritise_in_pbx(self, call: Call, desk: DeskCode, front: bool) -> None:
+        control = self._controls.get(call.source)
+        change = getattr(control, "set_priority", None)
+        if change is None:
+            return
+        try:
+            await change(call.call_ref, desk, call.priority or 2, front)
+        except AdapterError as exc:
+            log.error("call %s: PBX kept the old queue priority on %s: %s", call.id, desk.value, exc)
+
+    async def _on_overflow(self, call_id: str, from_desk: DeskCode, to_desk: DeskCode) -> None:
+        """The leader moved a call that waited too long to the 112 desk: a PBX caller is moved there too
+        (in the background: a Redirect waits for the caller to join, and the leader serves every desk)."""
+        session = self.session_by_id(call_id)
+        if session is None or session.call.source == "sip":
+            return  # intake's own queue is the one that rings for SIP calls; other nodes' calls: their PBX
+        call = session.call
+        log.warning(
+            "call %s overflows from %s to %s after waiting too long", call_id, from_desk.value, to_desk.value
+        )
+        self._background(self._move_in_pbx(call, to_desk, urgent_front(session.decision)))
+
     async def _enqueue(self, session: CallSession) -> None:
         call = session.call
         decision = session.decision
@@ -479,6 +521,7 @@ class CallService:
                     "dialled": call.dialled,
                     "incident_type": decision.incident_type.value.value if decision else None,
                     "first_words": session.caller_text[:120],
+                    "source": call.source,
                 },
             )
         except LiveStateError as exc:
@@ -860,6 +903,8 @@ class CallService:
                     await self._desks.reprioritise(
                         call.id, call.desk, 1 if front else call.priority, front, "triage"
                     )
+                    if old_desk == call.desk:  # a move above already carried the new priority
+                        await self._reprioritise_in_pbx(call, call.desk, front)
             except LiveStateError as exc:
                 log.error("call %s: queue update failed: %s", call.id, exc)
         if not decision.unsure:

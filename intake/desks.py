@@ -56,6 +56,10 @@ class DeskService:
         self._offer_timeout = offer_timeout
         self._dispatch_lock = asyncio.Lock()
         self.on_offer: Callable[[Offer], Awaitable[None]] | None = None
+        # PBX mode: the console's log-in / pause / log-out mirrored into the PBX's desk queues.
+        self.on_taker_state: Callable[[CallTaker, TakerState, str], Awaitable[None]] | None = None
+        # Overflow of a waiting call to the 112 desk, carried out where the call is held (PBX: Redirect).
+        self.on_overflow: Callable[[str, DeskCode, DeskCode], Awaitable[None]] | None = None
 
     @property
     def offer_timeout_seconds(self) -> float:
@@ -103,7 +107,7 @@ class DeskService:
         return states
 
     async def set_taker_state(self, taker_id: str, target: TakerState, actor: str, reason: str = "") -> None:
-        await asyncio.to_thread(self._repo.get_taker, taker_id)  # NotFound for unknown ids
+        taker: CallTaker = await asyncio.to_thread(self._repo.get_taker, taker_id)  # NotFound for unknown ids
         states = await self._live.taker_states()
         current = TakerState(states.get(taker_id, {}).get("state", TakerState.OFFLINE.value))
         if target is not current and target not in TAKER_TRANSITIONS[current]:
@@ -117,6 +121,8 @@ class DeskService:
                 "taker.state", {"state": target.value, "by": actor, "reason": reason}, taker_id=taker_id
             )
         )
+        if self.on_taker_state is not None and target is not current:
+            await self.on_taker_state(taker, target, reason)
         if target is TakerState.AVAILABLE:
             await self.dispatch()
 
@@ -147,6 +153,10 @@ class DeskService:
 
     async def leave_queue(self, call_id: str, desk: DeskCode | None) -> None:
         desks = [desk.value] if desk else [d.value for d in DeskCode]
+        # Where it really waits (an overflow or a move may have taken it off ``desk``): never left behind.
+        waiting_on = await self._live.queued_desk(call_id)
+        if waiting_on is not None and waiting_on not in desks:
+            desks.append(waiting_on)
         for code in desks:
             await self._live.dequeue_specific(code, call_id)
         await self._bus.publish(
@@ -204,6 +214,8 @@ class DeskService:
                 if entry.arrival is not None and now - entry.arrival >= self._overflow_after:
                     await self.move(entry.call_id, desk, DeskCode.D112, "system", "overflow: waited too long")
                     moved.append(entry.call_id)
+                    if self.on_overflow is not None:
+                        await self.on_overflow(entry.call_id, desk, DeskCode.D112)
         return moved
 
     # ---------------------------------------------------------------------------------- dispatch
@@ -223,10 +235,11 @@ class DeskService:
             except LiveStateError as exc:
                 log.error("dispatch skipped, live state unavailable: %s", exc)
                 return offers
+            # A taker with a PBX interface is rung by the PBX's own desk queue, never offered by intake.
             idle = [
                 (states[t.id].get("since") or "", t)
                 for t in takers
-                if states.get(t.id, {}).get("state") == TakerState.AVAILABLE.value
+                if states.get(t.id, {}).get("state") == TakerState.AVAILABLE.value and t.interface is None
             ]
             idle.sort(key=lambda pair: pair[0])
             for _, taker in idle:
@@ -252,6 +265,8 @@ class DeskService:
             heads: list[tuple[tuple[int, int, float], DeskCode, Any]] = []
             for desk in taker.desks:
                 for entry in await self._live.queue(desk.value):
+                    if (entry.data or {}).get("source") == "ami":
+                        break  # held by the PBX: its desk queue rings the phones, intake does not claim it
                     language = (entry.data or {}).get("language")
                     speaks = language is None or language in taker.languages
                     heads.append(((0 if speaks else 1, *entry.sort_key), desk, entry))
