@@ -8,6 +8,7 @@ its REST API as the consoles do. Without ``IZS_TEST_ASTERISK`` every test here s
 
 from __future__ import annotations
 
+import itertools
 import re
 import time
 from datetime import datetime
@@ -18,9 +19,14 @@ from pbx_support import wait_until
 
 pytestmark = pytest.mark.slow
 
-CARDIAC = ("Prosím rychle, můj otec se zhroutil a je v bezvědomí.", 4.0, "Nedýchá. Vůbec nedýchá.")
-FIRE = "Hoří nám dům! Z kuchyně se valí kouř a oheň, rychle pošlete hasiče."
-TRAUMA = "Moje žena upadla a krvácí z hlavy, potřebujeme sanitku."
+# Short sentences with pauses: each is its own utterance for the recogniser (Whisper base, which on this
+# loaded machine keeps up with short windows only). Words chosen so that Whisper hears Festival's Czech
+# voice well enough over G.711: "Sanitku prosím" (a medical call, priority 2), then "Táta nedýchá" (not
+# breathing: cardiac arrest, the front of the queue).
+# The pause is long because on this shared machine one utterance can take Whisper 10-20 s to decode, and
+# audio that arrives meanwhile beyond the 8 s backlog is dropped (transcription.service).
+CARDIAC = ("Sanitku prosím.", 25.0, "Táta nedýchá.", 1.5, "Táta nedýchá.", 1.5, "Táta nedýchá.")
+TRAUMA = ("Moje žena upadla a krvácí z hlavy.", 1.5, "Hodně krvácí, potřebujeme sanitku.")
 THEFT = "Právě mi ukradli auto před domem, zloděj ujel."
 ACCIDENT = "Dobrý den, volám kvůli nehodě na silnici, srazila se dvě auta."
 
@@ -46,14 +52,16 @@ def test_item1_dialplan_answers_so_the_callers_speech_is_forked_and_transcribed(
     call = rig.wait_intake_call("+420601000101", 20, state="queued")
     assert call["source"] == "ami" and call["dialled"] == "112"
     text = wait_until(lambda: _transcript(rig.wait_intake_call("+420601000101")), 90, "the caller's words")
-    assert re.search(r"nehod|silnic|aut", text, re.IGNORECASE), text
+    assert re.search(r"dobr|volám|siln|nehod|auta", text, re.IGNORECASE), text
     caller.hangup()
     ended = rig.wait_intake_call("+420601000101", 20, state="abandoned")
     assert ended["end_reason"] == "abandoned"
     rig.record("item1-answer-fork-transcribe", mark)
 
 
-def test_item2_console_login_pause_logout_become_queue_add_pause_remove_and_survive_a_restart(fresh: Rig) -> None:
+def test_item2_console_login_pause_logout_become_queue_add_pause_remove_and_survive_a_restart(
+    fresh: Rig,
+) -> None:
     """2. Log-in / pause / log-out at the console reach Asterisk (member name = taker id), and intake puts
     the membership back after Asterisk restarts (persistentmembers = no)."""
     rig, mark = fresh, fresh.proxy.mark()
@@ -76,38 +84,41 @@ def test_item2_console_login_pause_logout_become_queue_add_pause_remove_and_surv
     rig.set_state("taker2", "available")
     wait_until(lambda: "taker2" in rig.queue("desk-155").members, 10, "taker2 back in desk-155")
     rig.pbx.restart()  # forgets dynamic members
-    member = wait_until(lambda: rig.queue("desk-155").members.get("taker2"), 20, "taker2 re-added after restart")
+    member = wait_until(
+        lambda: rig.queue("desk-155").members.get("taker2"), 20, "taker2 re-added after restart"
+    )
     assert member["interface"] == interface and not member["paused"]
     assert rig.taker_state("taker2") == "available"
     rig.record("item2-resync-after-restart", (mark[0] + 1, 0))
 
 
 def test_item3_no_offer_to_a_phone_that_is_not_a_queue_member_and_triage_still_redirects(fresh: Rig) -> None:
-    """3. A taker logged in at the console whose phone is not a queue member is never offered the call
-    (intake neither offers nor pauses); the fire call dialled on 155 is redirected to the free fire desk."""
+    """3. taker1 is logged in at the console on the fire desk but its phone is not a member of desk-150 on
+    the PBX: intake never offers it the call (never pauses it for "not taking the offer"), and nothing
+    blocks triage: the injury call dialled on 150 is redirected to the medical desk, where taker2 answers."""
     rig, mark = fresh, fresh.proxy.mark()
     rig.set_state("taker1", "available")  # HZS: desk-150
     rig.set_state("taker2", "available")  # ZZS: desk-155
-    wait_until(lambda: "taker2" in rig.queue("desk-155").members, 10, "taker2 in desk-155")
-    rig.pbx.cli(f"queue remove member {rig.tech('taker2')} from desk-155")
-    wait_until(lambda: "taker2" not in rig.queue("desk-155").members, 10, "taker2 removed on the PBX")
-    caller = rig.dial("item3", "155", "+420601000103", rig.voice("item3", FIRE))
+    wait_until(lambda: "taker1" in rig.queue("desk-150").members, 10, "taker1 in desk-150")
+    rig.pbx.cli(f"queue remove member {rig.tech('taker1')} from desk-150")
+    wait_until(lambda: "taker1" not in rig.queue("desk-150").members, 10, "taker1 removed on the PBX")
+    caller = rig.dial("item3", "150", "+420601000103", rig.voice("item3", *TRAUMA))
     call = rig.wait_intake_call("+420601000103", 90, state="connected")
-    assert call["taker_id"] == "taker1" and call["desk"] == "HZS", call
-    assert rig.phones["taker1"].wait_event("CALL_ESTABLISHED", 5)
-    assert not any(e.get("type") == "CALL_INCOMING" for e in rig.phones["taker2"].events)
-    assert rig.taker_state("taker2") == "available", "intake paused a taker it should never have offered to"
+    assert call["taker_id"] == "taker2" and call["desk"] == "ZZS", call
+    assert rig.phones["taker2"].wait_event("CALL_ESTABLISHED", 5)
+    assert not any(e.get("type") == "CALL_INCOMING" for e in rig.phones["taker1"].events)
+    assert rig.taker_state("taker1") == "available", "intake paused a taker it should never have offered to"
     log = rig.intake.log()
     assert "did not take the offer" not in log and "could not ring" not in log
     caller.hangup()
     ended = rig.wait_intake_call("+420601000103", 20, state="ended")
     assert ended["end_reason"] == "caller_hangup", ended
-    rig.record("item3-fire-redirect-not-blocked", mark)
+    rig.record("item3-redirect-not-blocked-no-offer", mark)
 
 
 def test_item4_cardiac_arrest_upgrade_raises_the_callers_queue_priority_on_the_pbx(fresh: Rig) -> None:
-    """4. First 'unconscious' (priority 1: queue prio 10), seconds later 'not breathing' (cardiac arrest:
-    the front, prio 20): every raise reaches Asterisk with QueueChangePriorityCaller."""
+    """4. First 'an ambulance please' (priority 2: queue prio 5), seconds later 'not breathing' (cardiac
+    arrest: the front, prio 20): every raise reaches Asterisk with QueueChangePriorityCaller."""
     rig, mark = fresh, fresh.proxy.mark()
     caller = rig.dial("item4", "155", "+420601000104", rig.voice("item4", *CARDIAC))
     channel = wait_until(lambda: rig.caller_channel("+420601000104"), 10, "the caller's channel")
@@ -122,7 +133,7 @@ def test_item4_cardiac_arrest_upgrade_raises_the_callers_queue_priority_on_the_p
     wait_until(prio, OVERFLOW_AFTER_S - 5, "queue prio 20 (cardiac arrest) on desk-155", 0.25)
     call = rig.wait_intake_call("+420601000104")
     assert call["tcpr"] is True and call["priority"] == 1, call
-    assert seen[0] in (0, 5, 10) and seen[-1] == 20, seen
+    assert seen[0] in (0, 5, 10) and seen[-1] == 20, seen  # raised on the PBX, not only in intake
     caller.hangup()
     rig.wait_intake_call("+420601000104", 20, state="abandoned")
     rig.record("item4-priority-raise", mark)
@@ -135,7 +146,9 @@ def test_item5_overflow_moves_the_caller_on_the_pbx_and_nothing_stays_waiting(fr
     caller = rig.dial("item5", "158", "+420601000105", rig.voice("item5", THEFT, tail_s=90.0))
     channel = wait_until(lambda: rig.caller_channel("+420601000105"), 10, "the caller's channel")
     wait_until(lambda: channel in rig.queue("desk-158").callers, 10, "caller waiting on desk-158")
-    wait_until(lambda: channel in rig.queue("desk-112").callers, OVERFLOW_AFTER_S + 15, "caller moved to desk-112")
+    wait_until(
+        lambda: channel in rig.queue("desk-112").callers, OVERFLOW_AFTER_S + 15, "caller moved to desk-112"
+    )
     assert channel not in rig.queue("desk-158").callers
     call = rig.wait_intake_call("+420601000105", 10, state="queued")
 
@@ -160,7 +173,7 @@ def test_item6_a_media_fork_ending_is_re_established_and_never_ends_the_call(fre
     """6. Hanging up the fork while the caller waits: the call stays queued, a new fork is originated; the
     call then ends as the taker hung up (decided from the caller's channel only)."""
     rig, mark = fresh, fresh.proxy.mark()
-    caller = rig.dial("item6", "155", "+420601000106", rig.voice("item6", TRAUMA, tail_s=90.0))
+    caller = rig.dial("item6", "155", "+420601000106", rig.voice("item6", *TRAUMA, tail_s=90.0))
     first = wait_until(rig.forks, 15, "the first media fork")[0]
     rig.wait_intake_call("+420601000106", 20, state="queued")
     rig.pbx.cli(f"channel request hangup {first}")
@@ -186,7 +199,7 @@ def test_item7_no_false_error_when_the_moved_caller_is_answered_at_once(fresh: R
     rig, mark = fresh, fresh.proxy.mark()
     rig.set_state("taker2", "available")
     wait_until(lambda: "taker2" in rig.queue("desk-155").members, 10, "taker2 in desk-155")
-    caller = rig.dial("item7", "150", "+420601000107", rig.voice("item7", TRAUMA))
+    caller = rig.dial("item7", "150", "+420601000107", rig.voice("item7", *TRAUMA))
     call = rig.wait_intake_call("+420601000107", 90, state="connected")
     assert call["taker_id"] == "taker2" and call["desk"] == "ZZS", call
     log = rig.intake.log()
@@ -217,7 +230,7 @@ def test_item8_calls_during_an_ami_outage_keep_their_real_wait_and_get_a_fresh_f
     restored = time.monotonic()
     call = rig.wait_intake_call("+420601000108", 15, state="queued")
     reconnected = time.monotonic() - restored
-    gaps = [b - a for a, b in zip(attempts, attempts[1:], strict=False)]
+    gaps = [b - a for a, b in itertools.pairwise(attempts)]
     assert gaps and max(gaps) <= 2.5, f"reconnect attempts every {gaps} s"
     assert reconnected < 5, reconnected
     assert abs(_ts(call["offered_at"]) - dialled_at) < 3, (call["offered_at"], dialled_at)
