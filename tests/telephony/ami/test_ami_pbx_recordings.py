@@ -8,6 +8,7 @@ the bridge's own ``send`` actions, as on the wire); the ``send`` lines show what
 
 from __future__ import annotations
 
+import itertools
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -71,7 +72,11 @@ def test_item2_console_states_became_queue_add_pause_remove_with_the_taker_id(dr
     tracker, _, sent = replay(driver, "item2-membership")
     interface = f"{DRIVERS[driver]}/taker2"
     [add] = actions(sent, "QueueAdd")[:1]
-    assert (add.value("Queue"), add.value("Interface"), add.value("MemberName")) == ("desk-155", interface, "taker2")
+    assert (add.value("Queue"), add.value("Interface"), add.value("MemberName")) == (
+        "desk-155",
+        interface,
+        "taker2",
+    )
     pauses = [(m.value("Paused"), m.value("Reason")) for m in actions(sent, "QueuePause")]
     assert pauses[0] == ("true", "přestávka") and pauses[1][0] == "false"
     [remove] = actions(sent, "QueueRemove")
@@ -107,7 +112,7 @@ def test_item3_redirected_to_the_medical_desk_and_answered_there(driver: str) ->
 def test_item4_priority_raise_sent_with_queue_change_priority_caller(driver: str) -> None:
     _, events, sent = replay(driver, "item4-priority-raise")
     changes = [int(m.value("Priority")) for m in actions(sent, "QueueChangePriorityCaller")]
-    assert changes and changes[-1] == 20 and all(b > a for a, b in zip(changes, changes[1:], strict=False))
+    assert changes and changes[-1] == 20 and all(b > a for a, b in itertools.pairwise(changes))
     assert [e.reason for e in caller_events(events, "+420601000104") if isinstance(e, CallEnded)] == [
         EndReason.ABANDONED
     ]
