@@ -173,7 +173,8 @@ class CallService:
         self._tasks: set[asyncio.Future[None]] = set()
         self.adapter_health: dict[str, AdapterStatus] = {}
         desks.on_offer = self._on_offer
-        desks.on_overflow = self._on_overflow
+        desks.on_moved = self._on_desk_moved
+        desks.on_reprioritised = self._on_reprioritised
 
     # --------------------------------------------------------------------------- wiring
 
@@ -481,27 +482,34 @@ class CallService:
         except AdapterError as exc:
             log.error("call %s: PBX did not move the caller to %s: %s", call.id, desk.value, exc)
 
-    async def _reprioritise_in_pbx(self, call: Call, desk: DeskCode, front: bool) -> None:
+    async def _reprioritise_in_pbx(
+        self, call: Call, desk: DeskCode, front: bool, priority: int | None = None
+    ) -> None:
         control = self._controls.get(call.source)
         change = getattr(control, "set_priority", None)
         if change is None:
             return
         try:
-            await change(call.call_ref, desk, call.priority or 2, front)
+            await change(call.call_ref, desk, priority or call.priority or 2, front)
         except AdapterError as exc:
             log.error("call %s: PBX kept the old queue priority on %s: %s", call.id, desk.value, exc)
 
-    async def _on_overflow(self, call_id: str, from_desk: DeskCode, to_desk: DeskCode) -> None:
-        """The leader moved a call that waited too long to the 112 desk: a PBX caller is moved there too
-        (in the background: a Redirect waits for the caller to join, and the leader serves every desk)."""
+    async def _on_desk_moved(self, call_id: str, from_desk: DeskCode, to_desk: DeskCode) -> None:
+        """A waiting call moved by the leader (overflow to the 112 desk) or a supervisor: a PBX caller is
+        moved there too (in the background: a Redirect waits for the caller to join)."""
         session = self.session_by_id(call_id)
         if session is None or session.call.source == "sip":
-            return  # intake's own queue is the one that rings for SIP calls; other nodes' calls: their PBX
+            return  # intake's own queue is the one that rings for SIP calls
         call = session.call
-        log.warning(
-            "call %s overflows from %s to %s after waiting too long", call_id, from_desk.value, to_desk.value
-        )
+        log.warning("call %s moves from %s to %s on the PBX", call_id, from_desk.value, to_desk.value)
         self._background(self._move_in_pbx(call, to_desk, urgent_front(session.decision)))
+
+    async def _on_reprioritised(self, call_id: str, desk: DeskCode, priority: int, front: bool) -> None:
+        """A supervisor's new priority for a waiting PBX caller: its place in the PBX queue too."""
+        session = self.session_by_id(call_id)
+        if session is None or session.call.source == "sip":
+            return
+        self._background(self._reprioritise_in_pbx(session.call, desk, front, priority))
 
     async def _enqueue(self, session: CallSession) -> None:
         call = session.call

@@ -58,8 +58,11 @@ class DeskService:
         self.on_offer: Callable[[Offer], Awaitable[None]] | None = None
         # PBX mode: the console's log-in / pause / log-out mirrored into the PBX's desk queues.
         self.on_taker_state: Callable[[CallTaker, TakerState, str], Awaitable[None]] | None = None
-        # Overflow of a waiting call to the 112 desk, carried out where the call is held (PBX: Redirect).
-        self.on_overflow: Callable[[str, DeskCode, DeskCode], Awaitable[None]] | None = None
+        # A move (overflow to the 112 desk, a supervisor's move) or a supervisor's new priority, carried out
+        # where the call is held (PBX: Redirect / QueueChangePriorityCaller). Triage's own changes are not
+        # reported here: the call service applies them itself.
+        self.on_moved: Callable[[str, DeskCode, DeskCode], Awaitable[None]] | None = None
+        self.on_reprioritised: Callable[[str, DeskCode, int, bool], Awaitable[None]] | None = None
 
     @property
     def offer_timeout_seconds(self) -> float:
@@ -177,6 +180,8 @@ class DeskService:
                 desk=desk.value,
             )
         )
+        if self.on_reprioritised is not None and actor != "triage":
+            await self.on_reprioritised(call_id, desk, priority, front)
 
     async def move(
         self, call_id: str, from_desk: DeskCode, to_desk: DeskCode, actor: str, reason: str
@@ -196,6 +201,8 @@ class DeskService:
                 desk=to_desk.value,
             )
         )
+        if self.on_moved is not None and actor != "triage":
+            await self.on_moved(call_id, from_desk, to_desk)
         await self.dispatch()
 
     async def queues(self) -> dict[str, list[dict[str, Any]]]:
@@ -214,8 +221,6 @@ class DeskService:
                 if entry.arrival is not None and now - entry.arrival >= self._overflow_after:
                     await self.move(entry.call_id, desk, DeskCode.D112, "system", "overflow: waited too long")
                     moved.append(entry.call_id)
-                    if self.on_overflow is not None:
-                        await self.on_overflow(entry.call_id, desk, DeskCode.D112)
         return moved
 
     # ---------------------------------------------------------------------------------- dispatch
