@@ -14,6 +14,10 @@ APT_PACKAGES=(
   kamailio                          # SIP front for several intake nodes (deploy/kamailio)
   chromium chromium-driver          # console tests in a real browser
   iproute2 procps
+  # Headers to build Asterisk 20 + bundled pjproject for tests/pbx (the build itself is described in
+  # docs/telephony-ami.md; nothing of Asterisk is downloaded or built here).
+  libjansson-dev libxml2-dev libsqlite3-dev uuid-dev libedit-dev libssl-dev libsrtp2-dev libncurses-dev
+  bzip2 patch
 )
 
 SUDO=""
