@@ -36,6 +36,7 @@ from intake.errors import (
     LiveStateError,
     NotFound,
     StorageError,
+    TelephonyError,
     ValidationFailed,
 )
 from intake.incidents import IncidentService
@@ -796,7 +797,7 @@ class CallService:
             states = await self._live.taker_states() if self._live is not None else {}
             if states.get(taker_id, {}).get("state") == TakerState.WRAP_UP.value:
                 await self._desks.set_taker_state(taker_id, TakerState.AVAILABLE, "system", "wrap-up over")
-        except (LiveStateError, NotFound) as exc:
+        except (LiveStateError, NotFound, TelephonyError) as exc:
             log.error("wrap-up end for %s failed: %s", taker_id, exc)
 
     # --------------------------------------------------------------------------- transcript
