@@ -4,6 +4,7 @@ driver (chan_sip, chan_pjsip), shared by the tests of a module."""
 
 from __future__ import annotations
 
+import contextlib
 import re
 import sys
 import time
@@ -173,22 +174,24 @@ class Rig:
 
 def _warm_up(rig: Rig) -> None:
     """One call before the tests: the recogniser loads its model at the first call (seconds on a busy
-    machine), which would otherwise eat the first test's words."""
+    machine), which would otherwise eat the first test's words. Best effort: a slow machine only makes the
+    first test wait longer."""
     caller = rig.dial("warm-up", "112", "+420601000100", rig.voice("warm-up", "Dobrý den.", tail_s=20.0))
     try:
         rig.wait_intake_call("+420601000100", 20)
-        wait_until(
-            lambda: (rig.intake_call("+420601000100") or {}).get("transcript"),
-            90,
-            "the warm-up transcript",
-            0.5,
-        )
+        with contextlib.suppress(AssertionError):
+            wait_until(
+                lambda: (rig.intake_call("+420601000100") or {}).get("transcript"),
+                120,
+                "the warm-up transcript",
+                1,
+            )
     finally:
         caller.hangup()
         caller.stop()
         wait_until(
             lambda: (rig.intake_call("+420601000100") or {}).get("state") == "abandoned",
-            20,
+            30,
             "warm-up call over",
         )
 
