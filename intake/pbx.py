@@ -177,13 +177,6 @@ class PbxCallControl:
 
     # ------------------------------------------------------------------------------ desk membership
 
-    def can_ring(self, taker_id: str, desk: DeskCode) -> bool:
-        """Is the taker's phone a ready member of the desk's queue on the PBX right now?"""
-        taker = self._takers.get(taker_id)
-        if taker is None or taker.interface is None:
-            return False
-        return self._bridge.is_ready_member(desk_queue(desk), taker.interface)
-
     async def taker_state_changed(self, taker: CallTaker, state: TakerState, reason: str = "") -> None:
         """The console's log-in / pause / log-out, mirrored on the PBX (DeskService hook)."""
         if taker.interface is None:
