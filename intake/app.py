@@ -19,7 +19,7 @@ from intake.bus import EventBus, LiveEvent
 from intake.calls import CallService
 from intake.desks import DeskService
 from intake.domain import CallTaker, TakerState, utc_now
-from intake.errors import LiveStateError, StorageError
+from intake.errors import LiveStateError, StorageError, TelephonyError
 from intake.incidents import DuplicateFinder, IncidentService
 from intake.journal import CallJournal
 from intake.metrics import Metrics
@@ -63,6 +63,21 @@ async def rebuild_live_state_if_lost(live: Any, repo: Any) -> int:
     if rebuilt:
         log.warning("live state was empty: %d queued calls restored from the database", rebuilt)
     return rebuilt
+
+
+def _mirror_on_pbx(pbx: PbxCallControl) -> Callable[[CallTaker, TakerState, str], Awaitable[None]]:
+    async def mirror(taker: CallTaker, state: TakerState, reason: str) -> None:
+        try:
+            await pbx.taker_state_changed(taker, state, reason)
+        except AdapterError as exc:
+            log.error("%s", exc)
+            raise TelephonyError(
+                f"{exc}; intake shows {taker.id} as {state.value}, the PBX queues are put right at the next AMI "
+                "reconnect or state change",
+                taker_id=taker.id,
+            ) from exc
+
+    return mirror
 
 
 @dataclass
@@ -304,12 +319,20 @@ class Centre:
                     port=settings.ami_port,
                     username=settings.ami_username,
                     secret=settings.ami_secret,
+                    channel_driver=settings.ami_channel_driver,
+                    fork_endpoint=settings.ami_fork_endpoint or "",
                 ),
                 sink=self.calls.submit,
             )
+            pbx = PbxCallControl(
+                self.ami,
+                takers=await asyncio.to_thread(self.repo.list_takers),
+                taker_states=self.live.taker_states,
+            )
+            self.desks.on_taker_state = _mirror_on_pbx(pbx)
             await self.ami.start()
             stack.push_async_callback(self.ami.stop)
-            self.calls.attach("ami", PbxCallControl(self.ami))
+            self.calls.attach("ami", pbx)
 
     async def stop(self) -> None:
         if self._stopping.is_set():

@@ -205,6 +205,7 @@ class CallService:
         self._sessions: dict[str, CallSession] = {}  # by call_ref
         self._refs_by_id: dict[str, str] = {}
         self._aliases: dict[str, str] = {}  # media-fork call_ref / channel -> the call's call_ref
+        self._fork_refs: set[str] = set()  # call_refs of media-fork legs (PBX mode)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._incident_retry: dict[str, tuple[Call, TriageDecision]] = {}
         self._incident_locks: dict[str, asyncio.Lock] = {}
@@ -216,6 +217,8 @@ class CallService:
         self.adapter_health: dict[str, AdapterStatus] = {}
         desks.on_offer = self._on_offer
         incidents.on_changed = self._follow_incident_change
+        desks.on_moved = self._on_desk_moved
+        desks.on_reprioritised = self._on_reprioritised
 
     # --------------------------------------------------------------------------- wiring
 
@@ -268,6 +271,15 @@ class CallService:
             return
         if isinstance(event, CallOffered) and event.fork_of:
             self._aliases[event.call_ref] = self._aliases.get(event.fork_of, event.fork_of)
+            self._fork_refs.add(event.call_ref)
+            return
+        if event.call_ref in self._fork_refs:
+            # A media fork's own signalling is not the call's: its end is logged (the PBX adapter forks
+            # again while the caller is there); how the call ends is decided from the caller's channel only.
+            if isinstance(event, CallEnded):
+                self._fork_refs.discard(event.call_ref)
+                call_ref = self._aliases.pop(event.call_ref, None)
+                log.info("media fork %s of call %s ended (%s)", event.call_ref, call_ref, event.reason.value)
             return
         ref = self._aliases.get(event.call_ref, event.call_ref)
         session = self._sessions.get(ref)
@@ -472,6 +484,15 @@ class CallService:
         await self._retriage(session, force=True)
         if known.state is CallState.QUEUED and known.taker_id is None:
             await self._requeue_missing()
+        if self._transcriber is not None and "caller" not in session.legs_open:
+            try:
+                self._transcriber.open_leg(
+                    known.call_ref, "caller", 8000, language_hint=None, country_hint=known.caller.country
+                )
+                session.legs_open.add("caller")
+            except (RuntimeError, ValueError, OSError) as exc:
+                log.error("call %s: transcription unavailable after resume: %s", known.id, exc)
+        await self._start_media_fork(known)  # the old fork died with the previous process
         return True
 
     async def _on_ecall(self, session: CallSession, headers: dict[str, str]) -> None:
@@ -533,6 +554,35 @@ class CallService:
         except AdapterError as exc:
             log.error("call %s: PBX did not move the caller to %s: %s", call.id, desk.value, exc)
 
+    async def _reprioritise_in_pbx(
+        self, call: Call, desk: DeskCode, front: bool, priority: int | None = None
+    ) -> None:
+        control = self._controls.get(call.source)
+        change = getattr(control, "set_priority", None)
+        if change is None:
+            return
+        try:
+            await change(call.call_ref, desk, priority or call.priority or 2, front)
+        except AdapterError as exc:
+            log.error("call %s: PBX kept the old queue priority on %s: %s", call.id, desk.value, exc)
+
+    async def _on_desk_moved(self, call_id: str, from_desk: DeskCode, to_desk: DeskCode) -> None:
+        """A waiting call moved by the leader (overflow to the 112 desk) or a supervisor: a PBX caller is
+        moved there too (in the background: a Redirect waits for the caller to join)."""
+        session = self.session_by_id(call_id)
+        if session is None or session.call.source == "sip":
+            return  # intake's own queue is the one that rings for SIP calls
+        call = session.call
+        log.warning("call %s moves from %s to %s on the PBX", call_id, from_desk.value, to_desk.value)
+        self._background(self._move_in_pbx(call, to_desk, urgent_front(session.decision)))
+
+    async def _on_reprioritised(self, call_id: str, desk: DeskCode, priority: int, front: bool) -> None:
+        """A supervisor's new priority for a waiting PBX caller: its place in the PBX queue too."""
+        session = self.session_by_id(call_id)
+        if session is None or session.call.source == "sip":
+            return
+        self._background(self._reprioritise_in_pbx(session.call, desk, front, priority))
+
     async def _enqueue(self, session: CallSession) -> None:
         call = session.call
         decision = session.decision
@@ -551,6 +601,7 @@ class CallService:
                     "dialled": call.dialled,
                     "incident_type": decision.incident_type.value.value if decision else None,
                     "first_words": session.caller_text[:120],
+                    "source": call.source,
                 },
             )
         except LiveStateError as exc:
@@ -853,7 +904,7 @@ class CallService:
             states = await self._live.taker_states() if self._live is not None else {}
             if states.get(taker_id, {}).get("state") == TakerState.WRAP_UP.value:
                 await self._desks.set_taker_state(taker_id, TakerState.AVAILABLE, "system", "wrap-up over")
-        except (LiveStateError, NotFound) as exc:
+        except (LiveStateError, NotFound, AdapterError) as exc:
             log.error("wrap-up end for %s failed: %s", taker_id, exc)
 
     # --------------------------------------------------------------------------- transcript
@@ -1009,6 +1060,8 @@ class CallService:
                     await self._desks.reprioritise(
                         call.id, call.desk, 1 if front else call.priority, front, "triage"
                     )
+                    if old_desk == call.desk:  # a move above already carried the new priority
+                        await self._reprioritise_in_pbx(call, call.desk, front)
             except LiveStateError as exc:
                 log.error("call %s: queue update failed: %s", call.id, exc)
         if not decision.unsure:

@@ -58,6 +58,13 @@ class DeskService:
         self._offer_timeout = offer_timeout
         self._dispatch_lock = asyncio.Lock()
         self.on_offer: Callable[[Offer], Awaitable[None]] | None = None
+        # PBX mode: the console's log-in / pause / log-out mirrored into the PBX's desk queues.
+        self.on_taker_state: Callable[[CallTaker, TakerState, str], Awaitable[None]] | None = None
+        # A move (overflow to the 112 desk, a supervisor's move) or a supervisor's new priority, carried out
+        # where the call is held (PBX: Redirect / QueueChangePriorityCaller). Triage's own changes are not
+        # reported here: the call service applies them itself.
+        self.on_moved: Callable[[str, DeskCode, DeskCode], Awaitable[None]] | None = None
+        self.on_reprioritised: Callable[[str, DeskCode, int, bool], Awaitable[None]] | None = None
 
     @property
     def offer_timeout_seconds(self) -> float:
@@ -105,7 +112,7 @@ class DeskService:
         return states
 
     async def set_taker_state(self, taker_id: str, target: TakerState, actor: str, reason: str = "") -> None:
-        await asyncio.to_thread(self._repo.get_taker, taker_id)  # NotFound for unknown ids
+        taker: CallTaker = await asyncio.to_thread(self._repo.get_taker, taker_id)  # NotFound for unknown ids
         states = await self._live.taker_states()
         current = TakerState(states.get(taker_id, {}).get("state", TakerState.OFFLINE.value))
         if target is not current and target not in TAKER_TRANSITIONS[current]:
@@ -119,6 +126,8 @@ class DeskService:
                 "taker.state", {"state": target.value, "by": actor, "reason": reason}, taker_id=taker_id
             )
         )
+        if self.on_taker_state is not None and target is not current:
+            await self.on_taker_state(taker, target, reason)
         if target is TakerState.AVAILABLE:
             await self.dispatch()
 
@@ -149,6 +158,10 @@ class DeskService:
 
     async def leave_queue(self, call_id: str, desk: DeskCode | None) -> None:
         desks = [desk.value] if desk else [d.value for d in DeskCode]
+        # Where it really waits (an overflow or a move may have taken it off ``desk``): never left behind.
+        waiting_on = await self._live.queued_desk(call_id)
+        if waiting_on is not None and waiting_on not in desks:
+            desks.append(waiting_on)
         for code in desks:
             await self._live.dequeue_specific(code, call_id)
         await self._bus.publish(
@@ -169,6 +182,8 @@ class DeskService:
                 desk=desk.value,
             )
         )
+        if self.on_reprioritised is not None and actor != "triage":
+            await self.on_reprioritised(call_id, desk, priority, front)
 
     async def move(
         self, call_id: str, from_desk: DeskCode, to_desk: DeskCode, actor: str, reason: str
@@ -188,6 +203,8 @@ class DeskService:
                 desk=to_desk.value,
             )
         )
+        if self.on_moved is not None and actor != "triage":
+            await self.on_moved(call_id, from_desk, to_desk)
         await self.dispatch()
 
     async def queues(self) -> dict[str, list[dict[str, Any]]]:
@@ -233,8 +250,10 @@ class DeskService:
                 log.error("dispatch skipped, live state unavailable: %s", exc)
                 return offers
             plan = acd.assign(
-                [_acd_entry(desk, entry) for desk, entry in waiting.values()],
-                [_acd_taker(t, states.get(t.id, {})) for t in takers],
+                # A call held by the PBX is rung by its own desk queue; intake never claims it.
+                [_acd_entry(d, e) for d, e in waiting.values() if (e.data or {}).get("source") != "ami"],
+                # A taker with a PBX interface is rung by the PBX's desk queues, never offered by intake.
+                [_acd_taker(t, states.get(t.id, {})) for t in takers if t.interface is None],
             )
             for planned, taker in plan:
                 desk, entry = waiting[planned.call_ref]

@@ -12,7 +12,9 @@ Every error our code raises on purpose is an :class:`IzsError`. Third-party erro
     ├── ValidationFailed       input from outside is malformed
     ├── PermissionDenied       the acting user's role may not do this
     ├── StorageError           the database failed (retried from the journal where possible)
-    └── LiveStateError         Redis failed: the system runs degraded and says so
+    ├── LiveStateError         Redis failed: the system runs degraded and says so
+    ├── TelephonyError         the PBX refused a command a person gave (e.g. desk membership at log-in)
+    └── TooManyAttempts        refused for now (login throttling), with ``retry_after_s``
 
 The adapters cannot import this module: ``telephony.errors.AdapterError`` and
 ``transcription.errors.TranscriptionError`` are their own bases, each with a stable ``error_id``; intake
@@ -81,6 +83,13 @@ class StorageError(IzsError):
 class LiveStateError(IzsError):
     error_id = "live_state_unavailable"
     http_status = 503
+
+
+class TelephonyError(IzsError):
+    """The PBX did not carry out what a person asked (mapped from ``telephony.errors.AdapterError``)."""
+
+    error_id = "telephony_error"
+    http_status = 502
 
 
 class TooManyAttempts(IzsError):

@@ -247,7 +247,7 @@ def queue_entries_from_calls(calls: Iterable[Call], default_priority: int = 2) -
                 priority=call.priority if call.priority is not None else default_priority,
                 arrival=call.offered_at,
                 front=call.tcpr,
-                data={"language": call.language, "rebuilt": True},
+                data={"language": call.language, "rebuilt": True, "source": call.source},
             )
         )
     out.sort(key=lambda r: (r.desk, queue_score(r.priority, r.front, r.arrival)))

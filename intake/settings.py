@@ -149,6 +149,12 @@ class Settings(BaseSettings):
     ami_port: int = Field(5038, ge=1, le=65535, description="Asterisk AMI port")
     ami_username: str = Field("izs", description="AMI user")
     ami_secret: str = Field("", description="AMI secret")
+    ami_channel_driver: Literal["sip", "pjsip"] = Field(
+        "sip", description="Asterisk channel driver of the intake peer and phones: sip (chan_sip) or pjsip"
+    )
+    ami_fork_endpoint: str | None = Field(
+        None, description="Asterisk endpoint of intake's SIP endpoint (default SIP/intake or PJSIP/intake)"
+    )
 
     # --- transcription
     transcription_enabled: bool = Field(True, description="Transcribe calls live")

@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import logging
 import random
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,8 +25,8 @@ from telephony.ami.errors import (
     AmiTimeoutError,
 )
 from telephony.ami.framing import DEFAULT_MAX_MESSAGE_BYTES, ActionEncodingError, AmiMessage
-from telephony.ami.tracker import FORK_HEADER, FORK_VARIABLE, AmiCallTracker
-from telephony.events import AdapterStatus, TelephonyEvent, utc_now
+from telephony.ami.tracker import FORK_HEADER, FORK_VARIABLE, AmiCallTracker, QueueMemberState
+from telephony.events import AdapterStatus, CallEnded, TelephonyEvent, utc_now
 from telephony.ports import EventSink
 
 log = logging.getLogger(__name__)
@@ -40,8 +40,17 @@ class AmiConfig:
     secret: str
     emergency_context: str = "emergency"
     queue_prefix: str = "desk-"
-    fork_endpoint: str = "SIP/intake"
+    # "sip" (chan_sip) or "pjsip" (chan_pjsip): decides the fork endpoint's technology and how the
+    # X-IZS-Fork-Of header is added to the fork's INVITE.
+    channel_driver: str = "sip"
+    fork_endpoint: str = ""  # default: SIP/intake (chan_sip) or PJSIP/intake (chan_pjsip)
     fork_caller_id: str = "IZS fork <fork>"
+    # ChanSpy options of the media fork: q quiet, E end with the spied channel, o only the caller's own
+    # audio (not the hold music or announcements the caller hears): what transcription needs.
+    spy_options: str = "qEo"
+    # A fork that ends while its caller is still there is originated again after this many seconds (and
+    # again every time it fails, as long as the caller is there).
+    fork_retry_s: float = 1.0
     # Dialplan priority a Redirect enters the desk's extension at. The recorded dialplan resets QUEUE_PRIO
     # to 0 at priority 3, so a priority > 0 is applied after the join with QueueChangePriorityCaller.
     redirect_priority: int = 1
@@ -53,7 +62,8 @@ class AmiConfig:
     ping_interval_s: float = 5.0
     ping_timeout_s: float = 3.0
     reconnect_initial_s: float = 0.5
-    reconnect_max_s: float = 30.0
+    # While the PBX is expected up intake must not stay blind long: at most this long between attempts.
+    reconnect_max_s: float = 2.0
     reconnect_jitter: float = 0.1  # +- fraction of each delay so many nodes do not reconnect in lockstep
     # After "Authentication failed" retrying quickly only fills Asterisk's security log: wait this long.
     login_failure_backoff_s: float = 60.0
@@ -62,6 +72,11 @@ class AmiConfig:
 
     def __post_init__(self) -> None:
         problems = []
+        if self.channel_driver not in ("sip", "pjsip"):
+            problems.append(f"channel_driver must be 'sip' or 'pjsip', got {self.channel_driver!r}")
+        if not self.fork_endpoint:
+            default = "PJSIP/intake" if self.channel_driver == "pjsip" else "SIP/intake"
+            object.__setattr__(self, "fork_endpoint", default)
         if not self.host:
             problems.append("host is empty")
         if not 0 < self.port < 65536:
@@ -76,6 +91,7 @@ class AmiConfig:
             "reconnect_initial_s",
             "reconnect_max_s",
             "login_failure_backoff_s",
+            "fork_retry_s",
         ):
             if getattr(self, name) <= 0:
                 problems.append(f"{name} must be > 0")
@@ -86,6 +102,12 @@ class AmiConfig:
 
     def queue_for_desk(self, desk_number: str) -> str:
         return f"{self.queue_prefix}{desk_number}"
+
+    def fork_header_variable(self, spied_channel: str) -> str:
+        """The Originate ``Variable`` that puts ``X-IZS-Fork-Of: <channel>`` into the fork's INVITE."""
+        if self.channel_driver == "pjsip":
+            return f"PJSIP_HEADER(add,{FORK_HEADER})={spied_channel}"
+        return f"SIPADDHEADER01={FORK_HEADER}: {spied_channel}"
 
     def backoff(self, failures: int) -> float:
         base = min(self.reconnect_max_s, self.reconnect_initial_s * 2.0 ** min(max(0, failures - 1), 30))
@@ -98,6 +120,14 @@ class RedirectResult:
     queue: str
     priority: int
     priority_applied: bool  # the caller runs in the target queue with the requested priority
+    detail: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class PriorityResult:
+    queue: str
+    priority: int
+    applied: bool
     detail: str = ""
 
 
@@ -143,6 +173,10 @@ class AmiBridge:
         self._event_waiters: list[_EventWaiter] = []
         self._resyncing = False
         self._held_events: list[AmiMessage] = []
+        self._forks_wanted: set[str] = set()  # call_refs whose caller audio intake wants forked
+        self._fork_tasks: dict[str, asyncio.Task[None]] = {}
+        self._connected_hooks: list[Callable[[], Awaitable[object]]] = []
+        self._hook_tasks: set[asyncio.Task[None]] = set()
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -171,6 +205,19 @@ class AmiBridge:
     def connected(self) -> bool:
         return self._connected.is_set()
 
+    def add_connected_hook(self, hook: Callable[[], Awaitable[object]]) -> None:
+        """Run ``hook`` (in the background) after every login + resync, e.g. to put intake's desk
+        membership back after a reconnect or an Asterisk restart."""
+        self._connected_hooks.append(hook)
+
+    def members(self, queue: str | None = None) -> list[QueueMemberState]:
+        return self.tracker.members(queue)
+
+    def is_ready_member(self, queue: str, interface: str) -> bool:
+        """Would the PBX ring ``interface`` for a caller in ``queue`` (member, not paused, reachable)?"""
+        member = self.tracker.member(queue, interface)
+        return member is not None and member.ready
+
     async def stop(self) -> None:
         self._stopping.set()
         conn = self._conn
@@ -184,6 +231,13 @@ class AmiBridge:
                 await self._runner
             self._runner = None
         self._connected.clear()
+        for task in [*self._fork_tasks.values(), *self._hook_tasks]:
+            task.cancel()
+        for task in [*self._fork_tasks.values(), *self._hook_tasks]:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._fork_tasks.clear()
+        self._hook_tasks.clear()
         self._status(False, "AMI bridge stopped")
 
     # ------------------------------------------------------------------ commands
@@ -226,27 +280,80 @@ class AmiBridge:
             return RedirectResult(
                 redirect, queue, priority, False, f"caller did not join {queue} within the timeout"
             )
-        change = await self._action(
-            "QueueChangePriorityCaller",
-            [("Queue", queue), ("Caller", channel), ("Priority", str(priority)), ("Immediate", "yes")],
-        )
-        return RedirectResult(redirect, queue, priority, True, change.message)
+        change = await self._change_priority(channel, queue, priority)
+        return RedirectResult(redirect, queue, priority, change.applied, change.detail)
+
+    async def change_priority(self, channel: str, desk_number: str, priority: int) -> PriorityResult:
+        """Give a caller waiting in desk ``desk_number``'s queue a new queue priority (higher is served
+        first; ``QueueChangePriorityCaller`` with ``Immediate``: the caller moves to its new place now)."""
+        return await self._change_priority(channel, self.config.queue_for_desk(desk_number), priority)
+
+    async def _change_priority(self, channel: str, queue: str, priority: int) -> PriorityResult:
+        try:
+            change = await self._action(
+                "QueueChangePriorityCaller",
+                [("Queue", queue), ("Caller", channel), ("Priority", str(priority)), ("Immediate", "yes")],
+            )
+        except AmiActionError as exc:
+            # "No such caller": the caller is no longer waiting in that queue. If a taker answered meanwhile
+            # (often within milliseconds of joining a desk with a free taker) or the caller left, there is
+            # no priority to change and nothing went wrong; only a caller still waiting there is a failure.
+            call = self.tracker.call_for_channel(channel)
+            if call is None:
+                return PriorityResult(queue, priority, False, f"caller {channel} gone before the change")
+            if call.taker is not None:
+                return PriorityResult(
+                    queue, priority, False, f"caller already answered by {call.taker}; no change needed"
+                )
+            if call.queue != queue:
+                return PriorityResult(
+                    queue, priority, False, f"caller now waits in {call.queue}, not {queue}"
+                )
+            raise AmiActionError(exc.action, f"{exc.message} (caller {channel} in {queue})") from exc
+        call = self.tracker.call_for_channel(channel)
+        if call is not None:
+            call.queue_priority = str(priority)
+        return PriorityResult(queue, priority, True, change.message)
 
     async def originate_media_fork(self, channel: str) -> MediaForkResult:
         """Have Asterisk call the intake SIP endpoint with ChanSpy on ``channel``: the forked audio arrives as
-        an INVITE carrying ``X-IZS-Fork-Of: <channel>``. Waits for ``OriginateResponse``."""
+        an INVITE carrying ``X-IZS-Fork-Of: <channel>``. Waits for ``OriginateResponse``.
+
+        From then on the bridge keeps the fork up while the caller is there: a fork that ends (its leg hung
+        up, the endpoint restarted) is originated again; it never ends the call. A fork that already runs
+        for ``channel`` (seen live, or in the snapshot after a reconnect) is not doubled.
+        """
+        call = self.tracker.call_for_channel(channel)
+        if call is not None:
+            self._forks_wanted.add(call.call_ref)
+        running = self._running_fork(channel)
+        if running is not None:
+            log.info("media fork of %s already runs on %s; not originated again", channel, running)
+            return MediaForkResult(
+                channel, running, "", ActionResult("Originate", True, "already running", "")
+            )
+        return await self._originate_fork(channel)
+
+    def _running_fork(self, channel: str) -> str | None:
+        for fork_channel, spied in self.tracker.forks.items():
+            if spied == channel:
+                return fork_channel
+        return None
+
+    async def _originate_fork(self, channel: str) -> MediaForkResult:
+        spy_data = f"{channel},{self.config.spy_options}"
         fields = [
             ("Channel", self.config.fork_endpoint),
             ("Application", "ChanSpy"),
-            ("Data", f"{channel},qE"),
+            ("Data", spy_data),
             ("CallerID", self.config.fork_caller_id),
             ("Async", "true"),
-            ("Variable", f"SIPADDHEADER01={FORK_HEADER}: {channel}"),
+            ("Variable", self.config.fork_header_variable(channel)),
             ("Variable", f"{FORK_VARIABLE}={channel}"),
         ]
         conn = self._require_connection("Originate")
         # The ActionID is only known once sent; the OriginateResponse also carries the Data we gave it.
-        answered = self._expect_event("OriginateResponse", ("Data", f"{channel},qE"))
+        answered = self._expect_event("OriginateResponse", ("Data", spy_data))
         try:
             queued = await self._send(conn, "Originate", fields)
             watched: set[asyncio.Future[Any]] = {answered, conn.closed}
@@ -273,6 +380,52 @@ class AmiBridge:
         fork_channel = response.value("Channel")
         self.tracker.note_fork(fork_channel, channel)
         return MediaForkResult(channel, fork_channel, response.value("Uniqueid"), queued)
+
+    def _fork_ended(self, fork_channel: str, spied: str, cause: str) -> None:
+        """A media fork's channel hung up. If its caller is still there, fork again (the fork's life is not
+        the call's); the caller's own Hangup, decided from the caller's channel only, ends the call."""
+        call = self.tracker.call_for_channel(spied) if spied else None
+        if call is None or call.call_ref not in self._forks_wanted:
+            return
+        log.warning(
+            "media fork %s of call %s (%s) ended (cause %s) while the caller is still there: forking again",
+            fork_channel,
+            call.call_ref,
+            spied,
+            cause or "?",
+        )
+        self._schedule_refork(call.call_ref)
+
+    def _schedule_refork(self, call_ref: str) -> None:
+        task = self._fork_tasks.get(call_ref)
+        if task is not None and not task.done():
+            return
+        self._fork_tasks[call_ref] = asyncio.get_running_loop().create_task(
+            self._keep_fork(call_ref), name=f"ami-refork-{call_ref}"
+        )
+
+    async def _keep_fork(self, call_ref: str) -> None:
+        """Re-originate the fork of ``call_ref`` every ``fork_retry_s`` until one runs or the caller left."""
+        try:
+            while not self._stopping.is_set():
+                await asyncio.sleep(self.config.fork_retry_s)
+                call = self.tracker.calls.get(call_ref)
+                if call is None or call_ref not in self._forks_wanted:
+                    return
+                if self._running_fork(call.channel) is not None:
+                    return
+                if not self.connected:
+                    return  # the resync after the reconnect hands every resumed call a fresh fork
+                try:
+                    result = await self._originate_fork(call.channel)
+                except AmiError as exc:
+                    log.warning("media fork of call %s not re-established yet: %s", call_ref, exc)
+                    continue
+                log.info("media fork of call %s re-established on %s", call_ref, result.fork_channel)
+                return
+        finally:
+            if self._fork_tasks.get(call_ref) is asyncio.current_task():
+                del self._fork_tasks[call_ref]
 
     async def queue_add(
         self, queue: str, interface: str, member_name: str, penalty: int = 0, paused: bool = False
@@ -369,11 +522,19 @@ class AmiBridge:
     def _feed(self, msg: AmiMessage) -> None:
         if msg.event == "Shutdown":
             log.warning("Asterisk announced shutdown: %r", msg.as_dict())
+        fork_spied: str | None = None
+        if msg.event == "Hangup":
+            fork_spied = self.tracker.forks.get(msg.value("Channel"))
         try:
             events = self.tracker.feed(msg)
         except Exception:  # one bad message (or a tracker bug) must never stop the next: logged, skipped
             log.exception("AMI event %r could not be mapped; ignored", msg.as_dict())
             return
+        for event in events:
+            if isinstance(event, CallEnded):
+                self._forks_wanted.discard(event.call_ref)
+        if fork_spied is not None:
+            self._fork_ended(msg.value("Channel"), fork_spied, msg.value("Cause"))
         self._emit(events)
 
     # ------------------------------------------------------------------ internals: connection loop
@@ -444,9 +605,26 @@ class AmiBridge:
             self.last_error = None
             self._connected.set()
             self._status(True, f"connected to {cfg.host}:{cfg.port} as {cfg.username}")
-            self._emit(self.tracker.resync(channels.items, queues.items))
+            resynced = self.tracker.resync(channels.items, queues.items)
+            for event in resynced:
+                if isinstance(event, CallEnded):
+                    self._forks_wanted.discard(event.call_ref)
+            self._emit(resynced)
         finally:
             self._release_held()
+        for call_ref in sorted(self._forks_wanted):
+            call = self.tracker.calls.get(call_ref)
+            if call is None:
+                self._forks_wanted.discard(call_ref)
+            elif self._running_fork(call.channel) is None:
+                log.warning(
+                    "media fork of call %s ended while the AMI link was down: forking again", call_ref
+                )
+                self._schedule_refork(call_ref)
+        for hook in self._connected_hooks:
+            task = asyncio.get_running_loop().create_task(self._run_hook(hook), name="ami-connected-hook")
+            self._hook_tasks.add(task)
+            task.add_done_callback(self._hook_tasks.discard)
         pinger = asyncio.create_task(self._keepalive(conn), name="ami-keepalive")
         try:
             reason = await conn.closed
@@ -459,6 +637,14 @@ class AmiBridge:
             self.last_error = AmiConnectionError(reason)
             self._status(False, f"AMI connection lost: {reason}")
         return cfg.backoff(1), True
+
+    @staticmethod
+    async def _run_hook(hook: Callable[[], Awaitable[object]]) -> None:
+        try:
+            await hook()
+        except Exception:
+            # The hook belongs to intake (membership resync); its failure must not stop the AMI session.
+            log.exception("AMI connected hook %r failed", hook)
 
     def _release_held(self) -> None:
         # Events that arrived during login and snapshot are applied after the snapshot, so a Hangup seen

@@ -21,7 +21,7 @@ import logging
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from telephony.ami.framing import AmiMessage
 from telephony.events import (
@@ -50,6 +50,38 @@ _ENDED_MEMORY = 4096
 
 def _known(value: str | None) -> str | None:
     return None if value is None or value in _UNKNOWN else value
+
+
+def parse_duration(value: str | None) -> float | None:
+    """``CoreShowChannel`` ``Duration`` (``HH:MM:SS``, hours may exceed 24) in seconds; None if unreadable."""
+    if not value:
+        return None
+    parts = value.strip().split(":")
+    if len(parts) != 3 or not all(p.isdigit() for p in parts):
+        return None
+    hours, minutes, seconds = (int(p) for p in parts)
+    return float(hours * 3600 + minutes * 60 + seconds)
+
+
+# app_queue member device states (Status): a member whose device is invalid or unavailable is never rung.
+_MEMBER_UNREACHABLE = frozenset({"4", "5"})
+
+
+@dataclass(slots=True)
+class QueueMemberState:
+    """One queue member as the PBX reports it (``QueueMember*`` events, ``QueueStatus``)."""
+
+    queue: str
+    interface: str
+    name: str
+    paused: bool = False
+    reason: str = ""
+    status: str = ""  # AST_DEVICE_*: 1 not in use, 2 in use, 4 invalid, 5 unavailable, 6 ringing ...
+
+    @property
+    def ready(self) -> bool:
+        """The PBX would ring this member: present, not paused, device reachable."""
+        return not self.paused and self.status not in _MEMBER_UNREACHABLE
 
 
 def interface_of(channel: str) -> str:
@@ -95,6 +127,7 @@ class AmiCallTracker:
         self._forks: dict[str, str] = {}  # fork channel -> spied caller channel ("" until known)
         self._ended: OrderedDict[str, None] = OrderedDict()
         self._member_names: dict[str, str] = {}  # queue member interface -> MemberName
+        self._members: dict[tuple[str, str], QueueMemberState] = {}  # (queue, interface) -> member
 
     # ------------------------------------------------------------------ queries
 
@@ -106,6 +139,13 @@ class AmiCallTracker:
     def forks(self) -> dict[str, str]:
         """Media-fork channels seen, mapped to the caller channel they spy on."""
         return dict(self._forks)
+
+    def members(self, queue: str | None = None) -> list[QueueMemberState]:
+        """Queue members as last reported by the PBX (all queues, or one)."""
+        return [m for (q, _), m in self._members.items() if queue is None or q == queue]
+
+    def member(self, queue: str, interface: str) -> QueueMemberState | None:
+        return self._members.get((queue, interface))
 
     def call_for_channel(self, channel: str) -> TrackedCall | None:
         ref = self._by_channel.get(channel)
@@ -168,7 +208,7 @@ class AmiCallTracker:
             out.extend(handler(msg))
         return out
 
-    def _offer(self, msg: AmiMessage, history: str) -> list[TelephonyEvent]:
+    def _offer(self, msg: AmiMessage, history: str, at: datetime | None = None) -> list[TelephonyEvent]:
         uniqueid = msg.value("Uniqueid")
         channel = msg.value("Channel")
         exten = msg.value("Exten")
@@ -190,7 +230,7 @@ class AmiCallTracker:
                 dialled=call.dialled,
                 caller=call.caller,
                 source=CallSource.AMI,
-                at=self._now(),
+                at=at or self._now(),
                 channel=channel,
                 caller_name=_known(msg.get("CallerIDName")),
                 headers=headers,
@@ -345,13 +385,37 @@ class AmiCallTracker:
         return []
 
     def _on_queuemember(self, msg: AmiMessage) -> list[TelephonyEvent]:
-        if (location := msg.get("Location") or msg.get("Interface")) and (
-            name := msg.get("MemberName") or msg.get("Name")
-        ):
+        """``QueueMember`` (QueueStatus item), ``QueueMemberAdded`` / ``Status`` / ``Pause``: the member's
+        current state. Asterisk 20 names the interface ``Location`` in list items, ``Interface`` in events."""
+        location = msg.get("Location") or msg.get("Interface")
+        name = msg.get("MemberName") or msg.get("Name")
+        if location and name:
             self._member_names[location] = name
+        queue = msg.get("Queue")
+        if not (queue and location):
+            return []
+        member = self._members.get((queue, location))
+        if member is None:
+            member = self._members[(queue, location)] = QueueMemberState(queue, location, name or location)
+        if name:
+            member.name = name
+        if (paused := msg.get("Paused")) is not None:
+            member.paused = paused.strip().lower() in ("1", "true", "yes")
+        if (reason := msg.get("PausedReason") or msg.get("Reason")) is not None:
+            member.reason = reason
+        if (status := msg.get("Status")) is not None:
+            member.status = status
         return []
 
     _on_queuememberadded = _on_queuemember
+    _on_queuememberstatus = _on_queuemember
+    _on_queuememberpause = _on_queuemember
+    _on_queuememberpaused = _on_queuemember  # Asterisk < 12 name
+
+    def _on_queuememberremoved(self, msg: AmiMessage) -> list[TelephonyEvent]:
+        location = msg.get("Location") or msg.get("Interface")
+        self._members.pop((msg.value("Queue"), location or ""), None)
+        return []
 
     def _on_hangup(self, msg: AmiMessage) -> list[TelephonyEvent]:
         channel = msg.value("Channel")
@@ -417,7 +481,17 @@ class AmiCallTracker:
         reported ABANDONED so they get called back, answered ones ERROR (who hung up is unknown).
         """
         live = {m.value("Uniqueid"): m for m in channels if m.get("Uniqueid")}
+        now = self._now()
+
+        def created(m: AmiMessage) -> datetime | None:
+            # The channel's real creation time, so waits count from the call's arrival, not our reconnect.
+            seconds = parse_duration(m.get("Duration"))
+            return now - timedelta(seconds=seconds) if seconds is not None else None
+
         entries: dict[str, AmiMessage] = {}
+        queue_status = list(queue_status)
+        if any(m.event in ("QueueParams", "QueueMember") for m in queue_status):
+            self._members.clear()  # membership may have changed while we were away (Asterisk restart)
         for m in queue_status:
             if m.event == "QueueMember":
                 self._on_queuemember(m)
@@ -442,13 +516,16 @@ class AmiCallTracker:
         for ref, m in live.items():
             channel = m.value("Channel")
             if self.is_fork_channel(channel):
-                self._forks.setdefault(channel, "")
+                spied = ""
+                if m.value("Application").lower() == "chanspy":
+                    spied = m.value("ApplicationData").split(",", 1)[0]
+                self._forks[channel] = spied or self._forks.get(channel, "")
                 continue
             known = self._calls.get(ref)
             if known is None:
                 if m.get("Context") != self.emergency_context or ref in self._ended:
                     continue
-                out.extend(self._offer(m, history="found by CoreShowChannels after reconnect"))
+                out.extend(self._offer(m, history="found by CoreShowChannels after reconnect", at=created(m)))
                 known = self._calls[ref]
             call = known
             entry = entries.get(ref) or entries.get(channel)
@@ -472,7 +549,9 @@ class AmiCallTracker:
                 call.taker = self._member_names.get(interface, interface)
                 call.taker_channel = taker_channel
                 call.abandoned_from = None
-                out.append(CallConnected(ref, taker=call.taker, at=self._now()))
+                # The taker's channel was created when the queue rang the phone: the call was answered no
+                # earlier than that (the best the snapshot tells).
+                out.append(CallConnected(ref, taker=call.taker, at=created(peers[0]) or now))
             if not call.answered and m.get("ChannelState") == _STATE_UP:
                 call.answered = True
                 out.append(CallAnswered(ref, at=self._now(), by=call.taker or "pbx"))

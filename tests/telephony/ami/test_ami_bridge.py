@@ -32,6 +32,7 @@ def config(port: int, **overrides: object) -> AmiConfig:
         "action_timeout_s": 2.0,
         "redirect_join_timeout_s": 2.0,
         "originate_timeout_s": 2.0,
+        "spy_options": "qE",  # the 2026-11-27 recordings forked with ChanSpy qE (the default is now qEo)
     }
     settings.update(overrides)
     return AmiConfig("127.0.0.1", port, "izs", "izs-secret", **settings)  # type: ignore[arg-type]
