@@ -15,7 +15,7 @@ from datetime import datetime
 
 import httpx
 import pytest
-from conftest import OVERFLOW_AFTER_S, Rig
+from pbx_rig import OVERFLOW_AFTER_S, Rig
 from pbx_support import wait_until
 
 pytestmark = pytest.mark.slow
