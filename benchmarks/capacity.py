@@ -39,11 +39,11 @@ sys.path.insert(0, str(REPO / "tests"))
 
 import httpx  # noqa: E402
 
-from intake.demo.callers import CallerFleet, PlannedCall  # noqa: E402
-from intake.demo.speech import SpeechSynthesizer  # noqa: E402
 from intake.redis_server import EmbeddedRedis, free_port  # noqa: E402
 from intake.storage.database import Database  # noqa: E402
 from intake.storage.repository import Repository  # noqa: E402
+from izs.demo.callers import CallerFleet, PlannedCall  # noqa: E402
+from izs.demo.speech import SpeechSynthesizer  # noqa: E402
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -103,7 +103,7 @@ def start_node(
     )
     log = (work / "node.log").open("ab")
     process = subprocess.Popen(
-        [sys.executable, "-m", "intake.cli", "serve"],
+        [sys.executable, "-m", "izs.cli", "serve"],
         cwd=REPO,
         env=env,
         stdout=log,

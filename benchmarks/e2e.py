@@ -33,12 +33,12 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from intake.demo.callers import CallerFleet, CallOutcome, PlannedCall  # noqa: E402
-from intake.demo.flow import FlowTracker, percentile  # noqa: E402
-from intake.demo.scenarios import Scenario, load_scenarios  # noqa: E402
-from intake.demo.speech import SpeechSynthesizer, SpokenAudio  # noqa: E402
-from intake.demo.system import start_centre  # noqa: E402
 from intake.settings import Settings  # noqa: E402
+from izs.demo.callers import CallerFleet, CallOutcome, PlannedCall  # noqa: E402
+from izs.demo.flow import FlowTracker, percentile  # noqa: E402
+from izs.demo.scenarios import Scenario, load_scenarios  # noqa: E402
+from izs.demo.speech import SpeechSynthesizer, SpokenAudio  # noqa: E402
+from izs.demo.system import start_centre  # noqa: E402
 
 
 @dataclass
@@ -229,7 +229,7 @@ async def main_async(args: argparse.Namespace) -> int:
         started = time.monotonic()
         centre = await start_centre(settings)
         print(f"centre started in {time.monotonic() - started:.1f} s; RSS {_rss_mb():.0f} MB")
-        from intake.demo import start_api
+        from izs.demo import start_api
 
         server_task, url = await start_api(centre)
         console: ConsoleClient | None = None

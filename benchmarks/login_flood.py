@@ -68,7 +68,7 @@ def start_node(work: Path, extra: dict[str, str]) -> tuple[subprocess.Popen[byte
     )
     log = (work / "node.log").open("ab")
     process = subprocess.Popen(
-        [sys.executable, "-m", "intake.cli", "serve"],
+        [sys.executable, "-m", "izs.cli", "serve"],
         cwd=REPO,
         env=env,
         stdout=log,

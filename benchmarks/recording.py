@@ -27,10 +27,10 @@ from sqlalchemy import text
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from intake.demo.speech import SpeechSynthesizer
 from intake.recording import SAMPLE_RATE, CallRecorder
 from intake.storage.database import Database
 from intake.storage.recordings import RecordingRepository
+from izs.demo.speech import SpeechSynthesizer
 from telephony.sip.g711 import decode, encode
 from telephony.sip.sdp import PCMU
 

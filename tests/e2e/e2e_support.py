@@ -10,11 +10,11 @@ from pathlib import Path
 from typing import Any
 
 from intake.app import Centre
-from intake.demo.callers import CallOutcome
-from intake.demo.flow import FlowTracker
-from intake.demo.system import start_centre
 from intake.domain import TakerState
 from intake.settings import Settings, TakerConfig
+from izs.demo.callers import CallOutcome
+from izs.demo.flow import FlowTracker
+from izs.demo.system import start_centre
 from transcription.events import LanguageDetected, TranscriptFinal
 
 REPO = Path(__file__).resolve().parents[2]

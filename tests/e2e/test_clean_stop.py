@@ -137,7 +137,7 @@ def test_serve_stops_its_embedded_redis(tmp_path: Path, sig: signal.Signals) -> 
     log = tmp_path / "serve.log"
     with log.open("wb") as out:
         process = subprocess.Popen(
-            [sys.executable, "-m", "intake.cli", "serve"],
+            [sys.executable, "-m", "izs.cli", "serve"],
             cwd=REPO,
             env=izs_env(tmp_path / "var", http_port, _free_port(socket.SOCK_DGRAM)),
             stdout=out,
@@ -181,7 +181,7 @@ def test_demo_stops_its_callers_and_embedded_redis(tmp_path: Path, sig: signal.S
             [
                 sys.executable,
                 "-m",
-                "intake.cli",
+                "izs.cli",
                 "demo",
                 "--calls",
                 "1",

@@ -24,10 +24,10 @@ from playwright.async_api import Browser, Page, async_playwright, expect
 from api.app import create_app
 from api.server import RunningServer
 from api.users import create_user
-from intake.demo.callers import CallerFleet, PlannedCall
-from intake.demo.speech import SpeechSynthesizer
 from intake.domain import CallState
 from intake.recording import RecordingStatus
+from izs.demo.callers import CallerFleet, PlannedCall
+from izs.demo.speech import SpeechSynthesizer
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from intake.demo import run_demo
 from intake.settings import Settings
 from intake.storage.database import Database
 from intake.storage.repository import Repository
+from izs.demo import run_demo
 
 pytestmark = [
     pytest.mark.slow,

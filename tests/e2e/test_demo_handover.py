@@ -19,8 +19,8 @@ from api.app import create_app
 from api.auth import Role, TokenSigner
 from api.server import RunningServer
 from api.users import create_user
-from intake.demo.system import TakerAutopilot
 from intake.domain import CallState
+from izs.demo.system import TakerAutopilot
 from telephony.events import CallOffered, CallSource
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
@@ -106,7 +106,7 @@ def test_the_demo_terminal_shows_the_narrative_and_keeps_json_logs_in_var_log(tm
         "IZS_TRANSCRIPTION_ENABLED": "false",
     }
     result = subprocess.run(
-        [sys.executable, "-m", "intake.cli", "demo", "--once", "--calls", "1", "--pace", "0"],
+        [sys.executable, "-m", "izs.cli", "demo", "--once", "--calls", "1", "--pace", "0"],
         cwd=tmp_path,
         env=env,
         capture_output=True,

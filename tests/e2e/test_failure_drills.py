@@ -36,14 +36,14 @@ from e2e_support import (
 )
 from support.servers import PostgresCluster
 
-from intake.demo.callers import CallerFleet, PlannedCall
-from intake.demo.flow import FlowTracker
-from intake.demo.speech import SpeechSynthesizer
-from intake.demo.system import TakerAutopilot
 from intake.domain import Call, CallState, Incident
 from intake.redis_server import EmbeddedRedis, free_port
 from intake.storage.database import Database
 from intake.storage.repository import Repository
+from izs.demo.callers import CallerFleet, PlannedCall
+from izs.demo.flow import FlowTracker
+from izs.demo.speech import SpeechSynthesizer
+from izs.demo.system import TakerAutopilot
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
 
@@ -459,7 +459,7 @@ def _serve(var_dir: Path, config: Path, log_path: Path) -> subprocess.Popen[byte
     env.update({"IZS_CONFIG": str(config), "PYTHONUNBUFFERED": "1"})
     with log_path.open("ab") as log_file:
         return subprocess.Popen(
-            [sys.executable, "-m", "intake.cli", "serve"],
+            [sys.executable, "-m", "izs.cli", "serve"],
             cwd=REPO,
             env=env,
             stdout=log_file,

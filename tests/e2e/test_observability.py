@@ -14,10 +14,10 @@ import pytest
 from e2e_support import drill_settings, feed_transcript, running_centre, wait_for_ref, wait_offered
 from prometheus_client.parser import text_string_to_metric_families
 
-from intake.demo.callers import CallerFleet, PlannedCall
-from intake.demo.flow import FlowTracker
-from intake.demo.speech import SpeechSynthesizer
 from intake.logs import JsonFormatter
+from izs.demo.callers import CallerFleet, PlannedCall
+from izs.demo.flow import FlowTracker
+from izs.demo.speech import SpeechSynthesizer
 
 pytestmark = [
     pytest.mark.slow,

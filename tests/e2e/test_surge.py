@@ -39,12 +39,12 @@ from e2e_support import (
     wait_offered,
 )
 
-from intake.demo.callers import CallerFleet, PlannedCall
-from intake.demo.flow import FlowTracker, percentile
-from intake.demo.scenarios import Scenario, load_scenarios
-from intake.demo.speech import SpeechSynthesizer
-from intake.demo.system import TakerAutopilot
 from intake.domain import CallState
+from izs.demo.callers import CallerFleet, PlannedCall
+from izs.demo.flow import FlowTracker, percentile
+from izs.demo.scenarios import Scenario, load_scenarios
+from izs.demo.speech import SpeechSynthesizer
+from izs.demo.system import TakerAutopilot
 
 pytestmark = [
     pytest.mark.slow,

@@ -10,7 +10,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from intake.demo.callers import (
+from intake.errors import ValidationFailed
+from izs.demo.callers import (
     CallerError,
     CallerFleet,
     NetstringReader,
@@ -18,9 +19,8 @@ from intake.demo.callers import (
     baresip_account,
     encode_netstring,
 )
-from intake.demo.scenarios import demo_selection, load_scenarios, shipped_scenarios_path
-from intake.demo.speech import SpeechError, SpeechSynthesizer, latin2_text
-from intake.errors import ValidationFailed
+from izs.demo.scenarios import demo_selection, load_scenarios, shipped_scenarios_path
+from izs.demo.speech import SpeechError, SpeechSynthesizer, latin2_text
 from telephony.events import CallEnded, CallOffered, EndReason
 from telephony.sip import SipEndpoint, SipEndpointConfig
 

@@ -17,10 +17,10 @@ import pytest
 import soundfile
 from e2e_support import drill_settings, running_centre, set_available, wait_for_ref
 
-from intake.demo.callers import CallerFleet, PlannedCall
 from intake.domain import CallState
 from intake.recording import RecordingStatus, build_playable
 from intake.settings import TakerConfig
+from izs.demo.callers import CallerFleet, PlannedCall
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "telephony" / "sip"))
 from sip_peers import Baresip, peak_normalised_correlation, read_wav, synthesize_czech

@@ -109,7 +109,7 @@ class IntakeNode:
             self.http_port = free_port(self.host, socket.SOCK_STREAM)
         with self.log_path.open("ab") as log_file:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "intake.cli", "serve"],
+                [sys.executable, "-m", "izs.cli", "serve"],
                 cwd=REPO,
                 env=self.env(),
                 stdout=log_file,

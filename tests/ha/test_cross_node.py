@@ -21,12 +21,12 @@ import websockets
 from ha_support import Console, IntakeNode, loopback_usable
 from support.servers import PostgresServer
 
-from intake.demo.callers import CallerFleet, PlannedCall
-from intake.demo.speech import SpeechSynthesizer
 from intake.domain import Call
 from intake.redis_server import EmbeddedRedis, free_port
 from intake.storage.database import Database
 from intake.storage.repository import Repository
+from izs.demo.callers import CallerFleet, PlannedCall
+from izs.demo.speech import SpeechSynthesizer
 
 pytestmark = [
     pytest.mark.slow,

@@ -15,12 +15,12 @@ import pytest
 from ha_support import START_SCRIPT, IntakeNode, KamailioFront, free_port, loopback_usable
 from support.servers import PostgresServer
 
-from intake.demo.callers import CallerFleet, PlannedCall
-from intake.demo.speech import SpeechSynthesizer
 from intake.redis_server import EmbeddedRedis
 from intake.redis_server import free_port as free_tcp_port
 from intake.storage.database import Database
 from intake.storage.repository import Repository
+from izs.demo.callers import CallerFleet, PlannedCall
+from izs.demo.speech import SpeechSynthesizer
 
 TAKERS = [{"id": "zzs1", "name": "ZZS 1", "desks": ["ZZS"], "languages": ["cs"]}]
 

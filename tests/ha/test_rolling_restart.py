@@ -15,12 +15,12 @@ import pytest
 from ha_support import Console, IntakeNode, KamailioFront, loopback_usable
 from support.servers import PostgresServer
 
-from intake.demo.callers import CallerFleet, PlannedCall
-from intake.demo.speech import SpeechSynthesizer
 from intake.live import LiveState, connect_redis
 from intake.redis_server import EmbeddedRedis, free_port
 from intake.storage.database import Database
 from intake.storage.repository import Repository
+from izs.demo.callers import CallerFleet, PlannedCall
+from izs.demo.speech import SpeechSynthesizer
 
 pytestmark = [
     pytest.mark.slow,

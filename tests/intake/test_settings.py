@@ -58,7 +58,7 @@ def test_port_in_use_is_reported(tmp_path):
 def test_cli_prints_a_bad_setting_as_one_line_without_traceback(tmp_path):
     env = {**os.environ, "IZS_DATABASE_URL": "nonsense://", "IZS_VAR_DIR": str(tmp_path)}
     result = subprocess.run(
-        [sys.executable, "-m", "intake.cli", "incidents", "list"],
+        [sys.executable, "-m", "izs.cli", "incidents", "list"],
         capture_output=True,
         text=True,
         env=env,
@@ -75,7 +75,7 @@ def test_cli_prints_a_bad_setting_as_one_line_without_traceback(tmp_path):
 def _izs_check(tmp_path: Path, **env: str) -> subprocess.CompletedProcess[str]:
     clean = {k: v for k, v in os.environ.items() if not k.startswith("IZS_")}
     return subprocess.run(
-        [sys.executable, "-m", "intake.cli", "check"],
+        [sys.executable, "-m", "izs.cli", "check"],
         capture_output=True,
         text=True,
         env={**clean, "IZS_VAR_DIR": str(tmp_path), "IZS_SIP_ENABLED": "false", "IZS_HTTP_PORT": "0", **env},

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from intake.cli import main
 from intake.domain import Call, CallerNumber, CallState, LineType, Location, LocationSource, TranscriptSegment
 from intake.storage.repository import Repository
 from intake.triage_corpus import confirmed_scenarios
+from izs.cli import main
 from routing.eval import main_eval
 from routing.triage import Triage
 from routing.vocabulary import Agency, IncidentType

@@ -28,7 +28,7 @@ from pbx_support import (
 )
 from sip_peers import Baresip
 
-from intake.demo.speech import SpeechSynthesizer
+from izs.demo.speech import SpeechSynthesizer
 
 
 def _warm_up(rig: Rig) -> None:

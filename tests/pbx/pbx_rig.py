@@ -13,7 +13,7 @@ from typing import Any
 from pbx_support import AmiProxy, AsteriskPbx, IntakeServer, concat_wavs, wait_until
 from sip_peers import Baresip
 
-from intake.demo.speech import SpeechSynthesizer
+from izs.demo.speech import SpeechSynthesizer
 
 REPO = Path(__file__).resolve().parents[2]
 SESSIONS = REPO / "tests" / "fixtures" / "ami" / "sessions"

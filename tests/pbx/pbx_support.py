@@ -442,7 +442,7 @@ class IntakeServer:
 
         with self.log_path.open("ab") as log_file:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "intake.cli", "serve"],
+                [sys.executable, "-m", "izs.cli", "serve"],
                 cwd=REPO,
                 env=env,
                 stdout=log_file,

@@ -107,7 +107,7 @@ def demo_log_file(var_dir: Path) -> Path:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from intake.demo import run_demo
+    from izs.demo import run_demo
 
     settings = _settings(args)
     return asyncio.run(

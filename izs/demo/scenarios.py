@@ -39,7 +39,7 @@ class Scenario:
 
 def shipped_scenarios_path() -> Path:
     """The dev scenario set shipped with the package (a copy of tests/fixtures/calls/dev.jsonl)."""
-    return Path(str(resources.files("intake.demo") / "data" / "dev.jsonl"))
+    return Path(str(resources.files("izs.demo") / "data" / "dev.jsonl"))
 
 
 def parse_scenario(raw: Any, where: str) -> Scenario:

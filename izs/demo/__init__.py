@@ -16,11 +16,13 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from intake.demo.callers import CallerFleet, CallOutcome, PlannedCall
-from intake.demo.flow import FlowTracker
-from intake.demo.scenarios import Scenario, demo_selection, load_scenarios
-from intake.demo.speech import SpeechSynthesizer, SpokenAudio
-from intake.demo.system import (
+from intake.errors import IzsError
+from intake.settings import Settings
+from izs.demo.callers import CallerFleet, CallOutcome, PlannedCall
+from izs.demo.flow import FlowTracker
+from izs.demo.scenarios import Scenario, demo_selection, load_scenarios
+from izs.demo.speech import SpeechSynthesizer, SpokenAudio
+from izs.demo.system import (
     TakerAutopilot,
     create_demo_users,
     demo_settings,
@@ -28,8 +30,6 @@ from intake.demo.system import (
     sip_target,
     start_centre,
 )
-from intake.errors import IzsError
-from intake.settings import Settings
 
 __all__ = ["run_demo"]
 
