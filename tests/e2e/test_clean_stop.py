@@ -83,7 +83,7 @@ def izs_env(var_dir: Path, http_port: int, sip_port: int) -> dict[str, str]:
             "IZS_HTTP_PORT": str(http_port),
             "IZS_SIP_HOST": "127.0.0.1",
             "IZS_SIP_PORT": str(sip_port),
-            "IZS_SECRET_KEY": "clean-stop-test-secret-0123456789abcdef",
+            "IZS_SECRET_KEY": "clean-stop-test-secret-0123456789abcdef-TESTONLY-KvK",
             "IZS_TRANSCRIPTION_ENABLED": "false",
             "IZS_AMI_ENABLED": "false",
             "IZS_LOG_JSON": "false",

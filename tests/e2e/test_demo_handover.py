@@ -42,7 +42,7 @@ async def test_the_autopilot_yields_while_the_call_takers_console_is_connected(t
     settings = drill_settings(
         tmp_path / "var",
         sip_enabled=False,
-        secret_key="handover-test-secret-0123456789abcdef",
+        secret_key="handover-test-secret-0123456789abcdef-TESTONLY-KvK",
         takers=takers(("zzs1", ["ZZS"], ["cs"])),
     )
     async with running_centre(settings) as centre:
@@ -56,8 +56,9 @@ async def test_the_autopilot_yields_while_the_call_takers_console_is_connected(t
         token, _ = TokenSigner(settings.secret_key.encode()).issue("zzs1", Role.CALL_TAKER)  # type: ignore[union-attr]
         try:
             async with RunningServer(create_app(centre)) as server:
-                url = server.url.replace("http", "ws") + f"/api/live?token={token}"
+                url = server.url.replace("http", "ws") + "/api/live"
                 async with websockets.connect(url) as console:
+                    await console.send(json.dumps({"type": "auth", "token": token}))  # never in the URL
                     assert json.loads(await console.recv())["type"] == "hello"
                     await until(lambda: asyncio.sleep(0, result=("zzs1", True) in handovers))
                     assert await centre.live.consoles_open("zzs1") == 1
