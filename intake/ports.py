@@ -23,6 +23,12 @@ class Transcriber(Protocol):
 
     def close_leg(self, call_ref: str, leg: str) -> object: ...
 
+    def set_leg_queue(
+        self, call_ref: str, leg: str, waiting: bool, priority: int = 3, waiting_since: float | None = None
+    ) -> None:
+        """Where the caller is (waiting in a queue with its priority, or with a call taker): recognition
+        capacity goes to waiting callers first."""
+
 
 class CallControl(Protocol):
     """Commands to whichever adapter holds a call (SIP endpoint in standalone mode, AMI bridge in PBX mode)."""

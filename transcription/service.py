@@ -20,6 +20,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Protocol
 
 import numpy as np
@@ -48,6 +49,7 @@ from transcription.events import (
     TranscriptPartial,
 )
 from transcription.models import ModelRegistry, engine_for_language, require_vosk_model
+from transcription.scheduler import LegQueueState, RecognitionScheduler, RecognitionStatus, SlotGate
 
 log = logging.getLogger(__name__)
 
@@ -203,9 +205,11 @@ class _LegPipeline:
     def skip(self, n_bytes: int) -> None:
         if self.dead:
             return
-        self._fail(
-            f"recognition fell behind: dropped {n_bytes / 2 / self.rate:.1f} s of audio", recovered=True
+        seconds = n_bytes / 2 / self.rate
+        self._service.gate.call(
+            lambda scheduler: scheduler.mark_not_transcribed((self._state.call_ref, self._state.leg), seconds)
         )
+        self._fail(f"recognition fell behind: dropped {seconds:.1f} s of audio", recovered=True)
         self._handle(self._vad_for_rate().skip(n_bytes // 2), last=False)
 
     def feed(self, chunks: list[bytes], caught_up: bool) -> None:
@@ -400,6 +404,7 @@ class TranscriptionService:
         registry: ModelRegistry | None = None,
         engines: EngineSource | None = None,
         detect_rate_from_frame_size: bool = True,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.config = config
         self.registry = registry or ModelRegistry.from_config(config)
@@ -410,6 +415,8 @@ class TranscriptionService:
         self._lock = threading.Lock()
         self._closed = False
         self._warned_unknown: set[tuple[str, str]] = set()
+        self._clock = clock
+        self.gate = SlotGate(RecognitionScheduler(config.decode_slots, clock))
 
     # -- public API ---------------------------------------------------------------------------------
     def preload(self, languages: tuple[str, ...] = ()) -> None:
@@ -446,6 +453,7 @@ class TranscriptionService:
             if previous is not None and not previous.done.is_set():
                 raise TranscriptionError(f"leg {call_ref}/{leg} is already open")
             self._legs[(call_ref, leg)] = state
+        self.gate.call(lambda scheduler: scheduler.open((call_ref, leg)))
         self._start_worker(state)
 
     def feed(self, call_ref: str, leg: str, pcm: bytes) -> bool:
@@ -487,6 +495,21 @@ class TranscriptionService:
         if worker is not None and not worker.is_alive() and not state.done.is_set():
             self._restart_worker(state)
         return state.done
+
+    def set_leg_queue(
+        self, call_ref: str, leg: str, waiting: bool, priority: int = 3, waiting_since: float | None = None
+    ) -> None:
+        """Intake says where the caller is: ``waiting`` in a queue (with its ``priority``, 1 = most urgent,
+        and since when, any monotone clock) or in progress with a call taker. Waiting callers are decoded
+        first (their first words order the queue); see transcription/scheduler.py."""
+        state = LegQueueState.WAITING if waiting else LegQueueState.IN_PROGRESS
+        self.gate.call(
+            lambda scheduler: scheduler.set_queue_state((call_ref, leg), state, priority, waiting_since)
+        )
+
+    def recognition_status(self) -> RecognitionStatus:
+        """ok / behind (seconds the longest-waiting leg has waited for the recognizer) / down, per leg."""
+        return self.gate.status()
 
     def backlog_s(self, call_ref: str, leg: str) -> float:
         state = self._legs.get((call_ref, leg))
@@ -565,27 +588,34 @@ class TranscriptionService:
             with state.condition:
                 while not state.queue and not state.closing and not state.dropped_bytes:
                     state.condition.wait()
-                chunks = list(state.queue)
-                state.queue.clear()
-                state.queued_bytes = 0
-                dropped, state.dropped_bytes = state.dropped_bytes, 0
-                closing = state.closing
-            if dropped:
-                pipeline.skip(dropped)
-            if chunks:
-                # A large batch means the worker is behind: skip partials and only commit.
-                caught_up = sum(len(chunk) for chunk in chunks) <= caught_up_bytes
-                pipeline.feed(chunks, caught_up)
+            key = (state.call_ref, state.leg)
+            # Decoding waits for a slot (waiting callers first); meanwhile the leg's audio stays queued and
+            # the whole backlog is taken (and caught up, commits only) once the slot is granted.
+            with self.gate.turn(key):
+                with state.condition:
+                    chunks = list(state.queue)
+                    state.queue.clear()
+                    state.queued_bytes = 0
+                    dropped, state.dropped_bytes = state.dropped_bytes, 0
+                    closing = state.closing
+                if dropped:
+                    pipeline.skip(dropped)
+                if chunks:
+                    # A large batch means the worker is behind: skip partials and only commit.
+                    caught_up = sum(len(chunk) for chunk in chunks) <= caught_up_bytes
+                    pipeline.feed(chunks, caught_up)
             if closing:
                 with state.condition:
                     more = bool(state.queue) or bool(state.dropped_bytes)
                 if more:
                     continue
                 try:
-                    pipeline.finish()
+                    with self.gate.turn(key):
+                        pipeline.finish()
                 finally:
                     state.done.set()
                     with self._lock:
-                        if self._legs.get((state.call_ref, state.leg)) is state:
-                            del self._legs[(state.call_ref, state.leg)]
+                        if self._legs.get(key) is state:
+                            del self._legs[key]
+                    self.gate.call(partial(RecognitionScheduler.close, key=key))
                 return

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import re
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,6 +41,34 @@ _MAX_TOKENS = 400
 _LOOP_COMPRESSION_RATIO = 2.8
 _MAX_RUN = 3
 _STEP_FOR_DECODE_TIME = 1.5
+
+
+# Whisper log-mel features: 100 frames a second, the encoder's fixed window is 3000 frames (30 s).
+_FRAMES_PER_S = 100
+_FULL_CONTEXT_FRAMES = 3000
+
+
+class _ReducedContextModel(WhisperModel):
+    """faster-whisper with the encoder fed only the decoded audio plus padding.
+
+    faster-whisper 1.2 pads every segment to 3000 feature frames (``pad_or_trim``) before ``encode``, so
+    a 2 s window costs a 30 s encoder pass. CTranslate2 >= 3.19 accepts shorter Whisper features (its
+    PR #1446), like whisper.cpp's ``audio_ctx``: ``encode`` cuts the padded features back to the number of
+    frames set for the decoding thread. The model is shared by every leg's thread, hence thread-local.
+    """
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)
+        self._context = threading.local()
+
+    def set_context_frames(self, frames: int | None) -> None:
+        self._context.frames = frames
+
+    def encode(self, features: np.ndarray) -> object:
+        frames = getattr(self._context, "frames", None)
+        if frames is not None and features.shape[-1] > frames:
+            features = features[..., :frames]
+        return super().encode(features)
 
 
 def _norm(text: str) -> str:
@@ -76,7 +105,7 @@ class WhisperEngine:
             raise ModelNotFound(f"no Whisper model.bin in {model_dir}")
         self._config = config
         try:
-            self._model = WhisperModel(
+            self._model = _ReducedContextModel(
                 str(model_dir),
                 device="cpu",
                 compute_type=config.compute_type,
@@ -119,6 +148,9 @@ class WhisperEngine:
         """
         cfg = self._config
         audio_s = audio.size / WHISPER_RATE
+        if cfg.context_pad_s is not None:
+            frames = int((audio_s + cfg.context_pad_s) * _FRAMES_PER_S) + 1
+            self._model.set_context_frames(min(frames, _FULL_CONTEXT_FRAMES))
         try:
             segments, _ = self._model.transcribe(
                 audio,
@@ -153,6 +185,8 @@ class WhisperEngine:
                         )
         except (RuntimeError, ValueError) as exc:
             raise EngineError(f"Whisper decoding failed: {exc}") from exc
+        finally:
+            self._model.set_context_frames(None)
         return _cut_repetition(words)
 
 
@@ -276,7 +310,7 @@ class WhisperStream:
         self._previous_tail = tail
         finals: list[Segment] = []
         sentence_done = bool(self._committed) and self._committed[-1].text.endswith(_SENTENCE_END)
-        if self._committed and (over_window or sentence_done):
+        if self._committed and (over_window or sentence_done or self._config.final_on_commit):
             finals = self._emit()
             self._trim_to(self._committed_end_s)
         elif over_window and not self._committed:

@@ -106,6 +106,11 @@ class OpenLegOnce:
     def feed(self, call_ref: str, leg: str, pcm: bytes) -> None:
         self._inner.feed(call_ref, leg, pcm)
 
+    def set_leg_queue(
+        self, call_ref: str, leg: str, waiting: bool, priority: int = 3, waiting_since: float | None = None
+    ) -> None:
+        self._inner.set_leg_queue(call_ref, leg, waiting, priority, waiting_since)
+
     def close_leg(self, call_ref: str, leg: str) -> None:
         self._open.discard((call_ref, leg))
         self._inner.close_leg(call_ref, leg)
