@@ -50,6 +50,9 @@ class WhisperConfig:
     # Emit agreed words as a final at once and trim the window after them, so the next decode covers only
     # what is new; False = finals only at a sentence end, a full window or the utterance end (before 15).
     final_on_commit: bool = True
+    # After such a final, this much committed audio stays in the window as context (0 = cut right after
+    # the committed words).
+    keep_context_s: float = 2.0
     # Segments Whisper itself marks as probably silence are dropped (hallucination guard).
     no_speech_threshold: float = 0.6
     log_prob_threshold: float = -1.0

@@ -299,8 +299,11 @@ class _LegPipeline:
             stream = engine.open_stream(self.rate, self._language)
         except TranscriptionError as exc:
             self.dead = True
-            self._fail(f"no {engine_name} engine for {self._language}: {exc.message}", recovered=False)
+            reason = f"no {engine_name} engine for {self._language}: {exc.message}"
+            self._service.gate.call(lambda scheduler: scheduler.set_down(reason))
+            self._fail(reason, recovered=False)
             return None
+        self._service.gate.call(lambda scheduler: scheduler.set_down(""))
         self._engine_name = engine.name
         self._stream = stream
         return stream

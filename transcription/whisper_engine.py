@@ -215,6 +215,7 @@ class WhisperStream:
         self._window_start_s = 0.0
         self._decoded_upto = 0  # samples of the window covered by the last decode
         self._committed: list[_TimedWord] = []  # agreed, not yet emitted as a final
+        self._emitted: list[_TimedWord] = []  # the last words emitted as finals (context to keep)
         self._committed_end_s = 0.0
         self._previous_tail: list[_TimedWord] = []
         self._prompt = ""
@@ -261,9 +262,20 @@ class WhisperStream:
             self._committed.extend(words)
             self._committed_end_s = max(self._committed_end_s, words[-1].end_s)
 
+    def _trim_point(self, over_window: bool) -> float:
+        """Where to cut the window after a final: after the committed words, but keeping the last
+        ``keep_context_s`` of committed audio (cut at a word end) as acoustic context for the next
+        decode; Whisper re-reads it and ``_decode`` drops the words it already committed."""
+        keep = self._config.keep_context_s
+        if over_window or keep <= 0:
+            return self._committed_end_s
+        ends = [w.end_s for w in self._emitted if w.end_s <= self._committed_end_s - keep]
+        return max(ends) if ends else self._window_start_s
+
     def _emit(self) -> list[Segment]:
         if not self._committed:
             return []
+        self._emitted = [*self._emitted, *self._committed][-40:]
         segment = _segment(self._committed)
         self._prompt = (self._prompt + " " + segment.text).strip()[-_PROMPT_CHARS:]
         self._committed = []
@@ -312,7 +324,7 @@ class WhisperStream:
         sentence_done = bool(self._committed) and self._committed[-1].text.endswith(_SENTENCE_END)
         if self._committed and (over_window or sentence_done or self._config.final_on_commit):
             finals = self._emit()
-            self._trim_to(self._committed_end_s)
+            self._trim_to(self._trim_point(over_window))
         elif over_window and not self._committed:
             self._trim_to(self._window_end_s() - 1.0)
         partial = None
