@@ -8,7 +8,7 @@ on the caller's thread. ``on_event`` is called from those worker threads.
 Failure policy (the call always goes on): a malformed frame, a mislabelled sample rate, an engine error
 or a worker that falls behind becomes a :class:`TranscriptionFailed` event; the engine stream is
 restarted (``recovered=True``) up to ``max_restarts_per_leg`` times, after which the leg's audio is
-discarded cheaply (``recovered=False``). The queue is bounded: beyond ``max_backlog_s`` the oldest audio
+discarded cheaply (``recovered=False``). The queue is bounded: beyond ``max_backlog_s`` the newest audio
 is dropped and reported, and partial hypotheses are skipped while the worker catches up.
 """
 
@@ -472,12 +472,14 @@ class TranscriptionService:
             return False
         limit = int(self.config.max_backlog_s * state.declared_rate * 2)
         with state.condition:
-            state.queue.append(pcm)
-            state.queued_bytes += len(pcm)
-            while state.queued_bytes > limit and len(state.queue) > 1:
-                dropped = state.queue.popleft()
-                state.queued_bytes -= len(dropped)
-                state.dropped_bytes += len(dropped)
+            if state.queue and state.queued_bytes + len(pcm) > limit:
+                # Full: the NEWEST audio is the part not transcribed (marked when the worker reaches it). A
+                # leg waiting for the recognizer keeps the oldest, i.e. a waiting caller's first words,
+                # which is what triage needs; the recording keeps everything.
+                state.dropped_bytes += len(pcm)
+            else:
+                state.queue.append(pcm)
+                state.queued_bytes += len(pcm)
             state.condition.notify()
         worker = state.worker
         if worker is not None and not worker.is_alive() and not state.done.is_set():
@@ -601,12 +603,12 @@ class TranscriptionService:
                     state.queued_bytes = 0
                     dropped, state.dropped_bytes = state.dropped_bytes, 0
                     closing = state.closing
-                if dropped:
-                    pipeline.skip(dropped)
                 if chunks:
                     # A large batch means the worker is behind: skip partials and only commit.
                     caught_up = sum(len(chunk) for chunk in chunks) <= caught_up_bytes
                     pipeline.feed(chunks, caught_up)
+                if dropped:  # dropped audio is newer than everything that was queued with it
+                    pipeline.skip(dropped)
             if closing:
                 with state.condition:
                     more = bool(state.queue) or bool(state.dropped_bytes)

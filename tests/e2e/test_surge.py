@@ -270,7 +270,7 @@ async def test_eight_calls_about_one_fire_end_up_linked_to_one_incident(tmp_path
 RECOGNITION_TRIAGE_WAIT_S = 60.0  # after the last call is in, how long the paused takers stay away at most
 
 
-@pytest.mark.timeout(720)
+@pytest.mark.timeout(900)
 async def test_surge_with_real_recognition_triages_waiting_callers_from_their_own_words(
     tmp_path: Path,
 ) -> None:
