@@ -103,9 +103,11 @@ class RecognitionScheduler:
     def set_queue_state(
         self, key: LegKey, state: LegQueueState, priority: int = 3, waiting_since: float | None = None
     ) -> None:
-        """``priority`` 1 is the most urgent (cardiac arrest at the front); ``waiting_since`` orders equals."""
-        self.open(key)
-        leg = self._legs[key]
+        """``priority`` 1 is the most urgent (cardiac arrest at the front); ``waiting_since`` orders equals.
+        A leg that is not open (never was, or closed already) is ignored."""
+        leg = self._legs.get(key)
+        if leg is None:
+            return
         leg.queue_state = state
         leg.priority = priority
         if waiting_since is not None:

@@ -45,6 +45,7 @@ from intake.demo.scenarios import Scenario, load_scenarios
 from intake.demo.speech import SpeechSynthesizer
 from intake.demo.system import TakerAutopilot
 from intake.domain import CallState
+from transcription.scheduler import LegQueueState
 
 pytestmark = [
     pytest.mark.slow,
@@ -320,12 +321,14 @@ async def test_surge_with_real_recognition_triages_waiting_callers_from_their_ow
         ]
         behind: list[float] = []
         untranscribed: list[float] = []
+        waiting_legs: list[int] = []
 
         async def watch_recognition() -> None:
             while True:
                 status = centre.transcriber.recognition_status()
                 behind.append(status.behind_s)
                 untranscribed.append(status.not_transcribed_s)
+                waiting_legs.append(sum(1 for leg in status.legs if leg.queue_state is LegQueueState.WAITING))
                 await asyncio.sleep(0.5)
 
         async def label_when_placed(plan: PlannedCall) -> None:
@@ -374,6 +377,8 @@ async def test_surge_with_real_recognition_triages_waiting_callers_from_their_ow
             assert call.media_answered_at is not None, f"{label}: the endpoint never answered"
             assert call.state in (CallState.ENDED, CallState.ABANDONED), (label, call.state)
 
+        # Intake told recognition which callers wait in a queue (they are decoded first).
+        assert max(waiting_legs, default=0) >= 10, max(waiting_legs, default=0)
         flows = {f.label: f for f in tracker.flows.values()}
         from_words = [
             f

@@ -16,6 +16,17 @@ from transcription.scheduler import (
 )
 
 
+def open_and_set(
+    s: RecognitionScheduler,
+    ref: str,
+    state: LegQueueState,
+    priority: int = 3,
+    waiting_since: float | None = None,
+) -> None:
+    s.open(caller(ref))
+    s.set_queue_state(caller(ref), state, priority, waiting_since)
+
+
 class FakeClock:
     def __init__(self) -> None:
         self.now = 1000.0
@@ -31,10 +42,10 @@ def caller(ref: str) -> tuple[str, str]:
 def test_waiting_callers_go_first_by_priority_then_longest_wait_then_calls_in_progress() -> None:
     clock = FakeClock()
     s = RecognitionScheduler(1, clock)
-    s.set_queue_state(caller("talking"), LegQueueState.IN_PROGRESS, priority=1)
-    s.set_queue_state(caller("p2-early"), LegQueueState.WAITING, priority=2, waiting_since=10.0)
-    s.set_queue_state(caller("p2-late"), LegQueueState.WAITING, priority=2, waiting_since=20.0)
-    s.set_queue_state(caller("arrest"), LegQueueState.WAITING, priority=1, waiting_since=30.0)
+    open_and_set(s, "talking", LegQueueState.IN_PROGRESS, priority=1)
+    open_and_set(s, "p2-early", LegQueueState.WAITING, priority=2, waiting_since=10.0)
+    open_and_set(s, "p2-late", LegQueueState.WAITING, priority=2, waiting_since=20.0)
+    open_and_set(s, "arrest", LegQueueState.WAITING, priority=1, waiting_since=30.0)
     s.open(caller("unknown"))
     for ref in ("unknown", "talking", "p2-late", "p2-early", "arrest"):
         s.request(caller(ref))
@@ -47,7 +58,7 @@ def test_a_slot_is_granted_in_order_and_the_backlog_catches_up_in_that_order() -
     clock = FakeClock()
     s = RecognitionScheduler(2, clock)
     for ref, prio in (("a", 3), ("b", 2), ("c", 1)):
-        s.set_queue_state(caller(ref), LegQueueState.WAITING, priority=prio, waiting_since=clock())
+        open_and_set(s, ref, LegQueueState.WAITING, priority=prio, waiting_since=clock())
         s.request(caller(ref))
     granted = [k for k in s.order() if s.may_run(k)]
     assert granted == [caller("c"), caller("b")]
@@ -65,9 +76,9 @@ def test_a_slot_is_granted_in_order_and_the_backlog_catches_up_in_that_order() -
 
 def test_a_caller_answered_by_a_taker_yields_to_waiting_callers() -> None:
     s = RecognitionScheduler(1, FakeClock())
-    s.set_queue_state(caller("x"), LegQueueState.WAITING, priority=1, waiting_since=1.0)
-    s.set_queue_state(caller("y"), LegQueueState.WAITING, priority=3, waiting_since=2.0)
-    s.set_queue_state(caller("x"), LegQueueState.IN_PROGRESS, priority=1)
+    open_and_set(s, "x", LegQueueState.WAITING, priority=1, waiting_since=1.0)
+    open_and_set(s, "y", LegQueueState.WAITING, priority=3, waiting_since=2.0)
+    open_and_set(s, "x", LegQueueState.IN_PROGRESS, priority=1)
     s.request(caller("x"))
     s.request(caller("y"))
     assert s.order()[0] == caller("y")
@@ -88,6 +99,12 @@ def test_status_reports_untranscribed_audio_per_leg_and_down() -> None:
     assert s.status().legs == ()
 
 
+def test_queue_state_of_a_leg_that_is_not_open_is_ignored() -> None:
+    s = RecognitionScheduler(1, FakeClock())
+    s.set_queue_state(caller("gone"), LegQueueState.WAITING, priority=1)
+    assert s.status().legs == ()
+
+
 def test_zero_slots_is_refused() -> None:
     with pytest.raises(ValueError):
         RecognitionScheduler(0, FakeClock())
@@ -100,7 +117,7 @@ def test_gate_lets_the_most_urgent_waiting_thread_in_first() -> None:
     ready = threading.Barrier(3)
 
     def worker(ref: str, prio: int) -> None:
-        gate.call(lambda s: s.set_queue_state(caller(ref), LegQueueState.WAITING, prio, waiting_since=0.0))
+        gate.call(lambda s: open_and_set(s, ref, LegQueueState.WAITING, prio, waiting_since=0.0))
         ready.wait()
         with gate.turn(caller(ref)):
             order.append(ref)
