@@ -134,6 +134,10 @@ class RecognitionScheduler:
             return False
         return key in self.order()[:free]
 
+    def contended(self, key: LegKey) -> bool:
+        """Another leg is waiting for a slot: ``key`` should decode only what must be committed."""
+        return any(k != key and leg.requested_at is not None for k, leg in self._legs.items())
+
     def start(self, key: LegKey) -> None:
         leg = self._legs.get(key)
         if leg is not None:
@@ -230,6 +234,10 @@ class SlotGate:
     def status(self) -> RecognitionStatus:
         with self._condition:
             return self.scheduler.status()
+
+    def contended(self, key: LegKey) -> bool:
+        with self._condition:
+            return self.scheduler.contended(key)
 
 
 class _Turn:

@@ -604,8 +604,12 @@ class TranscriptionService:
                     dropped, state.dropped_bytes = state.dropped_bytes, 0
                     closing = state.closing
                 if chunks:
-                    # A large batch means the worker is behind: skip partials and only commit.
-                    caught_up = sum(len(chunk) for chunk in chunks) <= caught_up_bytes
+                    # A large batch means the worker is behind, and other legs waiting for a slot mean
+                    # the recognizer is: skip partials and only commit (an utterance is then decoded once,
+                    # at its end or when the window is full), so capacity goes to their first words.
+                    caught_up = sum(
+                        len(chunk) for chunk in chunks
+                    ) <= caught_up_bytes and not self.gate.contended(key)
                     pipeline.feed(chunks, caught_up)
                 if dropped:  # dropped audio is newer than everything that was queued with it
                     pipeline.skip(dropped)

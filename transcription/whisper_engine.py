@@ -131,12 +131,22 @@ class WhisperEngine:
     def open_stream(self, sample_rate: int, language: str) -> WhisperStream:
         return WhisperStream(self, sample_rate, language)
 
+    def _reduce_context(self, audio_s: float) -> None:
+        """The encoder of this thread's next call sees ``audio_s`` plus ``context_pad_s``, not 30 s."""
+        pad_s = self._config.context_pad_s
+        if pad_s is not None:
+            frames = int((audio_s + pad_s) * _FRAMES_PER_S) + 1
+            self._model.set_context_frames(min(frames, _FULL_CONTEXT_FRAMES))
+
     def language_probabilities(self, samples: Int16Array, sample_rate: int) -> dict[str, float]:
         audio = resample(samples, sample_rate, WHISPER_RATE)
+        self._reduce_context(audio.size / WHISPER_RATE)
         try:
             _, _, all_probs = self._model.detect_language(audio=audio, language_detection_segments=1)
         except (RuntimeError, ValueError) as exc:
             raise EngineError(f"Whisper language identification failed: {exc}") from exc
+        finally:
+            self._model.set_context_frames(None)
         return {lang: float(p) for lang, p in all_probs}
 
     def decode(self, audio: Float32Array, language: str, prompt: str, offset_s: float) -> list[_TimedWord]:
@@ -148,9 +158,7 @@ class WhisperEngine:
         """
         cfg = self._config
         audio_s = audio.size / WHISPER_RATE
-        if cfg.context_pad_s is not None:
-            frames = int((audio_s + cfg.context_pad_s) * _FRAMES_PER_S) + 1
-            self._model.set_context_frames(min(frames, _FULL_CONTEXT_FRAMES))
+        self._reduce_context(audio_s)
         try:
             segments, _ = self._model.transcribe(
                 audio,

@@ -99,6 +99,17 @@ def test_status_reports_untranscribed_audio_per_leg_and_down() -> None:
     assert s.status().legs == ()
 
 
+def test_a_leg_is_contended_while_another_waits_for_a_slot() -> None:
+    s = RecognitionScheduler(1, FakeClock())
+    s.open(caller("a"))
+    s.open(caller("b"))
+    s.request(caller("a"))
+    s.start(caller("a"))
+    assert not s.contended(caller("a"))
+    s.request(caller("b"))
+    assert s.contended(caller("a")) and not s.contended(caller("b"))
+
+
 def test_queue_state_of_a_leg_that_is_not_open_is_ignored() -> None:
     s = RecognitionScheduler(1, FakeClock())
     s.set_queue_state(caller("gone"), LegQueueState.WAITING, priority=1)
