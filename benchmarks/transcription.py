@@ -1,6 +1,16 @@
 """Speech recognition on this machine: real-time factor, capacity, partial latency, memory, WER/CER.
 
-Run: /work/venv/bin/python benchmarks/transcription.py [--calls 2] [--seconds 8] [--levels 1,2,3] [--skip-vosk]
+Run (one command, ~3 min): PYTHONPATH=. .venv/bin/python benchmarks/transcription.py
+      [--calls 3] [--ablation] [--cache-dir DIR] [--capacity [--seconds 8] [--levels 1,2,3] [--skip-vosk]]
+
+* Streaming side by side (always, first): today's engine before issue 15 (full 30 s encoder window,
+  LocalAgreement step 1 s, finals at sentence ends) and the shipped one (reduced audio context: the
+  window + ``context_pad_s``; step 0.5 s; agreed words emitted as finals at once and the window trimmed
+  after them), the same Festival Czech calls fed in real time on both cores, one call at a time, in the
+  SAME run. Word spoken -> on the console: for every word of the finals, the time from the moment the
+  audio of its end was fed to the first event showing it (a partial covering that audio that contains the
+  word, or its final); word -> final separately; WER/CER of each engine's finals; CPU seconds per audio
+  second. On a loaded machine absolute times are pessimistic: compare the two columns (ratios).
 
 * Czech calls: the first ``--calls`` Czech callers of tests/fixtures/calls/dev.jsonl, synthesized with
   Festival (czech_machac / czech_dita alternately) and band-limited to 8 kHz telephone audio.
@@ -251,12 +261,135 @@ def realtime_load(
     }
 
 
+def _tokens(text: str) -> list[str]:
+    return [t for t in (_norm_word(w) for w in text.split()) if t]
+
+
+def _norm_word(word: str) -> str:
+    return "".join(ch for ch in word.lower() if ch.isalnum())
+
+
+def word_latencies(recorder: Recorder, ref: str, fed_at: dict[int, float]) -> tuple[list[float], list[float]]:
+    """(word -> console, word -> final) in seconds for every word of the leg's finals."""
+    partials = [
+        (arrived, e.audio_s, set(_tokens(e.text)))
+        for arrived, e in recorder.events
+        if isinstance(e, TranscriptPartial) and e.call_ref == ref
+    ]
+    console: list[float] = []
+    final: list[float] = []
+    for arrived, event in recorder.events:
+        if not isinstance(event, TranscriptFinal) or event.call_ref != ref:
+            continue
+        for word in event.words:
+            spoken = fed_at.get(max(0, round(word.end_s / 0.02) - 1))
+            key = _norm_word(word.text)
+            if spoken is None or not key:
+                continue
+            first = arrived
+            for p_arrived, audio_s, tokens in partials:
+                if p_arrived >= first:
+                    break
+                if audio_s >= word.end_s - 0.02 and key in tokens:
+                    first = p_arrived
+                    break
+            console.append(max(0.0, first - spoken))
+            final.append(max(0.0, arrived - spoken))
+    return console, final
+
+
+def compare_streaming(
+    base_config: TranscriptionConfig, registry: ModelRegistry, legs: list[Leg], ablation: bool = False
+) -> list[dict[str, float | str]]:
+    """Today's streaming and the shipped one on the same calls, one call at a time, in real time."""
+    variants = [
+        (
+            "before 15: 30 s window, step 1 s",
+            WhisperConfig(step_s=1.0, context_pad_s=None, final_on_commit=False),
+        ),
+        (
+            "reduced context only (step 0.5 s)",
+            WhisperConfig(final_on_commit=False),
+        ),
+        ("shipped: reduced context, commit finals", WhisperConfig()),
+    ]
+    if ablation:
+        # Cutting the window right after each final loses acoustic context: WER 0.72 vs 0.61 (09:03 run).
+        variants.insert(
+            -1, ("reduced context, commit finals, no kept context", WhisperConfig(keep_context_s=0.0))
+        )
+    rows: list[dict[str, float | str]] = []
+    for name, whisper in variants:
+        config = dataclasses.replace(base_config, whisper=whisper)
+        engines = ModelEngines(config, registry)
+        engines.engine("whisper", "cs")
+        console: list[float] = []
+        to_final: list[float] = []
+        pairs = []
+        cpu = audio = 0.0
+        dropped = 0
+        for leg in legs:
+            recorder, used, fed_at, _ = run_legs(config, engines, [leg], "realtime")
+            c, f = word_latencies(recorder, leg.ref, fed_at[leg.ref])
+            console += c
+            to_final += f
+            pairs.append((leg.text, recorder.finals(leg.ref)))
+            cpu += used
+            audio += leg.seconds
+            dropped += len([r for r in failures(recorder) if "behind" in r])
+        wer, cer = corpus_error_rates(pairs)
+        rows.append(
+            {
+                "engine": name,
+                "console_p50": pct(console, 50),
+                "console_p95": pct(console, 95),
+                "final_p50": pct(to_final, 50),
+                "final_p95": pct(to_final, 95),
+                "words": len(console),
+                "wer": wer,
+                "cer": cer,
+                "rtf": cpu / audio,
+                "dropped": dropped,
+            }
+        )
+        print(f"  measured {name}: {rows[-1]}", flush=True)
+    return rows
+
+
+def print_comparison(rows: list[dict[str, float | str]], n_calls: int, audio_s: float) -> None:
+    print()
+    print(
+        f"Streaming side by side, same run, {n_calls} Festival Czech calls ({audio_s:.0f} s, 8 kHz) fed in "
+        "real time one at a time, both cores, Whisper base int8:"
+    )
+    print(
+        f"{'engine':<50}{'word->console p50':>18}{'p95':>7}{'word->final p50':>16}{'p95':>7}"
+        f"{'WER':>6}{'CER':>6}{'CPU RTF':>8}{'dropped':>8}"
+    )
+    for r in rows:
+        print(
+            f"{r['engine']!s:<50}{r['console_p50']:>17.2f}s{r['console_p95']:>6.2f}s{r['final_p50']:>15.2f}s"
+            f"{r['final_p95']:>6.2f}s{r['wer']:>6.2f}{r['cer']:>6.2f}{r['rtf']:>8.2f}{r['dropped']:>8}"
+        )
+    before, shipped = rows[0], rows[-1]
+    print(
+        f"ratio shipped/before: word->console p50 {float(shipped['console_p50']) / float(before['console_p50']):.2f}, "
+        f"p95 {float(shipped['console_p95']) / float(before['console_p95']):.2f}; CPU "
+        f"{float(shipped['rtf']) / float(before['rtf']):.2f}"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--calls", type=int, default=2, help="Czech dev-set calls to synthesize")
+    parser.add_argument("--calls", type=int, default=3, help="Czech dev-set calls to synthesize")
+    parser.add_argument(
+        "--capacity", action="store_true", help="also the one-core capacity levels, queued RTF and Vosk"
+    )
     parser.add_argument("--seconds", type=float, default=8.0, help="audio per call in the real-time runs")
     parser.add_argument("--levels", default="1,2,3", help="concurrent real-time calls to try on one core")
     parser.add_argument("--skip-vosk", action="store_true")
+    parser.add_argument("--ablation", action="store_true", help="also finals without the kept context")
+    parser.add_argument("--cache-dir", type=Path, help="keep the joined Whisper model here between runs")
     args = parser.parse_args()
     levels = [int(x) for x in args.levels.split(",") if x]
     print(f"load average at start: {os.getloadavg()[0]:.2f} (2 cores; other work shares them)")
@@ -264,16 +397,21 @@ def main() -> None:
         tmp = Path(tmp_name)
         t0 = time.monotonic()
         cs_legs = czech_legs(args.calls, tmp)
-        ko_legs = [] if args.skip_vosk else korean_legs(tmp)
+        ko_legs = [] if args.skip_vosk or not args.capacity else korean_legs(tmp)
         print(
             f"synthesized {len(cs_legs)} Czech calls ({sum(x.seconds for x in cs_legs):.0f} s) "
             f"and {len(ko_legs)} Korean phrases in {time.monotonic() - t0:.1f} s"
         )
         base_config = TranscriptionConfig(
-            models_dir=tmp / "models", cache_dir=tmp / "cache", engines={"ko": "vosk"}
+            models_dir=tmp / "models", cache_dir=args.cache_dir or tmp / "cache", engines={"ko": "vosk"}
         )
         registry = ModelRegistry.from_config(base_config)
         registry.whisper_model_dir()  # join the parts outside the measurements
+        rows = compare_streaming(base_config, registry, cs_legs, args.ablation)
+        print_comparison(rows, len(cs_legs), sum(x.seconds for x in cs_legs))
+        if not args.capacity:
+            print(f"load average at end: {os.getloadavg()[0]:.2f}")
+            return
 
         # Everything below runs on ONE core with one Whisper thread.
         one_core = dataclasses.replace(base_config, whisper=WhisperConfig(cpu_threads=1))

@@ -27,6 +27,7 @@ from intake.pbx import PbxCallControl
 from intake.settings import Settings
 from routing.vocabulary import DeskCode
 from telephony.errors import AdapterError
+from transcription.scheduler import RecognitionHealth, RecognitionStatus
 
 log = logging.getLogger(__name__)
 
@@ -281,6 +282,7 @@ class Centre:
                     cache_dir=settings.effective_model_dir / "cache",
                     engines=engines,
                     default_engine=settings.engine_by_language.get("default", "whisper"),
+                    decode_slots=settings.transcription_workers,
                 ),
                 on_event=self.calls.submit,
             )
@@ -559,7 +561,17 @@ class Centre:
             log.error("queue metrics unavailable: %s", exc)
         for component in await self.health():
             self.metrics.component_up.labels(component=component.name).set(1 if component.healthy else 0)
+        if self.transcriber is not None:
+            self._recognition_metrics(self.transcriber.recognition_status())
         return self.metrics.render()
+
+    def _recognition_metrics(self, status: RecognitionStatus) -> None:
+        self.metrics.recognition_behind.set(status.behind_s)
+        for state in RecognitionHealth:
+            self.metrics.recognition_health.labels(state=state.value).set(1 if status.health is state else 0)
+        self.metrics.recognition_slots_busy.set(status.busy_slots)
+        self.metrics.recognition_legs_waiting.set(status.legs_waiting_for_slot)
+        self.metrics.recognition_not_transcribed.set(status.not_transcribed_s)
 
     async def announce_health(self) -> None:
         for component in await self.health():

@@ -587,8 +587,9 @@ class CallService:
         call = session.call
         decision = session.decision
         desk = call.desk or DeskCode.D112
+        front = urgent_front(decision)
+        self._tell_recognition(call, waiting=True, priority=1 if front else (call.priority or 2))
         try:
-            front = urgent_front(decision)
             await self._desks.enqueue(
                 call.id,
                 desk,
@@ -608,6 +609,17 @@ class CallService:
             log.error(
                 "call %s: queue unavailable (%s); call stays answered and listed as queued", call.id, exc
             )
+
+    def _tell_recognition(self, call: Call, waiting: bool, priority: int) -> None:
+        """Recognition decodes waiting callers first, most urgent and longest waiting first."""
+        if self._transcriber is None:
+            return
+        try:
+            self._transcriber.set_leg_queue(
+                call.call_ref, "caller", waiting, priority, call.offered_at.timestamp()
+            )
+        except RuntimeError as exc:  # scheduling is an optimisation: the call and its audio go on
+            log.error("call %s: recognition not told the queue state: %s", call.id, exc)
 
     async def _play_prompt(self, call: Call) -> None:
         control = self._controls.get(call.source)
@@ -848,6 +860,7 @@ class CallService:
         call.transition(CallState.CONNECTED, at)
         call.taker_id = taker_id or call.taker_id
         session.offered_at = None
+        self._tell_recognition(call, waiting=False, priority=call.priority or 2)
         desk_label = call.desk.value if call.desk else "-"
         self._metrics.calls_answered.labels(desk=desk_label).inc()
         self._metrics.answer_wait.labels(desk=desk_label).observe(call.wait_seconds())
@@ -1057,6 +1070,7 @@ class CallService:
                     await self._move_in_pbx(call, call.desk, urgent_front(decision))
                 front = urgent_front(decision)
                 if (old_priority, old_front) != (call.priority, front) and call.desk is not None:
+                    self._tell_recognition(call, waiting=True, priority=1 if front else call.priority)
                     await self._desks.reprioritise(
                         call.id, call.desk, 1 if front else call.priority, front, "triage"
                     )

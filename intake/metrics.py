@@ -64,5 +64,30 @@ class Metrics:
             registry=self.registry,
         )
 
+        self.recognition_behind = Gauge(
+            "izs_recognition_behind_seconds",
+            "Longest time a call leg has waited for the recognizer (0 = keeping up)",
+            registry=self.registry,
+        )
+        self.recognition_health = Gauge(
+            "izs_recognition_health",
+            "1 for the recognition state the node is in (ok / behind / down)",
+            ["state"],
+            registry=self.registry,
+        )
+        self.recognition_slots_busy = Gauge(
+            "izs_recognition_slots_busy", "Decoding slots in use", registry=self.registry
+        )
+        self.recognition_legs_waiting = Gauge(
+            "izs_recognition_legs_waiting",
+            "Call legs with audio waiting for a decoding slot",
+            registry=self.registry,
+        )
+        self.recognition_not_transcribed = Gauge(
+            "izs_recognition_not_transcribed_seconds",
+            "Audio of open legs not transcribed (marked in the transcript, kept in the recording)",
+            registry=self.registry,
+        )
+
     def render(self) -> bytes:
         return generate_latest(self.registry)

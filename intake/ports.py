@@ -39,6 +39,12 @@ class Transcriber(Protocol):
         """Seconds of the leg's audio the decoder has consumed: grows while it makes progress."""
         ...
 
+    def set_leg_queue(
+        self, call_ref: str, leg: str, waiting: bool, priority: int = 3, waiting_since: float | None = None
+    ) -> None:
+        """Where the caller is (waiting in a queue with its priority, or with a call taker): recognition
+        capacity goes to waiting callers first."""
+
 
 class Recorder(Protocol):
     """Voice logging (:class:`intake.recording.CallRecorder`): called on the event loop, never blocks."""

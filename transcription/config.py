@@ -39,9 +39,20 @@ class WhisperConfig:
     num_workers: int = 1
     beam_size: int = 1
     # Re-decode the growing utterance window after this much new audio (LocalAgreement step).
-    step_s: float = 1.0
+    step_s: float = 0.5
     # Commit the agreed prefix as a final and trim the window once it grows past this.
     max_window_s: float = 12.0
+    # Reduced audio context: the encoder sees the window plus this much padding instead of Whisper's fixed
+    # 30 s (CTranslate2 >= 3.19 accepts shorter features). None = the full 30 s window (the engine before
+    # issue 15). Measured on Festival Czech: 0 s padding makes the decoder loop, 1-3 s match the full
+    # window's WER at a quarter of the cost (benchmarks/transcription.py).
+    context_pad_s: float | None = 2.0
+    # Emit agreed words as a final at once and trim the window after them, so the next decode covers only
+    # what is new; False = finals only at a sentence end, a full window or the utterance end (before 15).
+    final_on_commit: bool = True
+    # After such a final, this much committed audio stays in the window as context (0 = cut right after
+    # the committed words).
+    keep_context_s: float = 2.0
     # Segments Whisper itself marks as probably silence are dropped (hallucination guard).
     no_speech_threshold: float = 0.6
     log_prob_threshold: float = -1.0
@@ -72,8 +83,12 @@ class TranscriptionConfig:
     country_prior_weight: float = 0.5
     frame_ms: int = 20
     accepted_sample_rates: tuple[int, ...] = (8000, 16000)
-    # Audio waiting for a busy worker beyond this is dropped (and reported), so memory stays bounded.
-    max_backlog_s: float = 8.0
+    # Audio waiting for a busy worker beyond this is dropped (and reported), so memory stays bounded. Long
+    # enough that a waiting caller's first words are still there when the scheduler gets to the leg
+    # (16 kB a second at 8 kHz: 60 s is ~1 MB per leg).
+    max_backlog_s: float = 60.0
+    # Legs decoded at the same time (transcription/scheduler.py grants them: waiting callers first).
+    decode_slots: int = 2
     # Engine crashes per leg after which the leg stops being transcribed (the call goes on).
     max_restarts_per_leg: int = 3
     vad: VadConfig = field(default_factory=VadConfig)

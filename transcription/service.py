@@ -8,7 +8,7 @@ on the caller's thread. ``on_event`` is called from those worker threads.
 Failure policy (the call always goes on): a malformed frame, a mislabelled sample rate, an engine error
 or a worker that falls behind becomes a :class:`TranscriptionFailed` event; the engine stream is
 restarted (``recovered=True``) up to ``max_restarts_per_leg`` times, after which the leg's audio is
-discarded cheaply (``recovered=False``). The queue is bounded: beyond ``max_backlog_s`` the oldest audio
+discarded cheaply (``recovered=False``). The queue is bounded: beyond ``max_backlog_s`` the newest audio
 is dropped and reported, and partial hypotheses are skipped while the worker catches up.
 """
 
@@ -20,6 +20,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Protocol
 
 import numpy as np
@@ -49,6 +50,7 @@ from transcription.events import (
     TranscriptPartial,
 )
 from transcription.models import ModelRegistry, engine_for_language, require_vosk_model
+from transcription.scheduler import LegQueueState, RecognitionScheduler, RecognitionStatus, SlotGate
 
 log = logging.getLogger(__name__)
 
@@ -206,6 +208,9 @@ class _LegPipeline:
         if self.dead:
             return
         seconds = n_bytes / 2 / self.rate
+        self._service.gate.call(
+            lambda scheduler: scheduler.mark_not_transcribed((self._state.call_ref, self._state.leg), seconds)
+        )
         self._fail(f"recognition fell behind: dropped {seconds:.1f} s of audio", recovered=True)
         vad = self._vad_for_rate()
         start_s = vad.position_samples / self.rate
@@ -310,8 +315,11 @@ class _LegPipeline:
             stream = engine.open_stream(self.rate, self._language)
         except TranscriptionError as exc:
             self.dead = True
-            self._fail(f"no {engine_name} engine for {self._language}: {exc.message}", recovered=False)
+            reason = f"no {engine_name} engine for {self._language}: {exc.message}"
+            self._service.gate.call(lambda scheduler: scheduler.set_down(reason))
+            self._fail(reason, recovered=False)
             return None
+        self._service.gate.call(lambda scheduler: scheduler.set_down(""))
         self._engine_name = engine.name
         self._stream = stream
         return stream
@@ -415,6 +423,7 @@ class TranscriptionService:
         registry: ModelRegistry | None = None,
         engines: EngineSource | None = None,
         detect_rate_from_frame_size: bool = True,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.config = config
         self.registry = registry or ModelRegistry.from_config(config)
@@ -430,6 +439,8 @@ class TranscriptionService:
         self._drops: deque[tuple[float, float]] = deque(maxlen=10_000)
         self._failures: deque[tuple[float, str]] = deque(maxlen=1_000)
         self._last_final = 0.0
+        self._clock = clock
+        self.gate = SlotGate(RecognitionScheduler(config.decode_slots, clock))
 
     # -- public API ---------------------------------------------------------------------------------
     def preload(self, languages: tuple[str, ...] = ()) -> None:
@@ -466,6 +477,7 @@ class TranscriptionService:
             if previous is not None and not previous.done.is_set():
                 raise TranscriptionError(f"leg {call_ref}/{leg} is already open")
             self._legs[(call_ref, leg)] = state
+        self.gate.call(lambda scheduler: scheduler.open((call_ref, leg)))
         self._start_worker(state)
 
     def feed(self, call_ref: str, leg: str, pcm: bytes) -> bool:
@@ -481,13 +493,15 @@ class TranscriptionService:
             return False
         limit = int(self.config.max_backlog_s * state.declared_rate * 2)
         with state.condition:
-            state.queue.append(pcm)
-            state.queued_bytes += len(pcm)
-            while state.queued_bytes > limit and len(state.queue) > 1:
-                dropped = state.queue.popleft()
-                state.queued_bytes -= len(dropped)
-                state.dropped_bytes += len(dropped)
-                self._drops.append((time.monotonic(), len(dropped) / 2 / state.declared_rate))
+            if state.queue and state.queued_bytes + len(pcm) > limit:
+                # Full: the NEWEST audio is the part not transcribed (marked when the worker reaches it). A
+                # leg waiting for the recognizer keeps the oldest, i.e. a waiting caller's first words,
+                # which is what triage needs; the recording keeps everything.
+                state.dropped_bytes += len(pcm)
+                self._drops.append((time.monotonic(), len(pcm) / 2 / state.declared_rate))
+            else:
+                state.queue.append(pcm)
+                state.queued_bytes += len(pcm)
             state.condition.notify()
         worker = state.worker
         if worker is not None and not worker.is_alive() and not state.done.is_set():
@@ -508,6 +522,21 @@ class TranscriptionService:
         if worker is not None and not worker.is_alive() and not state.done.is_set():
             self._restart_worker(state)
         return state.done
+
+    def set_leg_queue(
+        self, call_ref: str, leg: str, waiting: bool, priority: int = 3, waiting_since: float | None = None
+    ) -> None:
+        """Intake says where the caller is: ``waiting`` in a queue (with its ``priority``, 1 = most urgent,
+        and since when, any monotone clock) or in progress with a call taker. Waiting callers are decoded
+        first (their first words order the queue); see transcription/scheduler.py."""
+        state = LegQueueState.WAITING if waiting else LegQueueState.IN_PROGRESS
+        self.gate.call(
+            lambda scheduler: scheduler.set_queue_state((call_ref, leg), state, priority, waiting_since)
+        )
+
+    def recognition_status(self) -> RecognitionStatus:
+        """ok / behind (seconds the longest-waiting leg has waited for the recognizer) / down, per leg."""
+        return self.gate.status()
 
     def backlog_s(self, call_ref: str, leg: str) -> float:
         state = self._legs.get((call_ref, leg))
@@ -628,30 +657,41 @@ class TranscriptionService:
             with state.condition:
                 while not state.queue and not state.closing and not state.dropped_bytes:
                     state.condition.wait()
-                chunks = list(state.queue)
-                state.queue.clear()
-                state.queued_bytes = 0
-                dropped, state.dropped_bytes = state.dropped_bytes, 0
-                closing = state.closing
-            if dropped:
-                pipeline.skip(dropped)
-            if chunks:
-                # A large batch means the worker is behind: skip partials and only commit.
-                caught_up = sum(len(chunk) for chunk in chunks) <= caught_up_bytes
-                pipeline.feed(chunks, caught_up)
-            state.processed_bytes += dropped + sum(len(chunk) for chunk in chunks)
+            key = (state.call_ref, state.leg)
+            # Decoding waits for a slot (waiting callers first); meanwhile the leg's audio stays queued and
+            # the whole backlog is taken (and caught up, commits only) once the slot is granted.
+            with self.gate.turn(key):
+                with state.condition:
+                    chunks = list(state.queue)
+                    state.queue.clear()
+                    state.queued_bytes = 0
+                    dropped, state.dropped_bytes = state.dropped_bytes, 0
+                    closing = state.closing
+                if chunks:
+                    # A large batch means the worker is behind, and other legs waiting for a slot mean
+                    # the recognizer is: skip partials and only commit (an utterance is then decoded once,
+                    # at its end or when the window is full), so capacity goes to their first words.
+                    caught_up = sum(
+                        len(chunk) for chunk in chunks
+                    ) <= caught_up_bytes and not self.gate.contended(key)
+                    pipeline.feed(chunks, caught_up)
+                if dropped:  # dropped audio is newer than everything that was queued with it
+                    pipeline.skip(dropped)
+                state.processed_bytes += dropped + sum(len(chunk) for chunk in chunks)
             if closing:
                 with state.condition:
                     more = bool(state.queue) or bool(state.dropped_bytes)
                 if more:
                     continue
                 try:
-                    pipeline.finish()
+                    with self.gate.turn(key):
+                        pipeline.finish()
                 finally:
                     state.done.set()
                     with self._lock:
-                        if self._legs.get((state.call_ref, state.leg)) is state:
-                            del self._legs[(state.call_ref, state.leg)]
+                        if self._legs.get(key) is state:
+                            del self._legs[key]
+                    self.gate.call(partial(RecognitionScheduler.close, key=key))
                 return
 
 

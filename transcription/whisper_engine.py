@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import re
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,6 +41,34 @@ _MAX_TOKENS = 400
 _LOOP_COMPRESSION_RATIO = 2.8
 _MAX_RUN = 3
 _STEP_FOR_DECODE_TIME = 1.5
+
+
+# Whisper log-mel features: 100 frames a second, the encoder's fixed window is 3000 frames (30 s).
+_FRAMES_PER_S = 100
+_FULL_CONTEXT_FRAMES = 3000
+
+
+class _ReducedContextModel(WhisperModel):
+    """faster-whisper with the encoder fed only the decoded audio plus padding.
+
+    faster-whisper 1.2 pads every segment to 3000 feature frames (``pad_or_trim``) before ``encode``, so
+    a 2 s window costs a 30 s encoder pass. CTranslate2 >= 3.19 accepts shorter Whisper features (its
+    PR #1446), like whisper.cpp's ``audio_ctx``: ``encode`` cuts the padded features back to the number of
+    frames set for the decoding thread. The model is shared by every leg's thread, hence thread-local.
+    """
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)
+        self._context = threading.local()
+
+    def set_context_frames(self, frames: int | None) -> None:
+        self._context.frames = frames
+
+    def encode(self, features: np.ndarray) -> object:
+        frames = getattr(self._context, "frames", None)
+        if frames is not None and features.shape[-1] > frames:
+            features = features[..., :frames]
+        return super().encode(features)
 
 
 def _norm(text: str) -> str:
@@ -76,7 +105,7 @@ class WhisperEngine:
             raise ModelNotFound(f"no Whisper model.bin in {model_dir}")
         self._config = config
         try:
-            self._model = WhisperModel(
+            self._model = _ReducedContextModel(
                 str(model_dir),
                 device="cpu",
                 compute_type=config.compute_type,
@@ -102,12 +131,22 @@ class WhisperEngine:
     def open_stream(self, sample_rate: int, language: str) -> WhisperStream:
         return WhisperStream(self, sample_rate, language)
 
+    def _reduce_context(self, audio_s: float) -> None:
+        """The encoder of this thread's next call sees ``audio_s`` plus ``context_pad_s``, not 30 s."""
+        pad_s = self._config.context_pad_s
+        if pad_s is not None:
+            frames = int((audio_s + pad_s) * _FRAMES_PER_S) + 1
+            self._model.set_context_frames(min(frames, _FULL_CONTEXT_FRAMES))
+
     def language_probabilities(self, samples: Int16Array, sample_rate: int) -> dict[str, float]:
         audio = resample(samples, sample_rate, WHISPER_RATE)
+        self._reduce_context(audio.size / WHISPER_RATE)
         try:
             _, _, all_probs = self._model.detect_language(audio=audio, language_detection_segments=1)
         except (RuntimeError, ValueError) as exc:
             raise EngineError(f"Whisper language identification failed: {exc}") from exc
+        finally:
+            self._model.set_context_frames(None)
         return {lang: float(p) for lang, p in all_probs}
 
     def decode(self, audio: Float32Array, language: str, prompt: str, offset_s: float) -> list[_TimedWord]:
@@ -119,6 +158,7 @@ class WhisperEngine:
         """
         cfg = self._config
         audio_s = audio.size / WHISPER_RATE
+        self._reduce_context(audio_s)
         try:
             segments, _ = self._model.transcribe(
                 audio,
@@ -153,6 +193,8 @@ class WhisperEngine:
                         )
         except (RuntimeError, ValueError) as exc:
             raise EngineError(f"Whisper decoding failed: {exc}") from exc
+        finally:
+            self._model.set_context_frames(None)
         return _cut_repetition(words)
 
 
@@ -181,6 +223,7 @@ class WhisperStream:
         self._window_start_s = 0.0
         self._decoded_upto = 0  # samples of the window covered by the last decode
         self._committed: list[_TimedWord] = []  # agreed, not yet emitted as a final
+        self._emitted: list[_TimedWord] = []  # the last words emitted as finals (context to keep)
         self._committed_end_s = 0.0
         self._previous_tail: list[_TimedWord] = []
         self._prompt = ""
@@ -227,9 +270,20 @@ class WhisperStream:
             self._committed.extend(words)
             self._committed_end_s = max(self._committed_end_s, words[-1].end_s)
 
+    def _trim_point(self, over_window: bool) -> float:
+        """Where to cut the window after a final: after the committed words, but keeping the last
+        ``keep_context_s`` of committed audio (cut at a word end) as acoustic context for the next
+        decode; Whisper re-reads it and ``_decode`` drops the words it already committed."""
+        keep = self._config.keep_context_s
+        if over_window or keep <= 0:
+            return self._committed_end_s
+        ends = [w.end_s for w in self._emitted if w.end_s <= self._committed_end_s - keep]
+        return max(ends) if ends else self._window_start_s
+
     def _emit(self) -> list[Segment]:
         if not self._committed:
             return []
+        self._emitted = [*self._emitted, *self._committed][-40:]
         segment = _segment(self._committed)
         self._prompt = (self._prompt + " " + segment.text).strip()[-_PROMPT_CHARS:]
         self._committed = []
@@ -276,9 +330,9 @@ class WhisperStream:
         self._previous_tail = tail
         finals: list[Segment] = []
         sentence_done = bool(self._committed) and self._committed[-1].text.endswith(_SENTENCE_END)
-        if self._committed and (over_window or sentence_done):
+        if self._committed and (over_window or sentence_done or self._config.final_on_commit):
             finals = self._emit()
-            self._trim_to(self._committed_end_s)
+            self._trim_to(self._trim_point(over_window))
         elif over_window and not self._committed:
             self._trim_to(self._window_end_s() - 1.0)
         partial = None

@@ -1,0 +1,252 @@
+"""Who gets the recognizer next: waiting callers first, most urgent and longest waiting first.
+
+Recognition capacity is a fixed number of decoding slots (CPU cores' worth of Whisper). In a surge most
+callers wait in a queue, and their first words are what triage needs to order that queue, so a slot goes
+first to legs of callers waiting in a queue (priority 1 before 2 before 3, then the longest wait), then to
+calls in progress (connected to a call taker), then to legs intake said nothing about. A leg that asks for a
+slot and does not get one keeps its audio queued (the service's bounded backlog); when a slot frees, it
+catches up in the same order. Audio the backlog cannot hold is reported by the service with a
+``[N s not transcribed: recognition behind]`` mark, never dropped silently; this module keeps the count.
+
+Pure: no threads, the clock is passed in. :class:`SlotGate` is the thin blocking wrapper the service's leg
+workers use.
+"""
+
+from __future__ import annotations
+
+import enum
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+
+LegKey = tuple[str, str]  # (call_ref, leg)
+
+# A requesting leg that has waited longer than this for a slot is "behind" (supervisor, health, metrics).
+BEHIND_AFTER_S = 2.0
+
+
+class LegQueueState(enum.Enum):
+    WAITING = "waiting"  # the caller waits in a queue for a call taker
+    IN_PROGRESS = "in_progress"  # connected to a call taker
+    UNKNOWN = "unknown"  # intake has not said (ringing, a call-taker leg, a test)
+
+
+_STATE_RANK = {LegQueueState.WAITING: 0, LegQueueState.IN_PROGRESS: 1, LegQueueState.UNKNOWN: 2}
+
+
+class RecognitionHealth(enum.Enum):
+    OK = "ok"
+    BEHIND = "behind"
+    DOWN = "down"
+
+
+@dataclass(frozen=True, slots=True)
+class LegSchedule:
+    """One leg as the supervisor sees it."""
+
+    call_ref: str
+    leg: str
+    queue_state: LegQueueState
+    priority: int
+    waiting_since: float
+    transcribing: bool
+    waiting_for_slot_s: float
+    not_transcribed_s: float
+
+
+@dataclass(frozen=True, slots=True)
+class RecognitionStatus:
+    """Typed recognition health: ``ok``, ``behind`` (with the longest wait for a slot) or ``down``."""
+
+    health: RecognitionHealth
+    behind_s: float
+    slots: int
+    busy_slots: int
+    legs_waiting_for_slot: int
+    not_transcribed_s: float
+    legs: tuple[LegSchedule, ...]
+    reason: str = ""
+
+
+@dataclass(slots=True)
+class _Leg:
+    queue_state: LegQueueState = LegQueueState.UNKNOWN
+    priority: int = 3
+    waiting_since: float = 0.0
+    opened_seq: int = 0
+    requested_at: float | None = None
+    running: bool = False
+    not_transcribed_s: float = 0.0
+
+
+class RecognitionScheduler:
+    """Grants ``slots`` concurrent decoding turns to requesting legs in urgency order."""
+
+    def __init__(self, slots: int, clock: Callable[[], float]) -> None:
+        if slots < 1:
+            raise ValueError(f"recognition needs at least one slot, not {slots}")
+        self.slots = slots
+        self._clock = clock
+        self._legs: dict[LegKey, _Leg] = {}
+        self._seq = 0
+        self._down_reason = ""
+
+    # -- what intake tells us -----------------------------------------------------------------------
+    def open(self, key: LegKey) -> None:
+        if key not in self._legs:
+            self._seq += 1
+            self._legs[key] = _Leg(opened_seq=self._seq, waiting_since=self._clock())
+
+    def close(self, key: LegKey) -> None:
+        self._legs.pop(key, None)
+
+    def set_queue_state(
+        self, key: LegKey, state: LegQueueState, priority: int = 3, waiting_since: float | None = None
+    ) -> None:
+        """``priority`` 1 is the most urgent (cardiac arrest at the front); ``waiting_since`` orders equals.
+        A leg that is not open (never was, or closed already) is ignored."""
+        leg = self._legs.get(key)
+        if leg is None:
+            return
+        leg.queue_state = state
+        leg.priority = priority
+        if waiting_since is not None:
+            leg.waiting_since = waiting_since
+
+    def set_down(self, reason: str) -> None:
+        """No engine can run (model missing, every stream given up): health is ``down``."""
+        self._down_reason = reason
+
+    # -- what the leg workers do --------------------------------------------------------------------
+    def request(self, key: LegKey) -> None:
+        self.open(key)
+        leg = self._legs[key]
+        if leg.requested_at is None and not leg.running:
+            leg.requested_at = self._clock()
+
+    def may_run(self, key: LegKey) -> bool:
+        """True when ``key`` requested a slot and is among the first free slots in urgency order."""
+        leg = self._legs.get(key)
+        if leg is None or leg.requested_at is None:
+            return False
+        free = self.slots - sum(1 for x in self._legs.values() if x.running)
+        if free <= 0:
+            return False
+        return key in self.order()[:free]
+
+    def contended(self, key: LegKey) -> bool:
+        """Another leg is waiting for a slot: ``key`` should decode only what must be committed."""
+        return any(k != key and leg.requested_at is not None for k, leg in self._legs.items())
+
+    def start(self, key: LegKey) -> None:
+        leg = self._legs.get(key)
+        if leg is not None:
+            leg.requested_at = None
+            leg.running = True
+
+    def finish(self, key: LegKey) -> None:
+        leg = self._legs.get(key)
+        if leg is not None:
+            leg.running = False
+
+    def mark_not_transcribed(self, key: LegKey, seconds: float) -> None:
+        leg = self._legs.get(key)
+        if leg is not None:
+            leg.not_transcribed_s += seconds
+
+    # -- order and status ---------------------------------------------------------------------------
+    def order(self) -> list[LegKey]:
+        """Requesting legs, most deserving first."""
+        waiting = [(key, leg) for key, leg in self._legs.items() if leg.requested_at is not None]
+        waiting.sort(
+            key=lambda item: (
+                _STATE_RANK[item[1].queue_state],
+                item[1].priority,
+                item[1].waiting_since,
+                item[1].opened_seq,
+            )
+        )
+        return [key for key, _ in waiting]
+
+    def status(self) -> RecognitionStatus:
+        now = self._clock()
+        legs = tuple(
+            LegSchedule(
+                call_ref=key[0],
+                leg=key[1],
+                queue_state=leg.queue_state,
+                priority=leg.priority,
+                waiting_since=leg.waiting_since,
+                transcribing=leg.running,
+                waiting_for_slot_s=0.0 if leg.requested_at is None else max(0.0, now - leg.requested_at),
+                not_transcribed_s=leg.not_transcribed_s,
+            )
+            for key, leg in sorted(self._legs.items(), key=lambda kv: kv[1].opened_seq)
+        )
+        behind_s = max((x.waiting_for_slot_s for x in legs), default=0.0)
+        if self._down_reason:
+            health = RecognitionHealth.DOWN
+        elif behind_s > BEHIND_AFTER_S:
+            health = RecognitionHealth.BEHIND
+        else:
+            health = RecognitionHealth.OK
+        return RecognitionStatus(
+            health=health,
+            behind_s=round(behind_s, 3),
+            slots=self.slots,
+            busy_slots=sum(1 for x in legs if x.transcribing),
+            legs_waiting_for_slot=sum(1 for leg in self._legs.values() if leg.requested_at is not None),
+            not_transcribed_s=round(sum(x.not_transcribed_s for x in legs), 3),
+            legs=legs,
+            reason=self._down_reason,
+        )
+
+
+class SlotGate:
+    """Blocking wrapper for the leg worker threads: ``with gate.turn(key): decode()``."""
+
+    def __init__(self, scheduler: RecognitionScheduler) -> None:
+        self.scheduler = scheduler
+        self._condition = threading.Condition()
+
+    def call(self, action: Callable[[RecognitionScheduler], object]) -> object:
+        with self._condition:
+            result = action(self.scheduler)
+            self._condition.notify_all()
+            return result
+
+    def turn(self, key: LegKey) -> _Turn:
+        return _Turn(self, key)
+
+    def acquire(self, key: LegKey) -> None:
+        with self._condition:
+            self.scheduler.request(key)
+            while not self.scheduler.may_run(key):
+                self._condition.wait(0.5)
+                self.scheduler.request(key)
+            self.scheduler.start(key)
+
+    def release(self, key: LegKey) -> None:
+        with self._condition:
+            self.scheduler.finish(key)
+            self._condition.notify_all()
+
+    def status(self) -> RecognitionStatus:
+        with self._condition:
+            return self.scheduler.status()
+
+    def contended(self, key: LegKey) -> bool:
+        with self._condition:
+            return self.scheduler.contended(key)
+
+
+class _Turn:
+    def __init__(self, gate: SlotGate, key: LegKey) -> None:
+        self._gate = gate
+        self._key = key
+
+    def __enter__(self) -> None:
+        self._gate.acquire(self._key)
+
+    def __exit__(self, *exc: object) -> None:
+        self._gate.release(self._key)
