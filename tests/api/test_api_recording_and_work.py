@@ -13,7 +13,7 @@ import httpx
 import numpy as np
 import pytest
 import soundfile
-from conftest import USERS, centre_settings
+from api_support import USERS, centre_settings
 
 from api.app import create_app
 from intake.app import Centre
@@ -51,7 +51,7 @@ async def api(live_centre: Centre) -> AsyncIterator[httpx.AsyncClient]:
 
 @pytest.fixture
 def as_user(live_centre: Centre) -> Callable[[str], dict[str, str]]:
-    from conftest import SECRET
+    from api_support import SECRET
 
     from api.auth import Role, TokenSigner
 
@@ -194,7 +194,7 @@ async def test_a_recording_is_served_by_another_node_during_the_call_and_after_i
     node_b: Centre = await start_centre("node-b")
     for username, role in USERS.items():
         await asyncio.to_thread(node_a.repo.create_user, username, password_hash, role)
-    from conftest import SECRET
+    from api_support import SECRET
 
     from api.auth import Role, TokenSigner
 
