@@ -8,7 +8,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema, model_validator
 
 from intake.domain import Call, Incident, Location
 from routing.vocabulary import Agency, DeskCode, IncidentType
@@ -396,13 +396,27 @@ class IncidentPage(BaseModel):
 NOT_YET_HEARD = "UNKNOWN"
 
 
+# What a person may save as an incident's type: every type but "not yet heard" (the published schema says
+# so, and the validator below refuses it too).
+ChosenIncidentType = Annotated[
+    IncidentType,
+    WithJsonSchema(
+        {
+            "type": "string",
+            "enum": [t.value for t in IncidentType if t.value != NOT_YET_HEARD],
+            "title": "IncidentType",
+        }
+    ),
+]
+
+
 def refuse_not_yet_heard(incident_type: Any) -> None:
     if incident_type is not None and str(getattr(incident_type, "value", incident_type)) == NOT_YET_HEARD:
         raise ValueError("choose the incident type: 'not yet heard' cannot be saved as a type")
 
 
 class IncidentCreate(Strict):
-    incident_type: IncidentType
+    incident_type: ChosenIncidentType
     priority: int = Field(ge=1, le=3)
     agencies: list[Agency] = Field(min_length=1, max_length=3)
     location: LocationIn | None = None
@@ -418,7 +432,7 @@ class IncidentCreate(Strict):
 class IncidentUpdate(Strict):
     model_config = ConfigDict(extra="forbid", json_schema_extra={"minProperties": 1})
 
-    incident_type: IncidentType | None = None
+    incident_type: ChosenIncidentType | None = None
     priority: int | None = Field(None, ge=1, le=3)
     status: Literal["new", "active", "closed"] | None = None
     agencies_add: list[Agency] | None = Field(None, min_length=1, max_length=3)
@@ -442,7 +456,7 @@ class IncidentUpdate(Strict):
 class IncidentConfirm(Strict):
     """Accept triage's proposal, optionally corrected."""
 
-    incident_type: IncidentType | None = None
+    incident_type: ChosenIncidentType | None = None
     priority: int | None = Field(None, ge=1, le=3)
     agencies_add: list[Agency] | None = Field(None, min_length=1, max_length=3)
     location: LocationIn | None = None
