@@ -81,13 +81,16 @@ async def expect_call_restored(page: Page, caller: str, incident_id: str, answer
 
 async def play_to_end(page: Page, trigger: Any) -> float:
     """Start playback with ``trigger`` and wait for the media element's ``ended``; returns its duration."""
+    # A promise the page resolves on ``ended`` (Playwright's wait_for_function evaluates a string inside the
+    # page, which the console's Content-Security-Policy rightly refuses).
     await page.evaluate(
-        """() => { const a = document.getElementById('replay-audio');
-                   a.defaultPlaybackRate = 8; window.__ended = false;
-                   a.addEventListener('ended', () => { window.__ended = true; }, { once: true }); }"""
+        """() => { const a = document.getElementById('replay-audio'); a.defaultPlaybackRate = 8;
+                   window.__ended = new Promise(resolve =>
+                       a.addEventListener('ended', () => resolve(true), { once: true })); }"""
     )
     await trigger()
-    await page.wait_for_function("window.__ended === true", timeout=60_000)
+    async with asyncio.timeout(60):
+        assert await page.evaluate("() => window.__ended") is True
     return float(await page.evaluate("document.getElementById('replay-audio').duration"))
 
 
