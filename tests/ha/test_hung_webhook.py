@@ -83,6 +83,8 @@ async def _run(work: Path, postgres: PostgresServer) -> HungWebhookRun:
     hook_port = listener.sockets[0].getsockname()[1]
     a = IntakeNode("node-a", "127.0.0.2", work / "node-a", database_url, redis.url, TAKERS)
     b = IntakeNode("node-b", "127.0.0.3", work / "node-b", database_url, redis.url, TAKERS)
+    for node in (a, b):  # the hung receiver listens on loopback, which webhooks may target only if allowed
+        node.extra_env["IZS_WEBHOOK_ALLOW_PRIVATE_TARGETS"] = "true"
     database = Database(database_url)
     repo = Repository(database)
     live = LiveState(connect_redis(redis.url))

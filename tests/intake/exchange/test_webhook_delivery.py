@@ -211,7 +211,9 @@ async def test_a_receiver_that_accepts_and_never_answers_costs_one_attempt_deadl
             policy = RetryPolicy(timeout_s=1.0)
             started = time.monotonic()
             async with httpx.AsyncClient() as http:
-                report = await deliver_due(repository, http, now=T0, policy=policy, concurrency=8)
+                report = await deliver_due(
+                    repository, http, now=T0, policy=policy, concurrency=8, allow_private_targets=True
+                )
             took = time.monotonic() - started
             assert len(healthy.requests) == 1 and len(report.delivered) == 1
             assert len(report.retrying) == 12
