@@ -34,6 +34,7 @@ class CallFlow:
     incident_type: str | None = None
     priority: int | None = None
     tcpr: bool = False
+    tcpr_mono: float | None = None  # when triage first said suspected cardiac arrest
     unsure: bool = True
     desk: str | None = None
     triaged_mono: float | None = None  # first confident triage: the call sits on the desk it needs
@@ -195,6 +196,8 @@ class FlowTracker:
             priority = _value(data.get("priority"))
             flow.priority = int(priority) if priority is not None else None
             flow.tcpr = bool(_value(data.get("tcpr")))
+            if flow.tcpr and flow.tcpr_mono is None:
+                flow.tcpr_mono = mono
             flow.unsure = bool(data.get("unsure", True))
             flow.desk = str(data.get("desk") or event.desk or "") or None
             if not flow.unsure and flow.triaged_mono is None:
