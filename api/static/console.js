@@ -308,7 +308,10 @@
     }
     // What the call taker changed is theirs: an incident or proposal arriving later never overwrites it.
     const dirty = state.dirty;
-    if (incident.incident_type && !dirty.has("incident_type")) form.elements.incident_type.value = incident.incident_type;
+    // "Not yet heard" is no type a person can save: it leaves the choice empty.
+    if (incident.incident_type && incident.incident_type !== "UNKNOWN" && !dirty.has("incident_type")) {
+      form.elements.incident_type.value = incident.incident_type;
+    }
     if (incident.priority && !dirty.has("priority")) form.elements.priority.value = String(incident.priority);
     if (!dirty.has("agency")) {
       const codes = new Set((incident.agencies || []).map((a) => a.agency));
@@ -322,8 +325,13 @@
     }
   }
 
+  let incidentLoads = 0;
   async function loadIncident(id) {
+    // Loads overlap (the call's update and the incident's own update arrive together): only the answer to
+    // the latest request is current; an older answer arriving last must not put a stale incident back.
+    const mine = ++incidentLoads;
     const incident = await api("GET", `/api/incidents/${id}`);
+    if (mine !== incidentLoads) return;
     state.incident = incident;
     $("incident-id").textContent = incident.id;
     prefill(incident);
