@@ -292,6 +292,8 @@ class TriageModel:
             (size,) = struct.unpack_from("<I", body, len(MAGIC))
             start = len(MAGIC) + 4
             header = json.loads(body[start : start + size].decode("utf-8"))
+            if not isinstance(header, dict):
+                raise ModelError(f"{where}: the model header is not an object")
             if header.get("hash_bits") != HASH_BITS or tuple(header.get("ngrams", ())) != NGRAMS:
                 raise ModelError(f"{where}: built with other features (hash_bits/ngrams) than this code")
             blob = memoryview(body)[start + size :]
@@ -323,7 +325,17 @@ class TriageModel:
             idf = arrays["idf"].astype(np.float32)
             if idf.shape != keep.shape or np.any(np.diff(keep) <= 0):
                 raise ModelError(f"{where}: feature table damaged")
-        except (OSError, EOFError, zlib.error, ValueError, KeyError, TypeError, struct.error) as exc:
+        except (
+            OSError,
+            EOFError,
+            zlib.error,
+            ValueError,
+            KeyError,
+            TypeError,
+            AttributeError,
+            IndexError,
+            struct.error,
+        ) as exc:
             if isinstance(exc, ModelError):
                 raise
             raise ModelError(f"{where}: damaged triage model: {exc}") from exc

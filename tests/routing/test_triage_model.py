@@ -7,7 +7,7 @@ import gzip
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from routing.model import MAGIC, Head, ModelError, TriageModel, extract
@@ -71,6 +71,8 @@ def test_a_damaged_model_file_is_a_clear_error(damage) -> None:  # type: ignore[
 
 @settings(max_examples=60, deadline=None)
 @given(st.binary(max_size=400))
+@example(b"\x01\x00\x00\x001")  # a header that is valid JSON but not an object (found by this test)
+@example(b"\x02\x00\x00\x00[]")
 def test_any_bytes_load_as_a_model_or_a_model_error(data: bytes) -> None:
     with contextlib.suppress(ModelError):
         TriageModel.from_bytes(gzip.compress(MAGIC + data))
