@@ -6,8 +6,10 @@ existing production database and a fresh one always have the same schema.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -98,6 +100,27 @@ class Database:
         self._migrate(lambda config: command.downgrade(config, revision))
 
     def _migrate(self, run: Callable[[Config], None]) -> None:
+        with self._sqlite_migration_lock():
+            self._migrate_locked(run)
+
+    @contextlib.contextmanager
+    def _sqlite_migration_lock(self) -> Iterator[None]:
+        """Nodes (or threads) starting together on one SQLite file migrate one at a time: PostgreSQL has its
+        advisory lock; SQLite's deferred transactions would instead let two migrators both read "no schema"
+        and then fail on each other's locks. An exclusive lock on a file beside the database (flock is held
+        per open file, so it also orders threads of one process)."""
+        database = self.engine.url.database
+        if not self.is_sqlite or not database or database == ":memory:":
+            yield
+            return
+        with open(f"{database}.migrate.lock", "a+b") as lock_file:
+            fcntl.flock(lock_file, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(lock_file, fcntl.LOCK_UN)
+
+    def _migrate_locked(self, run: Callable[[Config], None]) -> None:
         config = self.alembic_config()
         try:
             with self.engine.connect() as connection:
