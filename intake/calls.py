@@ -1054,7 +1054,29 @@ class CallService:
             and call.taker_id is None
         ):
             call.desk = decision.desk
+        # Intake's queue first: a waiting caller's new place is what matters most, and a console that sees
+        # the decision on the live bus then sees a queue that already follows it. The PBX follows after the
+        # publish (a Redirect waits for the caller to join the new queue).
+        moved_in_queue = reprioritised = False
+        front = urgent_front(decision)
+        if call.state is CallState.QUEUED and call.taker_id is None:
+            try:
+                if old_desk is not None and call.desk is not None and old_desk != call.desk:
+                    await self._desks.move(call.id, old_desk, call.desk, "triage", "triage changed desk")
+                    moved_in_queue = True
+                if (old_priority, old_front) != (call.priority, front) and call.desk is not None:
+                    self._tell_recognition(call, waiting=True, priority=1 if front else call.priority)
+                    await self._desks.reprioritise(
+                        call.id, call.desk, 1 if front else call.priority, front, "triage"
+                    )
+                    reprioritised = True
+            except LiveStateError as exc:
+                log.error("call %s: queue update failed: %s", call.id, exc)
         await self._publish(session, "triage.updated", decision_json(decision))
+        if moved_in_queue and call.desk is not None:
+            await self._move_in_pbx(call, call.desk, front)
+        elif reprioritised and call.desk is not None:  # a move already carries the new priority
+            await self._reprioritise_in_pbx(call, call.desk, front)
         if decision.location is not None:
             spoken = location_from_spoken(decision.location, utc_now(), self._places)
             if spoken is not None:
@@ -1063,21 +1085,6 @@ class CallService:
                 ]
                 session.locations.append(spoken)
                 await self._location_changed(session)
-        if call.state is CallState.QUEUED and call.taker_id is None:
-            try:
-                if old_desk is not None and call.desk is not None and old_desk != call.desk:
-                    await self._desks.move(call.id, old_desk, call.desk, "triage", "triage changed desk")
-                    await self._move_in_pbx(call, call.desk, urgent_front(decision))
-                front = urgent_front(decision)
-                if (old_priority, old_front) != (call.priority, front) and call.desk is not None:
-                    self._tell_recognition(call, waiting=True, priority=1 if front else call.priority)
-                    await self._desks.reprioritise(
-                        call.id, call.desk, 1 if front else call.priority, front, "triage"
-                    )
-                    if old_desk == call.desk:  # a move above already carried the new priority
-                        await self._reprioritise_in_pbx(call, call.desk, front)
-            except LiveStateError as exc:
-                log.error("call %s: queue update failed: %s", call.id, exc)
         if not decision.unsure:
             if call.incident_id is None:
                 await self._open_incident(session, decision)

@@ -40,6 +40,8 @@ class CallFlow:
     triaged_mono: float | None = None  # first confident triage: the call sits on the desk it needs
     queued_mono: float | None = None
     taker_id: str | None = None
+    taker_offered_mono: float | None = None  # the latest offer to a call taker (the one that connects)
+    taker_offer_desk: str | None = None  # the desk the call was taken from
     connected_mono: float | None = None
     incident_id: str | None = None
     incident_mono: float | None = None
@@ -209,6 +211,9 @@ class FlowTracker:
                     f"{name:<10} triage    {flow.incident_type} P{flow.priority}{flags} → desk {flow.desk} ({sure})"
                 )
         elif event.type == "call.offered_to_taker":
+            if flow.connected_mono is None:
+                flow.taker_offered_mono = mono
+                flow.taker_offer_desk = event.desk
             self._say(f"{name:<10} offered to call taker {event.taker_id}")
         elif event.type == "call.connected":
             flow.taker_id = str(data.get("taker_id") or event.taker_id or "")
