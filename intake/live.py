@@ -667,6 +667,37 @@ class LiveState:
             except RedisError as exc:
                 log.debug("closing subscription to %s: %s", topic, exc)
 
+    # ------------------------------------------------------------------------ replies to node commands
+
+    def _reply_key(self, reply_to: str) -> str:
+        return f"{self.ns}:reply:{reply_to}"
+
+    async def send_reply(self, reply_to: str, reply: dict[str, Any], ttl_ms: int) -> None:
+        """Answer a node command on its own list (kept ``ttl_ms`` for a requester that waits no longer)."""
+        key = self._reply_key(reply_to)
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.rpush(key, json.dumps(reply, default=str))
+            pipe.pexpire(key, int(ttl_ms))
+            await self._call("send reply", pipe.execute())
+
+    async def wait_reply(self, reply_to: str, timeout_s: float) -> dict[str, Any] | None:
+        """The answer to a node command, or None when none came within ``timeout_s``. Blocks in slices of at
+        most a second so no single Redis command outlives the connection's socket timeout."""
+        key = self._reply_key(reply_to)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        while (remaining := deadline - loop.time()) > 0:
+            popped = await self._call("wait for reply", self.redis.blpop([key], timeout=min(1.0, remaining)))
+            if popped is None:
+                continue
+            try:
+                reply = json.loads(popped[1])
+            except ValueError:
+                log.warning("dropping a malformed reply on %s: %r", reply_to, popped[1])
+                continue
+            return reply if isinstance(reply, dict) else None
+        return None
+
     # ------------------------------------------------------------------------------------- leases
 
     def _lease_key(self, name: str) -> str:

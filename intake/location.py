@@ -14,19 +14,26 @@ Ranking (best first), each step explained in :attr:`RankedLocation.reason`:
 
 from __future__ import annotations
 
+import asyncio
 import csv
+import logging
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import NamedTuple
+from typing import NamedTuple, Protocol
 
 from intake.domain import Call, Location, LocationSource
 from intake.errors import ValidationFailed
 from intake.numbers import parse_caller_number
+from intake.ports import Clock, IncidentLocations, RecentCalls
+from intake.serialize import call_json, location_json
 from routing.types import SpokenLocation
-from telephony.events import GeoFix
+from telephony.events import GeoFix, LocationReported
+from telephony.location import AmlError, decode_aml
+
+log = logging.getLogger(__name__)
 
 DEFAULT_PLACES_CSV = Path(__file__).parent / "data" / "geo" / "places.csv"
 EARTH_RADIUS_M = 6_371_008.8
@@ -369,3 +376,151 @@ def haversine_m(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
     d_lambda = math.radians(lon2 - lon1)
     a = math.sin(d_phi / 2) ** 2 + math.cos(phi1) * math.cos(phi2) * math.sin(d_lambda / 2) ** 2
     return 2 * EARTH_RADIUS_M * math.asin(min(1.0, math.sqrt(a)))
+
+
+# ----------------------------------------------------------------------------- the location service
+
+
+class LocatedCall(Protocol):
+    """A live call as the location service sees it (:class:`intake.calls.session.CallSession`)."""
+
+    call: Call
+    locations: list[Location]
+
+    def deliver(self, event: LocationReported) -> None: ...
+
+
+class LiveCallDirectory(Protocol):
+    def located(self, call_id: str) -> LocatedCall | None: ...
+
+    def live_calls(self) -> list[Call]: ...
+
+
+SaveCall = Callable[[Call], Awaitable[None]]
+PublishCall = Callable[[Call, str, dict[str, object]], Awaitable[None]]
+
+
+class CallLocations:
+    """Every position reported for a live call (INVITE PIDF-LO, eCall, AML SMS, spoken address, the caller
+    number's country), fused into the call's best location; the incident keeps the history."""
+
+    def __init__(
+        self,
+        calls: RecentCalls,
+        incidents: IncidentLocations,
+        save: SaveCall,
+        publish: PublishCall,
+        clock: Clock,
+        places: PlaceGazetteer | None = None,
+    ) -> None:
+        self._calls = calls
+        self._incidents = incidents
+        self._save = save
+        self._publish = publish
+        self._clock = clock
+        self._places = places
+        self.directory: LiveCallDirectory | None = None
+
+    def start(self, session: LocatedCall, fix: GeoFix | None) -> None:
+        """A new call's first positions: its number's country and the fix its signalling carried."""
+        call = session.call
+        country = location_from_caller_country(call.caller.country, call.offered_at)
+        if country is not None:
+            session.locations.append(country)
+        if fix is not None:
+            self.add_fix(session, fix)
+        call.location = fuse(session.locations, self._clock.now()).best
+
+    def add_fix(self, session: LocatedCall, fix: GeoFix) -> bool:
+        try:
+            session.locations.append(location_from_geofix(fix, self._places))
+        except ValidationFailed as exc:
+            log.warning("call %s: location from %s ignored: %s", session.call.id, fix.source, exc.message)
+            return False
+        return True
+
+    async def on_fix(self, session: LocatedCall, fix: GeoFix) -> None:
+        if self.add_fix(session, fix):
+            await self.changed(session)
+
+    async def on_spoken(self, session: LocatedCall, spoken: SpokenLocation) -> None:
+        """Triage heard an address: it replaces the address heard before."""
+        location = location_from_spoken(spoken, self._clock.now(), self._places)
+        if location is None:
+            return
+        session.locations = [loc for loc in session.locations if loc.source is not LocationSource.SPOKEN]
+        session.locations.append(location)
+        await self.changed(session)
+
+    async def changed(self, session: LocatedCall) -> None:
+        call = session.call
+        fused = fuse(session.locations, self._clock.now())
+        best = fused.best
+        if best is None or best == call.location:
+            return
+        call.location = best
+        await self._save(call)
+        await self._publish(
+            call,
+            "location.updated",
+            {
+                "location": call_json(call)["location"],
+                "explanation": fused.explanation,
+                "history": [location_json(loc) for loc in fused.history],
+            },
+        )
+        if call.incident_id and best.source is not LocationSource.SPOKEN:
+            await self._incidents.add_location(call.incident_id, best, actor=f"location:{best.source.value}")
+
+    async def report_aml(
+        self, sender: str, text: str, received_at: datetime | None = None
+    ) -> dict[str, object]:
+        """An AML SMS (ETSI TS 103 625) forwarded by an operator's gateway: decoded, matched to the live or
+        recent call from the same number, and fused into that call's location. A malformed message is
+        rejected with its reason; one that matches no call is logged and answered as unmatched."""
+        received_at = received_at or self._clock.now()
+        try:
+            message = decode_aml(text, received_at)
+        except AmlError as exc:
+            log.warning("AML SMS from %s rejected: %s", sender, exc)
+            raise ValidationFailed(f"AML message rejected: {exc}", reason=str(exc)) from exc
+        recent, _ = await asyncio.to_thread(
+            self._calls.list_calls, since=received_at - timedelta(hours=1), limit=500
+        )
+        calls = {c.id: c for c in recent}
+        if self.directory is not None:
+            calls.update({c.id: c for c in self.directory.live_calls()})
+        call = match_call_for_sms(sender, received_at, calls.values())
+        fix = message.to_geofix()
+        result: dict[str, object] = {
+            "matched": call is not None,
+            "call_id": call.id if call else None,
+            "position": fix is not None,
+            "method": message.method.value if hasattr(message.method, "value") else str(message.method),
+            "warnings": list(message.warnings),
+        }
+        if call is None:
+            log.error(
+                "AML SMS from %s matches no call in the last hour (position kept in this log: %s)",
+                sender,
+                text,
+            )
+            return result
+        if fix is None:
+            log.info("call %s: AML from %s without a position fix", call.id, sender)
+            return result
+        await self.report_location(call.id, fix)
+        return result
+
+    async def report_location(self, call_id: str, fix: GeoFix) -> Call:
+        """A position that arrived outside the call's signalling (AML SMS, eCall data) for a known call."""
+        session = self.directory.located(call_id) if self.directory is not None else None
+        if session is None:
+            # The call has ended (or lives on another node): keep the fix on its incident's history.
+            call = await asyncio.to_thread(self._calls.get_call, call_id)
+            location = location_from_geofix(fix, self._places)
+            if call.incident_id:
+                await self._incidents.add_location(call.incident_id, location, actor=f"location:{fix.source}")
+            return call
+        session.deliver(LocationReported(call_ref=session.call.call_ref, fix=fix))
+        return session.call

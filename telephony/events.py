@@ -58,6 +58,52 @@ class GeoFix:
 
 
 @dataclass(frozen=True, slots=True)
+class EcallFacts:
+    """What an eCall's Minimum Set of Data (RFC 8147, EN 15722) tells the call taker, decoded at the
+    adapter. ``msd_hex`` is the raw MSD, always kept for the record; ``error`` says why the rest is empty
+    when the MSD could not be decoded (the call goes on without it)."""
+
+    msd_hex: str
+    automatic_activation: bool = False
+    test_call: bool = False
+    position_trusted: bool = False
+    vehicle_type: str = ""
+    vin: str = ""
+    propulsion: tuple[str, ...] = ()
+    timestamp: datetime | None = None
+    lat: float | None = None
+    lon: float | None = None
+    direction_deg: int | None = None
+    passengers: int | None = None
+    error: str | None = None
+
+    @property
+    def decoded(self) -> bool:
+        return self.error is None
+
+    def to_json(self) -> dict[str, object]:
+        """The facts as the live event and the record carry them."""
+        out: dict[str, object] = {"msd_hex": self.msd_hex}
+        if self.error is not None:
+            out["error"] = self.error
+            return out
+        out.update(
+            automatic_activation=self.automatic_activation,
+            test_call=self.test_call,
+            position_trusted=self.position_trusted,
+            vehicle_type=self.vehicle_type,
+            vin=self.vin,
+            propulsion=list(self.propulsion),
+            timestamp=self.timestamp.isoformat() if self.timestamp else None,
+            lat=self.lat,
+            lon=self.lon,
+            direction_deg=self.direction_deg,
+            passengers=self.passengers,
+        )
+        return out
+
+
+@dataclass(frozen=True, slots=True)
 class CallOffered:
     call_ref: str  # adapter-unique reference: SIP Call-ID or Asterisk Uniqueid
     dialled: str
@@ -69,6 +115,7 @@ class CallOffered:
     location: GeoFix | None = None
     fork_of: str | None = None  # media fork: channel whose audio this leg carries
     headers: dict[str, str] = field(default_factory=dict)
+    ecall: EcallFacts | None = None  # an eCall's MSD, decoded (or the reason it was not)
 
 
 @dataclass(frozen=True, slots=True)

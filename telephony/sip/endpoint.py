@@ -713,7 +713,7 @@ class SipEndpoint:
             allowed_rtp_hosts={negotiated.remote_address[0], source[0]},
         )
         call = _Call(call_ref, leg, request, source, reply_to)
-        location, extra_fixes, location_headers = decode_invite_location(request, parts, call_ref)
+        location, extra_fixes, location_headers, ecall = decode_invite_location(request, parts, call_ref)
         try:
             caller_uri = parse_uri(from_addr.uri)
             caller = caller_uri.user or caller_uri.host
@@ -735,6 +735,7 @@ class SipEndpoint:
                     location=location,
                     fork_of=fork_of,
                     headers=headers,
+                    ecall=ecall,
                 )
             )
             for fix in extra_fixes:

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import importlib
-import json
 import logging
 from collections.abc import Callable
 
-from telephony.events import LOCATION_REFUSED_HEADER, GeoFix
+from telephony.events import LOCATION_REFUSED_HEADER, EcallFacts, GeoFix
 from telephony.sip.message import SipMessage
 from telephony.sip.multipart import BodyPart, find_part, geolocation_references
 
@@ -62,45 +61,40 @@ def extract_location(
     return fixes[0], list(fixes[1:]), extra
 
 
-def extract_ecall(parts: list[BodyPart], call_ref: str) -> tuple[GeoFix | None, dict[str, str]]:
+def extract_ecall(parts: list[BodyPart], call_ref: str) -> tuple[GeoFix | None, EcallFacts | None]:
     """An eCall's Minimum Set of Data (RFC 8147 body part, EN 15722 UPER): the vehicle position and the
-    facts the call taker needs, as extra CallOffered headers (``eCall-MSD`` hex always, ``eCall-Facts``
-    JSON when it decodes, ``eCall-Error`` when it does not)."""
+    facts the call taker needs. The raw MSD is always kept; when it does not decode, the facts carry the
+    reason and the call goes on."""
     part = find_part(parts, ECALL_MSD_MEDIA_TYPE)
     if part is None:
-        return None, {}
-    extra = {"eCall-MSD": part.body.hex()}
-    from telephony.location.ecall import decode_msd
+        return None, None
+    from telephony.location.ecall import decode_msd  # asn1tools loads only for a call that carries an MSD
 
     try:
         msd = decode_msd(part.body)
     except ValueError as exc:  # MsdError: the call goes on, the raw MSD stays with it
         log.warning("call %s: eCall MSD not decodable, passed on raw: %s", call_ref, exc)
-        extra["eCall-Error"] = str(exc)
-        extra[LOCATION_REFUSED_HEADER] = str(exc)
-        return None, extra
-    extra["eCall-Facts"] = json.dumps(
-        {
-            "automatic_activation": msd.automatic_activation,
-            "test_call": msd.test_call,
-            "position_trusted": msd.position_trusted,
-            "vehicle_type": msd.vehicle_type_text,
-            "vin": msd.vin,
-            "propulsion": list(msd.propulsion),
-            "timestamp": msd.timestamp.isoformat(),
-            "lat": msd.lat,
-            "lon": msd.lon,
-            "direction_deg": msd.direction_deg,
-            "passengers": msd.passengers,
-        },
-        ensure_ascii=False,
+        return None, EcallFacts(msd_hex=part.body.hex(), error=str(exc))
+    facts = EcallFacts(
+        msd_hex=part.body.hex(),
+        automatic_activation=msd.automatic_activation,
+        test_call=msd.test_call,
+        position_trusted=msd.position_trusted,
+        vehicle_type=msd.vehicle_type_text,
+        vin=msd.vin,
+        propulsion=tuple(msd.propulsion),
+        timestamp=msd.timestamp,
+        lat=msd.lat,
+        lon=msd.lon,
+        direction_deg=msd.direction_deg,
+        passengers=msd.passengers,
     )
-    return msd.to_geofix(), extra
+    return msd.to_geofix(), facts
 
 
 def decode_invite_location(
     request: SipMessage, parts: list[BodyPart], call_ref: str
-) -> tuple[GeoFix | None, list[GeoFix], dict[str, str]]:
+) -> tuple[GeoFix | None, list[GeoFix], dict[str, str], EcallFacts | None]:
     """The INVITE's location (PIDF-LO, then an eCall MSD) behind a boundary no decoder failure crosses.
 
     Location is an optional part of an emergency INVITE: whatever a decoder raises (its own error, or a
@@ -123,17 +117,18 @@ def decode_invite_location(
             headers["Geolocation-Body"] = pidf.body.decode("utf-8", "replace")
     if LOCATION_REFUSED_HEADER in headers:
         refused.append(headers.pop(LOCATION_REFUSED_HEADER))
+    ecall: EcallFacts | None
     try:
-        ecall_fix, ecall_headers = extract_ecall(parts, call_ref)
+        ecall_fix, ecall = extract_ecall(parts, call_ref)
     except Exception as exc:  # the boundary: logged with the call id, the call goes on without it
         log.exception("call %s: eCall MSD decoder failed, call goes on without it", call_ref)
         refused.append(f"eCall MSD: {type(exc).__name__}: {exc}")
         ecall_fix = None
         part = find_part(parts, ECALL_MSD_MEDIA_TYPE)
-        ecall_headers = {} if part is None else {"eCall-MSD": part.body.hex(), "eCall-Error": refused[-1]}
-    if LOCATION_REFUSED_HEADER in ecall_headers:
-        refused.append(ecall_headers.pop(LOCATION_REFUSED_HEADER))
-    headers.update(ecall_headers)
+        ecall = None if part is None else EcallFacts(msd_hex=part.body.hex(), error=refused[-1])
+    else:
+        if ecall is not None and ecall.error is not None:
+            refused.append(ecall.error)
     if ecall_fix is not None:
         if location is None:
             location = ecall_fix
@@ -141,4 +136,4 @@ def decode_invite_location(
             fixes.append(ecall_fix)
     if refused:
         headers[LOCATION_REFUSED_HEADER] = "; ".join(refused)
-    return location, fixes, headers
+    return location, fixes, headers, ecall

@@ -4,7 +4,6 @@ adapter events go in through ``CallService.submit`` exactly as the SIP endpoint 
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -16,7 +15,7 @@ from intake.bus import LiveEvent
 from intake.domain import CallState, IncidentStatus, TakerState
 from intake.errors import ValidationFailed
 from intake.settings import TakerConfig, load_settings
-from telephony.events import CallEnded, CallOffered, CallSource, EndReason, GeoFix
+from telephony.events import CallEnded, CallOffered, CallSource, EcallFacts, EndReason, GeoFix
 from transcription.events import TranscriptFinal
 
 CARDIAC_ARREST = (
@@ -241,15 +240,16 @@ async def _taker_state(centre: Centre, taker_id: str, state: str) -> bool:
 
 
 async def test_ecall_opens_a_traffic_accident_with_the_vehicle_facts_before_anyone_speaks(centre: Centre):
-    facts = {
-        "automatic_activation": True,
-        "test_call": False,
-        "position_trusted": True,
-        "vehicle_type": "passenger car (M1)",
-        "vin": "TMBJJ7NE1L0123456",
-        "propulsion": ["diesel"],
-        "passengers": 3,
-    }
+    facts = EcallFacts(
+        msd_hex="00ff",
+        automatic_activation=True,
+        test_call=False,
+        position_trusted=True,
+        vehicle_type="passenger car (M1)",
+        vin="TMBJJ7NE1L0123456",
+        propulsion=("diesel",),
+        passengers=3,
+    )
     centre.calls.submit(
         CallOffered(
             call_ref="ref-ecall",
@@ -257,7 +257,7 @@ async def test_ecall_opens_a_traffic_accident_with_the_vehicle_facts_before_anyo
             caller="+420603111222",
             source=CallSource.SIP,
             location=GeoFix(source="ecall", lat=50.23112, lon=12.87234, radius_m=150, confidence=0.95),
-            headers={"eCall-Facts": json.dumps(facts), "eCall-MSD": "00ff"},
+            ecall=facts,
         )
     )
     call = await eventually(lambda: _call_by_ref(centre, "ref-ecall"))

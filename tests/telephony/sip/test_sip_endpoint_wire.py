@@ -732,7 +732,6 @@ def test_ecall_invite_carries_the_vehicle_position_and_facts_from_its_msd(
     start_endpoint: Callable[..., SipEndpoint], peer: RawSipPeer, recorder: EventRecorder
 ) -> None:
     """RFC 8147: an eCall's MSD travels as a body part of the INVITE; the endpoint decodes it (EN 15722)."""
-    import json
     from datetime import UTC, datetime
 
     from telephony.location.ecall import encode_msd
@@ -789,8 +788,10 @@ def test_ecall_invite_carries_the_vehicle_position_and_facts_from_its_msd(
     offered = recorder.wait_for(CallOffered)[0]
     assert offered.location is not None and offered.location.source == "ecall"
     assert (round(offered.location.lat, 4), round(offered.location.lon, 4)) == (50.2311, 12.8723)
-    facts = json.loads(offered.headers["eCall-Facts"])
-    assert facts["vin"] == "TMBJJ7NE1L0123456"
-    assert facts["automatic_activation"] is True
-    assert facts["passengers"] == 3
-    assert offered.headers["eCall-MSD"] == msd.hex()
+    facts = offered.ecall
+    assert facts is not None and facts.decoded
+    assert facts.vin == "TMBJJ7NE1L0123456"
+    assert facts.automatic_activation is True
+    assert facts.passengers == 3
+    assert facts.msd_hex == msd.hex()  # the raw MSD stays with the call for the record
+    assert "eCall-Facts" not in offered.headers
