@@ -1,0 +1,112 @@
+"""Triage of a live call (queue before publish, sticky facts across a takeover, eCall), built directly."""
+
+from __future__ import annotations
+
+from calls_fakes import (
+    Effects,
+    FakeBus,
+    FakeClock,
+    FakeDesks,
+    FakeIncidents,
+    FakeLive,
+    FakeStore,
+    ScriptedTriage,
+    a_call,
+    decision,
+)
+
+from intake.calls.controls import CallControls
+from intake.calls.records import CallRecords
+from intake.calls.session import CallSession, SessionRegistry, call_triage_from_decision, sticky_decision_from_record
+from intake.calls.triage import CallTriageFlow
+from intake.domain import CallState, CallTriage
+from intake.location import CallLocations
+from routing.vocabulary import DeskCode, IncidentType
+from telephony.events import EcallFacts
+
+
+def triage_rig(triage: ScriptedTriage) -> tuple[CallTriageFlow, SessionRegistry, FakeIncidents, FakeBus, Effects]:
+    effects, clock = Effects(), FakeClock()
+    store, live, bus = FakeStore(effects), FakeLive(effects), FakeBus(effects)
+    incidents = FakeIncidents(effects)
+    records = CallRecords(store, bus, live)
+    locations = CallLocations(store, incidents, records.save, records.publish, clock)
+    registry = SessionRegistry()
+    flow = CallTriageFlow(
+        triage, registry, records, CallControls(), FakeDesks(effects, live), incidents, locations, store, bus,
+        "node-a", nodes=live,
+    )  # fmt: skip
+    return flow, registry, incidents, bus, effects
+
+
+async def test_retriage_moves_the_waiting_call_in_the_queue_before_the_decision_is_published() -> None:
+    arrest = decision(IncidentType.MED_CARDIAC_ARREST, priority=1, tcpr=True, desk=DeskCode.ZZS)
+    flow, _registry, _incidents, _bus, effects = triage_rig(ScriptedTriage(decision(unsure=True), arrest))
+    session = CallSession(call=a_call("q1", desk=DeskCode.D112))
+    await flow.retriage(session, force=True)
+    effects.log.clear()
+
+    session.finals.append("manžel nedýchá")
+    await flow.retriage(session)
+
+    moved = effects.log.index("move q1 112->ZZS")
+    reprioritised = effects.log.index("reprioritise q1 p1 front")
+    published = effects.log.index("publish triage.updated")
+    assert moved < reprioritised < published
+    assert session.call.tcpr is True and session.call.priority == 1
+
+
+async def test_sticky_triage_survives_a_takeover_from_the_stored_call_record() -> None:
+    """Another node (or a restarted one) takes the call over with no decision in memory: the stored triage
+    is the previous decision, so a worse transcript never clears T-CPR nor lowers the priority."""
+    arrest = decision(IncidentType.MED_CARDIAC_ARREST, priority=1, tcpr=True, desk=DeskCode.ZZS)
+    stored = a_call("s1", state=CallState.CONNECTED, desk=DeskCode.ZZS)
+    stored.triage = call_triage_from_decision(arrest)  # what node A wrote before it died
+    stored.taker_id = "jana"
+
+    worse = decision(IncidentType.MED_OTHER, priority=3, tcpr=False)
+    flow, _registry, _incidents, _bus, _effects = triage_rig(ScriptedTriage(worse))
+    taken_over = CallSession(call=stored, decision=sticky_decision_from_record(stored))
+    await flow.retriage(taken_over, force=True)
+    assert taken_over.call.tcpr is True and taken_over.call.priority == 1
+    assert any("kept" in note for note in taken_over.decision.notes)  # type: ignore[union-attr]
+
+    # Without the rebuilt facts the same transcript would have cleared it: the rule is what keeps it.
+    fresh = CallSession(call=a_call("s2", state=CallState.CONNECTED))
+    await flow.retriage(fresh, force=True)
+    assert fresh.call.tcpr is False and fresh.call.priority == 3
+
+
+def test_sticky_facts_follow_a_call_takers_correction_on_the_incident() -> None:
+    call = a_call("s3")
+    call.triage = CallTriage(
+        incident_type="MED_OTHER", priority=3, tcpr=False, agencies=("ZZS",), source="incident"
+    )
+    restored = sticky_decision_from_record(call)
+    assert restored is not None and restored.tcpr.value is False and restored.priority.value == 3
+    assert sticky_decision_from_record(a_call("s4")) is None  # nothing stored: nothing to carry
+
+
+async def test_an_ecall_opens_a_traffic_accident_with_the_vehicle_facts_before_anyone_speaks() -> None:
+    flow, _registry, incidents, bus, _effects = triage_rig(ScriptedTriage(decision(unsure=True)))
+    session = CallSession(call=a_call("e1"))
+    facts = EcallFacts(
+        msd_hex="0a0b", automatic_activation=True, vehicle_type="passenger car (M1)", vin="TMBJJ7NE1L0123456",
+        propulsion=("diesel",), passengers=3,
+    )  # fmt: skip
+    await flow.on_ecall(session, facts)
+    [incident] = incidents.incidents.values()
+    assert incident.incident_type is IncidentType.TRAFFIC_ACCIDENT and incident.priority == 1
+    assert "automatic" in incident.notes[0] and "3 occupants" in incident.notes[0]
+    assert session.call.incident_id == incident.id
+    first = bus.events[0]
+    assert first.type == "call.updated" and first.data["ecall"]["msd_hex"] == "0a0b"
+
+
+async def test_an_undecodable_msd_still_opens_the_incident_and_keeps_the_raw_msd() -> None:
+    flow, _registry, incidents, bus, _effects = triage_rig(ScriptedTriage(decision(unsure=True)))
+    session = CallSession(call=a_call("e2"))
+    await flow.on_ecall(session, EcallFacts(msd_hex="ff", error="MSD truncated"))
+    [incident] = incidents.incidents.values()
+    assert incident.priority == 2 and "manual" in incident.notes[0]
+    assert bus.events[0].data["ecall"] == {"msd_hex": "ff", "error": "MSD truncated"}
