@@ -13,21 +13,37 @@ from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack, suppress
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING
 
-from intake.bus import EventBus, LiveEvent
+from intake.bus import EventBus
 from intake.calls import CallService
 from intake.desks import DeskService
-from intake.domain import CallTaker, TakerState, utc_now
-from intake.errors import LiveStateError, StorageError, TelephonyError
+from intake.domain import CallTaker
+from intake.errors import LiveStateError, StorageError
+from intake.health import CentreHealth, ComponentHealth
 from intake.incidents import DuplicateFinder, IncidentService
 from intake.journal import CallJournal
 from intake.metrics import Metrics
-from intake.pbx import PbxCallControl
 from intake.settings import Settings
+from routing.acd import TakerState
 from routing.vocabulary import DeskCode
-from telephony.errors import AdapterError
-from transcription.scheduler import RecognitionHealth, RecognitionStatus
+from telephony.events import utc_now
+
+if TYPE_CHECKING:
+    import httpx
+
+    from intake.live import LiveState
+    from intake.location import PlaceGazetteer
+    from intake.logins import LoginThrottle
+    from intake.recording import CallRecorder
+    from intake.redis_server import EmbeddedRedis
+    from intake.storage.database import Database
+    from intake.storage.recordings import RecordingRepository
+    from intake.storage.repository import Repository
+    from routing.triage import Triage
+    from telephony.ami import AmiBridge
+    from telephony.sip import SipEndpoint
+    from transcription.service import TranscriptionService
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +65,7 @@ DEFAULT_DUTY_DEADLINE_S = 10.0
 NODE_HEALTH_TTL_MS = 10_000  # a node's own component report outlives a few missed seconds, not the node
 
 
-async def rebuild_live_state_if_lost(live: Any, repo: Any) -> int:
+async def rebuild_live_state_if_lost(live: LiveState, repo: Repository) -> int:
     """A Redis that is new or lost its data gets the desk queues back from the durable call records."""
     from intake.domain import CallState
     from intake.live import queue_entries_from_calls
@@ -66,55 +82,32 @@ async def rebuild_live_state_if_lost(live: Any, repo: Any) -> int:
     return rebuilt
 
 
-def _mirror_on_pbx(pbx: PbxCallControl) -> Callable[[CallTaker, TakerState, str], Awaitable[None]]:
-    async def mirror(taker: CallTaker, state: TakerState, reason: str) -> None:
-        try:
-            await pbx.taker_state_changed(taker, state, reason)
-        except AdapterError as exc:
-            log.error("%s", exc)
-            raise TelephonyError(
-                f"{exc}; intake shows {taker.id} as {state.value}, the PBX queues are put right at the next AMI "
-                "reconnect or state change",
-                taker_id=taker.id,
-            ) from exc
-
-    return mirror
-
-
-@dataclass
-class ComponentHealth:
-    name: str
-    healthy: bool
-    detail: str = ""
-    data: dict[str, Any] = field(default_factory=dict)
-
-
 @dataclass
 class Centre:
     settings: Settings
-    repo: Any
-    live: Any
+    repo: Repository
+    live: LiveState
     bus: EventBus
     desks: DeskService
     incidents: IncidentService
     calls: CallService
-    triage: Any
-    transcriber: Any | None = None
-    sip: Any | None = None
-    ami: Any | None = None
-    embedded_redis: Any | None = None
-    database: Any | None = None
+    triage: Triage
+    transcriber: TranscriptionService | None = None
+    sip: SipEndpoint | None = None
+    ami: AmiBridge | None = None
+    embedded_redis: EmbeddedRedis | None = None
+    database: Database | None = None
     metrics: Metrics = field(default_factory=Metrics)
-    places: Any | None = None  # PlaceGazetteer: coordinates of the region's places (map, nearest place)
-    logins: Any | None = None  # LoginThrottle: failed logins per user name and address, in Redis
+    places: PlaceGazetteer | None = None  # coordinates of the region's places (map, nearest place)
+    logins: LoginThrottle | None = None  # failed logins per user name and address, in Redis
     _stack: AsyncExitStack = field(default_factory=AsyncExitStack)
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
     is_leader: bool = False
     _stopping: asyncio.Event = field(default_factory=asyncio.Event)
-    _http: Any | None = None
+    _http: httpx.AsyncClient | None = None
     _last_purge: datetime | None = None
-    recordings: Any | None = None  # RecordingRepository: voice logging on the shared database
-    recorder: Any | None = None  # CallRecorder of this node
+    recordings: RecordingRepository | None = None  # voice logging on the shared database
+    recorder: CallRecorder | None = None  # this node's voice logging
     _last_recording_purge: date | None = None
 
     # ------------------------------------------------------------------------------ lifecycle
@@ -269,72 +262,10 @@ class Centre:
             raise
 
     async def _start_media(self, stack: AsyncExitStack) -> None:
-        """Transcription and telephony adapters: each optional, each failure logged and shown as degraded."""
-        settings = self.settings
-        if settings.transcription_enabled:
-            from transcription.config import TranscriptionConfig
-            from transcription.service import TranscriptionService
+        """Transcription and telephony adapters (:func:`intake.media.start_media`)."""
+        from intake.media import start_media
 
-            engines = {k: v for k, v in settings.engine_by_language.items() if k != "default"}
-            self.transcriber = TranscriptionService(
-                TranscriptionConfig(
-                    models_dir=settings.effective_model_dir,
-                    cache_dir=settings.effective_model_dir / "cache",
-                    engines=engines,
-                    default_engine=settings.engine_by_language.get("default", "whisper"),
-                    decode_slots=settings.transcription_workers,
-                ),
-                on_event=self.calls.submit,
-            )
-            stack.callback(self.transcriber.close)
-            self.calls.use_transcriber(self.transcriber)
-        if settings.sip_enabled:
-            from telephony.sip import SipEndpoint, SipEndpointConfig
-            from telephony.sip.prompt import generate_prompt_wav, read_wav_pcm
-
-            self.sip = SipEndpoint(
-                SipEndpointConfig(
-                    host=settings.sip_host,
-                    port=settings.sip_port,
-                    public_host=settings.sip_public_host,
-                    accepted_numbers=frozenset(settings.accepted_numbers),
-                    rtp_port_min=settings.rtp_port_min,
-                    rtp_port_max=settings.rtp_port_max,
-                    taker_uris=tuple(t.sip_uri for t in settings.takers if t.sip_uri),
-                ),
-                sink=self.calls.submit,
-            )
-            try:
-                prompt = await asyncio.to_thread(generate_prompt_wav, settings.var_dir)
-                self.calls.use_prompt(await asyncio.to_thread(read_wav_pcm, prompt))
-            except (OSError, AdapterError) as exc:
-                log.error("waiting prompt unavailable (queued callers will hear silence): %s", exc)
-            await asyncio.to_thread(self.sip.start)
-            stack.callback(self.sip.stop)
-            self.calls.attach("sip", self.sip)
-        if settings.ami_enabled:
-            from telephony.ami import AmiBridge, AmiConfig
-
-            self.ami = AmiBridge(
-                AmiConfig(
-                    host=settings.ami_host,
-                    port=settings.ami_port,
-                    username=settings.ami_username,
-                    secret=settings.ami_secret,
-                    channel_driver=settings.ami_channel_driver,
-                    fork_endpoint=settings.ami_fork_endpoint or "",
-                ),
-                sink=self.calls.submit,
-            )
-            pbx = PbxCallControl(
-                self.ami,
-                takers=await asyncio.to_thread(self.repo.list_takers),
-                taker_states=self.live.taker_states,
-            )
-            self.desks.on_taker_state = _mirror_on_pbx(pbx)
-            await self.ami.start()
-            stack.push_async_callback(self.ami.stop)
-            self.calls.attach("ami", pbx)
+        await start_media(self, stack)
 
     async def stop(self) -> None:
         if self._stopping.is_set():
@@ -464,14 +395,7 @@ class Centre:
 
     async def _report_node_health(self) -> None:
         """This node's transcription state, in Redis for every node's supervisor panel."""
-        if self.transcriber is None or not hasattr(self.transcriber, "health_snapshot"):
-            return
-        try:
-            await self.live.put_node_health(
-                "transcription", self.settings.node_id, self.transcriber.health_snapshot(), NODE_HEALTH_TTL_MS
-            )
-        except LiveStateError as exc:
-            log.debug("transcription health not shared: %s", exc)
+        await self._health().share_transcription(NODE_HEALTH_TTL_MS)
 
     async def _deliver_webhooks(self) -> None:
         """Incident events from the stream become signed webhook deliveries, retried with backoff."""
@@ -494,93 +418,26 @@ class Centre:
     # ------------------------------------------------------------------------------------ health
 
     async def health(self) -> list[ComponentHealth]:
-        out: list[ComponentHealth] = []
-        try:
-            ok = await asyncio.to_thread(self.repo.ping) if hasattr(self.repo, "ping") else True
-            out.append(ComponentHealth("database", bool(ok)))
-        except StorageError as exc:
-            out.append(ComponentHealth("database", False, str(exc)))
-        if self.live is not None:
-            try:
-                await self.live.ping()
-                out.append(
-                    ComponentHealth("redis", self.bus.degraded_reason is None, self.bus.degraded_reason or "")
-                )
-            except LiveStateError as exc:
-                out.append(ComponentHealth("redis", False, str(exc)))
-        for name, status in self.calls.adapter_health.items():
-            out.append(ComponentHealth(name, status.healthy, status.detail))
-        out.extend(await self._transcription_health())
-        if self.recorder is not None:
-            healthy, detail = self.recorder.health()
-            out.append(ComponentHealth("recording", healthy, detail))
-        return out
-
-    async def _transcription_health(self) -> list[ComponentHealth]:
-        """One row per node that transcribes: this node's from the service itself, the others' from the
-        reports they keep in Redis (gone when the node is gone)."""
-        from transcription.service import health_text
-
-        node = self.settings.node_id
-        snapshots: dict[str, dict[str, Any]] = {}
-        if self.live is not None:
-            try:
-                snapshots = await self.live.node_health("transcription")
-            except LiveStateError as exc:
-                log.debug("other nodes' transcription health unavailable: %s", exc)
-        if self.transcriber is not None and hasattr(self.transcriber, "health_snapshot"):
-            snapshots[node] = self.transcriber.health_snapshot()
-        elif self.transcriber is None and self.settings.transcription_enabled:
-            snapshots[node] = {
-                "status": "down",
-                "legs": 0,
-                "backlog_s": 0.0,
-                "dropped_s": 0.0,
-                "window_s": 600.0,
-                "failures": 0,
-                "last_failure": "transcription did not start",
-                "models": [],
-            }
-        out = []
-        for name in sorted(snapshots, key=lambda n: (n != node, n)):
-            healthy, detail = health_text(snapshots[name])
-            label = "transcription" if name == node else f"transcription@{name}"
-            out.append(ComponentHealth(label, healthy, detail, {"node": name, **snapshots[name]}))
-        return out
+        return await self._health().components()
 
     async def render_metrics(self) -> bytes:
-        """Queue gauges are read from the shared state at scrape time, so every node reports the centre."""
-        now = utc_now()
-        try:
-            for desk in DeskCode:
-                entries = await self.live.queue(desk.value)
-                self.metrics.queue_length.labels(desk=desk.value).set(len(entries))
-                oldest = max(((now - e.arrival).total_seconds() for e in entries if e.arrival), default=0.0)
-                self.metrics.queue_oldest_wait.labels(desk=desk.value).set(oldest)
-        except LiveStateError as exc:
-            log.error("queue metrics unavailable: %s", exc)
-        for component in await self.health():
-            self.metrics.component_up.labels(component=component.name).set(1 if component.healthy else 0)
-        if self.transcriber is not None:
-            self._recognition_metrics(self.transcriber.recognition_status())
-        return self.metrics.render()
-
-    def _recognition_metrics(self, status: RecognitionStatus) -> None:
-        self.metrics.recognition_behind.set(status.behind_s)
-        for state in RecognitionHealth:
-            self.metrics.recognition_health.labels(state=state.value).set(1 if status.health is state else 0)
-        self.metrics.recognition_slots_busy.set(status.busy_slots)
-        self.metrics.recognition_legs_waiting.set(status.legs_waiting_for_slot)
-        self.metrics.recognition_not_transcribed.set(status.not_transcribed_s)
+        return await self._health().render_metrics()
 
     async def announce_health(self) -> None:
-        for component in await self.health():
-            await self.bus.publish(
-                LiveEvent(
-                    "component.health",
-                    {"component": component.name, "healthy": component.healthy, "detail": component.detail},
-                )
-            )
+        await self._health().announce()
+
+    def _health(self) -> CentreHealth:
+        return CentreHealth(
+            node=self.settings.node_id,
+            transcription_enabled=self.settings.transcription_enabled,
+            repo=self.repo,
+            live=self.live,
+            bus=self.bus,
+            adapters=self.calls.adapter_health,
+            metrics=self.metrics,
+            transcriber=self.transcriber,
+            recorder=self.recorder,
+        )
 
     async def set_taker_state(self, taker_id: str, state: TakerState, actor: str, reason: str = "") -> None:
         await self.desks.set_taker_state(taker_id, state, actor, reason)

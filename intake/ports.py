@@ -9,16 +9,18 @@ collaborator uses, so a unit test builds that collaborator with small fakes.
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
     from intake.bus import LiveEvent
     from intake.desks import Offer
-    from intake.domain import Call, CallState, Incident, Location, TakerState, TranscriptSegment
+    from intake.domain import Call, CallState, Incident, Location, TranscriptSegment
+    from routing.acd import TakerState
     from routing.types import TriageDecision, TriageInput
     from routing.vocabulary import Agency, DeskCode, IncidentType
+    from transcription.scheduler import RecognitionStatus
 
 JsonObject = dict[str, object]
 
@@ -295,3 +297,39 @@ class Incidents(IncidentLocations, Protocol):
         note: str | None = None,
         call_id: str | None = None,
     ) -> Incident: ...
+
+
+# ------------------------------------------------------------------------------------ health
+
+
+class Pingable(Protocol):
+    def ping(self) -> bool: ...
+
+
+class QueuedEntry(Protocol):
+    @property
+    def arrival(self) -> datetime: ...
+
+
+class HealthState(Protocol):
+    """What health and metrics read from Redis (:class:`intake.live.LiveState`)."""
+
+    async def ping(self) -> bool: ...
+
+    async def node_health(self, component: str) -> dict[str, dict[str, object]]: ...
+
+    async def put_node_health(
+        self, component: str, node: str, data: dict[str, object], ttl_ms: int
+    ) -> None: ...
+
+    async def queue(self, desk: str) -> Sequence[QueuedEntry]: ...
+
+
+class TranscriberHealth(Protocol):
+    def health_snapshot(self, window_s: float = 600.0) -> dict[str, object]: ...
+
+    def recognition_status(self) -> RecognitionStatus: ...
+
+
+class ComponentStatus(Protocol):
+    def health(self) -> tuple[bool, str]: ...

@@ -22,7 +22,9 @@ async def test_a_reply_sent_before_or_while_waiting_is_received_once(live_state:
     assert await live_state.wait_reply("accept:late", timeout_s=0.2) is None  # taken once
 
 
-async def test_no_reply_within_the_deadline_is_none_even_past_the_socket_timeout(live_state: LiveState) -> None:
+async def test_no_reply_within_the_deadline_is_none_even_past_the_socket_timeout(
+    live_state: LiveState,
+) -> None:
     loop = asyncio.get_running_loop()
     started = loop.time()
     assert await live_state.wait_reply("accept:silent", timeout_s=1.5) is None

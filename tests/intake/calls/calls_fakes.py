@@ -170,7 +170,13 @@ class FakeDesks:
         return 0.0
 
     async def enqueue(
-        self, call_id: str, desk: DeskCode, priority: int, arrival: datetime, front: bool, data: dict[str, object]
+        self,
+        call_id: str,
+        desk: DeskCode,
+        priority: int,
+        arrival: datetime,
+        front: bool,
+        data: dict[str, object],
     ) -> None:
         self.queue[call_id] = (desk, priority, front)
         if self.live is not None:
@@ -181,10 +187,14 @@ class FakeDesks:
         self.queue.pop(call_id, None)
         self.effects.log.append(f"leave {call_id}")
 
-    async def move(self, call_id: str, from_desk: DeskCode, to_desk: DeskCode, actor: str, reason: str) -> None:
+    async def move(
+        self, call_id: str, from_desk: DeskCode, to_desk: DeskCode, actor: str, reason: str
+    ) -> None:
         self.effects.log.append(f"move {call_id} {from_desk.value}->{to_desk.value}")
 
-    async def reprioritise(self, call_id: str, desk: DeskCode, priority: int, front: bool, actor: str) -> None:
+    async def reprioritise(
+        self, call_id: str, desk: DeskCode, priority: int, front: bool, actor: str
+    ) -> None:
         self.queue[call_id] = (desk, priority, front)
         self.effects.log.append(f"reprioritise {call_id} p{priority}{' front' if front else ''}")
 
@@ -248,7 +258,9 @@ class FakeIncidents:
 
     async def add_location(self, incident_id: str, location: Location, actor: str) -> Incident:
         self.locations.append((incident_id, location, actor))
-        return self.incidents.get(incident_id) or Incident(id=incident_id, incident_type=IncidentType.UNKNOWN, priority=2)
+        return self.incidents.get(incident_id) or Incident(
+            id=incident_id, incident_type=IncidentType.UNKNOWN, priority=2
+        )
 
 
 class ScriptedTriage:

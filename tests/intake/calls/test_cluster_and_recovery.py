@@ -37,8 +37,10 @@ async def test_calls_of_a_node_whose_heartbeat_is_gone_end_for_call_back_and_lea
     assert "leave w1" in effects.log and "wrap-up jana" in effects.log
     assert sorted(bus.kinds()) == ["call.abandoned", "call.ended"]
     # the queue entry goes before the record says abandoned, and that before the consoles hear it
-    assert effects.log.index("leave w1") < effects.log.index("save w1 abandoned") < effects.log.index(
-        "publish call.abandoned"
+    assert (
+        effects.log.index("leave w1")
+        < effects.log.index("save w1 abandoned")
+        < effects.log.index("publish call.abandoned")
     )
 
 

@@ -23,7 +23,16 @@ def offers_rig(clock: FakeClock) -> tuple[Offers, SessionRegistry, FakeDesks, Fa
     registry = SessionRegistry()
     records = CallRecords(store, _NoBus(), live)
     offers = Offers(
-        registry, records, CallControls(), desks, store, "node-a", clock, BackgroundTasks(), nodes=live, queues=live
+        registry,
+        records,
+        CallControls(),
+        desks,
+        store,
+        "node-a",
+        clock,
+        BackgroundTasks(),
+        nodes=live,
+        queues=live,
     )
     return offers, registry, desks, store, live, effects
 
@@ -58,7 +67,10 @@ async def test_an_offer_for_a_call_held_by_another_node_is_forwarded_there() -> 
     store.calls["c2"] = a_call("c2", node="node-b")
     await offers.on_offer(Offer(call_id="c2", taker_id="petr", desk=DeskCode.ZZS, priority=1))
     assert live.published == [
-        ("node:node-b", {"command": "offer", "call_id": "c2", "taker_id": "petr", "desk": "ZZS", "priority": 1})
+        (
+            "node:node-b",
+            {"command": "offer", "call_id": "c2", "taker_id": "petr", "desk": "ZZS", "priority": 1},
+        )
     ]
 
 
@@ -80,7 +92,9 @@ def commands_rig(
     async def nothing(_: object) -> None:
         return None
 
-    return NodeCommands(registry, store, node, clock, connect, nothing, nothing, nodes=live, accept_timeout_s=0.1)
+    return NodeCommands(
+        registry, store, node, clock, connect, nothing, nothing, nodes=live, accept_timeout_s=0.1
+    )
 
 
 async def test_accept_of_a_call_held_by_another_node_completes_on_that_nodes_reply() -> None:

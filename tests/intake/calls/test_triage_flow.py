@@ -17,7 +17,12 @@ from calls_fakes import (
 
 from intake.calls.controls import CallControls
 from intake.calls.records import CallRecords
-from intake.calls.session import CallSession, SessionRegistry, call_triage_from_decision, sticky_decision_from_record
+from intake.calls.session import (
+    CallSession,
+    SessionRegistry,
+    call_triage_from_decision,
+    sticky_decision_from_record,
+)
 from intake.calls.triage import CallTriageFlow
 from intake.domain import CallState, CallTriage
 from intake.location import CallLocations
@@ -25,7 +30,9 @@ from routing.vocabulary import DeskCode, IncidentType
 from telephony.events import EcallFacts
 
 
-def triage_rig(triage: ScriptedTriage) -> tuple[CallTriageFlow, SessionRegistry, FakeIncidents, FakeBus, Effects]:
+def triage_rig(
+    triage: ScriptedTriage,
+) -> tuple[CallTriageFlow, SessionRegistry, FakeIncidents, FakeBus, Effects]:
     effects, clock = Effects(), FakeClock()
     store, live, bus = FakeStore(effects), FakeLive(effects), FakeBus(effects)
     incidents = FakeIncidents(effects)
