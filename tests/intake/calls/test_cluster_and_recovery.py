@@ -26,7 +26,7 @@ async def test_calls_of_a_node_whose_heartbeat_is_gone_end_for_call_back_and_lea
     talking = a_call("t1", state=CallState.CONNECTED, node="node-b")
     talking.taker_id = "jana"
     store, live = FakeStore(effects, [waiting, talking]), FakeLive(effects)
-    cluster, desks, bus = cluster_rig(store, live, SessionRegistry(), clock, effects)
+    cluster, _desks, bus = cluster_rig(store, live, SessionRegistry(), clock, effects)
 
     lost = await cluster.reap_lost_calls()
 

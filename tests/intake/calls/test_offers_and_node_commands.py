@@ -142,7 +142,7 @@ async def test_accept_forwarded_to_a_silent_node_fails_clearly_at_its_deadline()
     store, live = FakeStore(effects), FakeLive(effects)
     store.calls["c7"] = a_call("c7", node="node-a")
     node_b = commands_rig("node-b", clock, live, store, SessionRegistry())
-    with pytest.raises(Conflict, match="node-a holding call c7 did not answer the accept within 0.1 s"):
+    with pytest.raises(Conflict, match=r"node-a holding call c7 did not answer the accept within 0\.1 s"):
         await node_b.accept("c7", "jana")
 
 
