@@ -5,15 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import threading
 import time
 import uuid
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from intake.domain import Call, CallTriage, Location, TranscriptSegment
-from intake.ports import Clock, FlushDone, SystemClock
+from intake.ports import FlushDone
 from routing.acd import is_front
 from routing.types import Scored, TriageDecision
 from routing.vocabulary import Agency, DeskCode, IncidentType
@@ -34,7 +33,7 @@ Pending = tuple[FlushDone, Callable[[], float]]
 
 
 def wait_flushed(
-    pending: list[Pending] | list[tuple[threading.Event, Callable[[], float]]],
+    pending: Sequence[Pending],
     backlog_s: float,
     stall_s: float = FLUSH_STALL_S,
     base_s: float = FLUSH_BASE_S,
@@ -238,7 +237,3 @@ class BackgroundTasks:
 
     def pending(self) -> list[asyncio.Future[None]]:
         return list(self._tasks)
-
-
-def default_clock(clock: Clock | None) -> Clock:
-    return clock if clock is not None else SystemClock()
