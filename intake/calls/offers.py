@@ -10,9 +10,10 @@ from intake.calls.controls import CallControls
 from intake.calls.records import CallRecords
 from intake.calls.session import BackgroundTasks, CallSession, SessionRegistry, urgent_front
 from intake.desks import Offer
-from intake.domain import CallState, TakerState
+from intake.domain import CallState
 from intake.errors import LiveStateError, NotFound, StorageError
 from intake.ports import CallReader, Clock, Desks, NodeChannel, QueueState
+from routing.acd import TakerState
 from routing.vocabulary import DeskCode
 from telephony.errors import AdapterError
 

@@ -122,7 +122,7 @@ class CallService:
         self._router = EventRouter(
             self._registry, self._transcript, self._worker.start, bus, self._background
         )
-        self.use_recorder_or_none(recorder)
+        self._use_recorder(recorder)
         if transcriber is not None:
             self.use_transcriber(transcriber)
         desks.on_offer = self._offers.on_offer
@@ -141,9 +141,9 @@ class CallService:
         self._transcript.transcriber = transcriber
 
     def use_recorder(self, recorder: Recorder) -> None:
-        self.use_recorder_or_none(recorder)
+        self._use_recorder(recorder)
 
-    def use_recorder_or_none(self, recorder: Recorder | None) -> None:
+    def _use_recorder(self, recorder: Recorder | None) -> None:
         self._worker.recorder = recorder
         self._transcript.recorder = recorder
 

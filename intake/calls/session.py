@@ -7,9 +7,8 @@ import asyncio
 import logging
 import time
 import uuid
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 from intake.domain import Call, CallTriage, Location, TranscriptSegment
 from intake.ports import FlushDone
@@ -230,7 +229,7 @@ class BackgroundTasks:
     def __init__(self) -> None:
         self._tasks: set[asyncio.Future[None]] = set()
 
-    def start(self, coro: Coroutine[Any, Any, None]) -> None:
+    def start(self, coro: Awaitable[None]) -> None:
         task = asyncio.ensure_future(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)

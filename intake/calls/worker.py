@@ -22,7 +22,7 @@ from intake.calls.session import (
 )
 from intake.calls.transcript import TranscriptHandler
 from intake.calls.triage import CallTriageFlow
-from intake.domain import Call, CallState, TakerState
+from intake.domain import Call, CallState
 from intake.errors import IllegalTransition, LiveStateError, NotFound, StorageError
 from intake.location import CallLocations
 from intake.logs import call_context
@@ -30,6 +30,7 @@ from intake.metrics import Metrics
 from intake.numbers import parse_caller_number
 from intake.ports import CallReader, Clock, Desks, Recorder, TakerStates
 from intake.serialize import call_json
+from routing.acd import TakerState
 from routing.vocabulary import DESK_BY_DIALLED, DeskCode
 from telephony.errors import AdapterError
 from telephony.events import (
