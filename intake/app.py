@@ -27,7 +27,7 @@ from intake.pbx import PbxCallControl
 from intake.settings import Settings
 from routing.vocabulary import DeskCode
 from telephony.errors import AdapterError
-from transcription.scheduler import RecognitionHealth, RecognitionStatus
+from transcription.health import RecognitionHealth, RecognitionStatus
 
 log = logging.getLogger(__name__)
 
@@ -464,11 +464,14 @@ class Centre:
 
     async def _report_node_health(self) -> None:
         """This node's transcription state, in Redis for every node's supervisor panel."""
-        if self.transcriber is None or not hasattr(self.transcriber, "health_snapshot"):
+        if self.transcriber is None:
             return
         try:
             await self.live.put_node_health(
-                "transcription", self.settings.node_id, self.transcriber.health_snapshot(), NODE_HEALTH_TTL_MS
+                "transcription",
+                self.settings.node_id,
+                self.transcriber.recognition_status().to_json(),
+                NODE_HEALTH_TTL_MS,
             )
         except LiveStateError as exc:
             log.debug("transcription health not shared: %s", exc)
@@ -519,33 +522,25 @@ class Centre:
     async def _transcription_health(self) -> list[ComponentHealth]:
         """One row per node that transcribes: this node's from the service itself, the others' from the
         reports they keep in Redis (gone when the node is gone)."""
-        from transcription.service import health_text
-
         node = self.settings.node_id
-        snapshots: dict[str, dict[str, Any]] = {}
+        reports: dict[str, RecognitionStatus] = {}
         if self.live is not None:
             try:
-                snapshots = await self.live.node_health("transcription")
+                shared = await self.live.node_health("transcription")
+                reports = {name: RecognitionStatus.from_json(data) for name, data in shared.items()}
             except LiveStateError as exc:
                 log.debug("other nodes' transcription health unavailable: %s", exc)
-        if self.transcriber is not None and hasattr(self.transcriber, "health_snapshot"):
-            snapshots[node] = self.transcriber.health_snapshot()
-        elif self.transcriber is None and self.settings.transcription_enabled:
-            snapshots[node] = {
-                "status": "down",
-                "legs": 0,
-                "backlog_s": 0.0,
-                "dropped_s": 0.0,
-                "window_s": 600.0,
-                "failures": 0,
-                "last_failure": "transcription did not start",
-                "models": [],
-            }
+        if self.transcriber is not None:
+            reports[node] = self.transcriber.recognition_status()
+        elif self.settings.transcription_enabled:
+            reports[node] = RecognitionStatus.down("transcription did not start")
         out = []
-        for name in sorted(snapshots, key=lambda n: (n != node, n)):
-            healthy, detail = health_text(snapshots[name])
+        for name in sorted(reports, key=lambda n: (n != node, n)):
+            report = reports[name]
             label = "transcription" if name == node else f"transcription@{name}"
-            out.append(ComponentHealth(label, healthy, detail, {"node": name, **snapshots[name]}))
+            out.append(
+                ComponentHealth(label, report.healthy, report.line(), {"node": name, **report.to_json()})
+            )
         return out
 
     async def render_metrics(self) -> bytes:

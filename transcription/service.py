@@ -49,8 +49,9 @@ from transcription.events import (
     TranscriptionFailed,
     TranscriptPartial,
 )
+from transcription.health import DEFAULT_WINDOW_S, LegQueueState, RecognitionStatus
 from transcription.models import ModelRegistry, engine_for_language, require_vosk_model
-from transcription.scheduler import LegQueueState, RecognitionScheduler, RecognitionStatus, SlotGate
+from transcription.scheduler import RecognitionScheduler, SlotGate
 
 log = logging.getLogger(__name__)
 
@@ -534,9 +535,30 @@ class TranscriptionService:
             lambda scheduler: scheduler.set_queue_state((call_ref, leg), state, priority, waiting_since)
         )
 
-    def recognition_status(self) -> RecognitionStatus:
-        """ok / behind (seconds the longest-waiting leg has waited for the recognizer) / down, per leg."""
-        return self.gate.status()
+    def recognition_status(self, window_s: float = DEFAULT_WINDOW_S) -> RecognitionStatus:
+        """The service's real state in one value: legs being transcribed, the largest backlog, audio not
+        transcribed and unrecovered failures within ``window_s``, the models loaded, and who waits for a
+        decoding slot. ``ok``; ``behind`` (audio was dropped, or a leg waits for a slot); ``down`` (closed,
+        or failing without a transcript since)."""
+        now = time.monotonic()
+        with self._lock:
+            legs = [s for s in self._legs.values() if not s.done.is_set()]
+            closed = self._closed
+        failures = [(at, reason) for at, reason in list(self._failures) if now - at <= window_s]
+        loaded = getattr(self.engines, "loaded", None)
+        models = sorted({e.name for e in loaded()}) if callable(loaded) else []
+        return RecognitionStatus.combine(
+            self.gate.status(),
+            closed=closed,
+            failing=bool(failures) and failures[-1][0] > self._last_final,
+            open_legs=len(legs),
+            backlog_s=max((s.queued_bytes / 2 / s.declared_rate for s in legs), default=0.0),
+            dropped_s=sum(seconds for at, seconds in list(self._drops) if now - at <= window_s),
+            window_s=window_s,
+            failures=len(failures),
+            last_failure=failures[-1][1] if failures else "",
+            models=tuple(models or [self.config.default_engine]),
+        )
 
     def backlog_s(self, call_ref: str, leg: str) -> float:
         state = self._legs.get((call_ref, leg))
@@ -548,37 +570,9 @@ class TranscriptionService:
         state = self._legs.get((call_ref, leg))
         return 0.0 if state is None else state.processed_bytes / 2 / state.declared_rate
 
-    def health_snapshot(self, window_s: float = 600.0) -> dict[str, object]:
-        """The service's real state: legs being transcribed, the largest backlog, audio dropped and
-        unrecovered failures within ``window_s``, the models loaded. ``status`` is ``ok``, ``behind``
-        (audio was dropped) or ``down`` (closed, or failing without a transcript since)."""
-        now = time.monotonic()
-        with self._lock:
-            legs = [s for s in self._legs.values() if not s.done.is_set()]
-            closed = self._closed
-        backlog = max((s.queued_bytes / 2 / s.declared_rate for s in legs), default=0.0)
-        dropped = sum(seconds for at, seconds in list(self._drops) if now - at <= window_s)
-        failures = [(at, reason) for at, reason in list(self._failures) if now - at <= window_s]
-        loaded = getattr(self.engines, "loaded", None)
-        models = sorted({e.name for e in loaded()}) if callable(loaded) else []
-        status = "ok"
-        if dropped > 0:
-            status = "behind"
-        if closed or (failures and failures[-1][0] > self._last_final):
-            status = "down"
-        return {
-            "status": status,
-            "legs": len(legs),
-            "backlog_s": round(backlog, 1),
-            "dropped_s": round(dropped, 1),
-            "window_s": window_s,
-            "failures": len(failures),
-            "last_failure": failures[-1][1] if failures else "",
-            "models": models or [self.config.default_engine],
-        }
-
     def health(self) -> tuple[bool, str]:
-        return health_text(self.health_snapshot())
+        status = self.recognition_status()
+        return status.healthy, status.line()
 
     def close(self, timeout_s: float = 30.0) -> None:
         """Close every leg (flushing finals) and wait for the workers."""
@@ -693,17 +687,3 @@ class TranscriptionService:
                             del self._legs[key]
                     self.gate.call(partial(RecognitionScheduler.close, key=key))
                 return
-
-
-def health_text(snapshot: dict[str, object]) -> tuple[bool, str]:
-    """(healthy, one line for people) from :meth:`TranscriptionService.health_snapshot`; red when audio
-    is being dropped or recognition is down."""
-    models = snapshot.get("models") or []
-    line = (
-        f"{snapshot['status']}: {snapshot['legs']} legs, backlog {snapshot['backlog_s']} s, "
-        f"dropped {snapshot['dropped_s']} s in {int(float(str(snapshot['window_s'])) // 60)} min, "
-        f"model {', '.join(str(m) for m in models) if isinstance(models, list) else models}"
-    )
-    if snapshot.get("last_failure"):
-        line += f"; last failure: {snapshot['last_failure']}"
-    return snapshot["status"] == "ok", line
