@@ -85,10 +85,10 @@ def surge_calls(scenarios: list[Scenario]) -> list[tuple[str, str, str, str, str
         (f"fire-{i + 1}", "150" if i % 2 == 0 else "112", f"+42060455{i:04d}", "cs", text)
         for i, text in enumerate(FIRE_TEXTS)
     ]
-    rows = [(s.id, s.dialled, s.caller_number, s.language, s.caller_text) for s in others]
+    rows = [(s.id, s.dialled, s.caller_number, s.language, s.caller) for s in others]
     # Spread cardiac arrests and fire calls through the minute, as they would come.
     for index, s in enumerate(arrests):
-        rows.insert(3 + index * 5, (s.id, s.dialled, s.caller_number, s.language, s.caller_text))
+        rows.insert(3 + index * 5, (s.id, s.dialled, s.caller_number, s.language, s.caller))
     for index, fire in enumerate(fires):
         rows.insert(10 + index * 4, fire)
     assert len(rows) == CALLS
