@@ -12,7 +12,8 @@ One module per concept, all over one :class:`~intake.live.connection.LiveRedis` 
 - :mod:`intake.live.queues` — :class:`DeskQueues` (Lua-atomic claim, move, reprioritise, rebuild);
 - :mod:`intake.live.presence` — :class:`ActiveCalls`, :class:`TakerStates`, :class:`ConsolePresence`,
   :class:`NodeHealth`;
-- :mod:`intake.live.streams` — :class:`IncidentStream` (consumer groups, replay), :class:`PubSub`;
+- :mod:`intake.live.streams` — :class:`IncidentStream` (consumer groups, replay), :class:`PubSub`,
+  :class:`NodeReplies` (replies to commands between nodes);
 - :mod:`intake.live.leases` — :class:`Leases`;
 - :mod:`intake.live.state` — :class:`LiveState`, all of them on one connection (the composition root's
   object), plus namespace upkeep (epoch, snapshot, clear).
@@ -35,7 +36,7 @@ from intake.live.queues import (
     queue_score,
 )
 from intake.live.state import LiveState
-from intake.live.streams import DEFAULT_STREAM_MAXLEN, IncidentStream, PubSub, StreamMessage
+from intake.live.streams import DEFAULT_STREAM_MAXLEN, IncidentStream, NodeReplies, PubSub, StreamMessage
 
 __all__ = [
     "DEFAULT_STREAM_MAXLEN",
@@ -50,6 +51,7 @@ __all__ = [
     "LiveState",
     "LiveStore",
     "NodeHealth",
+    "NodeReplies",
     "PubSub",
     "QueueEntry",
     "QueueRebuild",

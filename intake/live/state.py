@@ -17,11 +17,19 @@ from intake.live.connection import LiveRedis
 from intake.live.leases import Leases
 from intake.live.presence import ActiveCalls, ConsolePresence, NodeHealth, TakerStates
 from intake.live.queues import DeskQueues
-from intake.live.streams import DEFAULT_STREAM_MAXLEN, IncidentStream, PubSub
+from intake.live.streams import DEFAULT_STREAM_MAXLEN, IncidentStream, NodeReplies, PubSub
 
 
 class LiveState(
-    DeskQueues, ActiveCalls, TakerStates, ConsolePresence, NodeHealth, IncidentStream, PubSub, Leases
+    DeskQueues,
+    ActiveCalls,
+    TakerStates,
+    ConsolePresence,
+    NodeHealth,
+    IncidentStream,
+    PubSub,
+    NodeReplies,
+    Leases,
 ):
     """Async access to the live state in one Redis, under one key namespace (``ns:epoch`` marks it)."""
 

@@ -1,10 +1,11 @@
 """Events between nodes and to the outside: the incident event stream (durable, consumer groups, replay)
-and pub/sub (fire and forget, for consoles and commands between nodes).
+and pub/sub (fire and forget, for consoles and commands between nodes) with the replies to node commands.
 
 Keys (``ns`` = namespace):
 
     ns:incidents       stream incident events (field "event" = JSON), MAXLEN ~ bounded
     ns:pub:<topic>     pub/sub channel
+    ns:reply:<id>      list   replies to one node command, with a TTL
 """
 
 from __future__ import annotations
@@ -179,6 +180,42 @@ class PubSub(LiveStore):
                 await pubsub.aclose()
             except RedisError as exc:
                 log.debug("closing subscription to %s: %s", topic, exc)
+
+
+class NodeReplies(LiveStore):
+    """Replies to commands between nodes (sent over :class:`PubSub`): one Redis list per request, so the
+    requester gets its answer even if it arrives before it starts waiting."""
+
+    def _reply_key(self, reply_to: str) -> str:
+        return self.conn.key("reply", reply_to)
+
+    async def send_reply(self, reply_to: str, reply: dict[str, Any], ttl_ms: int) -> None:
+        """Answer a node command on its own list (kept ``ttl_ms`` for a requester that waits no longer)."""
+        key = self._reply_key(reply_to)
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.rpush(key, dumps(reply))
+            pipe.pexpire(key, int(ttl_ms))
+            await self.conn.call("send reply", pipe.execute())
+
+    async def wait_reply(self, reply_to: str, timeout_s: float) -> dict[str, Any] | None:
+        """The answer to a node command, or None when none came within ``timeout_s``. Blocks in slices of at
+        most a second so no single Redis command outlives the connection's socket timeout."""
+        key = self._reply_key(reply_to)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        while (remaining := deadline - loop.time()) > 0:
+            popped = await self.conn.call(
+                "wait for reply", self.redis.blpop([key], timeout=min(1.0, remaining))
+            )
+            if popped is None:
+                continue
+            try:
+                reply = json.loads(popped[1])
+            except ValueError:
+                log.warning("dropping a malformed reply on %s: %r", reply_to, popped[1])
+                continue
+            return reply if isinstance(reply, dict) else None
+        return None
 
 
 def _stream_messages(raw: Any) -> list[StreamMessage]:

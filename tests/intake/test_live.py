@@ -354,6 +354,17 @@ async def test_each_store_works_alone_on_the_shared_connection(live_state: LiveS
     assert [t for t, _ in await live_state.idle_takers()] == ["t1"]
 
 
+async def test_a_node_command_reply_reaches_the_requester_even_if_sent_before_it_waits(
+    live_state: LiveState,
+) -> None:
+    await live_state.send_reply("cmd-1", {"accepted": True}, ttl_ms=5_000)
+    assert await live_state.wait_reply("cmd-1", timeout_s=2.0) == {"accepted": True}
+    waiting = asyncio.create_task(live_state.wait_reply("cmd-2", timeout_s=5.0))
+    await live_state.send_reply("cmd-2", {"accepted": False}, ttl_ms=5_000)
+    assert await waiting == {"accepted": False}
+    assert await live_state.wait_reply("cmd-3", timeout_s=0.3) is None
+
+
 async def test_redis_errors_of_every_store_are_live_state_errors_naming_the_step() -> None:
     client = connect_redis("redis://127.0.0.1:1/0", connect_timeout_s=0.5)
     try:
