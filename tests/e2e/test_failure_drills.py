@@ -360,6 +360,10 @@ async def test_database_away_for_10_s_the_incident_triage_opened_meanwhile_is_re
 # ------------------------------------------------------------------------------------ transcription
 
 
+async def _processed_s(transcriber: Any, call_ref: str) -> float:
+    return float(transcriber.processed_s(call_ref, "caller"))
+
+
 def _kill_thread(thread: threading.Thread) -> None:
     """Kill a Python thread the way a crash would: an exception it does not catch, raised inside it."""
     assert thread.ident is not None
@@ -396,8 +400,10 @@ async def test_transcription_worker_killed_mid_call_is_restarted_and_the_call_go
                 worker = next((t for t in threading.enumerate() if t.name == name), None)
                 await asyncio.sleep(0.1)
             assert worker is not None, "no transcription worker for the call"
-            # Mid-speech: the worker has decoded the first words, and the caller speaks on.
-            await tracker.wait_for(lambda: tracker.flows[call_id].first_partial_mono is not None, 30)
+            # Mid-speech: the worker is consuming the caller's audio (the caller speaks on for ~20 s).
+            transcriber = centre.transcriber
+            assert transcriber is not None
+            await _settled(lambda: _processed_s(transcriber, ref), lambda s: s >= 1.0, 30)
             _kill_thread(worker)
             killed_at = time.monotonic()
             outcome = await task
@@ -410,7 +416,7 @@ async def test_transcription_worker_killed_mid_call_is_restarted_and_the_call_go
                 for m, e in tracker.events
             )
 
-        await tracker.wait_for(heard_since_restart, 30)
+        await tracker.wait_for(heard_since_restart, 60)
         call = await _settled(
             lambda: asyncio.to_thread(centre.repo.find_call_by_ref, ref),
             lambda c: _final(c) and c is not None and bool(c.transcript),
