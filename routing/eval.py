@@ -304,7 +304,8 @@ def synthesised_seconds(text: str, language: str) -> float:
     channels, sample_rate = struct.unpack("<HI", audio[22:28])
     bits = struct.unpack("<H", audio[34:36])[0]
     # espeak-ng streams a WAV with placeholder sizes; the byte count after the 44-byte header is the truth
-    return (len(audio) - 44) / (sample_rate * channels * bits / 8)
+    seconds: float = (len(audio) - 44) / (sample_rate * channels * bits / 8)
+    return seconds
 
 
 def seconds_to_tcpr(triage: Triage, scenario: Scenario, clock: SpeechClock | None = None) -> float | None:
