@@ -62,10 +62,10 @@ def workers_key(prefix: str) -> str:
     return f"{prefix}:workers"
 
 
-def text(fields: Mapping[bytes | str, bytes | str], name: str, default: str = "") -> str:
-    """A field of a Redis entry as text, whichever form the client returned it in."""
-    value = fields.get(name, fields.get(name.encode(), default))
-    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+def text(fields: Mapping[bytes, bytes], name: str, default: str = "") -> str:
+    """A field of a Redis entry as text (undecodable bytes replaced, never an exception)."""
+    value = fields.get(name.encode())
+    return default if value is None else value.decode("utf-8", "replace")
 
 
 def entry_before(entry_id: str) -> str:

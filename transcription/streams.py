@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import redis
+from redis.typing import KeyT, StreamIdT
 
 from transcription.config import TranscriptionConfig
 from transcription.events import GAP_ENGINE, TranscriptEvent, TranscriptFinal, TranscriptionFailed
@@ -90,6 +91,22 @@ redis.call('XDEL', KEYS[4], ARGV[5])
 redis.call('DEL', KEYS[1], KEYS[3])
 return 1
 """
+
+
+Fields = dict[bytes, bytes]
+
+
+def _as_text(value: object) -> str:
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+
+
+def _stream_entries(reply: object) -> list[tuple[str, str, Fields]]:
+    """(stream, entry id, fields) of an XREAD/XREADGROUP reply (redis-py's loose types narrowed here)."""
+    out: list[tuple[str, str, Fields]] = []
+    for stream, entries in reply if isinstance(reply, list) else []:
+        for entry_id, fields in entries:
+            out.append((_as_text(stream), _as_text(entry_id), fields if isinstance(fields, dict) else {}))
+    return out
 
 
 def _connect(url: str) -> redis.Redis:
@@ -402,10 +419,9 @@ class RemoteRecognizer:
                 log.error("recognition: reading events from Redis failed: %s", exc)
                 self._stopping.wait(RETRY_S)
                 continue
-            for _stream, entries in replies or []:
-                for entry_id, fields in entries:
-                    self._last_event_id = entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id)
-                    self._deliver(text(fields, "kind"), text(fields, "data"))
+            for _stream, entry_id, fields in _stream_entries(replies):
+                self._last_event_id = entry_id
+                self._deliver(text(fields, "kind"), text(fields, "data"))
 
     def _poll_workers(self) -> None:
         reports: dict[str, dict[str, Any]] = {}
@@ -515,6 +531,10 @@ class RecognitionWorker:
             try:
                 now = self._clock()
                 if self._leases.renewal_due(now):
+                    if self._leases.lost(
+                        now
+                    ):  # paused past the lease: fencing decides which legs are still ours
+                        log.warning("recognition worker %s: leases not renewed in time", self.name)
                     self._renew()
                     self._leases.renewed(now)
                 if self._leases.claim_due(now):
@@ -544,9 +564,8 @@ class RecognitionWorker:
         replies = self._redis.xreadgroup(
             WORKER_GROUP, self.name, {self._control: ">"}, count=room, block=block
         )
-        for _stream, entries in replies or []:
-            for entry_id, fields in entries:
-                self._adopt(entry_id.decode(), text(fields, "call_ref"), text(fields, "leg"), resumed=False)
+        for _stream, entry_id, fields in _stream_entries(replies):
+            self._adopt(entry_id, text(fields, "call_ref"), text(fields, "leg"), resumed=False)
 
     def _claim_orphans(self) -> None:
         with self._owned_lock:
@@ -556,13 +575,13 @@ class RecognitionWorker:
         result = self._redis.xautoclaim(
             self._control, WORKER_GROUP, self.name, self._leases.claim_idle_ms, "0-0", count=room
         )
-        for entry_id, fields in result[1]:
-            if fields:
-                self._adopt(entry_id.decode(), text(fields, "call_ref"), text(fields, "leg"), resumed=True)
+        for _stream, entry_id, fields in _stream_entries([(self._control, result[1])]):
+            if fields:  # an entry deleted since (its leg finished) comes back without fields
+                self._adopt(entry_id, text(fields, "call_ref"), text(fields, "leg"), resumed=True)
 
     def _adopt(self, entry_id: str, call_ref: str, leg: str, resumed: bool) -> None:
         lkey = leg_key(self._prefix, call_ref, leg)
-        info = {k.decode(): v.decode() for k, v in self._redis.hgetall(lkey).items()}
+        info = {_as_text(k): _as_text(v) for k, v in self._redis.hgetall(lkey).items()}
         if not info:  # finished by a worker that died before acknowledging
             self._redis.xack(self._control, WORKER_GROUP, entry_id)
             self._redis.xdel(self._control, entry_id)
@@ -629,14 +648,15 @@ class RecognitionWorker:
             legs = [o for o in self._owned.values() if o.done is None and not o.lost]
         if not legs:
             return
-        streams = {audio_key(self._prefix, o.call_ref, o.leg): o.last_read for o in legs}
+        streams: dict[KeyT, StreamIdT] = {
+            audio_key(self._prefix, o.call_ref, o.leg): o.last_read for o in legs
+        }
         by_stream = {audio_key(self._prefix, o.call_ref, o.leg): o for o in legs}
         replies = self._redis.xread(streams, count=200, block=100)
-        for stream, entries in replies or []:
-            owned = by_stream[stream.decode()]
-            for entry_id, fields in entries:
-                owned.last_read = entry_id.decode()
-                self._handle(owned, owned.last_read, fields)
+        for stream, entry_id, fields in _stream_entries(replies):
+            owned = by_stream[stream]
+            owned.last_read = entry_id
+            self._handle(owned, entry_id, fields)
 
     def _handle(self, owned: _OwnedLeg, entry_id: str, fields: dict[bytes, bytes]) -> None:
         kind = text(fields, "t")
@@ -792,7 +812,7 @@ class RecognitionWorker:
         with self._owned_lock:
             ids = [o.entry_id for o in self._owned.values() if not o.lost]
         if ids:
-            self._redis.xclaim(self._control, WORKER_GROUP, self.name, 0, ids, justid=True)
+            self._redis.xclaim(self._control, WORKER_GROUP, self.name, 0, list[StreamIdT](ids), justid=True)
 
     def _heartbeat(self) -> None:
         status = self.service.recognition_status()

@@ -48,7 +48,7 @@ def _wait_ready(process: subprocess.Popen[str], deadline_s: float) -> None:
                 ready.set()
 
     threading.Thread(target=watch, daemon=True).start()
-    assert ready.wait(deadline_s), f"worker {process.args} did not start"
+    assert ready.wait(deadline_s), f"worker {process.args!r} did not start"
 
 
 def _wait_for(predicate: object, deadline_s: float) -> bool:
@@ -103,7 +103,8 @@ def test_killed_worker_legs_resume_on_the_other(
         for i, frame in enumerate(pcm):
             recognizer.feed("call-1", "caller", frame)
             if i == kill_at_frame:
-                killed = (client.hget(leg_key("izs:asr", "call-1", "caller"), "owner") or b"").decode()
+                owner = client.hget(leg_key("izs:asr", "call-1", "caller"), "owner")
+                killed = owner.decode() if isinstance(owner, bytes) else ""
                 assert killed in workers, "the leg has no owner after a few seconds of audio"
                 workers[killed].send_signal(signal.SIGKILL)
                 workers[killed].wait(10)
