@@ -277,7 +277,10 @@ class Centre:
 
             # The centre's Redis: the configured one, or the one this node started (then workers must run on
             # this machine; a region with worker machines configures IZS_REDIS_URL).
-            redis_url = settings.redis_url or self.embedded_redis.url
+            redis_url = settings.redis_url
+            if redis_url is None:
+                assert self.embedded_redis is not None  # started by Centre.start when no URL is configured
+                redis_url = self.embedded_redis.url
             remote = await asyncio.to_thread(
                 RemoteRecognizer, redis_url, self.calls.submit, node=settings.node_id
             )
