@@ -481,6 +481,7 @@ class _OwnedLeg:
     lock: threading.Lock = field(default_factory=threading.Lock)
     done: threading.Event | None = None
     lost: bool = False
+    last_entry_at: float = 0.0  # monotonic time of the last entry read (a leg nobody feeds is closed)
 
 
 class RecognitionWorker:
@@ -497,6 +498,7 @@ class RecognitionWorker:
         prefix: str = DEFAULT_PREFIX,
         max_legs: int = 8,
         lease_s: float = 3.0,
+        idle_close_s: float = 120.0,
         engines: EngineSource | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -505,6 +507,7 @@ class RecognitionWorker:
         self._prefix = prefix
         self._control = control_key(prefix)
         self._max_legs = max_legs
+        self._idle_close_s = idle_close_s
         self._clock = clock
         self._leases = LeaseClock(lease_s, clock())
         self._owned: dict[tuple[str, str], _OwnedLeg] = {}
@@ -618,6 +621,7 @@ class RecognitionWorker:
             owned.done = threading.Event()
             owned.done.set()
             return
+        owned.last_entry_at = self._clock()
         with self._owned_lock:
             self._owned[(call_ref, leg)] = owned
         if info.get("q_priority"):
@@ -653,10 +657,24 @@ class RecognitionWorker:
         }
         by_stream = {audio_key(self._prefix, o.call_ref, o.leg): o for o in legs}
         replies = self._redis.xread(streams, count=200, block=100)
+        now = self._clock()
         for stream, entry_id, fields in _stream_entries(replies):
             owned = by_stream[stream]
             owned.last_read = entry_id
+            owned.last_entry_at = now
             self._handle(owned, entry_id, fields)
+        for owned in legs:
+            if owned.done is None and now - owned.last_entry_at > self._idle_close_s:
+                # Intake sends frames (silence too) for as long as a call lasts: a leg without any for this
+                # long lost its intake node; flush what was said and release it instead of holding it for ever.
+                log.warning(
+                    "recognition worker %s: no audio for %s/%s in %.0f s; closing it",
+                    self.name,
+                    owned.call_ref,
+                    owned.leg,
+                    self._idle_close_s,
+                )
+                owned.done = self.service.close_leg(owned.call_ref, owned.leg)
 
     def _handle(self, owned: _OwnedLeg, entry_id: str, fields: dict[bytes, bytes]) -> None:
         kind = text(fields, "t")
