@@ -335,7 +335,8 @@ class RemoteRecognizer:
                 self._lock.notify_all()
 
     def _send(self, batch: list[tuple[str, tuple[str, str], dict[str, str | bytes]]]) -> None:
-        pipe = self._redis.pipeline(transaction=False)
+        # MULTI: a batch is applied whole or not at all, so a retry after a dropped connection repeats nothing
+        pipe = self._redis.pipeline(transaction=True)
         pending: tuple[tuple[str, str], int, bytearray] | None = None  # audio of one leg, coalesced
 
         def flush_audio() -> None:
