@@ -78,6 +78,9 @@ class RecognitionStatus:
     legs_waiting_for_slot: int = 0
     not_transcribed_s: float = 0.0
     legs: tuple[LegSchedule, ...] = field(default=())
+    # Recognition in separate worker processes (transcription/streams.py): how many report alive; 0 when
+    # recognition runs inside the node.
+    workers: int = 0
 
     @classmethod
     def combine(
@@ -140,6 +143,9 @@ class RecognitionStatus:
             f"waiting for a slot {self.legs_waiting_for_slot} (longest {self.behind_s:.1f} s), "
             f"model {', '.join(self.models) or '-'}"
         )
+        if self.workers:
+            text += f", {self.workers} recognition workers alive"
+
         if self.last_failure:
             text += f"; last failure: {self.last_failure}"
         return text
@@ -161,6 +167,7 @@ class RecognitionStatus:
             "busy_slots": self.busy_slots,
             "legs_waiting_for_slot": self.legs_waiting_for_slot,
             "not_transcribed_s": self.not_transcribed_s,
+            "workers": self.workers,
         }
 
     @classmethod
@@ -185,6 +192,7 @@ class RecognitionStatus:
                 busy_slots=int(data.get("busy_slots") or 0),
                 legs_waiting_for_slot=int(data.get("legs_waiting_for_slot") or 0),
                 not_transcribed_s=float(data.get("not_transcribed_s") or 0.0),
+                workers=int(data.get("workers") or 0),
             )
         except (TypeError, ValueError) as exc:
             return cls.down(f"unreadable health report: {exc}")

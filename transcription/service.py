@@ -119,6 +119,7 @@ class _LegState:
     declared_rate: int
     language_hint: str | None
     country: str | None
+    start_s: float = 0.0  # where in the leg's audio this service starts (a leg resumed on another worker)
     condition: threading.Condition = field(default_factory=threading.Condition)
     queue: deque[bytes] = field(default_factory=deque)
     queued_bytes: int = 0
@@ -152,6 +153,9 @@ class _LegPipeline:
         self._clipping_reported = False
         self._last_partial_s = -1.0
         self._last_partial_text = ""
+        # Leg time up to which every sound is either committed as a final or was silence: a worker taking the
+        # leg over after a crash resumes here (transcription/streams.py). Written only after the finals.
+        self.settled_s = state.start_s
 
     @classmethod
     def resuming(cls, service: TranscriptionService, state: _LegState) -> _LegPipeline:
@@ -163,6 +167,7 @@ class _LegPipeline:
             fresh._rate_checked = old._rate_checked
             fresh._language = old._language
             fresh._restarts = old._restarts
+            fresh.settled_s = old.settled_s
             if old._vad is not None:
                 fresh._vad_for_rate().position_samples = old._vad.position_samples
         return fresh
@@ -203,6 +208,7 @@ class _LegPipeline:
     def _vad_for_rate(self) -> EnergyVad:
         if self._vad is None:
             self._vad = EnergyVad(self.rate, self._config.vad)
+            self._vad.position_samples = int(self._state.start_s * self.rate)
         return self._vad
 
     def skip(self, n_bytes: int) -> None:
@@ -251,6 +257,8 @@ class _LegPipeline:
             self._clipping_reported = True
             log.warning("transcription %s/%s: input is clipping", self._state.call_ref, self._state.leg)
         self._handle(vad.process(samples), last=caught_up)
+        if not vad.in_utterance and self._language is not None and not self._pending:
+            self.settled_s = vad.position_samples / self.rate
 
     def finish(self) -> None:
         if self.dead:
@@ -460,9 +468,12 @@ class TranscriptionService:
         sample_rate: int,
         language_hint: str | None = None,
         country_hint: str | None = None,
+        start_s: float = 0.0,
     ) -> None:
         """Start transcribing one leg. ``language_hint`` fixes the language (no identification);
-        ``country_hint`` is an ISO region (``"CZ"``) or an E.164 caller number used as a prior."""
+        ``country_hint`` is an ISO region (``"CZ"``) or an E.164 caller number used as a prior; ``start_s``
+        is where the first frame sits in the leg's audio (a leg resumed by another recognition worker), so
+        transcript times stay leg times."""
         if sample_rate not in self.config.accepted_sample_rates:
             raise AudioFormatError(
                 f"sample rate {sample_rate} Hz is not supported (use one of {self.config.accepted_sample_rates})"
@@ -470,7 +481,7 @@ class TranscriptionService:
         country = country_hint
         if country_hint is not None and country_hint.startswith("+"):
             country = lang_id.country_of(country_hint)
-        state = _LegState(call_ref, leg, sample_rate, language_hint, country)
+        state = _LegState(call_ref, leg, sample_rate, language_hint, country, start_s=max(0.0, start_s))
         with self._lock:
             if self._closed:
                 raise TranscriptionError("transcription service is closed")
@@ -569,6 +580,14 @@ class TranscriptionService:
         closed and flushed leg reads 0)."""
         state = self._legs.get((call_ref, leg))
         return 0.0 if state is None else state.processed_bytes / 2 / state.declared_rate
+
+    def settled_s(self, call_ref: str, leg: str) -> float | None:
+        """Leg time up to which the audio is committed as finals or was silence (None: leg not open)."""
+        state = self._legs.get((call_ref, leg))
+        pipeline = None if state is None else state.pipeline
+        if state is None:
+            return None
+        return state.start_s if pipeline is None else pipeline.settled_s
 
     def health(self) -> tuple[bool, str]:
         status = self.recognition_status()
