@@ -78,6 +78,7 @@ class SipEndpoint:
         self._threads: list[threading.Thread] = []
         self._running = threading.Event()
         self._dropped_frames = 0
+        self._timers_ran_until = 0.0
 
     # ----------------------------------------------------------------------------------- lifecycle
 
@@ -101,6 +102,18 @@ class SipEndpoint:
     def active_calls(self) -> list[str]:
         with self._lock:
             return self._core.active_calls()
+
+    @property
+    def timers_ran_until(self) -> float:
+        """The ``time.monotonic()`` instant of the last timer tick processed (ring time, retransmissions,
+        media timeouts, prompts): every timer due before it has fired. 0.0 before the first tick."""
+        return self._timers_ran_until
+
+    def prompt_playing(self, call_ref: str) -> bool:
+        """Whether a prompt is still being played to the caller (a non-looped one ends by itself)."""
+        with self._lock:
+            call = self._core.table.calls.get(call_ref)
+            return call is not None and call.prompt is not None
 
     def start(self) -> None:
         if self._running.is_set():
@@ -357,6 +370,7 @@ class SipEndpoint:
                     next_tick = next_tick + TICK_S if now - next_tick < 0.2 else now + TICK_S
                     with self._lock:
                         self._execute(self._core.tick(now))
+                    self._timers_ran_until = now
             except Exception:  # media for every other call must go on: log the bug, keep the thread alive
                 log.exception("unexpected error in the RTP/timer loop")
         self._apply_media_commands()

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from sip_events import EventRecorder
+from sip_events import EventRecorder, wait_until
 
 from telephony.events import (
     AudioFrame,
@@ -262,7 +262,12 @@ def test_retransmitted_invite_is_answered_again_but_offered_once(
     second = peer.expect(200)
 
     assert first.body == second.body
-    time.sleep(0.1)
+    # Barrier: the call's CallEnded is queued after anything the second INVITE could have emitted.
+    peer.send(peer.request("ACK", "155", "retrans", to_tag=_to_tag(first), branch="z9hG4bKack"), endpoint)
+    peer.send(
+        peer.request("BYE", "155", "retrans", to_tag=_to_tag(first), cseq=2, branch="z9hG4bKb"), endpoint
+    )
+    recorder.wait_for(CallEnded, call_ref="retrans")
     assert len(recorder.of(CallOffered)) == 1
 
 
@@ -270,6 +275,7 @@ def test_cancel_before_answer_gets_487_and_the_call_ends_abandoned_never_answere
     start_endpoint: Callable[..., SipEndpoint], peer: RawSipPeer, recorder: EventRecorder
 ) -> None:
     endpoint = start_endpoint(answer_after_s=0.6)
+    invited_at = time.monotonic()
     peer.send(peer.request("INVITE", "158", "cancel-raw", body=peer.sdp()), endpoint)
     peer.expect(180)
     peer.send(peer.request("CANCEL", "158", "cancel-raw"), endpoint)
@@ -279,7 +285,11 @@ def test_cancel_before_answer_gets_487_and_the_call_ends_abandoned_never_answere
     assert terminated.cseq == (1, "INVITE")
     ended = recorder.wait_for(CallEnded)[0]
     assert ended.reason is EndReason.ABANDONED
-    time.sleep(1.0)  # past the ring time: the answer timer must not fire for a cancelled call
+    # Past the ring time: the answer timer must not fire for a cancelled call. Barrier: the endpoint's
+    # timers ran beyond the ring time, then stop() delivers every event it emitted.
+    ring_over = invited_at + 0.6
+    wait_until(lambda: endpoint.timers_ran_until > ring_over, timeout=10)
+    endpoint.stop()
     assert recorder.of(CallAnswered) == []
     assert all(m.status != 200 or m.cseq[1] != "INVITE" for m in peer.received)
     assert recorder.sequence("cancel-raw") == ["CallOffered", "CallEnded"]
@@ -409,8 +419,13 @@ def test_rfc2833_telephone_events_are_reported_once_per_key_press(
             time.sleep(0.005)
 
     assert [e.digit for e in recorder.wait_for(DtmfReceived, 2, call_ref=call_id)] == ["1", "2"]
-    time.sleep(0.1)
-    assert len(recorder.of(DtmfReceived, call_id)) == 2
+    # Barrier: a last key press; RTP on one socket is handled in order, so once "9" is reported every
+    # retransmitted end packet before it has been handled (and must not have been reported again).
+    for duration, end in ((160, False), (480, True)):
+        packet = RtpPacket(101, seq, 5000, 5, build_telephone_event("9", end, duration))
+        peer.rtp.sendto(packet.to_bytes(), ("127.0.0.1", answer[1]))
+        seq += 1
+    assert [e.digit for e in recorder.wait_for(DtmfReceived, 3, call_ref=call_id)] == ["1", "2", "9"]
 
 
 def test_prompt_is_sent_as_rtp_in_the_negotiated_codec(
