@@ -6,6 +6,7 @@ real UA will not produce on demand: lying Via ports, garbage, floods, missing SD
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import threading
@@ -151,6 +152,23 @@ def _rtp_sender(peer: RawSipPeer, remote: tuple[str, int], packets: list[bytes])
     thread = threading.Thread(target=run, daemon=True)
     thread.start()
     return thread
+
+
+def _await_rtp_handled(
+    peer: RawSipPeer, remote: tuple[str, int], recorder: EventRecorder, call_id: str, timeout: float = 15.0
+) -> None:
+    """Barrier: a DTMF key press from the caller's stream, sent until reported. RTP on one socket is handled
+    in order, so once it is reported every packet sent before it has been handled and its frames delivered."""
+    from telephony.sip.rtp import build_telephone_event
+
+    marker = RtpPacket(101, 60000, 0x7FFF0000, 7, build_telephone_event("D", True, 480)).to_bytes()
+    deadline = time.monotonic() + timeout
+    while not recorder.of(DtmfReceived, call_id):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"RTP of call {call_id} not handled within {timeout}s")
+        peer.rtp.sendto(marker, remote)
+        with contextlib.suppress(AssertionError):
+            recorder.wait_for(DtmfReceived, call_ref=call_id, timeout=0.2)
 
 
 def test_options_probe_gets_200_ok(start_endpoint: Callable[..., SipEndpoint], peer: RawSipPeer) -> None:
@@ -355,6 +373,7 @@ def test_call_in_progress_keeps_receiving_frames_while_garbage_and_floods_arrive
     finally:
         attacker.close()
 
+    _await_rtp_handled(peer, ("127.0.0.1", answer[1]), recorder, call_id)
     frames = recorder.of(AudioFrame, call_id)
     # The 2 s tone is 100 packets; the flood (another SSRC) is neither mixed into the caller's audio nor
     # allowed to use up its packet budget, so only what the kernel dropped while the flood filled the
