@@ -405,18 +405,22 @@ class SipEndpoint:
         rtp_socket = self._rtp_sockets.get(leg.local_port)
         if rtp_socket is None:
             return
+        received: list[tuple[bytes, tuple[str, int]]] = []
         for _ in range(_RTP_BURST):
             try:
                 data, source = rtp_socket.recvfrom(2048)
             except (BlockingIOError, InterruptedError):
-                return
+                break
             except OSError as exc:
                 log.warning("RTP receive on call %s failed: %s", leg.call_id, exc)
-                return
-            with self._lock:
-                self._execute(
-                    self._core.on_rtp(leg, data, (str(source[0]), int(source[1])), time.monotonic())
-                )
+                break
+            received.append((data, (str(source[0]), int(source[1]))))
+        if not received:
+            return
+        with self._lock:  # once per burst, not per packet: SIP handling waits less behind the media
+            now = time.monotonic()
+            for data, source in received:
+                self._execute(self._core.on_rtp(leg, data, source, now))
 
 
 def _sleep(seconds: float) -> list[tuple[selectors.SelectorKey, int]]:
