@@ -89,10 +89,12 @@ class SipCore:
         """A request that hit a bug still gets a final answer (500 with the reason), never silence: the
         handset then tries again or falls back, instead of ringing into nothing."""
         self.rejected_datagrams += 1
-        self._out.drain()  # whatever the failed handling had queued is not trusted
+        # What the failed handling did before the bug still happens (a 100 Trying, an offered call's event
+        # or media), as it did when each action was carried out at once.
+        actions = self._out.drain()
         why = f"{type(exc).__name__}: {exc}"
         answer = answer_unparseable(data, source, why, self.local.user_agent, 500, "Server Internal Error")
-        return [] if answer is None else [Send(*answer)]
+        return actions if answer is None else [*actions, Send(*answer)]
 
     def on_rtp(self, leg: MediaLeg, data: bytes, source: Address, now: float) -> list[Action]:
         self.media.on_rtp(leg, data, source, now)

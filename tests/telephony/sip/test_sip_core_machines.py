@@ -582,3 +582,21 @@ def test_prompt_is_played_a_frame_per_tick_and_answers_a_ringing_call() -> None:
     played = [a for a in rig.ticks(rig.now + 0.02, rig.now + 0.2) if isinstance(a, SendRtp)]
     assert len(played) == 3  # 400 samples = 2.5 frames, not looped, the rest padded with silence
     assert all(a.address == CALLER_RTP for a in played)
+
+
+def test_a_bug_on_one_request_is_answered_500_after_what_was_already_done(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    rig = Rig()
+    invite = request("INVITE", "c-bug", body=sdp())
+
+    def broken(*_args: object) -> None:
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr("telephony.sip.incoming.decode_invite_location", broken)
+    with pytest.raises(RuntimeError) as raised:
+        rig.feed(invite)
+    actions = rig.core.answer_after_bug(invite, CALLER, raised.value)
+    assert statuses(actions) == [500]
+    assert "RuntimeError: boom" in (sent(actions)[0].header("Warning") or "")
+    assert rig.core.rejected_datagrams == 1
