@@ -37,15 +37,13 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "tests"))
 
-import httpx  # noqa: E402
+import izs_node  # noqa: E402  (benchmarks/izs_node.py)
 
 from intake.redis_server import EmbeddedRedis, free_port  # noqa: E402
 from intake.storage.database import Database  # noqa: E402
 from intake.storage.repository import Repository  # noqa: E402
 from izs.demo.callers import CallerFleet, PlannedCall  # noqa: E402
 from izs.demo.speech import SpeechSynthesizer  # noqa: E402
-
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
 @dataclass
@@ -66,13 +64,6 @@ class Phase:
         return self.recorded / self.seconds * 60.0
 
 
-def process_cpu_s(pid: int) -> float:
-    """User + system CPU seconds of ``pid`` and its reaped children (the node's own threads included)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    utime, stime, cutime, cstime = (int(x) for x in fields[11:15])
-    return (utime + stime + cutime + cstime) / CLOCK_TICKS
-
-
 def start_node(
     work: Path, database_url: str, redis_url: str, transcription: bool
 ) -> tuple[subprocess.Popen[bytes], int, int]:
@@ -80,13 +71,11 @@ def start_node(
         sock.bind(("127.0.0.1", 0))
         sip_port = int(sock.getsockname()[1])
     http_port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("IZS_")}
-    env.update(
+    process = izs_node.start(
+        work,
+        http_port,
         {
-            "PYTHONUNBUFFERED": "1",
             "IZS_NODE_ID": "capacity",
-            "IZS_VAR_DIR": str(work / "var"),
-            "IZS_HTTP_PORT": str(http_port),
             "IZS_SIP_HOST": "127.0.0.1",
             "IZS_SIP_PORT": str(sip_port),
             "IZS_RTP_PORT_MIN": "41000",
@@ -95,33 +84,12 @@ def start_node(
             "IZS_DATABASE_URL": database_url,
             "IZS_REDIS_URL": redis_url,
             "IZS_TRANSCRIPTION_ENABLED": "true" if transcription else "false",
-            "IZS_LOG_JSON": "false",
             "IZS_LOG_LEVEL": "WARNING",
             "IZS_OVERFLOW_AFTER_S": "600",
             "IZS_TAKERS": json.dumps([{"id": "zzs1", "name": "ZZS 1", "desks": ["ZZS"]}]),
-        }
+        },
     )
-    log = (work / "node.log").open("ab")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "izs.cli", "serve"],
-        cwd=REPO,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        stdin=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise SystemExit(f"node exited: {(work / 'node.log').read_text()[-2000:]}")
-        try:
-            if httpx.get(f"http://127.0.0.1:{http_port}/api/healthz", timeout=1).status_code == 200:
-                return process, sip_port, http_port
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    raise SystemExit("node did not start")
+    return process, sip_port, http_port
 
 
 async def run_phase(
@@ -141,14 +109,14 @@ async def run_phase(
         )
         for i in range(count)
     ]
-    cpu_before = process_cpu_s(node_pid)
+    cpu_before = izs_node.cpu_seconds(node_pid)
     started = time.monotonic()
     async with CallerFleet() as fleet:
         outcomes = await fleet.run(plans, timeout_s=phase.seconds + phase.hold_s + 60)
     # Records are written as the calls end; give the last one a moment.
     await asyncio.sleep(2.0)
     phase.wall_s = time.monotonic() - started
-    phase.node_cpu_s = process_cpu_s(node_pid) - cpu_before
+    phase.node_cpu_s = izs_node.cpu_seconds(node_pid) - cpu_before
     phase.placed = count
     phase.answered = sum(1 for o in outcomes if o.answered)
     phase.setup_ms = sorted(
@@ -215,9 +183,9 @@ async def main_async(args: argparse.Namespace) -> int:
         try:
             node, sip_port, _http = start_node(work, database_url, redis.url, args.transcription)
             time.sleep(2.0)
-            idle_before = process_cpu_s(node.pid)
+            idle_before = izs_node.cpu_seconds(node.pid)
             time.sleep(5.0)
-            idle = (process_cpu_s(node.pid) - idle_before) / 5.0
+            idle = (izs_node.cpu_seconds(node.pid) - idle_before) / 5.0
             print(f"node idle: {idle * 100:.1f} % of one core (lease loop, Redis, health)")
             repo = Repository(database)
             phases: list[Phase] = []

@@ -122,7 +122,7 @@ async def run_phase(
             label=f"{name}-{s.id}",
             wav=v.path,
             target=f"sip:{s.dialled}@127.0.0.1:{port}",
-            caller_id=s.caller_number,
+            caller_id=s.caller_number or "anonymous",
             at_s=i * pace_s,
             max_duration_s=v.duration_s + 60,
         )
@@ -208,9 +208,9 @@ async def main_async(args: argparse.Namespace) -> int:
         var = Path(tmp) / "var"
         synthesizer = SpeechSynthesizer(Path(args.voice_cache))
         print(f"synthesizing {len(load_set) + 1} caller voices (cached in {args.voice_cache}) ...")
-        baseline_voice = [synthesizer.synthesize(czech[0].caller_text, "cs", tail_silence_s=args.tail)]
+        baseline_voice = [synthesizer.synthesize(czech[0].caller, "cs", tail_silence_s=args.tail)]
         load_voices = [
-            synthesizer.synthesize(s.caller_text, s.language, tail_silence_s=args.tail) for s in load_set
+            synthesizer.synthesize(s.caller, s.language, tail_silence_s=args.tail) for s in load_set
         ]
         settings = Settings(
             var_dir=var,

@@ -39,6 +39,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 import httpx  # noqa: E402
+import izs_node  # noqa: E402  (benchmarks/izs_node.py)
 
 from intake.redis_server import free_port  # noqa: E402
 
@@ -49,46 +50,20 @@ SECRET = "login-flood-benchmark-secret-0123456789-BENCHONLY-KvK"
 
 def start_node(work: Path, extra: dict[str, str]) -> tuple[subprocess.Popen[bytes], str]:
     port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("IZS_")}
-    env.update(
+    process = izs_node.start(
+        work,
+        port,
         {
-            "PYTHONUNBUFFERED": "1",
             "IZS_NODE_ID": "login-flood",
-            "IZS_VAR_DIR": str(work / "var"),
-            "IZS_HTTP_HOST": "127.0.0.1",
-            "IZS_HTTP_PORT": str(port),
             "IZS_SIP_ENABLED": "false",
             "IZS_TRANSCRIPTION_ENABLED": "false",
             "IZS_SECRET_KEY": SECRET,
             "IZS_BOOTSTRAP_ADMIN_PASSWORD": ADMIN_PASSWORD,
-            "IZS_LOG_JSON": "false",
             "IZS_LOG_LEVEL": "ERROR",
             **extra,
-        }
+        },
     )
-    log = (work / "node.log").open("ab")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "izs.cli", "serve"],
-        cwd=REPO,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        stdin=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise SystemExit(f"node exited: {(work / 'node.log').read_text()[-2000:]}")
-        try:
-            if httpx.get(f"{base}/api/healthz", timeout=1).status_code == 200:
-                return process, base
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    process.kill()
-    raise SystemExit("node did not start")
+    return process, f"http://127.0.0.1:{port}"
 
 
 async def reader(base: str, token: str, until: float, latencies: list[float]) -> None:
@@ -139,11 +114,6 @@ async def flooder(base: str, n: int, until: float, answers: collections.Counter[
                 answers[0] += 1
 
 
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 async def flood_process(base: str, seconds: float, clients: int) -> collections.Counter[int]:
     child = await asyncio.create_subprocess_exec(
         sys.executable,
@@ -181,7 +151,7 @@ async def phase(name: str, seconds: float, clients: int, extra: dict[str, str]) 
                     await client.get("/api/calls", headers={"Authorization": f"Bearer {token}"})
             latencies: list[float] = []
             answers: collections.Counter[int] = collections.Counter()
-            cpu_before = cpu_seconds(process.pid)
+            cpu_before = izs_node.cpu_seconds(process.pid)
             if clients:
                 flooding = asyncio.create_task(flood_process(base, seconds, clients))
                 await asyncio.sleep(0.5)  # the flood process is up and sending
@@ -189,7 +159,7 @@ async def phase(name: str, seconds: float, clients: int, extra: dict[str, str]) 
             await reader(base, token, until, latencies)
             if clients:
                 answers = await flooding
-            node_cpu = cpu_seconds(process.pid) - cpu_before
+            node_cpu = izs_node.cpu_seconds(process.pid) - cpu_before
         finally:
             process.terminate()  # the node stops its embedded Redis itself
             try:

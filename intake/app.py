@@ -44,6 +44,7 @@ if TYPE_CHECKING:
     from telephony.ami import AmiBridge
     from telephony.sip import SipEndpoint
     from transcription.service import TranscriptionService
+    from transcription.streams import RemoteRecognizer
 
 log = logging.getLogger(__name__)
 
@@ -92,7 +93,7 @@ class Centre:
     incidents: IncidentService
     calls: CallService
     triage: Triage
-    transcriber: TranscriptionService | None = None
+    transcriber: TranscriptionService | RemoteRecognizer | None = None
     sip: SipEndpoint | None = None
     ami: AmiBridge | None = None
     embedded_redis: EmbeddedRedis | None = None

@@ -15,7 +15,7 @@ from intake.metrics import Metrics
 from intake.ports import ComponentStatus, HealthState, Pingable, TranscriberHealth
 from routing.vocabulary import DeskCode
 from telephony.events import AdapterStatus, utc_now
-from transcription.scheduler import RecognitionHealth, RecognitionStatus
+from transcription.health import RecognitionHealth, RecognitionStatus
 
 log = logging.getLogger(__name__)
 
@@ -26,18 +26,6 @@ class ComponentHealth:
     healthy: bool
     detail: str = ""
     data: dict[str, object] = field(default_factory=dict)
-
-
-TRANSCRIPTION_DID_NOT_START: dict[str, object] = {
-    "status": "down",
-    "legs": 0,
-    "backlog_s": 0.0,
-    "dropped_s": 0.0,
-    "window_s": 600.0,
-    "failures": 0,
-    "last_failure": "transcription did not start",
-    "models": [],
-}
 
 
 @dataclass
@@ -78,23 +66,24 @@ class CentreHealth:
     async def transcription(self) -> list[ComponentHealth]:
         """One row per node that transcribes: this node's from the service itself, the others' from the
         reports they keep in Redis (gone when the node is gone)."""
-        from transcription.service import health_text
-
-        snapshots: dict[str, dict[str, object]] = {}
+        reports: dict[str, RecognitionStatus] = {}
         if self.live is not None:
             try:
-                snapshots = await self.live.node_health("transcription")
+                shared = await self.live.node_health("transcription")
+                reports = {name: RecognitionStatus.from_json(data) for name, data in shared.items()}
             except LiveStateError as exc:
                 log.debug("other nodes' transcription health unavailable: %s", exc)
         if self.transcriber is not None:
-            snapshots[self.node] = self.transcriber.health_snapshot()
+            reports[self.node] = self.transcriber.recognition_status()
         elif self.transcription_enabled:
-            snapshots[self.node] = dict(TRANSCRIPTION_DID_NOT_START)
+            reports[self.node] = RecognitionStatus.down("transcription did not start")
         out = []
-        for name in sorted(snapshots, key=lambda n: (n != self.node, n)):
-            healthy, detail = health_text(snapshots[name])
+        for name in sorted(reports, key=lambda n: (n != self.node, n)):
+            report = reports[name]
             label = "transcription" if name == self.node else f"transcription@{name}"
-            out.append(ComponentHealth(label, healthy, detail, {"node": name, **snapshots[name]}))
+            out.append(
+                ComponentHealth(label, report.healthy, report.line(), {"node": name, **report.to_json()})
+            )
         return out
 
     async def share_transcription(self, ttl_ms: int) -> None:
@@ -103,7 +92,7 @@ class CentreHealth:
             return
         try:
             await self.live.put_node_health(
-                "transcription", self.node, self.transcriber.health_snapshot(), ttl_ms
+                "transcription", self.node, self.transcriber.recognition_status().to_json(), ttl_ms
             )
         except LiveStateError as exc:
             log.debug("transcription health not shared: %s", exc)

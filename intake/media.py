@@ -39,7 +39,24 @@ def _mirror_on_pbx(pbx: PbxCallControl) -> Callable[[CallTaker, TakerState, str]
 async def start_media(centre: Centre, stack: AsyncExitStack) -> None:
     """Transcription and telephony adapters: each optional, each failure logged and shown as degraded."""
     settings = centre.settings
-    if settings.transcription_enabled:
+    # --- issue 15 item 4 (asr): recognition in worker processes, chosen by IZS_RECOGNITION=redis
+    if settings.transcription_enabled and settings.recognition == "redis":
+        from transcription.streams import RemoteRecognizer
+
+        # The centre's Redis: the configured one, or the one this node started (then workers must run on
+        # this machine; a region with worker machines configures IZS_REDIS_URL).
+        redis_url = settings.redis_url
+        if redis_url is None:
+            assert centre.embedded_redis is not None  # started by Centre.start when no URL is configured
+            redis_url = centre.embedded_redis.url
+        remote = await asyncio.to_thread(
+            RemoteRecognizer, redis_url, centre.calls.submit, node=settings.node_id
+        )
+        centre.transcriber = remote
+        stack.callback(remote.close)
+        centre.calls.use_transcriber(remote)
+    # --- end issue 15 item 4
+    elif settings.transcription_enabled:
         from transcription.config import TranscriptionConfig
         from transcription.service import TranscriptionService
 

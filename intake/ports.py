@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from routing.acd import TakerState
     from routing.types import TriageDecision, TriageInput
     from routing.vocabulary import Agency, DeskCode, IncidentType
-    from transcription.scheduler import RecognitionStatus
+    from transcription.health import RecognitionStatus
 
 JsonObject = dict[str, object]
 
@@ -326,8 +326,6 @@ class HealthState(Protocol):
 
 
 class TranscriberHealth(Protocol):
-    def health_snapshot(self, window_s: float = 600.0) -> dict[str, object]: ...
-
     def recognition_status(self) -> RecognitionStatus: ...
 
 

@@ -163,6 +163,12 @@ class Settings(BaseSettings):
         default_factory=lambda: {"default": "whisper"}, description="Recognition engine per language"
     )
     transcription_workers: int = Field(2, ge=1, le=64, description="Decoding worker threads")
+    # --- issue 15 item 4: recognition in worker processes (transcription/streams.py)
+    recognition: Literal["local", "redis"] = Field(
+        "local",
+        description="local: recognition inside this node; redis: recognition workers "
+        "(python -m transcription.worker) fed over the centre's Redis Streams",
+    )
 
     # --- routing
     overflow_after_s: float = Field(30.0, gt=0, description="Queue wait before overflow to the 112 desk")

@@ -62,10 +62,26 @@ class Scenario:
     expected: dict[str, Any]
     recognised: str | None = None  # the caller's words as the speech pipeline (or its noise model) heard them
     recognised_by: str | None = None
+    taker: str = ""  # what the call taker said (demos and drills play it on the taker's leg)
+
+    @property
+    def expected_type(self) -> str | None:
+        value = self.expected.get("incident_type")
+        return str(value) if value else None
+
+    @property
+    def expected_tcpr(self) -> bool:
+        return bool(self.expected.get("tcpr"))
+
+    @property
+    def expected_priority(self) -> int | None:
+        value = self.expected.get("priority")
+        return int(value) if value is not None else None
 
 
-def load_scenarios(path: Path | str) -> list[Scenario]:
-    """Read a JSONL scenario file; raise ScenarioError naming the line of the first bad record."""
+def load_scenarios(path: Path | str, *, labelled: bool = True) -> list[Scenario]:
+    """Read a JSONL scenario file; raise ScenarioError naming the line of the first bad record. With
+    ``labelled=False`` (a demo's own calls) the ``expected`` labels may be left out."""
     path = Path(path)
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
@@ -81,15 +97,17 @@ def load_scenarios(path: Path | str) -> list[Scenario]:
             raise ScenarioError(f"{path}:{number}: not valid JSON: {exc.msg}") from exc
         if not isinstance(record, dict):
             raise ScenarioError(f"{path}:{number}: expected a JSON object")
-        missing = [k for k in _REQUIRED if k not in record]
-        expected = record.get("expected")
+        required = _REQUIRED if labelled else tuple(k for k in _REQUIRED if k != "expected")
+        missing = [k for k in required if k not in record]
+        expected = record.get("expected", None if labelled else {})
         if missing or not isinstance(expected, dict):
             raise ScenarioError(f"{path}:{number}: missing {missing or ['expected (object)']}")
-        missing_expected = [k for k in _EXPECTED if k not in expected]
+        missing_expected = [k for k in _EXPECTED if k not in expected] if labelled else []
         if missing_expected:
             raise ScenarioError(f"{path}:{number}: expected lacks {missing_expected}")
-        if not isinstance(record["caller"], str):
-            raise ScenarioError(f"{path}:{number}: caller must be a string")
+        not_text = [k for k in ("id", "dialed", "language", "caller") if not isinstance(record[k], str)]
+        if not_text:
+            raise ScenarioError(f"{path}:{number}: {', '.join(not_text)} must be text")
         scenarios.append(
             Scenario(
                 id=str(record["id"]),
@@ -102,6 +120,7 @@ def load_scenarios(path: Path | str) -> list[Scenario]:
                 if isinstance(record.get("caller_recognised"), str)
                 else None,
                 recognised_by=str(record["recognised_by"]) if record.get("recognised_by") else None,
+                taker=record["taker"] if isinstance(record.get("taker"), str) else "",
             )
         )
     return scenarios
@@ -285,7 +304,8 @@ def synthesised_seconds(text: str, language: str) -> float:
     channels, sample_rate = struct.unpack("<HI", audio[22:28])
     bits = struct.unpack("<H", audio[34:36])[0]
     # espeak-ng streams a WAV with placeholder sizes; the byte count after the 44-byte header is the truth
-    return (len(audio) - 44) / (sample_rate * channels * bits / 8)
+    seconds: float = (len(audio) - 44) / (sample_rate * channels * bits / 8)
+    return seconds
 
 
 def seconds_to_tcpr(triage: Triage, scenario: Scenario, clock: SpeechClock | None = None) -> float | None:

@@ -131,10 +131,12 @@ class Head:
         ) + self.bias
         logits = logits / self.temperature
         if self.multilabel:
-            return (1.0 / (1.0 + np.exp(-logits))).astype(np.float32)
+            sigmoid: F32 = (1.0 / (1.0 + np.exp(-logits))).astype(np.float32)
+            return sigmoid
         logits = logits - logits.max()
         e = np.exp(logits)
-        return (e / e.sum()).astype(np.float32)
+        softmax: F32 = (e / e.sum()).astype(np.float32)
+        return softmax
 
 
 @dataclass(frozen=True, slots=True)

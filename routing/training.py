@@ -265,7 +265,8 @@ HEAD_CLASSES = {"primary": (*AGENCY_CODES, NO_AGENCY), "agencies": AGENCY_CODES,
 
 
 def _logits(x: Any, fitted: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
-    return np.asarray(x @ fitted[0]) + fitted[1]
+    logits: np.ndarray = np.asarray(x @ fitted[0]) + fitted[1]
+    return logits
 
 
 def _probs(logits: np.ndarray, temperature: float, multilabel: bool) -> np.ndarray:
@@ -274,7 +275,8 @@ def _probs(logits: np.ndarray, temperature: float, multilabel: bool) -> np.ndarr
         return 1.0 / (1.0 + np.exp(-z))
     z = z - z.max(axis=1, keepdims=True)
     e = np.exp(z)
-    return e / e.sum(axis=1, keepdims=True)
+    probs: np.ndarray = e / e.sum(axis=1, keepdims=True)
+    return probs
 
 
 def _temperature(logits: np.ndarray, target: np.ndarray, multilabel: bool) -> float:

@@ -14,58 +14,15 @@ workers use.
 
 from __future__ import annotations
 
-import enum
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from transcription.health import LegQueueState, LegSchedule, SlotStatus
+
 LegKey = tuple[str, str]  # (call_ref, leg)
 
-# A requesting leg that has waited longer than this for a slot is "behind" (supervisor, health, metrics).
-BEHIND_AFTER_S = 2.0
-
-
-class LegQueueState(enum.Enum):
-    WAITING = "waiting"  # the caller waits in a queue for a call taker
-    IN_PROGRESS = "in_progress"  # connected to a call taker
-    UNKNOWN = "unknown"  # intake has not said (ringing, a call-taker leg, a test)
-
-
 _STATE_RANK = {LegQueueState.WAITING: 0, LegQueueState.IN_PROGRESS: 1, LegQueueState.UNKNOWN: 2}
-
-
-class RecognitionHealth(enum.Enum):
-    OK = "ok"
-    BEHIND = "behind"
-    DOWN = "down"
-
-
-@dataclass(frozen=True, slots=True)
-class LegSchedule:
-    """One leg as the supervisor sees it."""
-
-    call_ref: str
-    leg: str
-    queue_state: LegQueueState
-    priority: int
-    waiting_since: float
-    transcribing: bool
-    waiting_for_slot_s: float
-    not_transcribed_s: float
-
-
-@dataclass(frozen=True, slots=True)
-class RecognitionStatus:
-    """Typed recognition health: ``ok``, ``behind`` (with the longest wait for a slot) or ``down``."""
-
-    health: RecognitionHealth
-    behind_s: float
-    slots: int
-    busy_slots: int
-    legs_waiting_for_slot: int
-    not_transcribed_s: float
-    legs: tuple[LegSchedule, ...]
-    reason: str = ""
 
 
 @dataclass(slots=True)
@@ -168,7 +125,7 @@ class RecognitionScheduler:
         )
         return [key for key, _ in waiting]
 
-    def status(self) -> RecognitionStatus:
+    def status(self) -> SlotStatus:
         now = self._clock()
         legs = tuple(
             LegSchedule(
@@ -184,21 +141,14 @@ class RecognitionScheduler:
             for key, leg in sorted(self._legs.items(), key=lambda kv: kv[1].opened_seq)
         )
         behind_s = max((x.waiting_for_slot_s for x in legs), default=0.0)
-        if self._down_reason:
-            health = RecognitionHealth.DOWN
-        elif behind_s > BEHIND_AFTER_S:
-            health = RecognitionHealth.BEHIND
-        else:
-            health = RecognitionHealth.OK
-        return RecognitionStatus(
-            health=health,
+        return SlotStatus(
             behind_s=round(behind_s, 3),
             slots=self.slots,
             busy_slots=sum(1 for x in legs if x.transcribing),
             legs_waiting_for_slot=sum(1 for leg in self._legs.values() if leg.requested_at is not None),
             not_transcribed_s=round(sum(x.not_transcribed_s for x in legs), 3),
             legs=legs,
-            reason=self._down_reason,
+            down_reason=self._down_reason,
         )
 
 
@@ -231,7 +181,7 @@ class SlotGate:
             self.scheduler.finish(key)
             self._condition.notify_all()
 
-    def status(self) -> RecognitionStatus:
+    def status(self) -> SlotStatus:
         with self._condition:
             return self.scheduler.status()
 

@@ -49,8 +49,9 @@ from transcription.events import (
     TranscriptionFailed,
     TranscriptPartial,
 )
+from transcription.health import DEFAULT_WINDOW_S, LegQueueState, RecognitionStatus
 from transcription.models import ModelRegistry, engine_for_language, require_vosk_model
-from transcription.scheduler import LegQueueState, RecognitionScheduler, RecognitionStatus, SlotGate
+from transcription.scheduler import RecognitionScheduler, SlotGate
 
 log = logging.getLogger(__name__)
 
@@ -118,6 +119,7 @@ class _LegState:
     declared_rate: int
     language_hint: str | None
     country: str | None
+    start_s: float = 0.0  # where in the leg's audio this service starts (a leg resumed on another worker)
     condition: threading.Condition = field(default_factory=threading.Condition)
     queue: deque[bytes] = field(default_factory=deque)
     queued_bytes: int = 0
@@ -151,6 +153,9 @@ class _LegPipeline:
         self._clipping_reported = False
         self._last_partial_s = -1.0
         self._last_partial_text = ""
+        # Leg time up to which every sound is either committed as a final or was silence: a worker taking the
+        # leg over after a crash resumes here (transcription/streams.py). Written only after the finals.
+        self.settled_s = state.start_s
 
     @classmethod
     def resuming(cls, service: TranscriptionService, state: _LegState) -> _LegPipeline:
@@ -162,6 +167,7 @@ class _LegPipeline:
             fresh._rate_checked = old._rate_checked
             fresh._language = old._language
             fresh._restarts = old._restarts
+            fresh.settled_s = old.settled_s
             if old._vad is not None:
                 fresh._vad_for_rate().position_samples = old._vad.position_samples
         return fresh
@@ -202,6 +208,7 @@ class _LegPipeline:
     def _vad_for_rate(self) -> EnergyVad:
         if self._vad is None:
             self._vad = EnergyVad(self.rate, self._config.vad)
+            self._vad.position_samples = int(self._state.start_s * self.rate)
         return self._vad
 
     def skip(self, n_bytes: int) -> None:
@@ -250,6 +257,8 @@ class _LegPipeline:
             self._clipping_reported = True
             log.warning("transcription %s/%s: input is clipping", self._state.call_ref, self._state.leg)
         self._handle(vad.process(samples), last=caught_up)
+        if not vad.in_utterance and self._language is not None and not self._pending:
+            self.settled_s = vad.position_samples / self.rate
 
     def finish(self) -> None:
         if self.dead:
@@ -459,9 +468,12 @@ class TranscriptionService:
         sample_rate: int,
         language_hint: str | None = None,
         country_hint: str | None = None,
+        start_s: float = 0.0,
     ) -> None:
         """Start transcribing one leg. ``language_hint`` fixes the language (no identification);
-        ``country_hint`` is an ISO region (``"CZ"``) or an E.164 caller number used as a prior."""
+        ``country_hint`` is an ISO region (``"CZ"``) or an E.164 caller number used as a prior; ``start_s``
+        is where the first frame sits in the leg's audio (a leg resumed by another recognition worker), so
+        transcript times stay leg times."""
         if sample_rate not in self.config.accepted_sample_rates:
             raise AudioFormatError(
                 f"sample rate {sample_rate} Hz is not supported (use one of {self.config.accepted_sample_rates})"
@@ -469,7 +481,7 @@ class TranscriptionService:
         country = country_hint
         if country_hint is not None and country_hint.startswith("+"):
             country = lang_id.country_of(country_hint)
-        state = _LegState(call_ref, leg, sample_rate, language_hint, country)
+        state = _LegState(call_ref, leg, sample_rate, language_hint, country, start_s=max(0.0, start_s))
         with self._lock:
             if self._closed:
                 raise TranscriptionError("transcription service is closed")
@@ -534,9 +546,30 @@ class TranscriptionService:
             lambda scheduler: scheduler.set_queue_state((call_ref, leg), state, priority, waiting_since)
         )
 
-    def recognition_status(self) -> RecognitionStatus:
-        """ok / behind (seconds the longest-waiting leg has waited for the recognizer) / down, per leg."""
-        return self.gate.status()
+    def recognition_status(self, window_s: float = DEFAULT_WINDOW_S) -> RecognitionStatus:
+        """The service's real state in one value: legs being transcribed, the largest backlog, audio not
+        transcribed and unrecovered failures within ``window_s``, the models loaded, and who waits for a
+        decoding slot. ``ok``; ``behind`` (audio was dropped, or a leg waits for a slot); ``down`` (closed,
+        or failing without a transcript since)."""
+        now = time.monotonic()
+        with self._lock:
+            legs = [s for s in self._legs.values() if not s.done.is_set()]
+            closed = self._closed
+        failures = [(at, reason) for at, reason in list(self._failures) if now - at <= window_s]
+        loaded = getattr(self.engines, "loaded", None)
+        models = sorted({e.name for e in loaded()}) if callable(loaded) else []
+        return RecognitionStatus.combine(
+            self.gate.status(),
+            closed=closed,
+            failing=bool(failures) and failures[-1][0] > self._last_final,
+            open_legs=len(legs),
+            backlog_s=max((s.queued_bytes / 2 / s.declared_rate for s in legs), default=0.0),
+            dropped_s=sum(seconds for at, seconds in list(self._drops) if now - at <= window_s),
+            window_s=window_s,
+            failures=len(failures),
+            last_failure=failures[-1][1] if failures else "",
+            models=tuple(models or [self.config.default_engine]),
+        )
 
     def backlog_s(self, call_ref: str, leg: str) -> float:
         state = self._legs.get((call_ref, leg))
@@ -548,37 +581,17 @@ class TranscriptionService:
         state = self._legs.get((call_ref, leg))
         return 0.0 if state is None else state.processed_bytes / 2 / state.declared_rate
 
-    def health_snapshot(self, window_s: float = 600.0) -> dict[str, object]:
-        """The service's real state: legs being transcribed, the largest backlog, audio dropped and
-        unrecovered failures within ``window_s``, the models loaded. ``status`` is ``ok``, ``behind``
-        (audio was dropped) or ``down`` (closed, or failing without a transcript since)."""
-        now = time.monotonic()
-        with self._lock:
-            legs = [s for s in self._legs.values() if not s.done.is_set()]
-            closed = self._closed
-        backlog = max((s.queued_bytes / 2 / s.declared_rate for s in legs), default=0.0)
-        dropped = sum(seconds for at, seconds in list(self._drops) if now - at <= window_s)
-        failures = [(at, reason) for at, reason in list(self._failures) if now - at <= window_s]
-        loaded = getattr(self.engines, "loaded", None)
-        models = sorted({e.name for e in loaded()}) if callable(loaded) else []
-        status = "ok"
-        if dropped > 0:
-            status = "behind"
-        if closed or (failures and failures[-1][0] > self._last_final):
-            status = "down"
-        return {
-            "status": status,
-            "legs": len(legs),
-            "backlog_s": round(backlog, 1),
-            "dropped_s": round(dropped, 1),
-            "window_s": window_s,
-            "failures": len(failures),
-            "last_failure": failures[-1][1] if failures else "",
-            "models": models or [self.config.default_engine],
-        }
+    def settled_s(self, call_ref: str, leg: str) -> float | None:
+        """Leg time up to which the audio is committed as finals or was silence (None: leg not open)."""
+        state = self._legs.get((call_ref, leg))
+        pipeline = None if state is None else state.pipeline
+        if state is None:
+            return None
+        return state.start_s if pipeline is None else pipeline.settled_s
 
     def health(self) -> tuple[bool, str]:
-        return health_text(self.health_snapshot())
+        status = self.recognition_status()
+        return status.healthy, status.line()
 
     def close(self, timeout_s: float = 30.0) -> None:
         """Close every leg (flushing finals) and wait for the workers."""
@@ -693,17 +706,3 @@ class TranscriptionService:
                             del self._legs[key]
                     self.gate.call(partial(RecognitionScheduler.close, key=key))
                 return
-
-
-def health_text(snapshot: dict[str, object]) -> tuple[bool, str]:
-    """(healthy, one line for people) from :meth:`TranscriptionService.health_snapshot`; red when audio
-    is being dropped or recognition is down."""
-    models = snapshot.get("models") or []
-    line = (
-        f"{snapshot['status']}: {snapshot['legs']} legs, backlog {snapshot['backlog_s']} s, "
-        f"dropped {snapshot['dropped_s']} s in {int(float(str(snapshot['window_s'])) // 60)} min, "
-        f"model {', '.join(str(m) for m in models) if isinstance(models, list) else models}"
-    )
-    if snapshot.get("last_failure"):
-        line += f"; last failure: {snapshot['last_failure']}"
-    return snapshot["status"] == "ok", line

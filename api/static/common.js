@@ -26,7 +26,7 @@ const IZS = (() => {
       priority_required: "Vyberte prioritu", replay: "Přehrát posledních 10 s", recording: "Nahrávka hovoru",
       play_recording: "Přehrát celý hovor", not_yet_heard: "Zatím nezjištěno – volající ještě nic neřekl",
       restored: "Obnoveno ze serveru", node: "uzel", legs: "přepisované strany", backlog: "zpoždění",
-      dropped: "zahozeno (10 min)", model: "model", gaps: "výpadky",
+      dropped: "zahozeno (10 min)", asr_waiting: "čeká na rozpoznávač", model: "model", gaps: "výpadky",
       tcpr_steps: [
         "Položte postiženého na záda na tvrdou podložku.",
         "Zakloňte mu hlavu, zkontrolujte dýchání (max. 10 s).",
@@ -59,7 +59,7 @@ const IZS = (() => {
       priority_required: "Choose the priority", replay: "Replay last 10 s", recording: "Call recording",
       play_recording: "Play the whole call", not_yet_heard: "Not yet heard – the caller has said nothing yet",
       restored: "Restored from the server", node: "node", legs: "legs transcribed", backlog: "backlog",
-      dropped: "dropped (10 min)", model: "model", gaps: "gaps",
+      dropped: "dropped (10 min)", asr_waiting: "waiting for recognizer", model: "model", gaps: "gaps",
       tcpr_steps: [
         "Lay the patient on their back on a firm surface.",
         "Tilt the head back, check breathing (10 s at most).",

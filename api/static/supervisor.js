@@ -107,11 +107,12 @@
   async function refreshHealth() {
     const components = await api("GET", "/api/health");
     IZS.healthBanner(components);
-    // Transcription per node: legs transcribed, backlog, audio dropped in 10 min, model; red when dropping.
+    // Transcription per node: legs transcribed, backlog, audio dropped in 10 min, legs waiting for a decoding
+    // slot, model; red when dropping or a caller's leg waits for the recognizer.
     const detail = (c) => {
       const d = c.data || {};
       if (d.status === undefined) return c.detail || "";
-      return `${d.status} · ${t("legs")} ${d.legs} · ${t("backlog")} ${d.backlog_s} s · ${t("dropped")} ${d.dropped_s} s · ${t("model")} ${(d.models || []).join(", ")}`
+      return `${d.status} · ${t("legs")} ${d.legs} · ${t("backlog")} ${d.backlog_s} s · ${t("dropped")} ${d.dropped_s} s · ${t("asr_waiting")} ${d.legs_waiting_for_slot ?? 0} · ${t("model")} ${(d.models || []).join(", ")}`
         + (d.last_failure ? ` · ${d.last_failure}` : "");
     };
     const name = (c) => { const [base, node] = c.component.split("@"); return label("component", base) + (node ? ` (${t("node")} ${node})` : ""); };

@@ -59,7 +59,7 @@ async def synthesize_calls(
         voice = None
         spoken = await asyncio.to_thread(
             synthesizer.synthesize,
-            scenario.caller_text,
+            scenario.caller,
             scenario.language,
             voice=voice,
             tail_silence_s=CALLER_WAITS_S,
@@ -148,7 +148,7 @@ async def run_demo(
                 label=scenario.id,
                 wav=voice.path,
                 target=sip_target(centre, scenario.dialled),
-                caller_id=scenario.caller_number,
+                caller_id=scenario.caller_number or "anonymous",
                 at_s=index * pace_s,
                 max_duration_s=voice.duration_s + 120.0,
             )

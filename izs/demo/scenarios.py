@@ -2,39 +2,16 @@
 
 from __future__ import annotations
 
-import json
-from dataclasses import dataclass, field
+from dataclasses import replace
 from importlib import resources
 from pathlib import Path
-from typing import Any
 
 from intake.errors import ValidationFailed
+from routing.eval import Scenario, ScenarioError
+from routing.eval import load_scenarios as read_scenarios
 from routing.vocabulary import EMERGENCY_NUMBERS
 
-
-@dataclass(frozen=True, slots=True)
-class Scenario:
-    id: str
-    dialled: str
-    caller_number: str
-    language: str
-    caller_text: str
-    taker_text: str = ""
-    expected: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def expected_type(self) -> str | None:
-        value = self.expected.get("incident_type")
-        return str(value) if value else None
-
-    @property
-    def expected_tcpr(self) -> bool:
-        return bool(self.expected.get("tcpr"))
-
-    @property
-    def expected_priority(self) -> int | None:
-        value = self.expected.get("priority")
-        return int(value) if value is not None else None
+__all__ = ["Scenario", "demo_selection", "load_scenarios", "shipped_scenarios_path"]
 
 
 def shipped_scenarios_path() -> Path:
@@ -42,50 +19,23 @@ def shipped_scenarios_path() -> Path:
     return Path(str(resources.files("izs.demo") / "data" / "dev.jsonl"))
 
 
-def parse_scenario(raw: Any, where: str) -> Scenario:
-    if not isinstance(raw, dict):
-        raise ValidationFailed(f"{where}: a scenario is a JSON object")
-    problems = []
-    for key in ("id", "dialed", "language", "caller"):
-        if not isinstance(raw.get(key), str) or not raw.get(key):
-            problems.append(f"{key} missing or not a string")
-    if isinstance(raw.get("dialed"), str) and raw["dialed"] not in EMERGENCY_NUMBERS:
-        problems.append(f"dialed must be one of {', '.join(EMERGENCY_NUMBERS)}")
-    expected = raw.get("expected", {})
-    if not isinstance(expected, dict):
-        problems.append("expected must be an object")
-    if problems:
-        raise ValidationFailed(f"{where}: " + "; ".join(problems), problems=problems)
-    return Scenario(
-        id=raw["id"],
-        dialled=raw["dialed"],
-        caller_number=str(raw.get("caller_number") or "anonymous"),
-        language=raw["language"],
-        caller_text=raw["caller"],
-        taker_text=str(raw.get("taker") or ""),
-        expected=expected,
-    )
-
-
 def load_scenarios(path: Path | None = None) -> list[Scenario]:
-    """Scenarios from ``path`` (default: the shipped dev set); one clear error per bad line."""
+    """Scenarios from ``path`` (default: the shipped dev set), read by triage's own reader (one format, one
+    reader); labels are optional for a demo, and a call must dial one of the emergency numbers the demo's
+    SIP calls reach. One clear error naming the file and line."""
     source = path or shipped_scenarios_path()
     try:
-        lines = source.read_text(encoding="utf-8").splitlines()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ValidationFailed(f"cannot read scenarios from {source}: {exc}") from exc
-    out: list[Scenario] = []
-    for number, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        try:
-            raw = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise ValidationFailed(f"{source}:{number}: not JSON: {exc.msg}") from exc
-        out.append(parse_scenario(raw, f"{source}:{number}"))
-    if not out:
+        scenarios = read_scenarios(source, labelled=False)
+    except ScenarioError as exc:
+        raise ValidationFailed(str(exc)) from exc
+    for scenario in scenarios:
+        if scenario.dialled not in EMERGENCY_NUMBERS:
+            raise ValidationFailed(
+                f"{source}: {scenario.id}: dialed must be one of {', '.join(EMERGENCY_NUMBERS)}"
+            )
+    if not scenarios:
         raise ValidationFailed(f"{source}: no scenarios")
-    return out
+    return [replace(s, caller_number=s.caller_number or "anonymous") for s in scenarios]
 
 
 def demo_selection(scenarios: list[Scenario], count: int) -> list[Scenario]:

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from telephony.ami.framing import AmiMessage
+from telephony.ami.members import QueueMemberMirror, QueueMemberState
 from telephony.events import (
     CallAnswered,
     CallConnected,
@@ -63,27 +64,6 @@ def parse_duration(value: str | None) -> float | None:
     return float(hours * 3600 + minutes * 60 + seconds)
 
 
-# app_queue member device states (Status): a member whose device is invalid or unavailable is never rung.
-_MEMBER_UNREACHABLE = frozenset({"4", "5"})
-
-
-@dataclass(slots=True)
-class QueueMemberState:
-    """One queue member as the PBX reports it (``QueueMember*`` events, ``QueueStatus``)."""
-
-    queue: str
-    interface: str
-    name: str
-    paused: bool = False
-    reason: str = ""
-    status: str = ""  # AST_DEVICE_*: 1 not in use, 2 in use, 4 invalid, 5 unavailable, 6 ringing ...
-
-    @property
-    def ready(self) -> bool:
-        """The PBX would ring this member: present, not paused, device reachable."""
-        return not self.paused and self.status not in _MEMBER_UNREACHABLE
-
-
 def interface_of(channel: str) -> str:
     """``SIP/taker1-00000031`` -> ``SIP/taker1`` (the queue member interface)."""
     base, sep, suffix = channel.rpartition("-")
@@ -111,6 +91,37 @@ class TrackedCall:
     history: list[str] = field(default_factory=list)
 
 
+def end_reason(call: TrackedCall, cause: str) -> tuple[EndReason, str]:
+    """How a call ended, decided at its Hangup from everything seen of it (``cause``: the caller channel's
+    Q.850 cause); the second value is the evidence, for ``CallEnded.detail``."""
+    if call.taker is not None:
+        if call.hangup_by_intake:
+            return EndReason.TAKER_HANGUP, "hangup requested by intake over AMI"
+        if call.agent_complete_reason == "caller":
+            return EndReason.CALLER_HANGUP, "AgentComplete Reason=caller"
+        if call.agent_complete_reason == "agent":
+            return EndReason.TAKER_HANGUP, f"AgentComplete Reason=agent ({call.taker})"
+        if call.hangup_requested_by == "taker":
+            return EndReason.TAKER_HANGUP, f"HangupRequest from {call.taker_channel}"
+        if call.hangup_requested_by == "caller":
+            return EndReason.CALLER_HANGUP, "HangupRequest from the caller's channel"
+        return EndReason.CALLER_HANGUP, "connected call ended without AgentComplete/HangupRequest"
+    if call.abandoned_from is not None:
+        return (
+            EndReason.ABANDONED,
+            f"QueueCallerAbandon {call.abandoned_from} after {call.abandon_hold_s or '?'} s in queue",
+        )
+    if call.hangup_by_intake:
+        return EndReason.TAKER_HANGUP, "hangup requested by intake over AMI before a call taker answered"
+    if cause in _REJECT_CAUSES:
+        return EndReason.REJECTED, f"unanswered, cause {cause}"
+    if cause in _TIMEOUT_CAUSES:
+        return EndReason.TIMEOUT, f"unanswered, cause {cause}"
+    if call.left_queue_unanswered is not None and call.hangup_requested_by is None:
+        return EndReason.TIMEOUT, f"left {call.left_queue_unanswered} unanswered (queue timeout)"
+    return EndReason.ABANDONED, "caller hung up before a call taker answered"
+
+
 class AmiCallTracker:
     def __init__(
         self,
@@ -126,8 +137,7 @@ class AmiCallTracker:
         self._by_channel: dict[str, str] = {}
         self._forks: dict[str, str] = {}  # fork channel -> spied caller channel ("" until known)
         self._ended: OrderedDict[str, None] = OrderedDict()
-        self._member_names: dict[str, str] = {}  # queue member interface -> MemberName
-        self._members: dict[tuple[str, str], QueueMemberState] = {}  # (queue, interface) -> member
+        self.queue_members = QueueMemberMirror()
 
     # ------------------------------------------------------------------ queries
 
@@ -142,10 +152,10 @@ class AmiCallTracker:
 
     def members(self, queue: str | None = None) -> list[QueueMemberState]:
         """Queue members as last reported by the PBX (all queues, or one)."""
-        return [m for (q, _), m in self._members.items() if queue is None or q == queue]
+        return self.queue_members.members(queue)
 
     def member(self, queue: str, interface: str) -> QueueMemberState | None:
-        return self._members.get((queue, interface))
+        return self.queue_members.member(queue, interface)
 
     def call_for_channel(self, channel: str) -> TrackedCall | None:
         ref = self._by_channel.get(channel)
@@ -385,26 +395,7 @@ class AmiCallTracker:
         return []
 
     def _on_queuemember(self, msg: AmiMessage) -> list[TelephonyEvent]:
-        """``QueueMember`` (QueueStatus item), ``QueueMemberAdded`` / ``Status`` / ``Pause``: the member's
-        current state. Asterisk 20 names the interface ``Location`` in list items, ``Interface`` in events."""
-        location = msg.get("Location") or msg.get("Interface")
-        name = msg.get("MemberName") or msg.get("Name")
-        if location and name:
-            self._member_names[location] = name
-        queue = msg.get("Queue")
-        if not (queue and location):
-            return []
-        member = self._members.get((queue, location))
-        if member is None:
-            member = self._members[(queue, location)] = QueueMemberState(queue, location, name or location)
-        if name:
-            member.name = name
-        if (paused := msg.get("Paused")) is not None:
-            member.paused = paused.strip().lower() in ("1", "true", "yes")
-        if (reason := msg.get("PausedReason") or msg.get("Reason")) is not None:
-            member.reason = reason
-        if (status := msg.get("Status")) is not None:
-            member.status = status
+        self.queue_members.apply(msg)
         return []
 
     _on_queuememberadded = _on_queuemember
@@ -413,8 +404,7 @@ class AmiCallTracker:
     _on_queuememberpaused = _on_queuemember  # Asterisk < 12 name
 
     def _on_queuememberremoved(self, msg: AmiMessage) -> list[TelephonyEvent]:
-        location = msg.get("Location") or msg.get("Interface")
-        self._members.pop((msg.value("Queue"), location or ""), None)
+        self.queue_members.remove(msg)
         return []
 
     def _on_hangup(self, msg: AmiMessage) -> list[TelephonyEvent]:
@@ -427,7 +417,7 @@ class AmiCallTracker:
             return []
         cause = msg.value("Cause")
         cause_txt = msg.value("Cause-txt")
-        reason, why = self._end_reason(call, cause)
+        reason, why = end_reason(call, cause)
         detail = f"{why}; Hangup cause {cause or '?'} ({cause_txt or 'no text'})"
         return [self._end(call, reason, detail)]
 
@@ -439,35 +429,6 @@ class AmiCallTracker:
         while len(self._ended) > _ENDED_MEMORY:
             self._ended.popitem(last=False)
         return CallEnded(call.call_ref, reason, at=self._now(), detail=detail)
-
-    @staticmethod
-    def _end_reason(call: TrackedCall, cause: str) -> tuple[EndReason, str]:
-        if call.taker is not None:
-            if call.hangup_by_intake:
-                return EndReason.TAKER_HANGUP, "hangup requested by intake over AMI"
-            if call.agent_complete_reason == "caller":
-                return EndReason.CALLER_HANGUP, "AgentComplete Reason=caller"
-            if call.agent_complete_reason == "agent":
-                return EndReason.TAKER_HANGUP, f"AgentComplete Reason=agent ({call.taker})"
-            if call.hangup_requested_by == "taker":
-                return EndReason.TAKER_HANGUP, f"HangupRequest from {call.taker_channel}"
-            if call.hangup_requested_by == "caller":
-                return EndReason.CALLER_HANGUP, "HangupRequest from the caller's channel"
-            return EndReason.CALLER_HANGUP, "connected call ended without AgentComplete/HangupRequest"
-        if call.abandoned_from is not None:
-            return (
-                EndReason.ABANDONED,
-                f"QueueCallerAbandon {call.abandoned_from} after {call.abandon_hold_s or '?'} s in queue",
-            )
-        if call.hangup_by_intake:
-            return EndReason.TAKER_HANGUP, "hangup requested by intake over AMI before a call taker answered"
-        if cause in _REJECT_CAUSES:
-            return EndReason.REJECTED, f"unanswered, cause {cause}"
-        if cause in _TIMEOUT_CAUSES:
-            return EndReason.TIMEOUT, f"unanswered, cause {cause}"
-        if call.left_queue_unanswered is not None and call.hangup_requested_by is None:
-            return EndReason.TIMEOUT, f"left {call.left_queue_unanswered} unanswered (queue timeout)"
-        return EndReason.ABANDONED, "caller hung up before a call taker answered"
 
     # ------------------------------------------------------------------ resync after (re)connect
 
@@ -491,10 +452,10 @@ class AmiCallTracker:
         entries: dict[str, AmiMessage] = {}
         queue_status = list(queue_status)
         if any(m.event in ("QueueParams", "QueueMember") for m in queue_status):
-            self._members.clear()  # membership may have changed while we were away (Asterisk restart)
+            self.queue_members.clear()  # membership may have changed while we were away (Asterisk restart)
         for m in queue_status:
             if m.event == "QueueMember":
-                self._on_queuemember(m)
+                self.queue_members.apply(m)
             elif m.event == "QueueEntry" or m.event is None:
                 entries[m.value("Uniqueid") or m.value("Channel")] = m
         bridges: dict[str, list[AmiMessage]] = {}
@@ -546,7 +507,7 @@ class AmiCallTracker:
             if call.taker is None and peers:
                 taker_channel = peers[0].value("Channel")
                 interface = interface_of(taker_channel)
-                call.taker = self._member_names.get(interface, interface)
+                call.taker = self.queue_members.name_of(interface)
                 call.taker_channel = taker_channel
                 call.abandoned_from = None
                 # The taker's channel was created when the queue rang the phone: the call was answered no

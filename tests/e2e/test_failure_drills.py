@@ -18,9 +18,10 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import psycopg
 import pytest
@@ -37,6 +38,7 @@ from e2e_support import (
 from support.servers import PostgresCluster
 
 from intake.domain import Call, CallState, Incident
+from intake.errors import LiveStateError
 from intake.redis_server import EmbeddedRedis, free_port
 from intake.storage.database import Database
 from intake.storage.repository import Repository
@@ -70,6 +72,45 @@ async def _health(centre: object) -> dict[str, tuple[bool, str]]:
     return {c.name: (c.healthy, c.detail) for c in await centre.health()}  # type: ignore[attr-defined]
 
 
+T = TypeVar("T")
+
+
+async def _settled(read: Callable[[], Awaitable[T]], done: Callable[[T], bool], timeout_s: float) -> T:
+    """Read again until ``done`` holds or the deadline passes, and return the last reading (the assertions
+    that follow show what it was): the drills wait for conditions, never for a fixed time."""
+    deadline = time.monotonic() + timeout_s
+    value = await read()
+    while not done(value) and time.monotonic() < deadline:
+        await asyncio.sleep(0.2)
+        value = await read()
+    return value
+
+
+async def _calls_by_label(centre: Any, refs: dict[str, str]) -> dict[str, Call | None]:
+    return {label: await asyncio.to_thread(centre.repo.find_call_by_ref, ref) for label, ref in refs.items()}
+
+
+def _triaged(tracker: FlowTracker, call_ids: list[str]) -> Callable[[], bool]:
+    """Triage has put each call on the desk it needs (its queue moved first) and opened its incident."""
+
+    def check() -> bool:
+        flows = [tracker.flows.get(call_id) for call_id in call_ids]
+        return all(f is not None and f.triaged_mono is not None and f.incident_id for f in flows)
+
+    return check
+
+
+async def _redis_answers(centre: Any) -> bool:
+    try:
+        return bool(await centre.live.ping())
+    except LiveStateError:
+        return False
+
+
+def _final(call: Call | None) -> bool:
+    return call is not None and call.state in (CallState.ENDED, CallState.ABANDONED)
+
+
 # ------------------------------------------------------------------------------------------- Redis
 
 
@@ -97,23 +138,24 @@ async def _restart_redis_mid_call(
             assert centre.sip is not None
             port = centre.sip.address[1]
             refs: dict[str, str] = {}
+            call_ids: dict[str, str] = {}
             async with CallerFleet() as fleet:
                 tasks = fleet.start([_plan("before-1", voice, port), _plan("before-2", voice, port, 0.3)])
                 for label in ("before-1", "before-2"):
                     refs[label] = await wait_for_ref(fleet.outcome(label))
-                    await wait_offered(tracker, refs[label])
+                    call_ids[label] = await wait_offered(tracker, refs[label])
                     feed_transcript(centre, refs[label], ARREST)
-                await asyncio.sleep(1.5)
+                await tracker.wait_for(_triaged(tracker, list(call_ids.values())), 20)
 
                 await asyncio.to_thread(redis.stop)  # SHUTDOWN SAVE: the queue is on disk
                 tasks += fleet.start([_plan("during", voice, port)])
                 refs["during"] = await wait_for_ref(fleet.outcome("during"))
-                await wait_offered(tracker, refs["during"])
+                call_ids["during"] = await wait_offered(tracker, refs["during"])
                 feed_transcript(centre, refs["during"], ARREST)
-                await asyncio.sleep(2.0)
-                down = await _health(centre)
+                await tracker.wait_for(_triaged(tracker, [call_ids["during"]]), 20)
+                down = await _settled(lambda: _health(centre), lambda h: not h["redis"][0], 20)
                 await asyncio.to_thread(redis.start)  # same port, same files
-                await asyncio.sleep(1.0)
+                await _settled(lambda: _redis_answers(centre), bool, 20)
                 # The call taker comes back; her state change is the first traffic after the restart (the
                 # bus reports itself recovered only when a publish or a relayed event gets through).
                 autopilot = TakerAutopilot(centre, ["zzs1"], think_s=(0.1, 0.1), talk_s=0.3)
@@ -124,20 +166,22 @@ async def _restart_redis_mid_call(
                 while not up["redis"][0] and time.monotonic() < deadline:
                     await asyncio.sleep(0.5)
                     up = await _health(centre)
-                deadline = time.monotonic() + 20
-                while len(autopilot.accepted) < 3 and time.monotonic() < deadline:
-                    await asyncio.sleep(0.5)
-                await asyncio.sleep(1.0)
+                # Each call the taker accepted is over once her talk time is up (she hangs up).
+                await _settled(
+                    lambda: _calls_by_label(centre, refs),
+                    lambda calls: all(_final(c) for c in calls.values()),
+                    40,
+                )
                 await autopilot.stop()
                 for label in refs:
                     await fleet.hangup(label)
                 await asyncio.wait(tasks, timeout=15)
             await tracker.stop()
-            await asyncio.sleep(0.5)
-            calls = {
-                label: await asyncio.to_thread(centre.repo.find_call_by_ref, ref)
-                for label, ref in refs.items()
-            }
+            calls = await _settled(
+                lambda: _calls_by_label(centre, refs),
+                lambda calls: all(_final(c) for c in calls.values()),
+                15,
+            )
         errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
         return RedisDrill(down, up, calls, errors)
     finally:
@@ -242,41 +286,40 @@ async def _database_away_for_10_s(
             async with CallerFleet() as fleet:
                 tasks = fleet.start([_plan("A", voice, port)])
                 refs["A"] = await wait_for_ref(fleet.outcome("A"))
-                await wait_offered(tracker, refs["A"])
+                a_id = await wait_offered(tracker, refs["A"])
                 feed_transcript(centre, refs["A"], ARREST)
-                await asyncio.sleep(1.5)
+                await tracker.wait_for(_triaged(tracker, [a_id]), 20)
 
                 await asyncio.to_thread(server.halt)
                 away_since = time.monotonic()
                 tasks += fleet.start([_plan("B", voice, port, hangup_after_s=5.0)])
                 refs["B"] = await wait_for_ref(fleet.outcome("B"))
-                await wait_offered(tracker, refs["B"])
+                b_id = await wait_offered(tracker, refs["B"])
                 feed_transcript(
                     centre, refs["B"], "Dobrý den, u nás v Chebu na Svobody 3 upadl soused a nedýchá."
                 )
-                await asyncio.sleep(3.0)
-                during = await _health(centre)
+                await tracker.wait_for(_triaged(tracker, [b_id]), 20)
+                during = await _settled(lambda: _health(centre), lambda h: not h["database"][0], 20)
+                # The drill's scenario, not a synchronisation: the database stays away 10 s in all.
                 await asyncio.sleep(max(0.0, 10.0 - (time.monotonic() - away_since)))
                 await asyncio.to_thread(server.resume)
 
-                await asyncio.sleep(3.0)  # the leader tick drains the journal
+                # The leader tick drains the journal: call B's record reaches the database.
+                await _settled(lambda: asyncio.to_thread(centre.repo.find_call_by_ref, refs["B"]), _final, 30)
                 autopilot = TakerAutopilot(centre, ["zzs1"], think_s=(0.1, 0.1), talk_s=0.3)
                 await autopilot.start()
                 await set_available(centre, ["zzs1"])
-                deadline = time.monotonic() + 20
-                while not autopilot.accepted and time.monotonic() < deadline:
-                    await asyncio.sleep(0.3)
-                await asyncio.sleep(2.0)
+                await _settled(lambda: asyncio.to_thread(centre.repo.find_call_by_ref, refs["A"]), _final, 30)
                 await autopilot.stop()
                 await fleet.hangup("A")
                 await asyncio.wait(tasks, timeout=15)
-            await asyncio.sleep(3.0)
+            calls = await _settled(
+                lambda: _calls_by_label(centre, refs),
+                lambda calls: all(_final(c) and c is not None and c.incident_id for c in calls.values()),
+                20,
+            )
+            after = await _settled(lambda: _health(centre), lambda h: h["database"][0], 20)
             await tracker.stop()
-            after = await _health(centre)
-            calls = {
-                label: await asyncio.to_thread(centre.repo.find_call_by_ref, ref)
-                for label, ref in refs.items()
-            }
             incidents: dict[str, Incident | None] = {}
             for label, call in calls.items():
                 incidents[label] = (
@@ -317,6 +360,10 @@ async def test_database_away_for_10_s_the_incident_triage_opened_meanwhile_is_re
 # ------------------------------------------------------------------------------------ transcription
 
 
+async def _processed_s(transcriber: Any, call_ref: str) -> float:
+    return float(transcriber.processed_s(call_ref, "caller"))
+
+
 def _kill_thread(thread: threading.Thread) -> None:
     """Kill a Python thread the way a crash would: an exception it does not catch, raised inside it."""
     assert thread.ident is not None
@@ -353,15 +400,29 @@ async def test_transcription_worker_killed_mid_call_is_restarted_and_the_call_go
                 worker = next((t for t in threading.enumerate() if t.name == name), None)
                 await asyncio.sleep(0.1)
             assert worker is not None, "no transcription worker for the call"
-            await asyncio.sleep(2.0)  # mid-speech
+            # Mid-speech: the worker is consuming the caller's audio (the caller speaks on for ~20 s).
+            transcriber = centre.transcriber
+            assert transcriber is not None
+            await _settled(lambda: _processed_s(transcriber, ref), lambda s: s >= 1.0, 30)
             _kill_thread(worker)
             killed_at = time.monotonic()
             outcome = await task
         await tracker.wait_for(lambda: tracker.flows[call_id].end_kind is not None, 60)
-        # The leg is flushed when the call ends; give Whisper time to commit the last words.
-        await asyncio.sleep(8.0)
+
+        # The leg is flushed when the call ends: wait until what Whisper heard after the restart is in.
+        def heard_since_restart() -> bool:
+            return any(
+                e.type in ("transcript.partial", "transcript.final") and m > killed_at + 1
+                for m, e in tracker.events
+            )
+
+        await tracker.wait_for(heard_since_restart, 60)
+        call = await _settled(
+            lambda: asyncio.to_thread(centre.repo.find_call_by_ref, ref),
+            lambda c: _final(c) and c is not None and bool(c.transcript),
+            30,
+        )
         await tracker.stop()
-        call = await asyncio.to_thread(centre.repo.find_call_by_ref, ref)
 
     assert outcome.answered and outcome.reason == "caller finished speaking and hung up"
     failures = [
@@ -435,9 +496,10 @@ async def test_ami_peer_drops_and_returns_the_call_that_arrived_meanwhile_is_rec
 
             await asyncio.wait_for(act_as_intake(), 30)
             await tracker.wait_for(lambda: any(f.end_kind for f in tracker.flows.values()), 10)
-            await asyncio.sleep(1.0)
+            call = await _settled(
+                lambda: asyncio.to_thread(centre.repo.find_call_by_ref, "1795778919.48"), _final, 15
+            )
             await tracker.stop()
-            call = await asyncio.to_thread(centre.repo.find_call_by_ref, "1795778919.48")
 
     health_changes = [
         (e.data["healthy"], e.data.get("detail", ""))

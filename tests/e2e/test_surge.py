@@ -39,13 +39,14 @@ from e2e_support import (
     wait_offered,
 )
 
-from intake.domain import CallState
-from izs.demo.callers import CallerFleet, PlannedCall
+from intake.app import Centre
+from intake.domain import Call, CallState
+from izs.demo.callers import CallerFleet, CallOutcome, PlannedCall
 from izs.demo.flow import CallFlow, FlowTracker, percentile
 from izs.demo.scenarios import Scenario, load_scenarios
 from izs.demo.speech import SpeechSynthesizer
 from izs.demo.system import TakerAutopilot
-from transcription.scheduler import LegQueueState
+from transcription.health import LegQueueState
 
 pytestmark = [
     pytest.mark.slow,
@@ -84,10 +85,10 @@ def surge_calls(scenarios: list[Scenario]) -> list[tuple[str, str, str, str, str
         (f"fire-{i + 1}", "150" if i % 2 == 0 else "112", f"+42060455{i:04d}", "cs", text)
         for i, text in enumerate(FIRE_TEXTS)
     ]
-    rows = [(s.id, s.dialled, s.caller_number, s.language, s.caller_text) for s in others]
+    rows = [(s.id, s.dialled, s.caller_number, s.language, s.caller) for s in others]
     # Spread cardiac arrests and fire calls through the minute, as they would come.
     for index, s in enumerate(arrests):
-        rows.insert(3 + index * 5, (s.id, s.dialled, s.caller_number, s.language, s.caller_text))
+        rows.insert(3 + index * 5, (s.id, s.dialled, s.caller_number, s.language, s.caller))
     for index, fire in enumerate(fires):
         rows.insert(10 + index * 4, fire)
     assert len(rows) == CALLS
@@ -165,18 +166,8 @@ async def test_surge_of_50_calls_loses_none_puts_cardiac_arrests_first_and_links
         tracker.relabel()
 
         # ---- zero calls lost: each placed call is on record, answered or abandoned.
-        failed = [o for o in outcomes if o.error]
-        assert not failed, [(o.label, o.error) for o in failed]
-        records = {}
-        for outcome in outcomes:
-            assert outcome.sip_call_id is not None, outcome
-            call = await asyncio.to_thread(centre.repo.find_call_by_ref, outcome.sip_call_id)
-            assert call is not None, f"{outcome.label}: no call record"
-            records[outcome.label] = call
-        assert len(records) == CALLS
+        records = await calls_on_record(centre, outcomes)
         for label, call in records.items():
-            assert call.media_answered_at is not None, f"{label}: the endpoint never answered (no prompt)"
-            assert call.state in (CallState.ENDED, CallState.ABANDONED), (label, call.state)
             if call.state is CallState.ENDED:
                 assert call.answered_at is not None and call.taker_id, label
         abandoned = {label for label, call in records.items() if call.state is CallState.ABANDONED}
@@ -275,6 +266,24 @@ FLAG_TO_QUEUE_S = 1.0  # the queue follows a triage flag before the bus shows it
 RECOGNITION_TRIAGE_WAIT_S = 60.0  # after the last call is in, how long the paused takers stay away at most
 
 
+async def calls_on_record(centre: Centre, outcomes: list[CallOutcome]) -> dict[str, Call]:
+    """Zero calls lost: every placed call completed without a SIP error, is on record, was answered by
+    the endpoint (its prompt played) and is over (ended or abandoned). The records by label."""
+    failed = [o for o in outcomes if o.error]
+    assert not failed, [(o.label, o.error) for o in failed]
+    records: dict[str, Call] = {}
+    for outcome in outcomes:
+        assert outcome.sip_call_id is not None, outcome
+        call = await asyncio.to_thread(centre.repo.find_call_by_ref, outcome.sip_call_id)
+        assert call is not None, f"{outcome.label}: no call record"
+        records[outcome.label] = call
+    assert len(records) == CALLS
+    for label, call in records.items():
+        assert call.media_answered_at is not None, f"{label}: the endpoint never answered (no prompt)"
+        assert call.state in (CallState.ENDED, CallState.ABANDONED), (label, call.state)
+    return records
+
+
 @pytest.mark.timeout(900)
 async def test_surge_with_real_recognition_triages_waiting_callers_from_their_own_words(
     tmp_path: Path,
@@ -368,18 +377,7 @@ async def test_surge_with_real_recognition_triages_waiting_callers_from_their_ow
         await tracker.stop()
         tracker.relabel()
 
-        failed = [o for o in outcomes if o.error]
-        assert not failed, [(o.label, o.error) for o in failed]
-        records = {}
-        for outcome in outcomes:
-            assert outcome.sip_call_id is not None, outcome
-            call = await asyncio.to_thread(centre.repo.find_call_by_ref, outcome.sip_call_id)
-            assert call is not None, f"{outcome.label}: no call record"
-            records[outcome.label] = call
-        assert len(records) == CALLS
-        for label, call in records.items():
-            assert call.media_answered_at is not None, f"{label}: the endpoint never answered"
-            assert call.state in (CallState.ENDED, CallState.ABANDONED), (label, call.state)
+        await calls_on_record(centre, outcomes)
 
         # Intake told recognition which callers wait in a queue (they are decoded first).
         assert max(waiting_legs, default=0) >= 10, max(waiting_legs, default=0)

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 START_SCRIPT = REPO / "deploy" / "kamailio" / "izs-kamailio.sh"
@@ -41,6 +42,13 @@ def loopback_usable(host: str) -> bool:
     except OSError:
         return False
     return True
+
+
+# Two intake nodes on one machine, each bound to its own loopback address.
+needs_two_loopback_nodes = pytest.mark.skipif(
+    not (loopback_usable("127.0.0.2") and loopback_usable("127.0.0.3")),
+    reason="needs 127.0.0.2 and 127.0.0.3 on the loopback interface (Linux has them by default)",
+)
 
 
 @dataclass

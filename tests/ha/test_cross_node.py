@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 import websockets
-from ha_support import Console, IntakeNode, loopback_usable
+from ha_support import Console, IntakeNode, needs_two_loopback_nodes
 from support.servers import PostgresServer
 
 from intake.domain import Call
@@ -32,10 +32,7 @@ pytestmark = [
     pytest.mark.slow,
     pytest.mark.postgres,
     pytest.mark.timeout(240),
-    pytest.mark.skipif(
-        not (loopback_usable("127.0.0.2") and loopback_usable("127.0.0.3")),
-        reason="needs 127.0.0.2 and 127.0.0.3 on the loopback interface (Linux has them by default)",
-    ),
+    needs_two_loopback_nodes,
 ]
 
 TAKERS = [{"id": "zzs1", "name": "ZZS 1", "desks": ["ZZS"], "languages": ["cs"]}]

@@ -6,9 +6,7 @@ promotion (``pg_promote()``, what docs/ha.md tells the operator to do) the centr
 from __future__ import annotations
 
 import os
-import pwd
 import shutil
-import subprocess
 import time
 from collections.abc import Iterator
 
@@ -26,17 +24,14 @@ pytestmark = [pytest.mark.slow, pytest.mark.postgres, pytest.mark.timeout(180)]
 class StreamingReplica(PostgresCluster):
     """A hot standby of ``primary``: base backup over the replication protocol, then WAL streaming."""
 
+    SETTINGS = (*PostgresCluster.SETTINGS, "hot_standby=on")  # max_connections: at least the primary's
+
     def __init__(self, primary: PostgresCluster) -> None:
         super().__init__()
         self.primary = primary
 
     def start(self) -> StreamingReplica:
-        (self.root / "owner.pid").write_text(str(os.getpid()))
-        self.socket_dir.mkdir()
-        if self.as_root:
-            postgres = pwd.getpwnam("postgres")
-            for path in (self.root, self.socket_dir):
-                os.chown(path, postgres.pw_uid, postgres.pw_gid)
+        self._prepare_directories()
         self._run(
             str(self.bin / "pg_basebackup"),
             "-h",
@@ -54,42 +49,8 @@ class StreamingReplica(PostgresCluster):
             "fast",
             "--no-sync",
         )
-        with open(self.log, "ab") as log:
-            self.process = subprocess.Popen(
-                [
-                    str(self.bin / "postgres"),
-                    "-D",
-                    str(self.data),
-                    "-k",
-                    str(self.socket_dir),
-                    "-p",
-                    str(self.PORT),
-                    "-c",
-                    "listen_addresses=",
-                    "-c",
-                    "fsync=off",
-                    "-c",
-                    "hot_standby=on",
-                    "-c",
-                    "max_connections=200",  # a standby needs at least the primary's value
-                ],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                preexec_fn=self._become_postgres,
-            )
-        self.started = True
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                with psycopg.connect(self.admin_dsn(), connect_timeout=2):
-                    return self
-            except psycopg.OperationalError as exc:
-                if self.process.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(
-                        f"replica did not start: {exc}\n{self.log.read_text(errors='replace')}"
-                    ) from exc
-                time.sleep(0.1)
+        self._launch()
+        return self
 
 
 @pytest.fixture

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from ha_support import Console, IntakeNode, KamailioFront, loopback_usable, utc_now
+from ha_support import Console, IntakeNode, KamailioFront, needs_two_loopback_nodes, utc_now
 from support.servers import PostgresServer
 
 from intake.domain import Call
@@ -31,10 +31,7 @@ pytestmark = [
     pytest.mark.slow,
     pytest.mark.postgres,
     pytest.mark.timeout(300),
-    pytest.mark.skipif(
-        not (loopback_usable("127.0.0.2") and loopback_usable("127.0.0.3")),
-        reason="needs 127.0.0.2 and 127.0.0.3 on the loopback interface (Linux has them by default)",
-    ),
+    needs_two_loopback_nodes,
 ]
 
 TAKERS = [

@@ -12,7 +12,13 @@ import time
 from pathlib import Path
 
 import pytest
-from ha_support import START_SCRIPT, IntakeNode, KamailioFront, free_port, loopback_usable
+from ha_support import (
+    START_SCRIPT,
+    IntakeNode,
+    KamailioFront,
+    free_port,
+    needs_two_loopback_nodes,
+)
 from support.servers import PostgresServer
 
 from intake.redis_server import EmbeddedRedis
@@ -53,10 +59,7 @@ def test_start_script_writes_a_config_that_kamailio_accepts(tmp_path: Path) -> N
 @pytest.mark.slow
 @pytest.mark.postgres
 @pytest.mark.timeout(180)
-@pytest.mark.skipif(
-    not (loopback_usable("127.0.0.2") and loopback_usable("127.0.0.3")),
-    reason="needs 127.0.0.2 and 127.0.0.3 on the loopback interface (Linux has them by default)",
-)
+@needs_two_loopback_nodes
 async def test_probes_take_a_silent_node_out_before_calls_and_put_it_back_when_it_answers(
     tmp_path: Path, postgres_server: PostgresServer
 ) -> None:

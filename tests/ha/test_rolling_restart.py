@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
-from ha_support import Console, IntakeNode, KamailioFront, loopback_usable
+from ha_support import Console, IntakeNode, KamailioFront, needs_two_loopback_nodes
 from support.servers import PostgresServer
 
 from intake.live import LiveState, connect_redis
@@ -26,10 +26,7 @@ pytestmark = [
     pytest.mark.slow,
     pytest.mark.postgres,
     pytest.mark.timeout(240),
-    pytest.mark.skipif(
-        not (loopback_usable("127.0.0.2") and loopback_usable("127.0.0.3")),
-        reason="needs 127.0.0.2 and 127.0.0.3 on the loopback interface (Linux has them by default)",
-    ),
+    needs_two_loopback_nodes,
 ]
 
 TAKERS = [{"id": "hzs1", "name": "HZS 1", "desks": ["HZS"], "languages": ["cs"]}]

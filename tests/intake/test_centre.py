@@ -61,7 +61,8 @@ async def centre(tmp_path: Path, database_url: str, redis_url: str) -> AsyncIter
         await centre.stop()
 
 
-async def collect(centre: Centre, into: list[LiveEvent]) -> None:
+async def collect(centre: Centre, into: list[LiveEvent], subscribed: asyncio.Event) -> None:
+    subscribed.set()  # whoever waits on it resumes only once this task suspends inside the subscription
     async for event in centre.bus.subscribe():
         into.append(event)
 
@@ -89,8 +90,9 @@ async def test_heart_attack_on_150_goes_to_the_medical_desk_first_with_an_incide
     centre: Centre,
 ):
     events: list[LiveEvent] = []
-    listener = asyncio.create_task(collect(centre, events))
-    await asyncio.sleep(0)  # one loop turn, not a wait: the task subscribes before it first awaits
+    subscribed = asyncio.Event()
+    listener = asyncio.create_task(collect(centre, events, subscribed))
+    await subscribed.wait()
     centre.calls.submit(offer("ref-early", dialled="155", caller="+420724380915"))
     early = await eventually(lambda: _call_by_ref(centre, "ref-early"))
     centre.calls.submit(offer("ref-ca", dialled="150"))

@@ -15,7 +15,17 @@ from hypothesis import strategies as st
 
 from intake.domain import Call, CallerNumber, CallState
 from intake.errors import LiveStateError
-from intake.live import LiveState, connect_redis, queue_entries_from_calls
+from intake.live import (
+    DeskQueues,
+    IncidentStream,
+    Leases,
+    LiveRedis,
+    LiveState,
+    NodeHealth,
+    TakerStates,
+    connect_redis,
+    queue_entries_from_calls,
+)
 from intake.redis_server import EmbeddedRedis
 from intake.storage.repository import Repository
 from routing.vocabulary import DeskCode
@@ -326,6 +336,48 @@ async def test_redis_errors_become_live_state_errors() -> None:
         with pytest.raises(LiveStateError):
             async for _ in live.subscribe("events"):
                 pass
+    finally:
+        await client.aclose()
+
+
+async def test_each_store_works_alone_on_the_shared_connection(live_state: LiveState) -> None:
+    """The concepts are separate classes over one LiveRedis; they see what LiveState wrote (same keys)."""
+    conn = LiveRedis(live_state.redis, live_state.ns)
+    await live_state.enqueue("HZS", "c1", 2, at(0))
+    assert [e.call_id for e in await DeskQueues(conn).queue("HZS")] == ["c1"]
+    await Leases(conn).acquire_lease("leader", "node-a", 10_000)
+    assert await live_state.lease_holder("leader") == "node-a"
+    stream = IncidentStream(conn, stream_maxlen=50)
+    cursor = await stream.publish_incident_event({"type": "incident.created"})
+    assert [m.id for m in await live_state.replay()] == [cursor]
+    await TakerStates(conn).set_taker_state("t1", "available", at(1))
+    assert [t for t, _ in await live_state.idle_takers()] == ["t1"]
+
+
+async def test_a_node_command_reply_reaches_the_requester_even_if_sent_before_it_waits(
+    live_state: LiveState,
+) -> None:
+    await live_state.send_reply("cmd-1", {"accepted": True}, ttl_ms=5_000)
+    assert await live_state.wait_reply("cmd-1", timeout_s=2.0) == {"accepted": True}
+    waiting = asyncio.create_task(live_state.wait_reply("cmd-2", timeout_s=5.0))
+    await live_state.send_reply("cmd-2", {"accepted": False}, ttl_ms=5_000)
+    assert await waiting == {"accepted": False}
+    assert await live_state.wait_reply("cmd-3", timeout_s=0.3) is None
+
+
+async def test_redis_errors_of_every_store_are_live_state_errors_naming_the_step() -> None:
+    client = connect_redis("redis://127.0.0.1:1/0", connect_timeout_s=0.5)
+    try:
+        conn = LiveRedis(client)
+        with pytest.raises(LiveStateError) as caught:
+            await IncidentStream(conn).ensure_group("g")
+        assert caught.value.details["operation"] == "create consumer group g"
+        with pytest.raises(LiveStateError):
+            await Leases(conn).lease_names()
+        with pytest.raises(LiveStateError):
+            await NodeHealth(conn).node_health("transcription")
+        with pytest.raises(LiveStateError):
+            await LiveState(client).clear()
     finally:
         await client.aclose()
 

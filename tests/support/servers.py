@@ -116,14 +116,32 @@ class PostgresCluster(PostgresServer):
             log = self.log.read_text(errors="replace") if self.log.exists() else ""
             raise RuntimeError(f"{' '.join(args)} failed: {result.stdout}{result.stderr}{log}")
 
+    # Settings every test server runs with. fsync off: a test cluster need not survive a power cut, and it
+    # makes the suite much faster.
+    SETTINGS: tuple[str, ...] = (
+        "listen_addresses=",
+        "fsync=off",
+        "synchronous_commit=off",
+        "full_page_writes=off",
+        "max_connections=200",
+    )
+
     def start(self) -> PostgresCluster:
         _remove_abandoned_clusters()
+        self._prepare_directories()
+        self._create_data()
+        self._launch()
+        return self
+
+    def _prepare_directories(self) -> None:
         (self.root / "owner.pid").write_text(str(os.getpid()))
         self.socket_dir.mkdir()
         if self.as_root:
             postgres = pwd.getpwnam("postgres")
             for path in (self.root, self.socket_dir):
                 os.chown(path, postgres.pw_uid, postgres.pw_gid)
+
+    def _create_data(self) -> None:
         self._run(
             str(self.bin / "initdb"),
             "-D",
@@ -135,28 +153,15 @@ class PostgresCluster(PostgresServer):
             "--no-locale",
             "--no-sync",
         )
-        # The postmaster runs as our direct child (not daemonised by pg_ctl) and gets SIGQUIT (immediate
-        # shutdown) if this test process dies, so a killed test run leaves no server behind.
-        # fsync off: a test cluster need not survive a power cut, and it makes the suite much faster.
-        command = [
-            str(self.bin / "postgres"),
-            "-D",
-            str(self.data),
-            "-k",
-            str(self.socket_dir),
-            "-p",
-            str(self.PORT),
-            "-c",
-            "listen_addresses=",
-            "-c",
-            "fsync=off",
-            "-c",
-            "synchronous_commit=off",
-            "-c",
-            "full_page_writes=off",
-            "-c",
-            "max_connections=200",
-        ]
+
+    def _launch(self) -> None:
+        """The postmaster runs as our direct child (not daemonised by pg_ctl) and gets SIGQUIT (immediate
+        shutdown) if this test process dies, so a killed test run leaves no server behind. Returns once it
+        accepts connections."""
+        command = [str(self.bin / "postgres"), "-D", str(self.data), "-k", str(self.socket_dir)]
+        command += ["-p", str(self.PORT)]
+        for setting in self.SETTINGS:
+            command += ["-c", setting]
         with open(self.log, "ab") as log:
             self.process = subprocess.Popen(
                 command,
@@ -170,7 +175,7 @@ class PostgresCluster(PostgresServer):
         while True:
             try:
                 with psycopg.connect(self.admin_dsn(), connect_timeout=2):
-                    return self
+                    return
             except psycopg.OperationalError as exc:
                 if self.process.poll() is not None or time.monotonic() > deadline:
                     self.stop()

@@ -7,13 +7,11 @@ Speech is synthesized once per session with Festival (Czech) and espeak-ng (Kore
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import pytest
+from transcription_support import EventLog, Speech, pad
 
-from transcription.audio import Int16Array
 from transcription.config import TranscriptionConfig
 from transcription.evaluation import read_wav, synthesize_czech, synthesize_espeak
 from transcription.models import ModelRegistry
@@ -27,21 +25,6 @@ KOREAN_PHRASES = (
     "교통사고가 났어요. 사람이 다쳤어요.",
     "우리 아버지가 쓰러졌어요. 숨을 안 쉬어요.",
 )
-
-
-@dataclass(frozen=True)
-class Speech:
-    text: str
-    samples: Int16Array
-    rate: int
-    caller_number: str = ""
-    call_id: str = ""
-
-
-def pad(samples: Int16Array, rate: int, before_s: float = 0.5, after_s: float = 1.0) -> Int16Array:
-    return np.concatenate(
-        [np.zeros(int(before_s * rate), np.int16), samples, np.zeros(int(after_s * rate), np.int16)]
-    )
 
 
 @pytest.fixture(scope="session")
@@ -115,69 +98,6 @@ def korean_phrases(tmp_path_factory: pytest.TempPathFactory) -> list[Speech]:
     return speeches
 
 
-class EventLog:
-    """Collects events from worker threads with the time each arrived."""
-
-    def __init__(self) -> None:
-        import threading
-        import time
-
-        self._clock = time.monotonic
-        self._lock = threading.Lock()
-        self.timed: list[tuple[float, object]] = []
-
-    def __call__(self, event: object) -> None:
-        with self._lock:
-            self.timed.append((self._clock(), event))
-
-    def of(self, kind: type, call_ref: str | None = None) -> list:
-        with self._lock:
-            return [
-                e
-                for _, e in self.timed
-                if isinstance(e, kind) and (call_ref is None or getattr(e, "call_ref", None) == call_ref)
-            ]
-
-    def kinds(self, call_ref: str | None = None) -> list[str]:
-        with self._lock:
-            return [
-                type(e).__name__
-                for _, e in self.timed
-                if call_ref is None or getattr(e, "call_ref", None) == call_ref
-            ]
-
-
 @pytest.fixture
 def events() -> EventLog:
     return EventLog()
-
-
-def feed_speech(
-    service,
-    call_ref: str,
-    leg: str,
-    speech: Speech,
-    realtime: bool = False,
-    frame_ms: int = 20,
-    pace: float = 1.0,
-    keep_up: bool = False,
-) -> None:
-    """Feed 20 ms frames, as fast as possible or (``realtime``) one per ``frame_ms * pace``.
-
-    ``keep_up`` also waits for the worker to take each frame, as if the machine were fast enough for
-    real time (the test machine is shared with other test runs, so real time alone proves little).
-    """
-    import time
-
-    from transcription.evaluation import frames
-
-    start = time.monotonic()
-    for i, frame in enumerate(frames(speech.samples, speech.rate, frame_ms)):
-        service.feed(call_ref, leg, frame)
-        if keep_up:
-            while service.backlog_s(call_ref, leg) > 0:
-                time.sleep(0.002)
-        if realtime:
-            delay = start + (i + 1) * frame_ms * pace / 1000 - time.monotonic()
-            if delay > 0:
-                time.sleep(delay)

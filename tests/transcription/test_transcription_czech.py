@@ -6,7 +6,7 @@ import dataclasses
 import threading
 
 import pytest
-from conftest import EventLog, Speech, feed_speech
+from transcription_support import EventLog, Speech, feed_speech
 
 from transcription.config import TranscriptionConfig
 from transcription.evaluation import corpus_error_rates, normalize

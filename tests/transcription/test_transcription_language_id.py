@@ -11,7 +11,7 @@ import dataclasses
 from pathlib import Path
 
 import pytest
-from conftest import EventLog, Speech, feed_speech, pad
+from transcription_support import EventLog, Speech, feed_speech, pad
 
 from transcription.config import TranscriptionConfig
 from transcription.evaluation import read_wav, synthesize_english

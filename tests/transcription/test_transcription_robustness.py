@@ -15,15 +15,16 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import EventLog, Speech, feed_speech
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
+from transcription_support import EventLog, Speech, feed_speech
 
 from transcription.audio import Int16Array
 from transcription.config import TranscriptionConfig
 from transcription.engine import Engine, EngineStream, Segment, StepResult
 from transcription.errors import AudioFormatError
 from transcription.events import GAP_ENGINE, TranscriptFinal, TranscriptionFailed, TranscriptPartial
+from transcription.health import RecognitionHealth, RecognitionStatus
 from transcription.models import ModelRegistry
 from transcription.service import ModelEngines, TranscriptionService
 
@@ -387,15 +388,20 @@ def test_health_reports_legs_backlog_and_dropped_audio_from_the_real_service_sta
     service.open_leg("health", "caller", 16000, language_hint="ko")
     for frame in np.array_split(speech.samples, speech.samples.size // 320):
         service.feed("health", "caller", frame.tobytes())
-    snapshot = service.health_snapshot()
-    assert snapshot["status"] == "behind" and snapshot["legs"] == 1
-    assert 0 < float(snapshot["dropped_s"]) <= speech.samples.size / 16000
-    assert 0 < float(snapshot["backlog_s"]) <= 1.02
+    status = service.recognition_status()
+    assert status.health is RecognitionHealth.BEHIND and status.open_legs == 1
+    assert 0 < status.dropped_s <= speech.samples.size / 16000
+    assert 0 < status.backlog_s <= 1.02
     healthy, detail = service.health()
     assert not healthy and "dropped" in detail and "backlog" in detail
     faults.stall_s = 0.0
     assert service.close_leg("health", "caller").wait(60)
-    assert service.health_snapshot()["legs"] == 0
-    assert service.health_snapshot()["models"]  # the loaded models (ModelEngines), else the configured engine
+    assert service.recognition_status().open_legs == 0
+    assert service.recognition_status().models  # the loaded models (ModelEngines), else the configured engine
     service.close()
-    assert service.health_snapshot()["status"] == "down"
+    assert service.recognition_status().health is RecognitionHealth.DOWN
+    # What a node shares with the others reads back as the same health; garbage reads as "down", not a crash.
+    shared = RecognitionStatus.from_json(service.recognition_status().to_json())
+    assert shared.health is RecognitionHealth.DOWN and shared.reason == "closed"
+    assert RecognitionStatus.from_json({"status": "sideways"}).health is RecognitionHealth.DOWN
+    assert RecognitionStatus.from_json(["not", "a", "report"]).health is RecognitionHealth.DOWN

@@ -7,13 +7,8 @@ import threading
 
 import pytest
 
-from transcription.scheduler import (
-    BEHIND_AFTER_S,
-    LegQueueState,
-    RecognitionHealth,
-    RecognitionScheduler,
-    SlotGate,
-)
+from transcription.health import BEHIND_AFTER_S, LegQueueState, RecognitionHealth, RecognitionStatus
+from transcription.scheduler import RecognitionScheduler, SlotGate
 
 
 def open_and_set(
@@ -66,7 +61,7 @@ def test_a_slot_is_granted_in_order_and_the_backlog_catches_up_in_that_order() -
         s.start(key)
     assert not s.may_run(caller("a"))  # both slots busy
     clock.now += BEHIND_AFTER_S + 1
-    status = s.status()
+    status = RecognitionStatus.combine(s.status())
     assert status.health is RecognitionHealth.BEHIND
     assert status.behind_s == pytest.approx(BEHIND_AFTER_S + 1)
     assert status.busy_slots == 2 and status.legs_waiting_for_slot == 1
@@ -88,13 +83,13 @@ def test_status_reports_untranscribed_audio_per_leg_and_down() -> None:
     s = RecognitionScheduler(1, FakeClock())
     s.open(caller("a"))
     s.mark_not_transcribed(caller("a"), 2.5)
-    status = s.status()
+    status = RecognitionStatus.combine(s.status())
     assert status.health is RecognitionHealth.OK
     assert status.not_transcribed_s == 2.5
     assert status.legs[0].not_transcribed_s == 2.5 and status.legs[0].call_ref == "a"
     s.set_down("no Whisper model")
-    assert s.status().health is RecognitionHealth.DOWN
-    assert s.status().reason == "no Whisper model"
+    assert RecognitionStatus.combine(s.status()).health is RecognitionHealth.DOWN
+    assert RecognitionStatus.combine(s.status()).reason == "no Whisper model"
     s.close(caller("a"))
     assert s.status().legs == ()
 

@@ -7,7 +7,7 @@ import re
 
 import pytest
 import vosk
-from conftest import EventLog, Speech, feed_speech
+from transcription_support import EventLog, Speech, feed_speech
 
 from transcription.config import TranscriptionConfig
 from transcription.evaluation import corpus_error_rates

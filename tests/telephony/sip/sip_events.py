@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 from telephony.events import AudioFrame, TelephonyEvent
@@ -58,3 +59,12 @@ class EventRecorder:
             if not (kinds and kinds[-1] == name == "AudioFrame"):
                 kinds.append(name)
         return kinds
+
+
+def wait_until(condition: Callable[[], bool], timeout: float, poll_s: float = 0.01) -> None:
+    """Poll ``condition`` until it holds; fail at the deadline (a barrier on state, not a fixed sleep)."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout}s")
+        time.sleep(poll_s)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from sip_events import EventRecorder
+from sip_events import EventRecorder, wait_until
 from sip_peers import BARESIP, ESPEAK, Baresip, peak_normalised_correlation, read_wav, synthesize_czech
 
 from telephony.events import (
@@ -76,13 +76,17 @@ def test_cancel_from_baresip_before_answer_ends_abandoned_and_is_never_answered(
     endpoint = start_endpoint(answer_after_s=3.0)
     caller = Baresip(tmp_path, "caller").start()
     try:
+        dialled_at = time.monotonic()
         caller.dial(f"sip:158@127.0.0.1:{endpoint.address[1]}")
         offered = recorder.wait_for(CallOffered)[0]
         caller.wait_event("CALL_RINGING")
         caller.hangup()  # → CANCEL
         ended = recorder.wait_for(CallEnded)[0]
         closed = caller.wait_event("CALL_CLOSED")
-        time.sleep(3.5)  # beyond the ring time
+        # Beyond the ring time: the endpoint's timers ran past it, then stop() delivers all its events.
+        ring_over = dialled_at + 3.0
+        wait_until(lambda: endpoint.timers_ran_until > ring_over, timeout=15)
+        endpoint.stop()
     finally:
         caller.stop()
 
@@ -102,10 +106,10 @@ def test_dtmf_from_baresip_arrives(
     try:
         caller.dial(f"sip:112@127.0.0.1:{endpoint.address[1]}")
         caller.wait_event("CALL_ESTABLISHED")
-        for digit in "15#":
+        for pressed, digit in enumerate("15#", start=1):
             caller.command("sndcode", digit)
-            time.sleep(0.3)
-        digits = recorder.wait_for(DtmfReceived, 3)
+            recorder.wait_for(DtmfReceived, pressed)  # one key press at a time, as a caller presses them
+        digits = recorder.of(DtmfReceived)
         caller.hangup()
         recorder.wait_for(CallEnded)
     finally:
@@ -159,11 +163,10 @@ def test_busy_prompt_is_heard_by_the_baresip_caller_in_its_codec(
         call_ref = recorder.wait_for(CallAnswered)[0].call_ref
         caller.wait_event("CALL_ESTABLISHED")
         asyncio.run(endpoint.play_prompt(call_ref, pcm, rate, loop=False))
-        time.sleep(len(pcm) / 2 / rate + 1.0)
+        wait_until(lambda: not endpoint.prompt_playing(call_ref), timeout=len(pcm) / 2 / rate + 10)
         caller.hangup()
         recorder.wait_for(CallEnded)
-        time.sleep(0.3)
-    finally:
+    finally:  # stop() waits for baresip to exit: its recordings are complete after it
         caller.stop()
 
     heard = caller.received_audio()
@@ -187,8 +190,7 @@ def test_standalone_connect_to_taker_relays_audio_both_ways(
         connected = recorder.wait_for(CallConnected)[0]
         ended = recorder.wait_for(CallEnded, timeout=30)[0]  # the caller's file ends first
         taker.wait_event("CALL_CLOSED")
-        time.sleep(0.3)
-    finally:
+    finally:  # stop() waits for both baresips to exit: their recordings are complete after it
         caller.stop()
         taker.stop()
 

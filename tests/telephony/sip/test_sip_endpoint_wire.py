@@ -6,6 +6,7 @@ real UA will not produce on demand: lying Via ports, garbage, floods, missing SD
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import threading
@@ -16,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from sip_events import EventRecorder
+from sip_events import EventRecorder, wait_until
 
 from telephony.events import (
     AudioFrame,
@@ -153,6 +154,23 @@ def _rtp_sender(peer: RawSipPeer, remote: tuple[str, int], packets: list[bytes])
     return thread
 
 
+def _await_rtp_handled(
+    peer: RawSipPeer, remote: tuple[str, int], recorder: EventRecorder, call_id: str, timeout: float = 15.0
+) -> None:
+    """Barrier: a DTMF key press from the caller's stream, sent until reported. RTP on one socket is handled
+    in order, so once it is reported every packet sent before it has been handled and its frames delivered."""
+    from telephony.sip.rtp import build_telephone_event
+
+    marker = RtpPacket(101, 60000, 0x7FFF0000, 7, build_telephone_event("D", True, 480)).to_bytes()
+    deadline = time.monotonic() + timeout
+    while not recorder.of(DtmfReceived, call_id):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"RTP of call {call_id} not handled within {timeout}s")
+        peer.rtp.sendto(marker, remote)
+        with contextlib.suppress(AssertionError):
+            recorder.wait_for(DtmfReceived, call_ref=call_id, timeout=0.2)
+
+
 def test_options_probe_gets_200_ok(start_endpoint: Callable[..., SipEndpoint], peer: RawSipPeer) -> None:
     endpoint = start_endpoint()
     peer.send(peer.request("OPTIONS", "intake", "probe-1"), endpoint)
@@ -262,7 +280,12 @@ def test_retransmitted_invite_is_answered_again_but_offered_once(
     second = peer.expect(200)
 
     assert first.body == second.body
-    time.sleep(0.1)
+    # Barrier: the call's CallEnded is queued after anything the second INVITE could have emitted.
+    peer.send(peer.request("ACK", "155", "retrans", to_tag=_to_tag(first), branch="z9hG4bKack"), endpoint)
+    peer.send(
+        peer.request("BYE", "155", "retrans", to_tag=_to_tag(first), cseq=2, branch="z9hG4bKb"), endpoint
+    )
+    recorder.wait_for(CallEnded, call_ref="retrans")
     assert len(recorder.of(CallOffered)) == 1
 
 
@@ -270,6 +293,7 @@ def test_cancel_before_answer_gets_487_and_the_call_ends_abandoned_never_answere
     start_endpoint: Callable[..., SipEndpoint], peer: RawSipPeer, recorder: EventRecorder
 ) -> None:
     endpoint = start_endpoint(answer_after_s=0.6)
+    invited_at = time.monotonic()
     peer.send(peer.request("INVITE", "158", "cancel-raw", body=peer.sdp()), endpoint)
     peer.expect(180)
     peer.send(peer.request("CANCEL", "158", "cancel-raw"), endpoint)
@@ -279,7 +303,11 @@ def test_cancel_before_answer_gets_487_and_the_call_ends_abandoned_never_answere
     assert terminated.cseq == (1, "INVITE")
     ended = recorder.wait_for(CallEnded)[0]
     assert ended.reason is EndReason.ABANDONED
-    time.sleep(1.0)  # past the ring time: the answer timer must not fire for a cancelled call
+    # Past the ring time: the answer timer must not fire for a cancelled call. Barrier: the endpoint's
+    # timers ran beyond the ring time, then stop() delivers every event it emitted.
+    ring_over = invited_at + 0.6
+    wait_until(lambda: endpoint.timers_ran_until > ring_over, timeout=10)
+    endpoint.stop()
     assert recorder.of(CallAnswered) == []
     assert all(m.status != 200 or m.cseq[1] != "INVITE" for m in peer.received)
     assert recorder.sequence("cancel-raw") == ["CallOffered", "CallEnded"]
@@ -345,6 +373,7 @@ def test_call_in_progress_keeps_receiving_frames_while_garbage_and_floods_arrive
     finally:
         attacker.close()
 
+    _await_rtp_handled(peer, ("127.0.0.1", answer[1]), recorder, call_id)
     frames = recorder.of(AudioFrame, call_id)
     # The 2 s tone is 100 packets; the flood (another SSRC) is neither mixed into the caller's audio nor
     # allowed to use up its packet budget, so only what the kernel dropped while the flood filled the
@@ -409,8 +438,13 @@ def test_rfc2833_telephone_events_are_reported_once_per_key_press(
             time.sleep(0.005)
 
     assert [e.digit for e in recorder.wait_for(DtmfReceived, 2, call_ref=call_id)] == ["1", "2"]
-    time.sleep(0.1)
-    assert len(recorder.of(DtmfReceived, call_id)) == 2
+    # Barrier: a last key press; RTP on one socket is handled in order, so once "9" is reported every
+    # retransmitted end packet before it has been handled (and must not have been reported again).
+    for duration, end in ((160, False), (480, True)):
+        packet = RtpPacket(101, seq, 5000, 5, build_telephone_event("9", end, duration))
+        peer.rtp.sendto(packet.to_bytes(), ("127.0.0.1", answer[1]))
+        seq += 1
+    assert [e.digit for e in recorder.wait_for(DtmfReceived, 3, call_ref=call_id)] == ["1", "2", "9"]
 
 
 def test_prompt_is_sent_as_rtp_in_the_negotiated_codec(
