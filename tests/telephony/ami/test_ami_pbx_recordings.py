@@ -132,6 +132,48 @@ def test_item4_a_priority_change_on_the_same_desk_is_queue_change_priority_calle
 
 
 @pytest.mark.parametrize("driver", DRIVERS)
+def test_item4_a_cardiac_arrest_after_the_first_redirect_is_raised_in_place(driver: str) -> None:
+    """The real run of item 4: a 150 caller said the patient does not respond (unconscious: moved to 155 with
+    QUEUE_PRIO 10), then that he is not breathing (suspected cardiac arrest): the upgrade went to Asterisk as
+    QueueChangePriorityCaller 20 on desk-155, after the move and without a second Redirect, and Asterisk
+    answered Success."""
+    lines = load_session(_session(driver, "item4-cardiac-arrest-jumps-the-queue"))
+    _, events, sent = replay(driver, "item4-cardiac-arrest-jumps-the-queue")
+    mine = caller_events(events, "+420601000104")
+    queues = [e.queue for e in mine if isinstance(e, CallQueued)]
+    assert queues[0] == "desk-150" and queues[-1] == "desk-155"
+    assert [e.reason for e in mine if isinstance(e, CallEnded)] == [EndReason.ABANDONED]
+    [redirect] = actions(sent, "Redirect")
+    assert redirect.value("Exten") == "155"
+    names = [m.value("Action") for m in sent]
+    moved_at = sent.index(redirect)
+    setvar = sent[moved_at - 1]
+    assert (setvar.value("Action"), setvar.value("Variable"), setvar.value("Value")) == (
+        "Setvar",
+        "QUEUE_PRIO",
+        "10",
+    )
+    after = [
+        (m.value("Queue"), m.value("Priority"))
+        for m in sent[moved_at:]
+        if m.value("Action") == "QueueChangePriorityCaller"
+    ]
+    assert after[0] == ("desk-155", "10") and after[-1] == ("desk-155", "20"), after
+    assert "Redirect" not in names[moved_at + 1 :]
+    upgrade = next(
+        m
+        for m in sent[moved_at:]
+        if m.value("Action") == "QueueChangePriorityCaller" and m.value("Priority") == "20"
+    )
+    answer = next(
+        w.message
+        for w in lines
+        if w.direction == "recv" and w.message.value("ActionID") == upgrade.value("ActionID")
+    )
+    assert answer.value("Response") == "Success"
+
+
+@pytest.mark.parametrize("driver", DRIVERS)
 def test_item5_overflow_redirects_to_the_112_desk(driver: str) -> None:
     _, events, sent = replay(driver, "item5-overflow-to-112")
     assert any(m.value("Exten") == "112" for m in actions(sent, "Redirect"))
