@@ -110,7 +110,8 @@ def test_item3_redirected_to_the_medical_desk_and_answered_there(driver: str) ->
 @pytest.mark.parametrize("driver", DRIVERS)
 def test_item4_a_priority_change_on_the_same_desk_is_queue_change_priority_caller(driver: str) -> None:
     """Recorded in the item-5 run (a raise after a move is the item-4 recording below): triage gave the
-    158 caller priority 3 -> QUEUE_PRIO 5 on the desk it waits in, without a Redirect, answered "Success" by Asterisk; the overflow Redirect then carried the priority to desk-112."""
+    158 caller priority 3 -> QUEUE_PRIO 5 on the desk it waits in, without a Redirect, answered "Success" by Asterisk; the overflow
+    Redirect then carried the priority to desk-112."""
     lines = load_session(_session(driver, "item5-overflow-to-112"))
     sent = [w.message for w in lines if w.direction == "send"]
     names = [m.value("Action") for m in sent]
