@@ -27,7 +27,9 @@ class ApiContext:
         # The intake services the endpoints call (the endpoints never reach into storage themselves).
         self.taking = CallTakingService(centre.repo, centre.calls)
         self.reports = ReportService(centre.repo, centre.bus)
-        self.admin = AdminService(centre.repo, centre.bus, centre.settings.webhook_allow_private_targets)
+        self.admin = AdminService(
+            centre.repo, centre.bus, lambda: bool(centre.settings.webhook_allow_private_targets)
+        )
 
     @property
     def repo(self) -> Any:

@@ -10,7 +10,7 @@ receives hashes.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Protocol
 
 from intake.bus import EventBus, LiveEvent
@@ -57,7 +57,10 @@ class AdminRecords(Protocol):
 class AdminService:
     """Users, tokens, webhooks and deliveries, with the rules that guard them."""
 
-    def __init__(self, records: AdminRecords, bus: EventBus, allow_private_webhook_targets: bool) -> None:
+    def __init__(
+        self, records: AdminRecords, bus: EventBus, allow_private_webhook_targets: Callable[[], bool]
+    ) -> None:
+        """``allow_private_webhook_targets`` is asked at each registration: the setting may change."""
         self._records = records
         self._bus = bus
         self._allow_private = allow_private_webhook_targets
@@ -107,7 +110,7 @@ class AdminService:
 
     async def add_webhook(self, url: str, secret: str, events: Iterable[str]) -> Webhook:
         """Register a webhook; internal targets are refused (TargetRefused) unless the settings allow them."""
-        await check_webhook_url(url, self._allow_private)
+        await check_webhook_url(url, self._allow_private())
         return await asyncio.to_thread(self._records.create_webhook, url, secret, list(events))
 
     async def delete_webhook(self, webhook_id: int) -> None:
