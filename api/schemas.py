@@ -38,11 +38,35 @@ def _without_nul(value: Any) -> Any:
     return value
 
 
+# A note must hold a character Python's str.strip() keeps: the pattern spells out, for every regex engine
+# (ECMA, Rust, Python), the separators and NEL that Python counts as blank and the others do not.
+NON_BLANK_PATTERN = r"[^\s\x00\x1c-\x1f\x85]"
+
+# Published for every free-text input field: NUL characters are no part of valid input (they are dropped
+# before validation, so a length limit counts the text without them).
+NO_NUL_PATTERN = r"^[^\x00]*$"
+
+
+def _publish_no_nul(schema: dict[str, Any]) -> None:
+    """Say in the OpenAPI document what :class:`Strict` does: text without NUL characters. A field that has
+    a pattern of its own already says which characters it takes."""
+    for prop in schema.get("properties", {}).values():
+        for variant in [prop, *prop.get("anyOf", [])]:
+            plain_text = variant.get("type") == "string" and not variant.get("format")
+            if plain_text and "pattern" not in variant and "enum" not in variant:
+                variant["pattern"] = NO_NUL_PATTERN
+
+
+def _publish_no_nul_and_something_given(schema: dict[str, Any]) -> None:
+    _publish_no_nul(schema)
+    schema["minProperties"] = 1
+
+
 class Strict(BaseModel):
     """Every input body: unknown fields refused; NUL characters dropped from text (no database stores them,
     and they carry nothing a person typed)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra=_publish_no_nul)
 
     @model_validator(mode="before")
     @classmethod
@@ -258,7 +282,7 @@ class IncidentCreate(Strict):
 
 
 class IncidentUpdate(Strict):
-    model_config = ConfigDict(extra="forbid", json_schema_extra={"minProperties": 1})
+    model_config = ConfigDict(extra="forbid", json_schema_extra=_publish_no_nul_and_something_given)
 
     incident_type: ChosenIncidentType | None = None
     priority: int | None = Field(None, ge=1, le=3)
@@ -266,7 +290,7 @@ class IncidentUpdate(Strict):
     agencies_add: list[Agency] | None = Field(None, min_length=1, max_length=3)
     agency_status: dict[AgencyCode, Literal["alerted", "acknowledged", "dispatched", "closed"]] | None = None
     location: LocationIn | None = None
-    note: str | None = Field(None, min_length=1, max_length=4000, pattern=r"\S")
+    note: str | None = Field(None, min_length=1, max_length=4000, pattern=NON_BLANK_PATTERN)
     tcpr: bool | None = None
 
     @model_validator(mode="after")
@@ -288,7 +312,7 @@ class IncidentConfirm(Strict):
     priority: int | None = Field(None, ge=1, le=3)
     agencies_add: list[Agency] | None = Field(None, min_length=1, max_length=3)
     location: LocationIn | None = None
-    note: str | None = Field(None, min_length=1, max_length=4000, pattern=r"\S")
+    note: str | None = Field(None, min_length=1, max_length=4000, pattern=NON_BLANK_PATTERN)
     tcpr: bool | None = None
 
     @model_validator(mode="after")
