@@ -117,11 +117,7 @@ class _LanguageIndex:
         sound = _sound_alike(norm)
         for word, word_keys in self.critical_words.items():
             if (
-                (
-                    len(norm) >= 5
-                    and abs(len(word) - len(norm)) <= 1
-                    and Levenshtein.distance(word, norm) <= 1
-                )
+                (len(norm) >= 5 and abs(len(word) - len(norm)) <= 1 and Levenshtein.distance(word, norm) <= 1)
                 or (word.startswith(norm) and len(word) - len(norm) <= 2)
                 or (len(norm) >= 4 and _sound_alike(word) == sound)
             ):
