@@ -94,7 +94,7 @@ def create_app(centre: Any, signer: TokenSigner | None = None) -> FastAPI:
         except IzsError as exc:
             await websocket.close(code=WS_POLICY_VIOLATION, reason=exc.error_id)
             return
-        audience = await audience_for(centre.repo, principal)
+        audience = await audience_for(ctx.taking, principal)
 
         async def revalidate() -> None:
             await authenticate(centre.repo, signer, token)

@@ -9,7 +9,10 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from api.auth import PasswordVerifier, Principal, TokenSigner, authenticate
 from api.roles import PUBLIC, rule_for
+from intake.admin import AdminService
 from intake.errors import PermissionDenied
+from intake.reports import ReportService
+from intake.taking import CallTakingService
 
 bearer = HTTPBearer(auto_error=False, description="token from POST /api/auth/token")
 
@@ -21,9 +24,16 @@ class ApiContext:
         self.centre = centre
         self.signer = signer
         self.verifier = verifier
+        # The intake services the endpoints call (the endpoints never reach into storage themselves).
+        self.taking = CallTakingService(centre.repo, centre.calls)
+        self.reports = ReportService(centre.repo, centre.bus)
+        self.admin = AdminService(
+            centre.repo, centre.bus, lambda: bool(centre.settings.webhook_allow_private_targets)
+        )
 
     @property
     def repo(self) -> Any:
+        """Storage, for the API's own infrastructure only (authentication, Idempotency-Key records)."""
         return self.centre.repo
 
 

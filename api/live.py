@@ -27,7 +27,8 @@ from fastapi import WebSocket, WebSocketDisconnect
 
 from api.auth import Principal, Role
 from intake.bus import LiveEvent
-from intake.errors import IzsError, NotFound
+from intake.errors import IzsError
+from intake.taking import CallTakingService
 
 log = logging.getLogger(__name__)
 
@@ -81,13 +82,12 @@ class Audience:
         return False
 
 
-async def audience_for(repo: Any, principal: Principal) -> Audience:
+async def audience_for(taking: CallTakingService, principal: Principal) -> Audience:
     """What ``principal`` may see: a call taker's desks come from their call-taker record."""
     if principal.role is not Role.CALL_TAKER:
         return Audience(role=principal.role)
-    try:
-        taker = await asyncio.to_thread(repo.get_taker, principal.username)
-    except NotFound:
+    taker = await taking.taker_of(principal.username)
+    if taker is None:
         return Audience(principal.role, principal.username, frozenset())
     return Audience(principal.role, taker.id, frozenset(d.value for d in taker.desks))
 

@@ -18,14 +18,11 @@ from api.auth import Principal, Role, login
 from api.deps import ApiContext, authorize, authorize_public, ctx_of, require_user
 from api.live import audience_for
 from api.users import create_user
-from intake import reports
-from intake.bus import LiveEvent
 from intake.console import current_work, keep_draft, play_recording
 from intake.domain import DESKS, IncidentStatus, Location, LocationSource, TakerState, utc_now
-from intake.errors import IllegalTransition, NotFound, PermissionDenied, ValidationFailed
+from intake.errors import NotFound, PermissionDenied, ValidationFailed
 from intake.exchange.cap import incident_to_cap
 from intake.exchange.eido import incident_to_eido
-from intake.exchange.targets import check_webhook_url
 from intake.serialize import decision_json
 from routing.vocabulary import Agency, DeskCode
 
@@ -67,13 +64,6 @@ def _location(value: s.LocationIn | None) -> Location | None:
     return Location(source=LocationSource.CALL_TAKER, confidence=1.0, **fields)
 
 
-async def _taker_of(ctx: ApiContext, principal: Principal) -> Any | None:
-    try:
-        return await asyncio.to_thread(ctx.repo.get_taker, principal.username)
-    except NotFound:
-        return None
-
-
 # ------------------------------------------------------------------------------------------- auth
 
 
@@ -103,21 +93,17 @@ async def issue_token(body: s.TokenRequest, ctx: Ctx, request: Request) -> s.Tok
 @router.post("/auth/logout", status_code=204, tags=["auth"], response_class=Response)
 async def logout(principal: User, ctx: Ctx) -> Response:
     """Revoke every token of the calling user (on every device and node); open live sockets close."""
-    await revoke_tokens(ctx, principal.username)
+    await ctx.admin.revoke_tokens(principal.username)
     return Response(status_code=204)
-
-
-async def revoke_tokens(ctx: ApiContext, username: str, user: Any | None = None) -> None:
-    """Bump the user's token version (unless ``user`` is the already-changed record) and tell every node,
-    so open live sockets of that user are re-checked and closed at once."""
-    if user is None:
-        await asyncio.to_thread(ctx.repo.revoke_tokens, username)
-    await ctx.centre.bus.publish(LiveEvent("user.revoked", {"username": username}))
 
 
 @router.get("/me", response_model=s.MeOut, tags=["auth"])
 async def me(principal: User, ctx: Ctx) -> s.MeOut:
-    taker = await _taker_of(ctx, principal) if principal.role in (Role.CALL_TAKER, Role.SUPERVISOR) else None
+    taker = (
+        await ctx.taking.taker_of(principal.username)
+        if principal.role in (Role.CALL_TAKER, Role.SUPERVISOR)
+        else None
+    )
     return s.MeOut(
         username=principal.username,
         role=principal.role.value,
@@ -131,7 +117,7 @@ async def me(principal: User, ctx: Ctx) -> s.MeOut:
 async def my_work(principal: User, ctx: Ctx) -> s.MyWorkOut:
     """The caller's console state from the server: the call in hand (transcript so far, triage, incident
     with its timeline, recording), the pending offer, the taker's state. Consoles call it on load."""
-    taker = await _taker_of(ctx, principal)
+    taker = await ctx.taking.taker_of(principal.username)
     if taker is None:
         return s.MyWorkOut(
             taker_id=None, state="offline", call=None, partial="", offer=None, incident=None, draft=None
@@ -218,31 +204,20 @@ async def list_calls(
 ) -> s.CallPage:
     """Calls newest first. A call taker gets the calls they may read (see ``Audience.may_read_call``):
     their desks', their own, and those waiting for a call-back."""
-    audience = await audience_for(ctx.repo, principal)
+    audience = await audience_for(ctx.taking, principal)
     scope: dict[str, Any] = {}
     if audience.role is Role.CALL_TAKER:
         scope = {"scope_desks": sorted(audience.desks), "scope_taker": audience.taker_id}
-    calls, total = await asyncio.to_thread(
-        ctx.repo.list_calls,
-        state=state,
-        desk=desk,
-        since=since,
-        until=until,
-        text=q,
-        limit=limit,
-        offset=offset,
-        **scope,
+    calls, total = await ctx.taking.list_calls(
+        state=state, desk=desk, since=since, until=until, text=q, limit=limit, offset=offset, **scope
     )
-    live = {c.id: c for c in ctx.centre.calls.live_calls()}
-    return s.CallPage(
-        items=[s.call_out(live.get(c.id, c)) for c in calls], total=total, limit=limit, offset=offset
-    )
+    return s.CallPage(items=[s.call_out(c) for c in calls], total=total, limit=limit, offset=offset)
 
 
 @router.get("/calls/{call_id}", response_model=s.CallOut, tags=["calls"])
 async def get_call(call_id: str, principal: User, ctx: Ctx) -> s.CallOut:
     call = await ctx.centre.calls.get(call_id)
-    audience = await audience_for(ctx.repo, principal)
+    audience = await audience_for(ctx.taking, principal)
     awaiting_callback = call.state.value == "abandoned" and call.callback_done_at is None
     if not audience.may_read_call(call.desk.value if call.desk else None, call.taker_id, awaiting_callback):
         raise PermissionDenied("this call belongs to another desk", call_id=call_id)
@@ -297,24 +272,13 @@ async def call_recording(
 
 @router.post("/calls/{call_id}/accept", response_model=s.CallOut, tags=["calls"])
 async def accept_call(call_id: str, principal: User, ctx: Ctx, body: s.AcceptCall | None = None) -> s.CallOut:
-    """The call taker takes the call (from the console)."""
-    taker_id = principal.username
-    if body is not None and body.taker_id is not None:
-        if principal.role is not Role.SUPERVISOR and body.taker_id != principal.username:
-            raise PermissionDenied("only a supervisor may accept a call for someone else")
-        taker_id = body.taker_id
-    taker = await asyncio.to_thread(ctx.repo.get_taker, taker_id)  # NotFound: this user is no call taker
-    if principal.role is Role.CALL_TAKER:
-        waiting = await ctx.centre.calls.get(call_id)
-        offered_to_me = waiting.taker_id == taker_id
-        on_my_desk = waiting.taker_id is None and waiting.desk in taker.desks
-        if not (offered_to_me or on_my_desk):
-            raise PermissionDenied(
-                "the call is neither offered to you nor waiting on one of your desks",
-                call_id=call_id,
-                desk=waiting.desk.value if waiting.desk else None,
-            )
-    call = await ctx.centre.calls.accept(call_id, taker_id)
+    """The call taker takes the call (from the console); who may take which call: :mod:`intake.taking`."""
+    call = await ctx.taking.accept(
+        call_id,
+        principal.username,
+        supervisor=principal.role is not Role.CALL_TAKER,
+        for_taker=body.taker_id if body is not None else None,
+    )
     decision = ctx.centre.calls.current_decision(call_id)
     return s.call_out(call, with_transcript=True, triage=decision_json(decision) if decision else None)
 
@@ -322,7 +286,7 @@ async def accept_call(call_id: str, principal: User, ctx: Ctx, body: s.AcceptCal
 @router.post("/calls/{call_id}/callback", response_model=s.CallOut, tags=["calls"])
 async def called_back(call_id: str, principal: User, ctx: Ctx) -> s.CallOut:
     """Mark an abandoned call as called back."""
-    call = await reports.mark_called_back(ctx.repo, ctx.centre.bus, call_id, principal.actor)
+    call = await ctx.reports.mark_called_back(call_id, principal.actor)
     return s.call_out(call)
 
 
@@ -448,8 +412,8 @@ async def link_call(incident_id: str, body: s.LinkCall, principal: User, ctx: Ct
 @router.post("/incidents/{incident_id}/tcpr", response_model=s.IncidentOut, tags=["incidents"])
 async def tcpr_milestone(incident_id: str, body: s.TcprMilestone, principal: User, ctx: Ctx) -> s.IncidentOut:
     """Record a telephone-CPR milestone (the console's "first compression" button) on the timeline."""
-    incident = await reports.record_tcpr_milestone(
-        ctx.repo, ctx.centre.bus, incident_id, principal.actor, body.milestone, body.at, body.call_id
+    incident = await ctx.reports.record_tcpr_milestone(
+        incident_id, principal.actor, body.milestone, body.at, body.call_id
     )
     return s.incident_out(incident, with_timeline=True)
 
@@ -612,13 +576,13 @@ async def summary(
     until = until or now
     if since.tzinfo is None or until.tzinfo is None:
         raise ValidationFailed("since / until need a time zone offset", field="since")
-    overall, per_desk = await reports.service_levels(ctx.repo, since, until, threshold_s)
-    _, abandoned_total = await reports.abandoned_to_call_back(ctx.repo, limit=0)
+    overall, per_desk = await ctx.reports.service_levels(since, until, threshold_s)
+    _, abandoned_total = await ctx.reports.abandoned_to_call_back(limit=0)
     queues = await ctx.centre.desks.queues()
     return s.SummaryOut(
         service_level=s.ServiceLevelOut(**overall.to_json()),
         per_desk={desk: s.ServiceLevelOut(**level.to_json()) for desk, level in per_desk.items()},
-        open_incidents_by_agency=await reports.open_incidents_by_agency(ctx.repo),
+        open_incidents_by_agency=await ctx.reports.open_incidents_by_agency(),
         abandoned_to_call_back=abandoned_total,
         waiting_now={desk: len(entries) for desk, entries in queues.items()},
     )
@@ -627,7 +591,7 @@ async def summary(
 @router.get("/reports/abandoned", response_model=s.CallPage, tags=["reports"])
 async def abandoned(ctx: Ctx, limit: Limit = 50, offset: Offset = 0) -> s.CallPage:
     """Abandoned calls nobody has called back yet, newest first."""
-    calls, total = await reports.abandoned_to_call_back(ctx.repo, limit=limit, offset=offset)
+    calls, total = await ctx.reports.abandoned_to_call_back(limit=limit, offset=offset)
     return s.CallPage(items=[s.call_out(c) for c in calls], total=total, limit=limit, offset=offset)
 
 
@@ -640,26 +604,21 @@ def _user_out(user: Any) -> s.UserOut:
 
 @router.get("/admin/users", response_model=list[s.UserOut], tags=["admin"])
 async def list_users(ctx: Ctx) -> list[s.UserOut]:
-    return [_user_out(u) for u in await asyncio.to_thread(ctx.repo.list_users)]
+    return [_user_out(u) for u in await ctx.admin.list_users()]
 
 
 @router.post("/admin/users", response_model=s.UserOut, status_code=201, tags=["admin"])
 async def add_user(body: s.UserCreate, ctx: Ctx) -> s.UserOut:
-    return _user_out(await create_user(ctx.repo, body.username, body.password, body.role))
+    return _user_out(await create_user(ctx.admin, body.username, body.password, body.role))
 
 
 @router.patch("/admin/users/{username}", response_model=s.UserOut, tags=["admin"])
 async def change_user(username: str, body: s.UserUpdate, principal: User, ctx: Ctx) -> s.UserOut:
     """A new password, a new role or disabling revokes the user's tokens (open live sockets close)."""
-    if username == principal.username and (body.active is False or (body.role and body.role != "admin")):
-        raise IllegalTransition("an admin cannot disable or demote themselves", username=username)
     password_hash = await ctx.verifier.hash(body.password) if body.password else None
-    before = await asyncio.to_thread(ctx.repo.get_user, username)
-    user = await asyncio.to_thread(
-        ctx.repo.update_user, username, password_hash=password_hash, role=body.role, active=body.active
+    user = await ctx.admin.update_user(
+        username, principal.username, password_hash=password_hash, role=body.role, active=body.active
     )
-    if before is not None and user.token_version != before.token_version:
-        await revoke_tokens(ctx, username, user)
     return _user_out(user)
 
 
@@ -671,21 +630,19 @@ def _webhook_out(hook: Any) -> s.WebhookOut:
 
 @router.get("/admin/webhooks", response_model=list[s.WebhookOut], tags=["admin"])
 async def list_webhooks(ctx: Ctx) -> list[s.WebhookOut]:
-    return [_webhook_out(h) for h in await asyncio.to_thread(ctx.repo.list_webhooks)]
+    return [_webhook_out(h) for h in await ctx.admin.list_webhooks()]
 
 
 @router.post("/admin/webhooks", response_model=s.WebhookOut, status_code=201, tags=["admin"])
 async def add_webhook(body: s.WebhookCreate, ctx: Ctx) -> s.WebhookOut:
     """Register a webhook. Internal targets (loopback, link-local, private ranges) are refused (403
     ``webhook_target_refused``) unless ``IZS_WEBHOOK_ALLOW_PRIVATE_TARGETS`` is set."""
-    await check_webhook_url(body.url, ctx.centre.settings.webhook_allow_private_targets)
-    hook = await asyncio.to_thread(ctx.repo.create_webhook, body.url, body.secret, body.events)
-    return _webhook_out(hook)
+    return _webhook_out(await ctx.admin.add_webhook(body.url, body.secret, body.events))
 
 
 @router.delete("/admin/webhooks/{webhook_id}", status_code=204, tags=["admin"], response_class=Response)
 async def delete_webhook(webhook_id: Annotated[int, Path(ge=1, le=2**31 - 1)], ctx: Ctx) -> Response:
-    await asyncio.to_thread(ctx.repo.delete_webhook, webhook_id)
+    await ctx.admin.delete_webhook(webhook_id)
     return Response(status_code=204)
 
 
@@ -698,8 +655,8 @@ async def list_deliveries(
     offset: Offset = 0,
 ) -> list[s.DeliveryOut]:
     """Webhook deliveries, newest first; ``status=failed`` is the dead-letter list."""
-    deliveries = await asyncio.to_thread(
-        ctx.repo.list_deliveries, webhook_id=webhook_id, status=status, limit=limit, offset=offset
+    deliveries = await ctx.admin.list_deliveries(
+        webhook_id=webhook_id, status=status, limit=limit, offset=offset
     )
     return [
         s.DeliveryOut(

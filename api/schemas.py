@@ -11,9 +11,19 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema, model_validator
 
 from intake.domain import Call, Incident, Location
+from intake.views import (
+    AgencyAssignmentView,
+    AgencyCode,
+    CallDecisionView,
+    CallerView,
+    CallView,
+    IncidentView,
+    LocationView,
+    TimelineEntryView,
+    TranscriptSegmentView,
+)
 from routing.vocabulary import Agency, DeskCode, IncidentType
 
-AgencyCode = Literal["HZS", "ZZS", "PCR"]
 DeskName = Literal["HZS", "ZZS", "PCR", "112"]
 RoleName = Literal["call_taker", "supervisor", "integration", "admin"]
 
@@ -28,11 +38,35 @@ def _without_nul(value: Any) -> Any:
     return value
 
 
+# A note must hold a character Python's str.strip() keeps: the pattern spells out, for every regex engine
+# (ECMA, Rust, Python), the separators and NEL that Python counts as blank and the others do not.
+NON_BLANK_PATTERN = r"[^\s\x00\x1c-\x1f\x85]"
+
+# Published for every free-text input field: NUL characters are no part of valid input (they are dropped
+# before validation, so a length limit counts the text without them).
+NO_NUL_PATTERN = r"^[^\x00]*$"
+
+
+def _publish_no_nul(schema: dict[str, Any]) -> None:
+    """Say in the OpenAPI document what :class:`Strict` does: text without NUL characters. A field that has
+    a pattern of its own already says which characters it takes."""
+    for prop in schema.get("properties", {}).values():
+        for variant in [prop, *prop.get("anyOf", [])]:
+            plain_text = variant.get("type") == "string" and not variant.get("format")
+            if plain_text and "pattern" not in variant and "enum" not in variant:
+                variant["pattern"] = NO_NUL_PATTERN
+
+
+def _publish_no_nul_and_something_given(schema: dict[str, Any]) -> None:
+    _publish_no_nul(schema)
+    schema["minProperties"] = 1
+
+
 class Strict(BaseModel):
     """Every input body: unknown fields refused; NUL characters dropped from text (no database stores them,
     and they carry nothing a person typed)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra=_publish_no_nul)
 
     @model_validator(mode="before")
     @classmethod
@@ -104,72 +138,21 @@ class LocationIn(Strict):
     radius_m: float | None = Field(None, ge=0, le=1_000_000)
 
 
-class LocationOut(BaseModel):
-    source: str
-    text: str
-    lat: float | None = None
-    lon: float | None = None
-    radius_m: float | None = None
-    confidence: float | None = None
-    municipality: str | None = None
-    part: str | None = None
-    street: str | None = None
-    house_number: str | None = None
-    landmark: str | None = None
-    road: str | None = None
-    country: str | None = None
-    at: datetime | None = None
+# A call, an incident and their parts are intake's one public representation (intake/views.py), also
+# what live events and webhooks carry; the REST answer adds only what a single request carries.
+LocationOut = LocationView
+CallerOut = CallerView
+TranscriptSegmentOut = TranscriptSegmentView
+CallDecisionOut = CallDecisionView
+AgencyAssignmentOut = AgencyAssignmentView
+TimelineEntryOut = TimelineEntryView
 
 
 def location_out(location: Location | None) -> LocationOut | None:
-    if location is None:
-        return None
-    return LocationOut(
-        source=location.source.value,
-        text=location.text(),
-        lat=location.lat,
-        lon=location.lon,
-        radius_m=location.radius_m,
-        confidence=location.confidence,
-        municipality=location.municipality,
-        part=location.part,
-        street=location.street,
-        house_number=location.house_number,
-        landmark=location.landmark,
-        road=location.road,
-        country=location.country,
-        at=location.at,
-    )
+    return LocationView.of(location)
 
 
 # ------------------------------------------------------------------------------------------- calls
-
-
-class CallerOut(BaseModel):
-    raw: str
-    e164: str | None
-    country: str | None
-    line_type: str
-    display: str
-
-
-class TranscriptSegmentOut(BaseModel):
-    leg: str
-    text: str
-    start_s: float
-    end_s: float
-    confidence: float | None = None
-    language: str | None = None
-
-
-class CallDecisionOut(BaseModel):
-    incident_type: str
-    priority: int
-    tcpr: bool
-    agencies: list[str]
-    rules_version: str
-    source: str = Field(description='"triage" or "incident" (the linked incident\'s current decision)')
-    unsure: bool
 
 
 class RecordingOut(BaseModel):
@@ -187,37 +170,12 @@ class RecordingOut(BaseModel):
     detail: str | None = None
 
 
-class CallOut(BaseModel):
-    id: str
-    source: str
-    dialled: str
-    caller: CallerOut
-    state: str
-    offered_at: datetime
-    answered_at: datetime | None
-    ended_at: datetime | None
-    end_reason: str | None
-    desk: str | None
-    taker_id: str | None
-    language: str | None
-    incident_id: str | None
-    priority: int | None
-    tcpr: bool
-    location: LocationOut | None
-    wait_s: float
-    callback_done_at: datetime | None
-    callback_by: str | None
-    transcript: list[TranscriptSegmentOut] | None = None
+class CallOut(CallView):
+    """A call as the REST API answers it: :class:`~intake.views.CallView` with the live triage evidence and
+    the recording when the request asks for them."""
+
     triage: dict[str, Any] | None = Field(
         None, description="current triage decision with evidence (live calls)"
-    )
-    decision: CallDecisionOut | None = Field(
-        None,
-        description="the decision the call is routed and worked with, stored with the call: triage's until "
-        "the call has an incident, then the incident's current one (the same as the incident view's)",
-    )
-    notes: list[str] = Field(
-        default_factory=list, description="what happened to the call, e.g. refused bodies"
     )
     recording: RecordingOut | None = Field(None, description="the call's voice recording (call detail)")
 
@@ -249,60 +207,7 @@ def call_out(
     triage: dict[str, Any] | None = None,
     recording: RecordingOut | None = None,
 ) -> CallOut:
-    return CallOut(
-        id=call.id,
-        source=call.source,
-        dialled=call.dialled,
-        caller=CallerOut(
-            raw=call.caller.raw,
-            e164=call.caller.e164,
-            country=call.caller.country,
-            line_type=call.caller.line_type.value,
-            display=call.caller.display,
-        ),
-        state=call.state.value,
-        offered_at=call.offered_at,
-        answered_at=call.answered_at,
-        ended_at=call.ended_at,
-        end_reason=call.end_reason,
-        desk=call.desk.value if call.desk else None,
-        taker_id=call.taker_id,
-        language=call.language,
-        incident_id=call.incident_id,
-        priority=call.priority,
-        tcpr=call.tcpr,
-        location=location_out(call.location),
-        wait_s=round(call.wait_seconds(), 1),
-        callback_done_at=call.callback_done_at,
-        callback_by=call.callback_by,
-        decision=None
-        if call.triage is None
-        else CallDecisionOut(
-            incident_type=call.triage.incident_type,
-            priority=call.triage.priority,
-            tcpr=call.triage.tcpr,
-            agencies=list(call.triage.agencies),
-            rules_version=call.triage.rules_version,
-            source=call.triage.source,
-            unsure=call.triage.unsure,
-        ),
-        notes=list(call.notes),
-        transcript=[
-            TranscriptSegmentOut(
-                leg=s.leg,
-                text=s.text,
-                start_s=s.start_s,
-                end_s=s.end_s,
-                confidence=s.confidence,
-                language=s.language,
-            )
-            for s in call.transcript
-        ]
-        if with_transcript
-        else None,
-        triage=triage,
-        recording=recording,
-    )
+    return CallOut(**CallView.fields_of(call, with_transcript), triage=triage, recording=recording)
 
 
 class CallPage(BaseModel):
@@ -319,70 +224,17 @@ class AcceptCall(Strict):
 # --------------------------------------------------------------------------------------- incidents
 
 
-class AgencyAssignmentOut(BaseModel):
-    agency: AgencyCode
-    status: str
-    updated_at: datetime
+class IncidentOut(IncidentView):
+    """An incident as the REST API answers it: :class:`~intake.views.IncidentView` with the recordings of its
+    calls on request."""
 
-
-class TimelineEntryOut(BaseModel):
-    seq: int
-    at: datetime
-    actor: str
-    action: str
-    data: dict[str, Any]
-
-
-class IncidentOut(BaseModel):
-    id: str
-    incident_type: str
-    priority: int
-    status: str
-    agencies: list[AgencyAssignmentOut]
-    location: LocationOut | None
-    call_ids: list[str]
-    notes: list[str]
-    tcpr: bool
-    created_at: datetime
-    updated_at: datetime
-    closed_at: datetime | None
-    created_by: str
-    confirmed_by: str | None
-    version: int = Field(description="seq of the newest timeline entry")
-    timeline: list[TimelineEntryOut] | None = None
     recordings: list[RecordingOut] | None = Field(None, description="voice recordings of the linked calls")
 
 
 def incident_out(
     incident: Incident, with_timeline: bool = False, recordings: list[RecordingOut] | None = None
 ) -> IncidentOut:
-    return IncidentOut(
-        recordings=recordings,
-        id=incident.id,
-        incident_type=incident.incident_type.value,
-        priority=incident.priority,
-        status=incident.status.value,
-        agencies=[
-            AgencyAssignmentOut(agency=a.agency.value, status=a.status.value, updated_at=a.updated_at)
-            for a in incident.agencies
-        ],
-        location=location_out(incident.location),
-        call_ids=list(incident.call_ids),
-        notes=list(incident.notes),
-        tcpr=incident.tcpr,
-        created_at=incident.created_at,
-        updated_at=incident.updated_at,
-        closed_at=incident.closed_at,
-        created_by=incident.created_by,
-        confirmed_by=incident.confirmed_by,
-        version=incident.timeline[-1].seq if incident.timeline else 0,
-        timeline=[
-            TimelineEntryOut(seq=t.seq, at=t.at, actor=t.actor, action=t.action, data=t.data)
-            for t in incident.timeline
-        ]
-        if with_timeline
-        else None,
-    )
+    return IncidentOut(**IncidentView.fields_of(incident, with_timeline), recordings=recordings)
 
 
 class IncidentPage(BaseModel):
@@ -430,7 +282,7 @@ class IncidentCreate(Strict):
 
 
 class IncidentUpdate(Strict):
-    model_config = ConfigDict(extra="forbid", json_schema_extra={"minProperties": 1})
+    model_config = ConfigDict(extra="forbid", json_schema_extra=_publish_no_nul_and_something_given)
 
     incident_type: ChosenIncidentType | None = None
     priority: int | None = Field(None, ge=1, le=3)
@@ -438,7 +290,7 @@ class IncidentUpdate(Strict):
     agencies_add: list[Agency] | None = Field(None, min_length=1, max_length=3)
     agency_status: dict[AgencyCode, Literal["alerted", "acknowledged", "dispatched", "closed"]] | None = None
     location: LocationIn | None = None
-    note: str | None = Field(None, min_length=1, max_length=4000, pattern=r"\S")
+    note: str | None = Field(None, min_length=1, max_length=4000, pattern=NON_BLANK_PATTERN)
     tcpr: bool | None = None
 
     @model_validator(mode="after")
@@ -460,7 +312,7 @@ class IncidentConfirm(Strict):
     priority: int | None = Field(None, ge=1, le=3)
     agencies_add: list[Agency] | None = Field(None, min_length=1, max_length=3)
     location: LocationIn | None = None
-    note: str | None = Field(None, min_length=1, max_length=4000, pattern=r"\S")
+    note: str | None = Field(None, min_length=1, max_length=4000, pattern=NON_BLANK_PATTERN)
     tcpr: bool | None = None
 
     @model_validator(mode="after")

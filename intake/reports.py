@@ -11,12 +11,15 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from intake.bus import EventBus, LiveEvent
 from intake.domain import Call, CallState, Incident, IncidentStatus, utc_now
 from intake.serialize import call_json, incident_json
 from routing.vocabulary import Agency, DeskCode
+
+if TYPE_CHECKING:
+    from intake.storage.repository import Repository
 
 PAGE = 500
 
@@ -81,96 +84,99 @@ class ServiceLevel:
         }
 
 
-async def _calls_between(repo: Any, since: datetime, until: datetime) -> list[Call]:
-    calls: list[Call] = []
-    offset = 0
-    while True:
-        page, total = await asyncio.to_thread(
-            repo.list_calls, since=since, until=until, limit=PAGE, offset=offset
+class ReportService:
+    """Statistics and follow-ups over the centre's storage; changes are announced on the bus."""
+
+    def __init__(self, repo: Repository, bus: EventBus) -> None:
+        self._repo = repo
+        self._bus = bus
+
+    async def _calls_between(self, since: datetime, until: datetime) -> list[Call]:
+        calls: list[Call] = []
+        offset = 0
+        while True:
+            page, total = await asyncio.to_thread(
+                self._repo.list_calls, since=since, until=until, limit=PAGE, offset=offset
+            )
+            calls.extend(page)
+            offset += len(page)
+            if not page or offset >= total:
+                return calls
+
+    async def service_levels(
+        self, since: datetime, until: datetime | None = None, threshold_s: float = 10.0
+    ) -> tuple[ServiceLevel, dict[str, ServiceLevel]]:
+        """The centre's service level over calls offered in [since, until), and the same per desk."""
+        now = utc_now()
+        until = until or now
+        overall = ServiceLevel(since, until, threshold_s)
+        per_desk = {d.value: ServiceLevel(since, until, threshold_s) for d in DeskCode}
+        for call in await self._calls_between(since, until):
+            overall.add(call, now)
+            if call.desk is not None:
+                per_desk[call.desk.value].add(call, now)
+        return overall, per_desk
+
+    async def abandoned_to_call_back(self, limit: int = 100, offset: int = 0) -> tuple[list[Call], int]:
+        """Abandoned calls nobody has called back yet, newest first."""
+        result: tuple[list[Call], int] = await asyncio.to_thread(
+            self._repo.list_calls, abandoned_uncalled=True, limit=limit, offset=offset
         )
-        calls.extend(page)
-        offset += len(page)
-        if not page or offset >= total:
-            return calls
+        return result
 
-
-async def service_levels(
-    repo: Any, since: datetime, until: datetime | None = None, threshold_s: float = 10.0
-) -> tuple[ServiceLevel, dict[str, ServiceLevel]]:
-    """The centre's service level over calls offered in [since, until), and the same per desk."""
-    now = utc_now()
-    until = until or now
-    overall = ServiceLevel(since, until, threshold_s)
-    per_desk = {d.value: ServiceLevel(since, until, threshold_s) for d in DeskCode}
-    for call in await _calls_between(repo, since, until):
-        overall.add(call, now)
-        if call.desk is not None:
-            per_desk[call.desk.value].add(call, now)
-    return overall, per_desk
-
-
-async def abandoned_to_call_back(repo: Any, limit: int = 100, offset: int = 0) -> tuple[list[Call], int]:
-    """Abandoned calls nobody has called back yet, newest first."""
-    result: tuple[list[Call], int] = await asyncio.to_thread(
-        repo.list_calls, abandoned_uncalled=True, limit=limit, offset=offset
-    )
-    return result
-
-
-async def mark_called_back(repo: Any, bus: EventBus, call_id: str, by: str) -> Call:
-    call: Call = await asyncio.to_thread(repo.mark_called_back, call_id, by)
-    await bus.publish(
-        LiveEvent(
-            "call.updated",
-            {"callback_done_at": call_json(call)["callback_done_at"], "callback_by": by},
-            call_id=call.id,
-            desk=call.desk.value if call.desk else None,
-            incident_id=call.incident_id,
+    async def mark_called_back(self, call_id: str, by: str) -> Call:
+        call: Call = await asyncio.to_thread(self._repo.mark_called_back, call_id, by)
+        await self._bus.publish(
+            LiveEvent(
+                "call.updated",
+                {"callback_done_at": call_json(call)["callback_done_at"], "callback_by": by},
+                call_id=call.id,
+                desk=call.desk.value if call.desk else None,
+                incident_id=call.incident_id,
+            )
         )
-    )
-    return call
+        return call
 
+    async def open_incidents_by_agency(self) -> dict[str, int]:
+        open_statuses = [IncidentStatus.NEW.value, IncidentStatus.ACTIVE.value]
+        out: dict[str, int] = {}
+        for agency in Agency:
+            _, total = await asyncio.to_thread(
+                self._repo.list_incidents, status=open_statuses, agency=agency, limit=0
+            )
+            out[agency.value] = total
+        return out
 
-async def open_incidents_by_agency(repo: Any) -> dict[str, int]:
-    open_statuses = [IncidentStatus.NEW.value, IncidentStatus.ACTIVE.value]
-    out: dict[str, int] = {}
-    for agency in Agency:
-        _, total = await asyncio.to_thread(repo.list_incidents, status=open_statuses, agency=agency, limit=0)
-        out[agency.value] = total
-    return out
+    async def record_tcpr_milestone(
+        self,
+        incident_id: str,
+        actor: str,
+        milestone: str,
+        at: datetime | None = None,
+        call_id: str | None = None,
+    ) -> Incident:
+        """Write a telephone-CPR milestone (e.g. the first compression) on the incident's timeline with the
+        seconds since the call was answered, and announce the change.
 
-
-async def record_tcpr_milestone(
-    repo: Any,
-    bus: EventBus,
-    incident_id: str,
-    actor: str,
-    milestone: str,
-    at: datetime | None = None,
-    call_id: str | None = None,
-) -> Incident:
-    """Write a telephone-CPR milestone (e.g. the first compression) on the incident's timeline with the
-    seconds since the call was answered, and announce the change.
-
-    Targets (recognition ≤ 60 s, first compression ≤ 90 s from answer) are measured from these entries.
-    """
-    if milestone not in TCPR_MILESTONES:
-        raise ValueError(f"unknown T-CPR milestone {milestone!r}")
-    at = at or utc_now()
-    data: dict[str, Any] = {"milestone": milestone, "at": at.isoformat()}
-    if call_id:
-        call: Call = await asyncio.to_thread(repo.get_call, call_id)
-        data["call_id"] = call_id
-        if call.answered_at is not None:
-            data["seconds_since_answer"] = round((at - call.answered_at).total_seconds(), 1)
-    await asyncio.to_thread(repo.append_timeline, incident_id, actor, f"tcpr_{milestone}", data)
-    incident: Incident = await asyncio.to_thread(repo.get_incident, incident_id)
-    await bus.publish(
-        LiveEvent(
-            "incident.updated",
-            {**incident_json(incident), "by": actor, "tcpr_milestone": data},
-            incident_id=incident.id,
-            call_id=call_id,
+        Targets (recognition ≤ 60 s, first compression ≤ 90 s from answer) are measured from these entries.
+        """
+        if milestone not in TCPR_MILESTONES:
+            raise ValueError(f"unknown T-CPR milestone {milestone!r}")
+        at = at or utc_now()
+        data: dict[str, Any] = {"milestone": milestone, "at": at.isoformat()}
+        if call_id:
+            call: Call = await asyncio.to_thread(self._repo.get_call, call_id)
+            data["call_id"] = call_id
+            if call.answered_at is not None:
+                data["seconds_since_answer"] = round((at - call.answered_at).total_seconds(), 1)
+        await asyncio.to_thread(self._repo.append_timeline, incident_id, actor, f"tcpr_{milestone}", data)
+        incident: Incident = await asyncio.to_thread(self._repo.get_incident, incident_id)
+        await self._bus.publish(
+            LiveEvent(
+                "incident.updated",
+                {**incident_json(incident), "by": actor, "tcpr_milestone": data},
+                incident_id=incident.id,
+                call_id=call_id,
+            )
         )
-    )
-    return incident
+        return incident

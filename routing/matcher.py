@@ -114,12 +114,21 @@ class _LanguageIndex:
         ):
             return set()
         keys: set[str] = set()
+        sound = _sound_alike(norm)
         for word, word_keys in self.critical_words.items():
             if (
-                len(norm) >= 5 and abs(len(word) - len(norm)) <= 1 and Levenshtein.distance(word, norm) <= 1
-            ) or (word.startswith(norm) and len(word) - len(norm) <= 2):
+                (len(norm) >= 5 and abs(len(word) - len(norm)) <= 1 and Levenshtein.distance(word, norm) <= 1)
+                or (word.startswith(norm) and len(word) - len(norm) <= 2)
+                or (len(norm) >= 4 and _sound_alike(word) == sound)
+            ):
                 keys |= word_keys
         return keys
+
+
+def _sound_alike(folded: str) -> str:
+    """A folded word as Whisper tends to confuse it on telephone audio: "y" and "i" sound the same in Czech,
+    and "ch" is heard as "h" or "k" ("nedýchá" comes back as "nedíhá", "nedíka", "nedejká")."""
+    return folded.replace("ch", "h").replace("y", "i").replace("k", "h")
 
 
 class PhraseMatcher:

@@ -52,6 +52,21 @@ def dialled_desk(dialled: str) -> DeskCode:
     return DESK_BY_DIALLED.get(dialled.strip(), DeskCode.D112)
 
 
+def desk_for(dialled: str, agencies: Sequence[Scored[Agency]], unsure: bool) -> DeskCode:
+    """The desk that takes a call: the first agency's desk; while the decision is unsure, the dialled
+    number's desk — but only when that desk serves one of the decision's agencies (or is the joint 112 desk),
+    so desk and agencies never disagree (a fall on 158 whose agencies are [ZZS] goes to the ZZS desk, not
+    to the police desk that cannot send an ambulance)."""
+    by_dialled = dialled_desk(dialled)
+    if not agencies:
+        return by_dialled
+    if unsure and (
+        by_dialled is DeskCode.D112 or any(DESK_BY_AGENCY[a.value] is by_dialled for a in agencies)
+    ):
+        return by_dialled
+    return DESK_BY_AGENCY[agencies[0].value]
+
+
 def unheard(inp: TriageInput, rules_version: str = "") -> TriageDecision:
     """The decision for a call with no transcript yet: UNKNOWN, routed by the dialled number."""
     agency = dialled_agency(inp.dialled)
@@ -118,11 +133,7 @@ def safeguard(
     if decision.tcpr.value and all(a.value is not Agency.ZZS for a in agencies):
         # whatever else the call is about, a suspected cardiac arrest needs the ambulance first
         agencies = (Scored(Agency.ZZS, 0.9, decision.tcpr.evidence), *agencies)
-    desk = decision.desk
-    if agencies and not unsure:
-        desk = DESK_BY_AGENCY[agencies[0].value]
-    elif unsure:
-        desk = dialled_desk(inp.dialled)
+    desk = desk_for(inp.dialled, agencies, unsure)
     if unsure:
         alternatives = _enough_alternatives(alternatives, itype.value, inp.dialled)
     return replace(

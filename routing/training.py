@@ -48,6 +48,13 @@ TYPE_SOURCES = ("model", "rules_if_sure")
 AGENCY_SOURCES = ("heads", "type_rules", "union")
 CLEAR_AGENCY = (0.0, 0.4, 0.5, 0.6, 0.7)
 TCPR_MIN_SPECIFICITY = 0.97
+# Partial transcripts of calls that are NOT cardiac arrests, as negatives for a prefix-aware T-CPR head: the
+# flag is sticky for the call (routing.safety.carry_forward), so one early partial that flags ("81 years
+# old, fell in the bathroom, lying on the floor") is a false alarm for the whole call. Partials of arrests
+# are left out: whether the arrest was described yet is not known from the text alone.
+PREFIX_FRACTIONS = (0.25, 0.5, 0.75)
+MIN_PREFIX_WORDS = 4
+TCPR_HEADS = ("full", "prefix")  # the T-CPR head fitted on whole texts only, or also on the partials above
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,6 +130,23 @@ def samples_of(scenarios: Sequence[Scenario], folds: int = FOLDS) -> list[Sample
         if s.recognised and s.recognised != s.caller:
             out.append(Sample(s, s.recognised, "recognised", fold))
     return out
+
+
+def prefix_samples(samples: Sequence[Sample]) -> tuple[list[Sample], list[int]]:
+    """Partial transcripts (PREFIX_FRACTIONS of the words, at least MIN_PREFIX_WORDS) of the texts of calls
+    that are not cardiac arrests, and for each the index of the sample it was cut from."""
+    out: list[Sample] = []
+    parents: list[int] = []
+    for i, sample in enumerate(samples):
+        if sample.scenario.expected["tcpr"]:
+            continue
+        words = sample.text.split()
+        cuts = sorted({max(MIN_PREFIX_WORDS, round(len(words) * f)) for f in PREFIX_FRACTIONS})
+        for n in cuts:
+            if n < len(words):
+                out.append(replace(sample, text=" ".join(words[:n]), track=f"{sample.track}-partial"))
+                parents.append(i)
+    return out, parents
 
 
 def _input(sample: Sample) -> TriageInput:
@@ -323,10 +347,19 @@ def train(
     counts = _matrix(heard)
     lab = labels_of(samples)
     fold_ids = np.array([s.fold for s in samples])
+    partials, parents = prefix_samples(samples)
+    say(
+        f"{len(partials)} partial transcripts of calls that are not cardiac arrests (prefix-aware T-CPR head)"
+    )
+    partial_heard = hear_all(triage, partials)
+    partial_counts = _matrix(partial_heard)
+    partial_folds = np.array([p.fold for p in partials], dtype=np.int64)
     oof_logits: dict[str, np.ndarray] = {
         "type": np.zeros((len(samples), len(lab.type_classes))),
         **{name: np.zeros((len(samples), len(c))) for name, c in HEAD_CLASSES.items()},
+        "tcpr_prefix": np.zeros((len(samples), 1)),
     }
+    partial_logits = {head: np.zeros((len(partials), 1)) for head in TCPR_HEADS}
     for k in range(folds):
         train_idx, test_idx = np.flatnonzero(fold_ids != k), np.flatnonzero(fold_ids == k)
         if test_idx.size == 0:
@@ -338,6 +371,13 @@ def train(
         fitted = _fit_heads_on(x_train, lab, train_idx)
         for name, f in fitted.items():
             oof_logits[name][test_idx] = _logits(x_test, f)
+        p_train, p_test = np.flatnonzero(partial_folds != k), np.flatnonzero(partial_folds == k)
+        x_p_train, _ = _tfidf(partial_counts[p_train], keep, idf)
+        x_p_test, _ = _tfidf(partial_counts[p_test], keep, idf)
+        with_partials = _fit_tcpr_with_partials(x_train, lab.tcpr[train_idx], x_p_train)
+        oof_logits["tcpr_prefix"][test_idx] = _logits(x_test, with_partials)
+        partial_logits["full"][p_test] = _logits(x_p_test, fitted["tcpr"])
+        partial_logits["prefix"][p_test] = _logits(x_p_test, with_partials)
     type_target = np.array([lab.type_classes.index(t) for t in lab.types])
     primary_classes = list(HEAD_CLASSES["primary"])
     primary_target = np.array([primary_classes.index(p) for p in lab.primary])
@@ -346,6 +386,7 @@ def train(
         "primary": _temperature(oof_logits["primary"], primary_target, False),
         "agencies": _temperature(oof_logits["agencies"], lab.members, True),
         "tcpr": _temperature(oof_logits["tcpr"], lab.tcpr, True),
+        "tcpr_prefix": _temperature(oof_logits["tcpr_prefix"], lab.tcpr, True),
     }
     say(f"temperatures (out-of-fold calibration): {temperatures}")
     classes = {"type": tuple(lab.type_classes), **HEAD_CLASSES}
@@ -356,13 +397,36 @@ def train(
         for i in range(len(samples)):
             oof[i][name] = {c: float(v) for c, v in zip(classes[name], p[i], strict=True)}
     policy, scores = choose_policy(triage, samples, heard, oof)
-    say(f"combination chosen on out-of-fold predictions: {policy}")
+    tcpr_probs = {
+        head: _probs(oof_logits["tcpr" if head == "full" else "tcpr_prefix"], temperatures[name], True)[:, 0]
+        for head, name in zip(TCPR_HEADS, ("tcpr", "tcpr_prefix"), strict=True)
+    }
+    partial_probs = {
+        head: _probs(partial_logits[head], temperatures[name], True)[:, 0]
+        for head, name in zip(TCPR_HEADS, ("tcpr", "tcpr_prefix"), strict=True)
+    }
+    tcpr_head, threshold, tcpr_scores = choose_tcpr(
+        triage, samples, heard, tcpr_probs, partial_heard, parents, partial_probs, policy
+    )
+    for line in tcpr_scores:
+        say(f"T-CPR out-of-fold: {line}")
+    policy = replace(policy, tcpr_threshold=threshold)
+    if tcpr_head == "prefix":
+        temperatures["tcpr"] = temperatures["tcpr_prefix"]
+    for i, p in enumerate(tcpr_probs[tcpr_head]):
+        oof[i]["tcpr"] = {"tcpr": float(p)}
+    scores.extend((line, 0.0) for line in tcpr_scores)
+    say(f"combination chosen on out-of-fold predictions: {policy}; T-CPR head: {tcpr_head}")
     cv = cross_validated_figures(triage, samples, heard, oof, policy)
 
     say("fitting every head on all texts")
     keep = _select(counts, lab.types, keep_features)
     x_all, idf = _tfidf(counts, keep)
     fitted = _fit_heads_on(x_all, lab, np.arange(len(samples)))
+    if tcpr_head == "prefix":
+        x_partials, _ = _tfidf(partial_counts, keep, idf)
+        fitted["tcpr"] = _fit_tcpr_with_partials(x_all, lab.tcpr, x_partials)
+    del temperatures["tcpr_prefix"]
     heads = {
         name: Head(
             name,
@@ -388,6 +452,7 @@ def train(
         },
         "rules_version": triage.rules_version,
         "cv": cv,
+        "tcpr_head": {"trained_on": tcpr_head, "partials": len(partials) if tcpr_head == "prefix" else 0},
         "features": len(keep),
     }
     model = TriageModel(keep, idf, heads, meta, "")
@@ -403,6 +468,15 @@ def _fit_heads_on(x: Any, lab: Labels, rows: np.ndarray) -> dict[str, tuple[np.n
         "agencies": _fit_sigmoids(x, lab.members[rows]),
         "tcpr": _fit_sigmoids(x, lab.tcpr[rows]),
     }
+
+
+def _fit_tcpr_with_partials(x_full: Any, tcpr: np.ndarray, x_partials: Any) -> tuple[np.ndarray, np.ndarray]:
+    """The T-CPR head fitted on whole texts plus partial transcripts of non-arrest calls (as negatives)."""
+    from scipy import sparse
+
+    x = sparse.vstack([x_full, x_partials]).tocsr()
+    y = np.vstack([tcpr, np.zeros((x_partials.shape[0], 1), np.int64)])
+    return _fit_sigmoids(x, y)
 
 
 def corpus_digest(scenarios: Sequence[Scenario]) -> str:
@@ -440,8 +514,7 @@ def choose_policy(
     oof: Sequence[dict[str, dict[str, float]]],
 ) -> tuple[CombinePolicy, list[tuple[dict[str, Any], float]]]:
     """Every combination on the out-of-fold predictions; the best sum of primary-agency, agency-set and type
-    accuracy wins (ties: the earlier, simpler one). Then the T-CPR threshold: the most sensitive setting whose
-    specificity stays at or above TCPR_MIN_SPECIFICITY (None = the rules alone)."""
+    accuracy wins (ties: the earlier, simpler one). The T-CPR head and threshold are choose_tcpr's."""
     scores: list[tuple[dict[str, Any], float]] = []
     best: tuple[float, CombinePolicy] | None = None
     for type_source, agency_source, clear in itertools.product(TYPE_SOURCES, AGENCY_SOURCES, CLEAR_AGENCY):
@@ -455,27 +528,68 @@ def choose_policy(
         if best is None or score > best[0] + 1e-9:
             best = (score, policy)
     assert best is not None
-    chosen = best[1]
-    best_tcpr: tuple[float, float, float | None] | None = None
-    for threshold in TCPR_THRESHOLDS:
-        policy = replace(chosen, tcpr_threshold=threshold)
-        tp = fn = tn = fp = 0
-        for s, h, p in zip(samples, heard, oof, strict=True):
-            flagged = triage.tcpr_flag(h.rules, p, policy)
+    return best[1], scores
+
+
+def choose_tcpr(
+    triage: Triage,
+    samples: Sequence[Sample],
+    heard: Sequence[Heard],
+    probs: dict[str, np.ndarray],
+    partial_heard: Sequence[Heard],
+    parents: Sequence[int],
+    partial_probs: dict[str, np.ndarray],
+    policy: CombinePolicy,
+) -> tuple[str, float | None, list[dict[str, Any]]]:
+    """The T-CPR head (TCPR_HEADS) and the threshold that adds it to the rules, on out-of-fold probabilities.
+
+    The flag is sticky for a call, so a call that is not a cardiac arrest counts as a false alarm when its
+    whole text or any of its partial transcripts flags ("sticky" specificity). The most sensitive setting
+    (on whole texts, clean and recognised) whose sticky specificity stays at or above TCPR_MIN_SPECIFICITY
+    wins; ties go to the higher sticky specificity, then the whole-text head. None = the rules alone.
+    """
+    scores: list[dict[str, Any]] = []
+    best: tuple[float, float, str, float | None] | None = None
+    for head, threshold in itertools.product(TCPR_HEADS, TCPR_THRESHOLDS):
+        candidate = replace(policy, tcpr_threshold=threshold)
+
+        def flagged(h: Heard, p: float, candidate: CombinePolicy = candidate) -> bool:
+            return triage.tcpr_flag(h.rules, {"tcpr": {"tcpr": float(p)}}, candidate)
+
+        false_alarm = [False] * len(samples)
+        hits: dict[str, list[bool]] = {"clean": [], "recognised": []}
+        for i, (s, h) in enumerate(zip(samples, heard, strict=True)):
             if s.scenario.expected["tcpr"]:
-                tp += flagged
-                fn += not flagged
+                hits[s.track].append(flagged(h, probs[head][i]))
             else:
-                tn += not flagged
-                fp += flagged
-        sensitivity, specificity = tp / max(1, tp + fn), tn / max(1, tn + fp)
+                false_alarm[i] = flagged(h, probs[head][i])
+        whole_fp = sum(false_alarm)
+        for j, (h, parent) in enumerate(zip(partial_heard, parents, strict=True)):
+            if not false_alarm[parent] and flagged(h, partial_probs[head][j]):
+                false_alarm[parent] = True
+        negatives = sum(1 for s in samples if not s.scenario.expected["tcpr"])
+        positives = hits["clean"] + hits["recognised"]
+        sensitivity = sum(positives) / max(1, len(positives))
+        sticky = 1.0 - sum(false_alarm) / max(1, negatives)
         scores.append(
-            ({"tcpr_threshold": threshold, "sensitivity": round(sensitivity, 4)}, round(specificity, 4))
+            {
+                "tcpr_head": head,
+                "tcpr_threshold": threshold,
+                "sensitivity": round(sensitivity, 4),
+                "sensitivity_clean": round(sum(hits["clean"]) / max(1, len(hits["clean"])), 4),
+                "sensitivity_recognised": round(sum(hits["recognised"]) / max(1, len(hits["recognised"])), 4),
+                "specificity_whole_text": round(1.0 - whole_fp / max(1, negatives), 4),
+                "specificity_sticky": round(sticky, 4),
+            }
         )
-        if specificity >= TCPR_MIN_SPECIFICITY and (best_tcpr is None or sensitivity > best_tcpr[0] + 1e-9):
-            best_tcpr = (sensitivity, specificity, threshold)
-    threshold = best_tcpr[2] if best_tcpr is not None else None
-    return replace(chosen, tcpr_threshold=threshold), scores
+        better = best is None or sensitivity > best[0] + 1e-9
+        if best is not None and abs(sensitivity - best[0]) <= 1e-9:
+            better = sticky > best[1] + 1e-9
+        if sticky >= TCPR_MIN_SPECIFICITY and better:
+            best = (sensitivity, sticky, head, threshold)
+    if best is None:
+        return "full", None, scores
+    return best[2], best[3], scores
 
 
 # ------------------------------------------------------------------------------------------------ CLI

@@ -16,7 +16,7 @@ from routing.location import extract_location
 from routing.matcher import PhraseMatcher, SignalHit
 from routing.model import DEFAULT_MODEL_FILE, Features, TriageModel, Vector, extract
 from routing.protocol import TCPR_SIGNAL, Condition, Protocol, ScoreRule, TypeSpec, load_protocol
-from routing.safety import NO_EMERGENCY_TYPES, no_emergency_proof, safeguard, unheard
+from routing.safety import NO_EMERGENCY_TYPES, desk_for, no_emergency_proof, safeguard, unheard
 from routing.types import Evidence, Scored, SpokenLocation, TriageDecision, TriageInput
 from routing.vocabulary import DESK_BY_AGENCY, DESK_BY_DIALLED, Agency, DeskCode, IncidentType
 
@@ -227,8 +227,7 @@ class Triage:
         else:
             priority = Scored(2, confidence)
         alternatives = tuple(Scored(t, round(float(p), 3)) for t, p in ranked if t is not chosen)[:2]
-        dialled_desk = DESK_BY_DIALLED.get(inp.dialled.strip(), DeskCode.D112)
-        desk = dialled_desk if unsure or not agencies else DESK_BY_AGENCY[agencies[0].value]
+        desk = desk_for(inp.dialled, agencies, unsure)
         tcpr_p = probs.get("tcpr", {}).get("tcpr", 0.0)
         decision = TriageDecision(
             agencies=agencies,
@@ -317,7 +316,7 @@ class Triage:
         priority = self._priority(spec, present, tcpr_rule is not None, confidence)
         agencies = self._agencies(spec, present, confidence, type_evidence)
         unsure = confidence < settings.unsure_below
-        desk = dialled_desk if unsure or not agencies else DESK_BY_AGENCY[agencies[0].value]
+        desk = desk_for(inp.dialled, agencies, unsure)
         alternatives = tuple(
             Scored(
                 t,

@@ -17,6 +17,8 @@ from intake.domain import (
     CallState,
     CallTaker,
     CallTriage,
+    Incident,
+    IncidentStatus,
     LineType,
     Location,
     LocationSource,
@@ -27,12 +29,17 @@ from intake.domain import (
 from intake.storage.tables import (
     CallRow,
     CallTakerRow,
+    IdempotencyKeyRow,
     IncidentAgencyRow,
     IncidentLocationRow,
+    IncidentRow,
     IncidentTimelineRow,
     TranscriptSegmentRow,
+    UserRow,
+    WebhookDeliveryRow,
+    WebhookRow,
 )
-from routing.vocabulary import Agency, DeskCode
+from routing.vocabulary import Agency, DeskCode, IncidentType
 
 LOCATION_FIELDS = (
     "lat",
@@ -287,6 +294,11 @@ def segment_from_row(row: TranscriptSegmentRow) -> TranscriptSegment:
     )
 
 
+def segment_key(segment: TranscriptSegment) -> tuple[Any, ...]:
+    """What makes two transcript segments the same one (a retry, a journal replay)."""
+    return (segment.leg, float(segment.start_s), float(segment.end_s), segment.text)
+
+
 # ------------------------------------------------------------------------------------------ incidents
 
 
@@ -299,6 +311,35 @@ def agency_from_row(row: IncidentAgencyRow) -> AgencyAssignment:
 def timeline_from_row(row: IncidentTimelineRow) -> TimelineEntry:
     return TimelineEntry(
         at=row.at, actor=row.actor, action=row.action, data=dict(row.data or {}), seq=row.seq
+    )
+
+
+def incident_from_rows(
+    row: IncidentRow,
+    agencies: list[AgencyAssignment],
+    locations: list[Location],
+    call_ids: list[str],
+    notes: list[str],
+    timeline: list[TimelineEntry],
+) -> Incident:
+    """An incident from its row and its child rows (already mapped, each in order)."""
+    return Incident(
+        id=row.id,
+        incident_type=IncidentType(row.incident_type),
+        priority=row.priority,
+        status=IncidentStatus(row.status),
+        agencies=agencies,
+        location=locations[-1] if locations else None,
+        location_history=locations,
+        call_ids=call_ids,
+        notes=notes,
+        tcpr=row.tcpr,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+        closed_at=row.closed_at,
+        created_by=row.created_by,
+        confirmed_by=row.confirmed_by,
+        timeline=timeline,
     )
 
 
@@ -393,3 +434,56 @@ class WebhookDelivery:
     last_error: str | None
     created_at: datetime
     delivered_at: datetime | None
+
+
+def user_from_row(row: UserRow) -> User:
+    return User(
+        id=row.id,
+        username=row.username,
+        password_hash=row.password_hash,
+        role=row.role,
+        active=row.active,
+        created_at=row.created_at,
+        token_version=row.token_version or 0,
+    )
+
+
+def idempotency_from_row(row: IdempotencyKeyRow) -> IdempotencyRecord:
+    return IdempotencyRecord(
+        key=row.key,
+        method=row.method,
+        path=row.path,
+        request_hash=row.request_hash,
+        response_status=row.response_status,
+        response_body=row.response_body,
+        created_at=row.created_at,
+    )
+
+
+def webhook_from_row(row: WebhookRow) -> Webhook:
+    return Webhook(
+        id=row.id,
+        url=row.url,
+        secret=row.secret,
+        events=tuple(row.events),
+        active=row.active,
+        created_at=row.created_at,
+    )
+
+
+def delivery_from_row(row: WebhookDeliveryRow, hook: WebhookRow) -> WebhookDelivery:
+    return WebhookDelivery(
+        id=row.id,
+        webhook_id=row.webhook_id,
+        url=hook.url,
+        secret=hook.secret,
+        event_id=row.event_id,
+        event_type=row.event_type,
+        payload=dict(row.payload),
+        attempts=row.attempts,
+        next_attempt_at=row.next_attempt_at,
+        status=row.status,
+        last_error=row.last_error,
+        created_at=row.created_at,
+        delivered_at=row.delivered_at,
+    )

@@ -16,8 +16,8 @@ from sqlalchemy.orm import Session
 from intake.domain import utc_now
 from intake.errors import NotFound
 from intake.recording import Chunk, RecordingInfo, RecordingStatus
+from intake.storage.core import StoreCore
 from intake.storage.mapping import as_utc
-from intake.storage.repository import Repository
 from intake.storage.tables import RecordingChunkRow, RecordingRow
 
 
@@ -38,7 +38,7 @@ def _info(row: RecordingRow) -> RecordingInfo:
     )
 
 
-class RecordingRepository(Repository):
+class RecordingRepository(StoreCore):
     """Recordings on the centre's database (SQLite or PostgreSQL)."""
 
     def begin_recording(

@@ -89,7 +89,10 @@ class AmiConfig:
 
     def backoff(self, failures: int) -> float:
         base = min(self.reconnect_max_s, self.reconnect_initial_s * 2.0 ** min(max(0, failures - 1), 30))
-        return max(0.0, base * (1 + random.uniform(-self.reconnect_jitter, self.reconnect_jitter)))
+        # The cap holds after the jitter too ("at most every reconnect_max_s"): at the cap nodes still spread
+        # out, downwards only.
+        jittered = base * (1 + random.uniform(-self.reconnect_jitter, self.reconnect_jitter))
+        return min(self.reconnect_max_s, max(0.0, jittered))
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,28 +13,33 @@ import re
 import time
 from datetime import datetime
 
-import httpx
 import pytest
 from pbx_rig import OVERFLOW_AFTER_S, Rig
 from pbx_support import wait_until
 
 pytestmark = pytest.mark.slow
 
-# Short sentences with long pauses: each is its own utterance for the recogniser (Whisper base), which on
-# this shared machine can take 10-20 s per utterance and drops audio beyond an 8 s backlog
-# (transcription.service); the caller says it again, as callers do. Whisper base does not recognise
-# "nedýchá" from Festival's Czech voice over G.711 ("nedíka", "díchá"; measured), so the raise triage makes
-# here is medical (queue prio 5) -> unconscious ("nereaguje": 10).
-RAISE = (
-    "Sanitku prosím.",
+# A caller on the fire line whose husband collapsed: first "he cannot be woken, does not respond"
+# (unconscious: ZZS, queue prio 10; moved off desk-150), then, while waiting on the medical desk, "he is not
+# breathing at all" in the colloquial "nedejchá" most Czech callers use (suspected cardiac arrest: the
+# front, prio 20). Said more than once with pauses, as callers repeat themselves; the long pause keeps the
+# arrest words in utterances of their own after the move. Chosen through the product's recognition
+# (Festival -> G.711 -> Whisper base -> triage, measured; issue 18's report): "Nejde probudit, nereaguje."
+# is heard "Najdát robotit nereagulě." (unconscious, not the front), "Už vůbec nedejchá." "Už vůbec
+# nedejka." and "Manžel nedejchá." "Manžel nedejká." (cardiac arrest, T-CPR). The literary "nedýchá" is
+# heard "nedíka" / "ne díká", which triage does not take for an arrest, hence not used here.
+UNCONSCIOUS_THEN_ARREST = (
+    "Nejde probudit, nereaguje.",
+    2.5,
+    "Nejde probudit, nereaguje.",
     20.0,
-    "Nedýchá a nereaguje.",
-    9.0,
-    "Nedýchá a nereaguje.",
-    9.0,
-    "Nedýchá a nereaguje.",
-    9.0,
-    "Nedýchá a nereaguje.",
+    "Už vůbec nedejchá.",
+    3.0,
+    "Manžel nedejchá.",
+    6.0,
+    "Už vůbec nedejchá.",
+    6.0,
+    "Manžel nedejchá.",
 )
 CARDIAC = ("Sanitku prosím.", 3.0, "Táta nedýchá.", 1.5, "Táta nedýchá.")
 TRAUMA = ("Moje žena upadla a krvácí z hlavy.", 1.5, "Hodně krvácí, potřebujeme sanitku.")
@@ -127,37 +132,55 @@ def test_item3_no_offer_to_a_phone_that_is_not_a_queue_member_and_triage_still_r
     rig.record("item3-redirect-not-blocked-no-offer", mark)
 
 
-def test_item4_every_priority_raise_reaches_the_callers_place_in_the_pbx_queue(fresh: Rig) -> None:
-    """4. Triage raises the waiting caller's priority (a medical call, prio 5, becomes 'unconscious', prio 10)
-    and a supervisor puts it at the front (cardiac arrest: prio 20): every raise reaches Asterisk with
-    QueueChangePriorityCaller, not only intake's own queue."""
+def test_item4_a_cardiac_arrest_after_the_first_redirect_jumps_the_pbx_queue(fresh: Rig) -> None:
+    """4. A caller on 150 says the patient does not respond: triage moves the call to the medical desk with the
+    priority of an unconscious patient (Redirect, QUEUE_PRIO 10). Then the caller says he is not breathing:
+    triage upgrades to a suspected cardiac arrest and intake sends QueueChangePriorityCaller; Asterisk's own
+    ``queue show desk-155`` shows the caller at the front priority (20), and no supervisor is involved."""
     rig, mark = fresh, fresh.proxy.mark()
-    caller = rig.dial("item4", "155", "+420601000104", rig.voice("item4", *RAISE))
+    caller = rig.dial("item4", "150", "+420601000104", rig.voice("item4", *UNCONSCIOUS_THEN_ARREST))
     channel = wait_until(lambda: rig.caller_channel("+420601000104"), 10, "the caller's channel")
+    wait_until(lambda: channel in rig.queue("desk-150").callers, 10, "caller waiting on desk-150")
     seen: list[int] = []
 
-    def prio(at_least: int) -> int | None:
+    def prio_on_155(at_least: int) -> int | None:
         value = rig.queue("desk-155").callers.get(channel)
         if value is not None and (not seen or seen[-1] != value):
             seen.append(value)
         return value if value is not None and value >= at_least else None
 
-    wait_until(lambda: prio(5), 60, "queue prio 5 (medical) on desk-155", 0.25)
-    wait_until(lambda: prio(10), OVERFLOW_AFTER_S - 5, "a raised queue prio on desk-155", 0.25)
-    call = rig.wait_intake_call("+420601000104")
-    assert call["priority"] == 1, call
-    response = httpx.post(
-        f"{rig.intake.url}/api/queues/ZZS/{call['id']}/priority",
-        json={"priority": 1, "front": True},
-        headers=rig.intake._headers(),
-        timeout=15,
+    wait_until(lambda: prio_on_155(10), 60, "the caller on desk-155 at prio 10 (unconscious)", 0.25)
+    assert channel not in rig.queue("desk-150").callers
+    moved = rig.wait_intake_call("+420601000104", 10, desk="ZZS")
+    assert moved["priority"] == 1 and moved["state"] == "queued", moved
+    wait_until(
+        lambda: prio_on_155(20), OVERFLOW_AFTER_S - 30, "the caller at prio 20 (the front) on desk-155", 0.25
     )
-    assert response.status_code == 200, response.text
-    wait_until(lambda: prio(20), 10, "queue prio 20 (the front) on desk-155", 0.25)
-    assert seen[0] in (0, 5) and seen[-1] == 20 and seen == sorted(seen), seen
+    assert seen[0] == 10 and seen[-1] == 20 and seen == sorted(seen), seen
+    call = rig.wait_intake_call("+420601000104", 10, tcpr=True)
+    assert call["desk"] == "ZZS" and call["state"] == "queued", call
+    assert re.search(r"ned[eyýií]", _transcript(call), re.IGNORECASE), _transcript(call)
+    entry = next(e for e in rig.intake.queues()["ZZS"] if e["call_id"] == call["id"])
+    assert entry["front"] is True, entry
+
+    # Seen on the wire: the move (Redirect to 155, QUEUE_PRIO 10), then the upgrade in place (no second
+    # Redirect): QueueChangePriorityCaller 20 on desk-155, answered Success by Asterisk.
+    records = rig.proxy.records_since(mark)
+    sent = [r["text"] for r in records if r["dir"] == "send"]
+    redirects = [t for t in sent if "Action: Redirect" in t]
+    assert len(redirects) == 1 and "Exten: 155" in redirects[0], redirects
+    upgrade = [t for t in sent if "Action: QueueChangePriorityCaller" in t and "Priority: 20" in t]
+    assert upgrade and "Queue: desk-155" in upgrade[0], sent
+    assert sent.index(upgrade[0]) > sent.index(redirects[0])
+    action_id = re.search(r"ActionID: (\S+)", upgrade[0])
+    assert action_id is not None
+    answers = [
+        r["text"] for r in records if r["dir"] == "recv" and f"ActionID: {action_id.group(1)}" in r["text"]
+    ]
+    assert answers and "Response: Success" in answers[0], answers
     caller.hangup()
     rig.wait_intake_call("+420601000104", 20, state="abandoned")
-    rig.record("item4-priority-raise", mark)
+    rig.record("item4-cardiac-arrest-jumps-the-queue", mark)
 
 
 def test_item5_overflow_moves_the_caller_on_the_pbx_and_nothing_stays_waiting(fresh: Rig) -> None:
@@ -245,6 +268,7 @@ def test_item8_calls_during_an_ami_outage_keep_their_real_wait_and_get_a_fresh_f
     dialled_at = time.time()
     caller = rig.dial("item8", "155", "+420601000108", rig.voice("item8", *CARDIAC, tail_s=90.0))
     wait_until(lambda: rig.caller_channel("+420601000108"), 10, "the caller's channel")
+    channel_seen_at = time.time()  # Asterisk created the channel between dialled_at and now
     wait_until(lambda: time.monotonic() - outage_started > 12, 15, "12 s of outage", 0.5)
     attempts = [t for t in rig.proxy.attempts if t >= outage_started]
     rig.proxy.restore()
@@ -254,7 +278,15 @@ def test_item8_calls_during_an_ami_outage_keep_their_real_wait_and_get_a_fresh_f
     gaps = [b - a for a, b in itertools.pairwise(attempts)]
     assert gaps and max(gaps) <= 2.5, f"reconnect attempts every {gaps} s"
     assert reconnected < 5, reconnected
-    assert abs(_ts(call["offered_at"]) - dialled_at) < 3, (call["offered_at"], dialled_at)
+    # offered_at = resync time - CoreShowChannels' whole-second Duration: from the channel's creation to a
+    # second after it (baresip's start and the INVITE take seconds on a loaded machine, so the bound is the
+    # channel as the test saw it, not the moment the test started the caller).
+    offered = _ts(call["offered_at"])
+    assert dialled_at - 0.5 <= offered <= channel_seen_at + 1.5, (
+        call["offered_at"],
+        dialled_at,
+        channel_seen_at,
+    )
     assert call["wait_s"] >= 11, call["wait_s"]
     wait_until(rig.forks, 10, "a media fork for the resumed call")
     rig.record("item8-outage-resync", (len(rig.proxy.connections) - 1, 0))

@@ -289,6 +289,22 @@ def test_misheard_german_breathing_word_still_raises_tcpr(triage: Triage) -> Non
     assert d.tcpr.value is True
 
 
+@pytest.mark.parametrize(
+    "heard",
+    ["nedíhá", "nedíka", "nedejká", "nedíká"],  # "nedýchá" / "nedejchá" as Whisper returned them (corpus)
+)
+def test_breathing_word_as_whisper_mishears_it_still_raises_tcpr(triage: Triage, heard: str) -> None:
+    """y/i sound alike in Czech, and "ch" comes back as "h" or "k" on telephone audio."""
+    d = decide(triage, f"Manžel leží na zemi, nereaguje a {heard}, pomozte", dialled="155")
+    assert d.tcpr.value is True
+    assert any(heard in e.words for e in d.tcpr.evidence)
+
+
+def test_sound_alike_breathing_word_without_the_negation_is_breathing(triage: Triage) -> None:
+    d = decide(triage, "Manžel leží na zemi, nereaguje, ale díhá normálně", dialled="155")
+    assert d.tcpr.value is False
+
+
 def test_real_word_near_a_critical_word_is_not_bent_into_it(triage: Triage) -> None:
     d = decide(triage, "V koupelně teče sprcha a na chodbě je dusno.", dialled="155")
     assert d.tcpr.value is False

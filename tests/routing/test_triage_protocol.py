@@ -89,6 +89,9 @@ def test_an_officer_edit_changes_the_decision_without_code(data_copy: Path) -> N
         ),
         encoding="utf-8",
     )
-    triage = Triage.from_data_dir(data_copy)
+    # the rules alone: with the learned model beside them the phrase is one feature among many, and a
+    # retrained model may weigh it differently (model 70d3c9b8f608 makes this two-word call unsure)
+    triage = Triage.from_data_dir(data_copy, with_model=False)
     decision = triage.decide(TriageInput(dialled="155", transcript="dostal kopřivovou horečku"))
     assert decision.incident_type.value is IncidentType.MED_ALLERGY
+    assert any("kopřivovou" in " ".join(ev.words) for ev in decision.incident_type.evidence)

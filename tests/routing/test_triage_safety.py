@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from routing.safety import carry_forward, safeguard, unheard
 from routing.triage import Triage
 from routing.types import Evidence, Scored, TriageDecision, TriageInput
-from routing.vocabulary import AGENCY_BY_DIALLED, Agency, DeskCode, IncidentType
+from routing.vocabulary import AGENCY_BY_DIALLED, DESK_BY_AGENCY, Agency, DeskCode, IncidentType
 
 EMERGENCY_NUMBERS = ("112", "150", "155", "158", "156")
 
@@ -197,3 +197,82 @@ def test_unheard_for_a_number_we_do_not_take_still_decides() -> None:
     assert d.incident_type.value is IncidentType.UNKNOWN
     assert d.desk is DeskCode.D112
     assert d.agencies == ()
+
+
+def _unsure_decision(agencies: tuple[Agency, ...], desk: DeskCode) -> TriageDecision:
+    return TriageDecision(
+        agencies=tuple(Scored(a, 0.7) for a in agencies),
+        incident_type=Scored(IncidentType.MED_TRAUMA, 0.3),
+        priority=Scored(2, 0.3),
+        tcpr=Scored(False, 0.0),
+        location=None,
+        desk=desk,
+        unsure=True,
+    )
+
+
+def test_desk_follows_the_agencies_when_the_dialled_desk_serves_none_of_them() -> None:
+    # dev-023: an elderly fall on 158, the words clearly for the ambulance, the type unsure
+    inp = TriageInput(dialled="158", transcript="upadla jsem v koupelně a nemůžu vstát, bolí mě kyčel")
+    out = safeguard(_unsure_decision((Agency.ZZS,), DeskCode.PCR), inp, (), clear=True)
+    assert [a.value for a in out.agencies] == [Agency.ZZS]
+    assert out.desk is DeskCode.ZZS
+
+
+def test_unsure_decision_keeps_the_dialled_desk_while_it_serves_one_of_the_agencies() -> None:
+    inp = TriageInput(dialled="158", transcript="něco se tady děje, někdo je zraněný")
+    out = safeguard(_unsure_decision((Agency.ZZS, Agency.PCR), DeskCode.ZZS), inp, (), clear=True)
+    assert out.desk is DeskCode.PCR
+    joint = safeguard(
+        _unsure_decision((Agency.ZZS,), DeskCode.ZZS), replace(inp, dialled="112"), (), clear=True
+    )
+    assert joint.desk is DeskCode.D112  # the joint desk takes unclear calls whatever the agencies
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    dialled=st.sampled_from(EMERGENCY_NUMBERS),
+    words=st.lists(
+        st.sampled_from(
+            [
+                "upadla",
+                "koupelna",
+                "kyčel",
+                "nemůžu",
+                "vstát",
+                "hoří",
+                "kouř",
+                "auto",
+                "bouralo",
+                "ukradli",
+                "soused",
+                "bije",
+                "nedýchá",
+                "policie",
+                "záchranka",
+                "hasiči",
+                "ležím",
+                "na",
+                "zemi",
+                "krev",
+                "pomoc",
+            ]
+        ),
+        min_size=1,
+        max_size=25,
+    ),
+)
+def test_desk_and_agencies_always_agree(triage: Triage, dialled: str, words: list[str]) -> None:
+    d = decide(triage, " ".join(words), dialled)
+    if d.agencies and d.desk is not DeskCode.D112:
+        assert d.desk in {DESK_BY_AGENCY[a.value] for a in d.agencies}, (d.desk, d.agencies)
+
+
+def test_dev_023_elderly_fall_on_158_goes_to_the_desk_of_its_agencies(triage: Triage) -> None:
+    text = (
+        "Haló, policie? Promiňte, já nevím, kam mám volat, já jsem to nikdy nedělala. Je mi osmdesát jedna "
+        "let, včera večer jsem upadla v koupelně, uklouzla jsem na předložce, a nemůžu vstát, strašně mě bolí "
+        "kyčel, ta levá, a noha je taková divně vytočená. Ležím tady na zemi celou noc."
+    )
+    d = decide(triage, text, "158")
+    assert d.desk in {DESK_BY_AGENCY[a.value] for a in d.agencies}

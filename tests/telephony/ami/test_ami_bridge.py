@@ -380,6 +380,15 @@ def test_backoff_grows_exponentially_and_is_capped() -> None:
     assert [cfg.backoff(n) for n in (1, 2, 3, 4, 10, 10_000)] == [0.5, 1.0, 2.0, 4.0, 30.0, 30.0]
 
 
+def test_jitter_never_takes_a_reconnect_delay_beyond_the_cap() -> None:
+    """Issue 18 item 8: attempts at most every reconnect_max_s while the PBX is expected up; the real run
+    saw 2.2 s delays (2.0 s + 10 % jitter) and gaps over 2.5 s under load."""
+    cfg = AmiConfig("127.0.0.1", 5038, "izs", "x", reconnect_max_s=2.0, reconnect_jitter=0.1)
+    delays = [cfg.backoff(n) for n in range(1, 12) for _ in range(200)]
+    assert max(delays) <= 2.0
+    assert min(cfg.backoff(10) for _ in range(200)) < 2.0  # nodes at the cap still spread out
+
+
 async def test_values_that_would_inject_a_second_action_are_refused_before_sending() -> None:
     events: list[TelephonyEvent] = []
     async with (

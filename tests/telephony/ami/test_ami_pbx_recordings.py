@@ -109,9 +109,9 @@ def test_item3_redirected_to_the_medical_desk_and_answered_there(driver: str) ->
 
 @pytest.mark.parametrize("driver", DRIVERS)
 def test_item4_a_priority_change_on_the_same_desk_is_queue_change_priority_caller(driver: str) -> None:
-    """Recorded in the item-5 run (the item-4 run itself did not pass on the loaded machine, see the
-    report): triage gave the 158 caller priority 3 -> QUEUE_PRIO 5 on the desk it waits in, without a
-    Redirect, answered "Success" by Asterisk; the overflow Redirect then carried the priority to desk-112."""
+    """Recorded in the item-5 run (a raise after a move is the item-4 recording below): triage gave the
+    158 caller priority 3 -> QUEUE_PRIO 5 on the desk it waits in, without a Redirect, answered "Success" by Asterisk; the overflow
+    Redirect then carried the priority to desk-112."""
     lines = load_session(_session(driver, "item5-overflow-to-112"))
     sent = [w.message for w in lines if w.direction == "send"]
     names = [m.value("Action") for m in sent]
@@ -127,6 +127,48 @@ def test_item4_a_priority_change_on_the_same_desk_is_queue_change_priority_calle
         w.message
         for w in lines
         if w.direction == "recv" and w.message.value("ActionID") == change.value("ActionID")
+    )
+    assert answer.value("Response") == "Success"
+
+
+@pytest.mark.parametrize("driver", DRIVERS)
+def test_item4_a_cardiac_arrest_after_the_first_redirect_is_raised_in_place(driver: str) -> None:
+    """The real run of item 4: a 150 caller said the patient does not respond (unconscious: moved to 155 with
+    QUEUE_PRIO 10), then that he is not breathing (suspected cardiac arrest): the upgrade went to Asterisk as
+    QueueChangePriorityCaller 20 on desk-155, after the move and without a second Redirect, and Asterisk
+    answered Success."""
+    lines = load_session(_session(driver, "item4-cardiac-arrest-jumps-the-queue"))
+    _, events, sent = replay(driver, "item4-cardiac-arrest-jumps-the-queue")
+    mine = caller_events(events, "+420601000104")
+    queues = [e.queue for e in mine if isinstance(e, CallQueued)]
+    assert queues[0] == "desk-150" and queues[-1] == "desk-155"
+    assert [e.reason for e in mine if isinstance(e, CallEnded)] == [EndReason.ABANDONED]
+    [redirect] = actions(sent, "Redirect")
+    assert redirect.value("Exten") == "155"
+    names = [m.value("Action") for m in sent]
+    moved_at = sent.index(redirect)
+    setvar = sent[moved_at - 1]
+    assert (setvar.value("Action"), setvar.value("Variable"), setvar.value("Value")) == (
+        "Setvar",
+        "QUEUE_PRIO",
+        "10",
+    )
+    after = [
+        (m.value("Queue"), m.value("Priority"))
+        for m in sent[moved_at:]
+        if m.value("Action") == "QueueChangePriorityCaller"
+    ]
+    assert after[0] == ("desk-155", "10") and after[-1] == ("desk-155", "20"), after
+    assert "Redirect" not in names[moved_at + 1 :]
+    upgrade = next(
+        m
+        for m in sent[moved_at:]
+        if m.value("Action") == "QueueChangePriorityCaller" and m.value("Priority") == "20"
+    )
+    answer = next(
+        w.message
+        for w in lines
+        if w.direction == "recv" and w.message.value("ActionID") == upgrade.value("ActionID")
     )
     assert answer.value("Response") == "Success"
 
