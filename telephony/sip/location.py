@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import importlib
 import logging
-from collections.abc import Callable
 
 from telephony.events import LOCATION_REFUSED_HEADER, EcallFacts, GeoFix
+from telephony.location.pidf_lo import parse_pidf_lo
 from telephony.sip.message import SipMessage
 from telephony.sip.multipart import BodyPart, find_part, geolocation_references
 
@@ -14,17 +13,6 @@ log = logging.getLogger(__name__)
 
 PIDF_MEDIA_TYPE = "application/pidf+xml"
 ECALL_MSD_MEDIA_TYPE = "application/emergencycalldata.ecall.msd"  # RFC 8147 (media types are lower-cased)
-PidfParser = Callable[[bytes], list[GeoFix]]
-
-
-def _pidf_parser() -> PidfParser | None:
-    """The PIDF-LO parser of telephony.location, when that package provides it."""
-    try:
-        module = importlib.import_module("telephony.location.pidf")
-    except ImportError:
-        return None
-    parser = getattr(module, "parse_pidf_lo", None)
-    return parser if callable(parser) else None
 
 
 def extract_location(
@@ -46,11 +34,8 @@ def extract_location(
     if pidf is None:
         return None, [], {}
     extra = {"Geolocation-Body": pidf.body.decode("utf-8", "replace")}
-    parser = _pidf_parser()
-    if parser is None:
-        return None, [], extra
     try:
-        fixes = parser(pidf.body)
+        fixes = parse_pidf_lo(pidf.body)
     except ValueError as exc:  # telephony.location's errors derive from ValueError
         log.warning("call %s: PIDF-LO not usable, passed on raw: %s", call_ref, exc)
         extra["Geolocation-Error"] = str(exc)

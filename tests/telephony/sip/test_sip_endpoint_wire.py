@@ -677,7 +677,6 @@ CIRCLE_AND_CIVIC = b"""<?xml version="1.0" encoding="UTF-8"?>
 def test_circle_and_civic_address_in_pidf_lo_become_location_and_location_reported(
     start_endpoint: Callable[..., SipEndpoint], peer: RawSipPeer, recorder: EventRecorder
 ) -> None:
-    pytest.importorskip("telephony.location.pidf")
     from telephony.events import LocationReported
 
     endpoint = start_endpoint()
