@@ -10,11 +10,14 @@ from __future__ import annotations
 import base64
 import binascii
 import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 
 from telephony.location.errors import MultipartError
 
 MAX_BODY_BYTES = 256 * 1024
 MAX_DEPTH = 4
+MAX_PARTS = 16
 
 _BOUNDARY = re.compile(r'boundary\s*=\s*(?:"([^"]{1,70})"|([^\s;,"]{1,70}))', re.IGNORECASE)
 
@@ -24,37 +27,59 @@ def media_type(content_type: str) -> str:
     return content_type.split(";", 1)[0].strip().lower()
 
 
+@dataclass(frozen=True, slots=True)
+class Part:
+    """One leaf part of a body: its media type (lower case, no parameters), its headers (lower-case
+    names; empty for a body that is not multipart) and its content after Content-Transfer-Encoding."""
+
+    media_type: str
+    body: bytes
+    headers: Mapping[str, str] = field(default_factory=dict)
+
+
+def split_parts(body: bytes, content_type: str) -> list[Part]:
+    """The leaf parts of ``body`` in order: the body itself when it is not multipart, the parts of a
+    multipart body (nested ones flattened, at most MAX_DEPTH deep and MAX_PARTS in all).
+
+    Liberal where the emergency call path needs it: a multipart body whose final boundary is missing ends
+    at the end of the body, and a part without headers is plain text. Raises :class:`MultipartError` for
+    what cannot be read (no boundary, boundary absent from the body, too large, too deep, too many parts,
+    a transfer encoding that does not decode).
+    """
+    if len(body) > MAX_BODY_BYTES:
+        raise MultipartError(f"body of {len(body)} bytes exceeds {MAX_BODY_BYTES}")
+    parts: list[Part] = []
+    _collect(body, content_type, {}, 0, parts)
+    return parts
+
+
 def find_part(body: bytes, content_type: str, wanted: str) -> bytes | None:
     """The decoded content of the first part of type ``wanted`` in ``body``, or ``None`` if there is none.
 
     ``content_type`` is the Content-Type header of the whole body. A body that is itself of the wanted type
-    is returned as it is. Raises :class:`MultipartError` when a multipart body is malformed.
+    is returned as it is. Raises :class:`MultipartError` when a multipart body cannot be read.
     """
-    if len(body) > MAX_BODY_BYTES:
-        raise MultipartError(f"body of {len(body)} bytes exceeds {MAX_BODY_BYTES}")
-    return _find(body, content_type, wanted.lower(), 0)
+    wanted = wanted.lower()
+    return next((part.body for part in split_parts(body, content_type) if part.media_type == wanted), None)
 
 
-def _find(body: bytes, content_type: str, wanted: str, depth: int) -> bytes | None:
+def _collect(body: bytes, content_type: str, headers: Mapping[str, str], depth: int, out: list[Part]) -> None:
     kind = media_type(content_type)
-    if kind == wanted:
-        return body
     if not kind.startswith("multipart/"):
-        return None
+        if len(out) >= MAX_PARTS:
+            raise MultipartError(f"more than {MAX_PARTS} body parts")
+        out.append(Part(kind, body, headers))
+        return
     if depth >= MAX_DEPTH:
         raise MultipartError(f"multipart nested deeper than {MAX_DEPTH} levels")
     match = _BOUNDARY.search(content_type)
     if match is None:
         raise MultipartError(f"{kind} without a boundary parameter")
     boundary = (match.group(1) or match.group(2)).encode("ascii", "replace")
-    for headers, content in _split(body, boundary):
-        part_type = headers.get("content-type", "text/plain")
-        encoding = headers.get("content-transfer-encoding", "binary").strip().lower()
-        decoded = _decode_transfer(content, encoding)
-        found = _find(decoded, part_type, wanted, depth + 1)
-        if found is not None:
-            return found
-    return None
+    for part_headers, content in _split(body, boundary):
+        part_type = part_headers.get("content-type", "text/plain")
+        encoding = part_headers.get("content-transfer-encoding", "binary").strip().lower()
+        _collect(_decode_transfer(content, encoding), part_type, part_headers, depth + 1, out)
 
 
 def _split(body: bytes, boundary: bytes) -> list[tuple[dict[str, str], bytes]]:
@@ -73,7 +98,9 @@ def _split(body: bytes, boundary: bytes) -> list[tuple[dict[str, str], bytes]]:
             break  # a delimiter at the very end without the closing dashes: nothing follows
         next_delimiter = _find_delimiter(body, b"\n" + delimiter, line_end)
         if next_delimiter < 0:
-            raise MultipartError("multipart body is not closed by a final boundary")
+            # No final boundary (a sloppy sender): the last part runs to the end of the body.
+            parts.append(_parse_part(body[line_end + 1 :].removesuffix(b"\n").removesuffix(b"\r")))
+            break
         # The line break before a delimiter belongs to the delimiter (RFC 2046 section 5.1.1).
         end = (
             next_delimiter - 1
@@ -104,7 +131,7 @@ def _parse_part(part: bytes) -> tuple[dict[str, str], bytes]:
         index = part.find(separator)
         if index >= 0:
             return _parse_headers(part[:index]), part[index + len(separator) :]
-    raise MultipartError("body part without a blank line after its headers")
+    return {}, part  # no blank line: no headers, the part is plain text (RFC 2046 default)
 
 
 def _parse_headers(block: bytes) -> dict[str, str]:

@@ -1,12 +1,13 @@
-"""Pure extraction of body parts from a SIP body (RFC 2046 multipart/mixed), e.g. SDP + PIDF-LO (RFC 6442)."""
+"""Body parts of a SIP message (RFC 2046 multipart/mixed), e.g. SDP + PIDF-LO (RFC 6442), as the SIP
+endpoint uses them: by media type and Content-ID."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from telephony.location.errors import MultipartError
+from telephony.location.multipart import split_parts
 from telephony.sip.errors import ParseError
-
-MAX_PARTS = 16
 
 
 @dataclass(frozen=True, slots=True)
@@ -20,58 +21,16 @@ class BodyPart:
         return self.headers.get("content-id", "").strip().strip("<>")
 
 
-def _media_type_and_params(content_type: str) -> tuple[str, dict[str, str]]:
-    media, *raw_params = content_type.split(";")
-    params: dict[str, str] = {}
-    for raw in raw_params:
-        key, _, value = raw.partition("=")
-        params[key.strip().lower()] = value.strip().strip('"')
-    return media.strip().lower(), params
-
-
 def split_body(content_type: str | None, body: bytes) -> list[BodyPart]:
-    """The parts of a SIP body: one part for a simple body, the sub-parts of a multipart one."""
+    """The parts of a SIP body: one part for a simple body, the leaf parts of a multipart one (read by the
+    one multipart reader, telephony.location.multipart). Raises ParseError when it cannot be read."""
     if not body:
         return []
-    media, params = _media_type_and_params(content_type or "application/octet-stream")
-    if not media.startswith("multipart/"):
-        return [BodyPart(media, body)]
-    boundary = params.get("boundary")
-    if not boundary:
-        raise ParseError("multipart body without boundary parameter")
-    delimiter = b"--" + boundary.encode("utf-8", "replace")
-    chunks = body.split(delimiter)
-    if len(chunks) < 3:
-        raise ParseError("multipart body without parts")
-    parts: list[BodyPart] = []
-    for chunk in chunks[1:]:
-        if chunk.startswith(b"--"):
-            break
-        if len(parts) >= MAX_PARTS:
-            raise ParseError(f"multipart body has more than {MAX_PARTS} parts")
-        parts.append(_parse_part(chunk))
-    return parts
-
-
-def _parse_part(chunk: bytes) -> BodyPart:
-    chunk = chunk[2:] if chunk.startswith(b"\r\n") else chunk.lstrip(b"\n")
-    for separator in (b"\r\n\r\n", b"\n\n"):
-        head, found, content = chunk.partition(separator)
-        if found:
-            break
-    else:
-        head, content = b"", chunk
-    if content.endswith(b"\r\n"):
-        content = content[:-2]
-    elif content.endswith(b"\n"):
-        content = content[:-1]
-    headers: dict[str, str] = {}
-    for line in head.decode("utf-8", "replace").replace("\r\n", "\n").split("\n"):
-        name, sep, value = line.partition(":")
-        if sep:
-            headers[name.strip().lower()] = value.strip()
-    media, _ = _media_type_and_params(headers.get("content-type", "text/plain"))
-    return BodyPart(media, content, headers)
+    try:
+        parts = split_parts(body, content_type or "application/octet-stream")
+    except MultipartError as exc:
+        raise ParseError(exc.reason) from exc
+    return [BodyPart(part.media_type, part.body, dict(part.headers)) for part in parts]
 
 
 def find_part(parts: list[BodyPart], media_type: str, content_id: str | None = None) -> BodyPart | None:

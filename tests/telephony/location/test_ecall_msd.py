@@ -373,12 +373,18 @@ def test_body_without_msd_gives_none_and_a_bare_msd_body_is_returned_whole() -> 
     assert extract_msd_from_multipart(b"v=0\r\n", "application/sdp") is None
 
 
+def test_a_multipart_body_without_its_final_boundary_is_read_to_its_end() -> None:
+    """Liberal on the emergency call path: a sender that forgets the closing boundary still has its parts
+    read (the last one runs to the end of the body)."""
+    body = b"--b\r\nContent-Type: text/plain\r\n\r\nfirst\r\n--b\r\nContent-Type: application/EmergencyCallData.eCall.MSD\r\n\r\n\x02\x22\r\n"
+    assert extract_msd_from_multipart(body, "multipart/mixed; boundary=b") == b"\x02\x22"
+
+
 @pytest.mark.parametrize(
     ("body", "content_type", "reason"),
     [
         (b"--b\r\nContent-Type: text/plain\r\n\r\nx\r\n--b--", "multipart/mixed", "without a boundary"),
         (b"no delimiter here", "multipart/mixed; boundary=b", "boundary not found"),
-        (b"--b\r\nContent-Type: text/plain\r\n\r\nnever closed", "multipart/mixed; boundary=b", "not closed"),
         (
             b"--b\r\nContent-Type: application/EmergencyCallData.eCall.MSD\r\n"
             b"Content-Transfer-Encoding: base64\r\n\r\n!!!\r\n--b--",

@@ -371,7 +371,8 @@ def test_not_an_emergency_number_is_404_and_no_call() -> None:
     [
         (b"", "application/sdp", 488),  # no offer
         (sdp(formats="96"), "application/sdp", 488),  # no G.711
-        (b"--b\r\nno end", 'multipart/mixed; boundary="b"', 400),  # body does not parse
+        (b"--b\r\nno end", 'multipart/mixed; boundary="b"', 488),  # read to its end: text, no SDP offer
+        (b"no delimiter at all", 'multipart/mixed; boundary="b"', 400),  # body does not parse
     ],
 )
 def test_emergency_invite_without_usable_audio_is_refused_and_still_filed(

@@ -59,6 +59,19 @@ def test_location_is_passed_on_raw_and_parsed() -> None:
     assert more == []
 
 
+def test_sip_and_location_read_a_body_with_the_one_multipart_reader() -> None:
+    """One multipart reader: the SIP endpoint's parts are those telephony.location finds (nested parts
+    flattened, base64 decoded)."""
+    inner = b"--in\r\nContent-Type: application/pidf+xml\r\nContent-Transfer-Encoding: base64\r\n\r\nPHByZXNlbmNlLz4=\r\n--in--"
+    body = (
+        b"--out\r\nContent-Type: application/sdp\r\n\r\nv=0\r\n--out\r\n"
+        b'Content-Type: multipart/mixed; boundary="in"\r\n\r\n' + inner + b"\r\n--out--"
+    )
+    parts = split_body("multipart/mixed; boundary=out", body)
+    assert [p.content_type for p in parts] == ["application/sdp", "application/pidf+xml"]
+    assert parts[1].body == b"<presence/>"
+
+
 def test_multipart_without_boundary_is_a_parse_error() -> None:
     with pytest.raises(ParseError):
         split_body("multipart/mixed", b"--x\r\n\r\nabc\r\n--x--")
