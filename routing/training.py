@@ -46,7 +46,13 @@ TEMPERATURES = tuple(round(0.3 + 0.05 * i, 2) for i in range(55))
 TCPR_THRESHOLDS = (None, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 TYPE_SOURCES = ("model", "rules_if_sure")
 AGENCY_SOURCES = ("heads", "type_rules", "union")
-CLEAR_AGENCY = (0.0, 0.4, 0.5, 0.6, 0.7)
+# Safety by construction: the dialled number's agency is kept unless the model's primary agency is at least
+# this sure (routing.safety); 0.0 (the model always decides) is not on offer even where it measures best.
+CLEAR_AGENCY = (0.4, 0.5, 0.6, 0.7)
+# The issue's floor (specificity >= 97 %), then the most sensitive head and threshold: a missed cardiac arrest
+# costs more than a false alarm a call taker clears with one question. Specificity is measured on whole texts
+# and 1/4, 1/2, 3/4 partials (sticky flag); live partials come almost every word, so live false alarms are a
+# little more frequent than this measure says (a 98 % floor was tried: recognised sensitivity fell).
 TCPR_MIN_SPECIFICITY = 0.97
 # Partial transcripts of calls that are NOT cardiac arrests, as negatives for a prefix-aware T-CPR head: the
 # flag is sticky for the call (routing.safety.carry_forward), so one early partial that flags ("81 years

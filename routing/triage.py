@@ -197,24 +197,35 @@ class Triage:
         ranked = [(IncidentType(t), p) for t, p in type_probs if t in IncidentType.__members__]
         if not ranked:
             return safeguard(rules, inp, no_emergency_proof(report.present), clear=not rules.unsure)
-        if policy.type_source == "rules_if_sure" and not rules.unsure:
+        tcpr = self.tcpr_flag(rules, probs, policy)
+        tcpr_evidence = rules.tcpr.evidence
+        if tcpr and not rules.tcpr.value and explain is not None and self.model is not None:
+            tcpr_evidence = self._model_evidence(inp.transcript, explain, "tcpr", "tcpr")
+        tcpr_p = probs.get("tcpr", {}).get("tcpr", 0.0)
+        if tcpr:
+            # One story per decision: telephone CPR is given for a cardiac arrest, so a raised T-CPR flag
+            # names that type (never "hoax" or "breathing problem" beside a T-CPR banner); what the type
+            # head preferred stays the first alternative for the call taker.
+            chosen = IncidentType.MED_CARDIAC_ARREST
+            confidence = max(
+                rules.tcpr.confidence if rules.tcpr.value else tcpr_p, probs["type"].get(chosen.value, 0.0)
+            )
+        elif policy.type_source == "rules_if_sure" and not rules.unsure:
             chosen, confidence = rules.incident_type.value, rules.incident_type.confidence
         else:
             chosen, confidence = ranked[0]
         confidence = round(float(confidence), 3)
-        unsure = confidence < UNSURE_TYPE_BELOW
+        unsure = confidence < UNSURE_TYPE_BELOW and not rules.tcpr.value
         type_evidence: tuple[Evidence, ...] = ()
         if rules.incident_type.value is chosen:
             type_evidence = rules.incident_type.evidence
+        elif tcpr:
+            type_evidence = tcpr_evidence
         if explain is not None and self.model is not None:
             type_evidence = (
                 *type_evidence,
                 *self._model_evidence(inp.transcript, explain, "type", chosen.value),
             )
-        tcpr = self.tcpr_flag(rules, probs, policy)
-        tcpr_evidence = rules.tcpr.evidence
-        if tcpr and not rules.tcpr.value and explain is not None and self.model is not None:
-            tcpr_evidence = self._model_evidence(inp.transcript, explain, "tcpr", "tcpr")
         if rules.tcpr.value:
             present[TCPR_SIGNAL] = rules.tcpr.evidence
         spec = self.protocol.types.get(chosen)
@@ -228,7 +239,6 @@ class Triage:
             priority = Scored(2, confidence)
         alternatives = tuple(Scored(t, round(float(p), 3)) for t, p in ranked if t is not chosen)[:2]
         desk = desk_for(inp.dialled, agencies, unsure)
-        tcpr_p = probs.get("tcpr", {}).get("tcpr", 0.0)
         decision = TriageDecision(
             agencies=agencies,
             incident_type=Scored(chosen, confidence, type_evidence),

@@ -266,6 +266,26 @@ def test_desk_and_agencies_always_agree(triage: Triage, dialled: str, words: lis
     d = decide(triage, " ".join(words), dialled)
     if d.agencies and d.desk is not DeskCode.D112:
         assert d.desk in {DESK_BY_AGENCY[a.value] for a in d.agencies}, (d.desk, d.agencies)
+    # One story per decision: a T-CPR flag always comes with the cardiac-arrest type.
+    if d.tcpr.value:
+        assert d.incident_type.value is IncidentType.MED_CARDIAC_ARREST, (d.incident_type, d.tcpr)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Srdce se mu zastavilo.",  # heard as hoax (type head) beside a raised T-CPR before the rule
+        "Asi má zástavu srdce.",  # heard as psychiatric
+        "Přestal dýchat.",  # heard as breathing problem
+    ],
+)
+def test_a_raised_tcpr_names_the_cardiac_arrest_type_and_keeps_the_model_type_as_alternative(
+    triage: Triage, text: str
+) -> None:
+    d = decide(triage, text, "155")
+    assert d.tcpr.value and d.priority.value == 1
+    assert d.incident_type.value is IncidentType.MED_CARDIAC_ARREST
+    assert d.incident_type.evidence  # the T-CPR evidence explains the type
 
 
 def test_dev_023_elderly_fall_on_158_goes_to_the_desk_of_its_agencies(triage: Triage) -> None:
