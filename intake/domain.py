@@ -142,6 +142,11 @@ class CallTriage:
     unsure: bool = False
 
 
+def settled_by_retry(taken_as: str) -> str:
+    """Who "called back" a refused attempt whose same INVITE was then taken as call ``taken_as``."""
+    return f"intake: the same INVITE was taken as call {taken_as}"
+
+
 @dataclass(slots=True)
 class Call:
     id: str

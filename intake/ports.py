@@ -143,6 +143,8 @@ class CallWriter(Protocol):
 
     def append_transcript(self, call_id: str, segment: TranscriptSegment) -> int: ...
 
+    def settle_refused_attempts(self, call_ref: str, taken_as: str, at: datetime) -> list[str]: ...
+
 
 class CallStore(CallReader, CallWriter, Protocol):
     """The call records (:class:`intake.storage.repository.Repository`), blocking: run off the loop."""

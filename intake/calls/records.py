@@ -7,7 +7,7 @@ import asyncio
 import logging
 
 from intake.bus import LiveEvent
-from intake.domain import Call
+from intake.domain import Call, settled_by_retry
 from intake.errors import LiveStateError, StorageError
 from intake.ports import ActiveCalls, CallWriter, Journal, Publisher
 from intake.serialize import call_json
@@ -55,6 +55,31 @@ class CallRecords:
                     await self._live.remove_active_call(call.id)
             except LiveStateError as exc:
                 log.error("call %s: live state not updated: %s", call.id, exc)
+
+    async def settle_refused_attempts(self, call: Call) -> None:
+        """A node refused this INVITE before (503) and the front tried again here: the refused attempt is
+        off the call-back list. Best effort: a failure leaves a needless call-back, never a lost call."""
+        try:
+            settled = await asyncio.to_thread(
+                self._store.settle_refused_attempts, call.call_ref, call.id, call.offered_at
+            )
+        except StorageError as exc:
+            log.error("call %s: refused attempts of the same INVITE not settled: %s", call.id, exc)
+            return
+        for call_id in settled:
+            log.info(
+                "call %s: the refused attempt %s of the same INVITE needs no call-back", call.id, call_id
+            )
+            await self._bus.publish(
+                LiveEvent(
+                    "call.updated",
+                    {
+                        "callback_done_at": call.offered_at.isoformat().replace("+00:00", "Z"),
+                        "callback_by": settled_by_retry(call.id),
+                    },
+                    call_id=call_id,
+                )
+            )
 
     async def journal(self, call: Call) -> None:
         """Keep the call's snapshot (with its transcript) locally until the database takes it."""

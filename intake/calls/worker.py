@@ -216,6 +216,7 @@ class CallWorker:
             else:
                 session.no_transcript = True
         await self._controls.start_media_fork(call)
+        await self._records.settle_refused_attempts(call)
         if event.ecall is not None:
             await self._triage.on_ecall(session, event.ecall)
         await self._triage.retriage(session, force=True)

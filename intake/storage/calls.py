@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import and_, exists, false, func, or_, select
 from sqlalchemy.orm import Session
 
-from intake.domain import Call, CallState, TranscriptSegment, utc_now
+from intake.domain import Call, CallState, TranscriptSegment, settled_by_retry, utc_now
 from intake.errors import NotForCallback, NotFound
 from intake.storage.core import StoreCore, escape_like, page
 from intake.storage.mapping import (
@@ -193,6 +193,35 @@ class CallStore(StoreCore):
             return calls_from_rows(session, rows, with_transcript=False)
 
         return self._read("list live calls", work)
+
+    def settle_refused_attempts(self, call_ref: str, taken_as: str, at: datetime) -> list[str]:
+        """The same INVITE (same SIP Call-ID) was taken as call ``taken_as`` after a node refused it (503 at
+        its call limit, or stopping) and the front tried the next node: the refused attempt's record needs
+        no call-back any more. It is kept (the refusal is part of the story) and marked called back by
+        intake. Returns the ids of the settled records."""
+
+        def work(session: Session) -> list[str]:
+            rows = list(
+                session.scalars(
+                    select(CallRow)
+                    .where(
+                        CallRow.call_ref == call_ref,
+                        CallRow.id != taken_as,
+                        CallRow.end_reason == "rejected",
+                        CallRow.answered_at.is_(None),
+                        CallRow.callback_done_at.is_(None),
+                    )
+                    .with_for_update()
+                )
+            )
+            for row in rows:
+                row.callback_done_at = as_utc(at)
+                row.callback_by = settled_by_retry(taken_as)
+                row.updated_at = utc_now()
+            session.flush()
+            return [row.id for row in rows]
+
+        return self._write(f"settle refused attempts of {call_ref}", work)
 
     def mark_called_back(self, call_id: str, by: str, at: datetime | None = None) -> Call:
         """Record that someone called an abandoned caller back. The first call-back is kept."""

@@ -138,10 +138,6 @@ class IncomingCalls:
         if has_to_tag:
             self._reply(request, source, reply_to, 481, "Call/Transaction Does Not Exist")
             return  # a re-INVITE for a dialog we do not hold (e.g. after a restart)
-        if not self.accepting or len(self._table.calls) >= self._config.max_calls:
-            self._reply(request, source, reply_to, 503, "Service Unavailable", new_tag())
-            log.warning("call %s refused: endpoint full or stopping", call_ref)
-            return
         verdict = examine_invite(request, self._config.accepted_numbers, self._config.accept_media_forks)
         if isinstance(verdict, NotServed):
             log.info("call %s to %r rejected: not an emergency number served here", call_ref, verdict.dialled)
@@ -149,6 +145,19 @@ class IncomingCalls:
             return
         if isinstance(verdict, Refusal):
             self._refuse(request, source, reply_to, verdict)
+            return
+        if not self.accepting or len(self._table.calls) >= self._config.max_calls:
+            # 503 lets the front (Kamailio) try the next intake node; the attempt is still filed here, so a
+            # caller refused everywhere is on the call-back list (intake settles the record when the same
+            # INVITE is taken on another node).
+            why = (
+                "endpoint stopping"
+                if not self.accepting
+                else f"endpoint at its limit of {self._config.max_calls} calls"
+            )
+            self._refuse(
+                request, source, reply_to, Refusal(verdict.dialled, 503, "Service Unavailable", "", why)
+            )
             return
         try:
             rtp_port = self._ports.open()

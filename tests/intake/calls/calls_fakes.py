@@ -9,7 +9,16 @@ from datetime import UTC, datetime, timedelta
 
 from intake.bus import LiveEvent
 from intake.desks import Offer
-from intake.domain import Call, CallerNumber, CallState, Incident, Location, TakerState, TranscriptSegment
+from intake.domain import (
+    Call,
+    CallerNumber,
+    CallState,
+    Incident,
+    Location,
+    TakerState,
+    TranscriptSegment,
+    settled_by_retry,
+)
 from intake.errors import NotFound, StorageError
 from routing.types import Scored, TriageDecision, TriageInput
 from routing.vocabulary import Agency, DeskCode, IncidentType
@@ -66,6 +75,20 @@ class FakeStore:
             raise StorageError("database unavailable")
         self.segments.setdefault(call_id, []).append(segment)
         return len(self.segments[call_id])
+
+    def settle_refused_attempts(self, call_ref: str, taken_as: str, at: datetime) -> list[str]:
+        settled = []
+        for call in self.calls.values():
+            if (
+                call.call_ref == call_ref
+                and call.id != taken_as
+                and call.end_reason == "rejected"
+                and call.answered_at is None
+                and call.callback_done_at is None
+            ):
+                call.callback_done_at, call.callback_by = at, settled_by_retry(taken_as)
+                settled.append(call.id)
+        return settled
 
     def calls_in_states(self, states: Iterable[CallState]) -> list[Call]:
         wanted = set(states)

@@ -99,3 +99,23 @@ async def test_a_new_call_is_recorded_queued_and_announced_in_that_order() -> No
         < log.index("publish call.offered")
         < log.index(f"enqueue {call_id} ZZS p2")
     )
+
+
+async def test_an_invite_taken_after_another_node_refused_it_settles_the_refused_record() -> None:
+    """Issue 13: node A answered 503 at its call limit and filed the attempt; the front tried this node with
+    the same INVITE (same Call-ID): the call goes on here, and A's record leaves the call-back list."""
+    rig = WorkerRig(ScriptedTriage(decision(unsure=True)), node="node-b")
+    refused = a_call("refused-on-a", state=CallState.ABANDONED, node="node-a")
+    refused.end_reason = "rejected"
+    rig.store.calls[refused.id] = refused
+    offered = CallOffered(
+        call_ref=refused.call_ref, dialled="155", caller="+420603224590", source=CallSource.SIP
+    )
+    session = rig.worker.start(offered)
+    assert session.worker is not None
+    session.worker.cancel()
+    await rig.worker.handle(session, offered)
+    assert session.call.id != refused.id and session.call.state is CallState.QUEUED
+    assert refused.callback_done_at is not None and session.call.id in (refused.callback_by or "")
+    updates = [e for e in rig.bus.events if e.type == "call.updated" and e.call_id == refused.id]
+    assert updates and updates[0].data["callback_by"] == refused.callback_by

@@ -188,6 +188,36 @@ def test_list_calls_filters_and_counts(repository: Repository) -> None:
     assert total == 1 and uncalled[0].id == "c4"
 
 
+def test_a_refused_attempt_is_settled_when_the_same_invite_is_taken_elsewhere(repository: Repository) -> None:
+    """Issue 13: a node refused the INVITE at its call limit (503, filed for call-back); the front tried the
+    next node, which took it: the refusal stays on record, but nobody needs to call that caller back."""
+    refused = {
+        "state": CallState.ABANDONED,
+        "answered_at": None,
+        "end_reason": "rejected",
+        "call_ref": "same-invite",
+    }
+    repository.save_call(a_call("refused-on-a", **refused))
+    repository.save_call(a_call("other-call", **{**refused, "call_ref": "another-invite"}))
+    repository.save_call(
+        a_call("taken-on-b", state=CallState.QUEUED, answered_at=None, ended_at=None, call_ref="same-invite")
+    )
+    assert sorted(c.id for c in repository.list_calls(abandoned_uncalled=True)[0]) == [
+        "other-call",
+        "refused-on-a",
+    ]
+
+    assert repository.settle_refused_attempts("same-invite", "taken-on-b", T0) == ["refused-on-a"]
+    assert [c.id for c in repository.list_calls(abandoned_uncalled=True)[0]] == ["other-call"]
+    settled = repository.get_call("refused-on-a")
+    assert (
+        settled.callback_done_at == T0
+        and settled.callback_by is not None
+        and "taken-on-b" in settled.callback_by
+    )
+    assert repository.settle_refused_attempts("same-invite", "taken-on-b", T0) == []  # once
+
+
 def test_mark_called_back_keeps_the_first_call_back(repository: Repository) -> None:
     repository.save_call(a_call(state=CallState.ABANDONED))
     first = repository.mark_called_back("call-1", by="anna", at=T0)

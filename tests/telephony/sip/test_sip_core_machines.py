@@ -398,11 +398,25 @@ def test_no_free_rtp_port_is_503_and_filed() -> None:
     assert [type(e) for e in events(actions)] == [CallOffered, CallEnded]
 
 
-def test_full_endpoint_answers_503_without_filing() -> None:
+def test_full_endpoint_answers_503_and_files_the_attempt() -> None:
+    """Issue 13: an emergency INVITE refused at the call limit still leaves a call record (ended, for
+    call-back); its retransmission gets the same answer and files nothing twice."""
     rig = Rig(max_calls=1)
     rig.answered_call()
     actions = rig.feed(request("INVITE", "one-too-many", body=sdp()))
-    assert statuses(actions) == [503] and events(actions) == []
+    assert statuses(actions) == [503]
+    offered, ended = events(actions)
+    assert isinstance(offered, CallOffered) and offered.call_ref == "one-too-many"
+    assert isinstance(ended, CallEnded) and "limit of 1 calls" in ended.detail
+    again = rig.feed(request("INVITE", "one-too-many", body=sdp()))
+    assert statuses(again) == [503] and events(again) == []
+
+
+def test_full_endpoint_still_answers_404_to_numbers_it_does_not_serve() -> None:
+    rig = Rig(max_calls=1)
+    rig.answered_call()
+    actions = rig.feed(request("INVITE", "not-ours", number="800123456", body=sdp()))
+    assert statuses(actions) == [404] and events(actions) == []
 
 
 def test_invite_whose_location_body_is_bad_is_still_answered() -> None:
