@@ -119,9 +119,12 @@ def _connect(url: str) -> redis.Redis:
 @dataclass(slots=True)
 class _RemoteLeg:
     rate: int
+    opened_at: float = 0.0  # monotonic
     sent_bytes: int = 0  # offset of the next frame
     processed_bytes: int = 0
     first_frame: bool = True
+    heard: bool = False  # a worker has said something about this leg
+    unserved_said: bool = False  # intake was told nobody transcribes it
     done: threading.Event = field(default_factory=threading.Event)
 
 
@@ -174,7 +177,7 @@ class RemoteRecognizer:
         country_hint: str | None = None,
     ) -> None:
         with self._lock:
-            self._legs[(call_ref, leg)] = _RemoteLeg(sample_rate)
+            self._legs[(call_ref, leg)] = _RemoteLeg(sample_rate, opened_at=time.monotonic())
         self._post(
             "open",
             (call_ref, leg),
@@ -223,6 +226,27 @@ class RemoteRecognizer:
             done.set()
             return done
         self._post(MSG_CLOSE, (call_ref, leg), {})
+        if not state.heard and not self._workers_alive():
+            # Nobody took the leg: the transcript says so now instead of the flush waiting for words that
+            # will not come. The close is still sent: a worker that starts later decodes the leg, and intake
+            # stores those late words on the call too.
+            seconds = state.sent_bytes / 2 / state.rate
+            with self._lock:
+                self._legs.pop((call_ref, leg), None)
+            log.error(
+                "recognition: %s/%s closed with no recognition worker alive (%.1f s)", call_ref, leg, seconds
+            )
+            self._emit(
+                TranscriptFinal(
+                    call_ref,
+                    leg,
+                    f"[{seconds:.1f} s not transcribed: no recognition worker alive; the recording has it]",
+                    0.0,
+                    seconds,
+                    engine=GAP_ENGINE,
+                )
+            )
+            state.done.set()
         return state.done
 
     def backlog_s(self, call_ref: str, leg: str) -> float:
@@ -283,6 +307,50 @@ class RemoteRecognizer:
             not_transcribed_s=sum(s.not_transcribed_s for s in statuses),
             workers=len(alive),
         )
+
+    def _workers_alive(self) -> bool:
+        with self._lock:
+            reports = dict(self._workers)
+            error = self._last_error
+        beats = {name: float(r.get("at") or 0.0) for name, r in reports.items()}
+        return not error and bool(alive_workers(beats, time.time(), self._worker_stale_s))
+
+    def _say_unserved_legs(self) -> None:
+        """A leg no worker has taken within ``worker_stale_s`` is not being transcribed (no worker alive, or
+        every worker full): intake hears it once, the console shows it and the call routes on; it hears
+        again when a worker takes the leg."""
+        now = time.monotonic()
+        with self._lock:
+            unserved = [
+                key
+                for key, state in self._legs.items()
+                if not state.heard
+                and not state.unserved_said
+                and now - state.opened_at >= self._worker_stale_s
+            ]
+            for key in unserved:
+                self._legs[key].unserved_said = True
+        if not unserved:
+            return
+        why = (
+            "no recognition worker alive" if not self._workers_alive() else "every recognition worker is full"
+        )
+        for call_ref, leg in unserved:
+            log.error("recognition: %s/%s is not being transcribed: %s", call_ref, leg, why)
+            self._emit(
+                TranscriptionFailed(
+                    call_ref,
+                    leg,
+                    f"{why}: this leg is not being transcribed yet (the recording keeps it)",
+                    recovered=False,
+                )
+            )
+
+    def _emit(self, event: TranscriptEvent) -> None:
+        try:
+            self._on_event(event)
+        except Exception:  # the consumer's bug must not stop the event stream for every other call
+            log.exception("on_event raised for %s", event)
 
     def health(self) -> tuple[bool, str]:
         status = self.recognition_status()
@@ -412,6 +480,7 @@ class RemoteRecognizer:
                     self._ready.set()
                 if time.monotonic() >= next_poll:
                     self._poll_workers()
+                    self._say_unserved_legs()
                     next_poll = time.monotonic() + HEARTBEAT_S
                 replies = self._redis.xread({self._events: self._last_event_id}, count=500, block=500)
             except redis.RedisError as exc:
@@ -437,6 +506,17 @@ class RemoteRecognizer:
             self._workers = reports
             self._last_error = ""
 
+    def _heard(self, key: tuple[str, str]) -> None:
+        """A worker spoke about the leg: if intake had been told nobody transcribes it, it hears otherwise."""
+        with self._lock:
+            state = self._legs.get(key)
+            if state is None or state.heard:
+                return
+            state.heard = True
+            recovered = state.unserved_said
+        if recovered:
+            self._emit(TranscriptionFailed(*key, "a recognition worker took the leg", recovered=True))
+
     def _deliver(self, kind: str, payload: str) -> None:
         if kind in (EVENT_PROGRESS, EVENT_CLOSED):
             try:
@@ -446,6 +526,7 @@ class RemoteRecognizer:
             except (ValueError, KeyError, TypeError) as exc:
                 log.warning("recognition: malformed %s message ignored: %s", kind, exc)
                 return
+            self._heard(key)
             with self._lock:
                 state = self._legs.get(key)
                 if state is None:
@@ -461,10 +542,8 @@ class RemoteRecognizer:
         if event is None:
             log.warning("recognition: malformed %s event ignored: %.200s", kind, payload)
             return
-        try:
-            self._on_event(event)
-        except Exception:  # the consumer's bug must not stop the event stream for every other call
-            log.exception("on_event raised for %s", event)
+        self._heard((event.call_ref, event.leg))
+        self._emit(event)
 
 
 # ================================================================================ the worker

@@ -147,3 +147,63 @@ def test_killed_worker_legs_resume_on_the_other(
                     process.wait(10)
             if process.stdout is not None:
                 process.stdout.close()
+
+
+def test_a_leg_no_worker_takes_is_marked_not_transcribed(redis_server: EmbeddedRedis) -> None:
+    """Recognition in workers, none running: intake is told the leg is not being transcribed (once), and the
+    close marks the whole leg in the transcript at once instead of the flush waiting for words."""
+    events = EventLog()
+    recognizer = RemoteRecognizer(redis_server.url, events, node="intake-1", worker_stale_s=0.5)
+    try:
+        recognizer.open_leg("call-1", "caller", 8000)
+        for _ in range(100):  # 2 s of audio
+            recognizer.feed("call-1", "caller", b"\x00\x01" * 160)
+        assert _wait_for(lambda: events.of(TranscriptionFailed, "call-1"), 10), events.kinds()
+        failed = events.of(TranscriptionFailed, "call-1")
+        assert len(failed) == 1 and not failed[0].recovered
+        assert "no recognition worker alive" in failed[0].reason
+        assert recognizer.recognition_status().health is RecognitionHealth.DOWN
+        done = recognizer.close_leg("call-1", "caller")
+        assert done.is_set()
+        (gap,) = events.of(TranscriptFinal, "call-1")
+        assert gap.engine == GAP_ENGINE and gap.start_s == 0.0 and gap.end_s == pytest.approx(2.0)
+        assert "2.0 s not transcribed: no recognition worker alive" in gap.text
+    finally:
+        recognizer.close()
+
+
+@pytest.mark.slow
+def test_a_worker_started_late_takes_the_waiting_leg(
+    redis_server: EmbeddedRedis, czech_calls: list[Speech], tmp_path: Path
+) -> None:
+    """The leg opened while no worker ran is marked; a worker that starts then takes it (intake hears it
+    recovered) and transcribes it from its first word: the audio waited in the leg's stream."""
+    events = EventLog()
+    recognizer = RemoteRecognizer(redis_server.url, events, node="intake-1", worker_stale_s=1.0)
+    worker: subprocess.Popen[str] | None = None
+    try:
+        speech = czech_calls[0]
+        recognizer.open_leg("call-1", "caller", speech.rate)
+        for frame in frames(speech.samples, speech.rate):
+            recognizer.feed("call-1", "caller", frame)
+        assert _wait_for(lambda: events.of(TranscriptionFailed, "call-1"), 10), events.kinds()
+        worker = _start_worker(redis_server.url, "late", tmp_path / "models")
+        _wait_ready(worker, 120)
+        assert _wait_for(lambda: any(e.recovered for e in events.of(TranscriptionFailed, "call-1")), 20)
+        for frame in frames(np.zeros(speech.rate, np.int16), speech.rate):
+            recognizer.feed("call-1", "caller", frame)
+        assert recognizer.close_leg("call-1", "caller").wait(90)
+        spoken = [f for f in events.of(TranscriptFinal, "call-1") if f.engine != GAP_ENGINE]
+        heard = set(normalize(" ".join(f.text for f in spoken)))
+        assert len(heard & set(normalize(speech.text))) >= 3, (heard, speech.text)
+    finally:
+        recognizer.close()
+        if worker is not None:
+            worker.send_signal(signal.SIGTERM)
+            try:
+                worker.wait(20)
+            except subprocess.TimeoutExpired:
+                worker.kill()
+                worker.wait(10)
+            if worker.stdout is not None:
+                worker.stdout.close()
