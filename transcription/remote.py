@@ -54,6 +54,23 @@ def leg_key(prefix: str, call_ref: str, leg: str) -> str:
     return f"{prefix}:leg:{call_ref}:{leg}"
 
 
+def instances_key(prefix: str, call_ref: str, leg: str) -> str:
+    """The wire names under which intake nodes opened ``leg`` of ``call_ref`` (a node taking a call over from
+    a dead one opens it again: the dead node's instance is found here)."""
+    return f"{prefix}:instances:{call_ref}:{leg}"
+
+
+def wire_leg(leg: str, instance: str) -> str:
+    """The name one opening of a leg has on the wire: each opening gets its own streams, so a leg opened
+    again (by the node that took the call over) never mixes its audio offsets with the earlier opening's."""
+    return f"{leg}@{instance}"
+
+
+def base_leg(name: str) -> str:
+    """The leg (``caller``/``taker``) of a wire name."""
+    return name.split("@", 1)[0]
+
+
 def events_key(prefix: str, node: str) -> str:
     return f"{prefix}:events:{node}"
 

@@ -19,10 +19,12 @@ Streams (prefix ``izs:asr``):
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import threading
 import time
+import uuid
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -47,15 +49,18 @@ from transcription.remote import (
     LegCursor,
     alive_workers,
     audio_key,
+    base_leg,
     control_key,
     decode_event,
     encode_event,
     entry_before,
     events_key,
+    instances_key,
     leg_key,
     monotonic_from_wall,
     text,
     wall_from_monotonic,
+    wire_leg,
     workers_key,
 )
 from transcription.service import EngineSource, TranscriptionService
@@ -68,10 +73,12 @@ PROGRESS_S = 0.5
 EVENTS_MAXLEN = 100_000
 RETRY_S = 0.5
 
-# Publish an event only while the leg's epoch is ours; optionally move the checkpoint forward (and trim the
-# audio up to it) and remember the leg's language, all at once.
+# Publish an event only while the leg's epoch is ours and to the node the leg's hash names (2: another node
+# took the call over, read ``reply`` again); optionally move the checkpoint forward (and trim the audio up to
+# it) and remember the leg's language, all at once.
 _PUBLISH = """
 if redis.call('HGET', KEYS[1], 'epoch') ~= ARGV[1] then return 0 end
+if redis.call('HGET', KEYS[1], 'reply') ~= KEYS[2] then return 2 end
 if ARGV[3] ~= '' then
   redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], '*', 'kind', ARGV[3], 'data', ARGV[4])
 end
@@ -119,6 +126,7 @@ def _connect(url: str) -> redis.Redis:
 @dataclass(slots=True)
 class _RemoteLeg:
     rate: int
+    wire: str  # this opening's name on the wire (see :func:`transcription.remote.wire_leg`)
     opened_at: float = 0.0  # monotonic
     sent_bytes: int = 0  # offset of the next frame
     processed_bytes: int = 0
@@ -153,6 +161,8 @@ class RemoteRecognizer:
         self._max_buffer_s = max_buffer_s
         self._worker_stale_s = worker_stale_s
         self._legs: dict[tuple[str, str], _RemoteLeg] = {}
+        self._instance = f"{node}-{uuid.uuid4().hex[:8]}"
+        self._openings = 0
         self._lock = threading.Condition()
         self._outbox: deque[tuple[str, tuple[str, str], dict[str, str | bytes]]] = deque()
         self._outbox_bytes: dict[tuple[str, str], int] = {}
@@ -177,11 +187,14 @@ class RemoteRecognizer:
         country_hint: str | None = None,
     ) -> None:
         with self._lock:
-            self._legs[(call_ref, leg)] = _RemoteLeg(sample_rate, opened_at=time.monotonic())
+            self._openings += 1
+            wire = wire_leg(leg, f"{self._instance}.{self._openings}")
+            self._legs[(call_ref, leg)] = _RemoteLeg(sample_rate, wire, opened_at=time.monotonic())
         self._post(
             "open",
-            (call_ref, leg),
+            (call_ref, wire),
             {
+                "leg": leg,
                 "rate": str(sample_rate),
                 "language_hint": language_hint or "",
                 "country_hint": country_hint or "",
@@ -203,7 +216,9 @@ class RemoteRecognizer:
                 # marks it as not transcribed (the recording keeps it).
                 return True
             first, state.first_frame = state.first_frame, False
-        self._post(MSG_AUDIO, key, {"o": str(offset), "pcm": pcm, "first": "1" if first else ""})
+        self._post(
+            MSG_AUDIO, (call_ref, state.wire), {"o": str(offset), "pcm": pcm, "first": "1" if first else ""}
+        )
         return True
 
     def set_leg_queue(
@@ -212,9 +227,13 @@ class RemoteRecognizer:
         since = wall_from_monotonic(
             time.monotonic() if waiting_since is None else waiting_since, time.monotonic(), time.time()
         )
+        with self._lock:
+            state = self._legs.get((call_ref, leg))
+        if state is None:
+            return
         self._post(
             MSG_QUEUE,
-            (call_ref, leg),
+            (call_ref, state.wire),
             {"waiting": "1" if waiting else "", "priority": str(priority), "since": repr(since)},
         )
 
@@ -225,7 +244,7 @@ class RemoteRecognizer:
             done = threading.Event()
             done.set()
             return done
-        self._post(MSG_CLOSE, (call_ref, leg), {})
+        self._post(MSG_CLOSE, (call_ref, state.wire), {})
         if not state.heard and not self._workers_alive():
             # Nobody took the leg: the transcript says so now instead of the flush waiting for words that
             # will not come. The close is still sent: a worker that starts later decodes the leg, and intake
@@ -431,6 +450,10 @@ class RemoteRecognizer:
                 continue
             flush_audio()
             if kind == "open":
+                self._take_over_earlier_openings(pipe, call_ref, str(fields["leg"]))
+                instances = instances_key(self._prefix, call_ref, str(fields["leg"]))
+                pipe.sadd(instances, leg)
+                pipe.expire(instances, 3600)
                 pipe.hset(
                     leg_key(self._prefix, call_ref, leg),
                     mapping={
@@ -459,6 +482,22 @@ class RemoteRecognizer:
                 self._xadd_leg(pipe, call_ref, leg, {"t": MSG_CLOSE})
         flush_audio()
         pipe.execute()
+
+    def _take_over_earlier_openings(self, pipe: Any, call_ref: str, leg: str) -> None:
+        """The leg was opened before by another node (it died; this node took the call over) or by this
+        node's earlier process: its worker still holds audio the dead node never heard back. From now on
+        that opening's events come here (the worker's publish checks ``reply`` in the leg's hash), and it
+        is closed, so its worker flushes the caller's last words now instead of after ``idle_close_s``."""
+        for raw in self._redis.smembers(instances_key(self._prefix, call_ref, leg)):
+            earlier = _as_text(raw)
+            lkey = leg_key(self._prefix, call_ref, earlier)
+            if not self._redis.exists(lkey):
+                continue  # finished already
+            log.warning(
+                "recognition: %s/%s was opened before as %s: its last words come here", call_ref, leg, earlier
+            )
+            pipe.hset(lkey, "reply", self._events)
+            self._xadd_leg(pipe, call_ref, earlier, {"t": MSG_CLOSE})
 
     def _xadd_leg(self, pipe: Any, call_ref: str, leg: str, fields: dict[str, str | bytes]) -> None:
         # Entries hold 20 ms (a leg's first frame, a sender keeping up) to a few hundred ms of audio: bounding
@@ -517,14 +556,24 @@ class RemoteRecognizer:
         if recovered:
             self._emit(TranscriptionFailed(*key, "a recognition worker took the leg", recovered=True))
 
+    def _current(self, call_ref: str, wire: str) -> tuple[tuple[str, str], bool]:
+        """The intake-side key of a wire leg, and whether it is this node's current opening of it (events of
+        an earlier opening, taken over from a dead node, are delivered; its progress is not ours)."""
+        key = (call_ref, base_leg(wire))
+        with self._lock:
+            state = self._legs.get(key)
+            return key, state is not None and state.wire == wire
+
     def _deliver(self, kind: str, payload: str) -> None:
         if kind in (EVENT_PROGRESS, EVENT_CLOSED):
             try:
                 data = json.loads(payload)
-                key = (str(data["call_ref"]), str(data["leg"]))
+                key, current = self._current(str(data["call_ref"]), str(data["leg"]))
                 processed = int(data.get("processed") or 0)
             except (ValueError, KeyError, TypeError) as exc:
                 log.warning("recognition: malformed %s message ignored: %s", kind, exc)
+                return
+            if not current:
                 return
             self._heard(key)
             with self._lock:
@@ -542,8 +591,10 @@ class RemoteRecognizer:
         if event is None:
             log.warning("recognition: malformed %s event ignored: %.200s", kind, payload)
             return
-        self._heard((event.call_ref, event.leg))
-        self._emit(event)
+        key, current = self._current(event.call_ref, event.leg)
+        if current:
+            self._heard(key)
+        self._emit(dataclasses.replace(event, leg=key[1]))
 
 
 # ================================================================================ the worker
@@ -830,6 +881,23 @@ class RecognitionWorker:
     def _run_publish(
         self, owned: _OwnedLeg, kind: str, payload: str, checkpoint: Checkpoint | None, language: str = ""
     ) -> None:
+        for _attempt in range(3):
+            outcome = self._try_publish(owned, kind, payload, checkpoint, language)
+            if outcome != 2:
+                break
+            # Another intake node took the call over (its first node died): its events go there now.
+            try:
+                reply = self._redis.hget(leg_key(self._prefix, owned.call_ref, owned.leg), "reply")
+            except redis.RedisError as exc:
+                log.error("recognition worker %s: reply stream of %s not read: %s", self.name, owned.leg, exc)
+                return
+            owned.reply = _as_text(reply) if reply else owned.reply
+        if outcome == 0:
+            self._drop_lost(owned)
+
+    def _try_publish(
+        self, owned: _OwnedLeg, kind: str, payload: str, checkpoint: Checkpoint | None, language: str
+    ) -> int:
         try:
             ok = self._publish(
                 keys=[
@@ -855,9 +923,8 @@ class RecognitionWorker:
                 owned.leg,
                 exc,
             )
-            return
-        if not ok:
-            self._drop_lost(owned)
+            return 1
+        return int(ok)
 
     def _drop_lost(self, owned: _OwnedLeg) -> None:
         """Another worker owns the leg now (this one was paused past its lease): stop, publish nothing."""
@@ -908,9 +975,11 @@ class RecognitionWorker:
     # -- leases and health ----------------------------------------------------------------------------
     def _renew(self) -> None:
         with self._owned_lock:
-            ids = [o.entry_id for o in self._owned.values() if not o.lost]
-        if ids:
-            self._redis.xclaim(self._control, WORKER_GROUP, self.name, 0, list[StreamIdT](ids), justid=True)
+            owned = [o for o in self._owned.values() if not o.lost]
+        if not owned:
+            return
+        ids = [o.entry_id for o in owned]
+        self._redis.xclaim(self._control, WORKER_GROUP, self.name, 0, list[StreamIdT](ids), justid=True)
 
     def _heartbeat(self) -> None:
         status = self.service.recognition_status()

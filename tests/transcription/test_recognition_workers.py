@@ -22,7 +22,7 @@ from intake.redis_server import EmbeddedRedis
 from transcription.evaluation import frames, normalize
 from transcription.events import GAP_ENGINE, TranscriptFinal, TranscriptionFailed
 from transcription.health import RecognitionHealth
-from transcription.remote import leg_key
+from transcription.remote import instances_key, leg_key
 from transcription.streams import RemoteRecognizer
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -103,7 +103,8 @@ def test_killed_worker_legs_resume_on_the_other(
         for i, frame in enumerate(pcm):
             recognizer.feed("call-1", "caller", frame)
             if i == kill_at_frame:
-                owner = client.hget(leg_key("izs:asr", "call-1", "caller"), "owner")
+                (opening,) = client.smembers(instances_key("izs:asr", "call-1", "caller"))
+                owner = client.hget(leg_key("izs:asr", "call-1", opening.decode()), "owner")
                 killed = owner.decode() if isinstance(owner, bytes) else ""
                 assert killed in workers, "the leg has no owner after a few seconds of audio"
                 workers[killed].send_signal(signal.SIGKILL)
@@ -198,6 +199,54 @@ def test_a_worker_started_late_takes_the_waiting_leg(
         assert len(heard & set(normalize(speech.text))) >= 3, (heard, speech.text)
     finally:
         recognizer.close()
+        if worker is not None:
+            worker.send_signal(signal.SIGTERM)
+            try:
+                worker.wait(20)
+            except subprocess.TimeoutExpired:
+                worker.kill()
+                worker.wait(10)
+            if worker.stdout is not None:
+                worker.stdout.close()
+
+
+@pytest.mark.slow
+def test_a_node_taking_a_call_over_gets_the_dead_nodes_last_words(
+    redis_server: EmbeddedRedis, czech_calls: list[Speech], tmp_path: Path
+) -> None:
+    """Intake node 1 sends the caller's first sentence and dies before any worker has decoded it; node 2
+    takes the call over and opens the leg again. The first sentence's words reach node 2 (the earlier
+    opening is closed and its events redirected), and node 2's own audio is transcribed from its own offsets.
+    The worker starts only after the takeover, so the order of events is fixed (no race with decoding)."""
+    first_node = RemoteRecognizer(redis_server.url, EventLog(), node="intake-1")
+    second_events = EventLog()
+    second_node: RemoteRecognizer | None = None
+    worker: subprocess.Popen[str] | None = None
+    try:
+        one, two = czech_calls[0], czech_calls[1]
+        pause = np.zeros(one.rate, np.int16)
+        first_node.open_leg("call-1", "caller", one.rate)
+        for frame in frames(np.concatenate([one.samples, pause]), one.rate):
+            first_node.feed("call-1", "caller", frame)
+        first_node.close()  # what it sent reached Redis; then the node is gone, the leg never closed
+        second_node = RemoteRecognizer(redis_server.url, second_events, node="intake-2")
+        second_node.open_leg("call-1", "caller", two.rate)
+        for frame in frames(np.concatenate([two.samples, pause]), two.rate):
+            second_node.feed("call-1", "caller", frame)
+        worker = _start_worker(redis_server.url, "w1", tmp_path / "models")
+        _wait_ready(worker, 120)
+        assert second_node.close_leg("call-1", "caller").wait(90)
+
+        def heard_of(speech: Speech) -> set[str]:
+            finals = [f for f in second_events.of(TranscriptFinal, "call-1") if f.engine != GAP_ENGINE]
+            return set(normalize(" ".join(f.text for f in finals))) & set(normalize(speech.text))
+
+        assert _wait_for(lambda: len(heard_of(one)) >= 3, 60), (heard_of(one), one.text)
+        assert len(heard_of(two)) >= 3, (heard_of(two), two.text)
+        assert all(f.leg == "caller" for f in second_events.of(TranscriptFinal, "call-1"))
+    finally:
+        if second_node is not None:
+            second_node.close()
         if worker is not None:
             worker.send_signal(signal.SIGTERM)
             try:
