@@ -39,7 +39,7 @@ def _mirror_on_pbx(pbx: PbxCallControl) -> Callable[[CallTaker, TakerState, str]
 async def start_media(centre: Centre, stack: AsyncExitStack) -> None:
     """Transcription and telephony adapters: each optional, each failure logged and shown as degraded."""
     settings = centre.settings
-    # --- issue 15 item 4 (asr): recognition in worker processes, chosen by IZS_RECOGNITION=redis
+    # Recognition in worker processes (IZS_RECOGNITION=redis; transcription/streams.py).
     if settings.transcription_enabled and settings.recognition == "redis":
         from transcription.streams import RemoteRecognizer
 
@@ -55,7 +55,6 @@ async def start_media(centre: Centre, stack: AsyncExitStack) -> None:
         centre.transcriber = remote
         stack.callback(remote.close)
         centre.calls.use_transcriber(remote)
-    # --- end issue 15 item 4
     elif settings.transcription_enabled:
         from transcription.config import TranscriptionConfig
         from transcription.service import TranscriptionService

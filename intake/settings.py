@@ -163,7 +163,6 @@ class Settings(BaseSettings):
         default_factory=lambda: {"default": "whisper"}, description="Recognition engine per language"
     )
     transcription_workers: int = Field(2, ge=1, le=64, description="Decoding worker threads")
-    # --- issue 15 item 4: recognition in worker processes (transcription/streams.py)
     recognition: Literal["local", "redis"] = Field(
         "local",
         description="local: recognition inside this node; redis: recognition workers "

@@ -4,11 +4,8 @@ Czech caller (Festival) streamed in real time; one worker is killed with SIGKILL
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
-import sys
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,7 +13,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import redis
-from transcription_support import EventLog, Speech
+from transcription_support import (
+    EventLog,
+    Speech,
+    start_recognition_worker,
+    stop_recognition_worker,
+    wait_worker_ready,
+)
 
 from intake.redis_server import EmbeddedRedis
 from transcription.evaluation import frames, normalize
@@ -25,30 +28,7 @@ from transcription.health import RecognitionHealth
 from transcription.remote import instances_key, leg_key
 from transcription.streams import RemoteRecognizer
 
-ROOT = Path(__file__).resolve().parents[2]
 LEASE_S = 2.0
-
-
-def _start_worker(url: str, name: str, models: Path) -> subprocess.Popen[str]:
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
-    command = [
-        "nice", "-n", "10", sys.executable, "-m", "transcription.worker", "--redis", url, "--name", name,
-        "--models-dir", str(models), "--slots", "1", "--max-legs", "4", "--lease-s", str(LEASE_S),
-    ]  # fmt: skip
-    return subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-
-
-def _wait_ready(process: subprocess.Popen[str], deadline_s: float) -> None:
-    ready = threading.Event()
-
-    def watch() -> None:
-        assert process.stdout is not None
-        for line in process.stdout:
-            if "ready" in line:
-                ready.set()
-
-    threading.Thread(target=watch, daemon=True).start()
-    assert ready.wait(deadline_s), f"worker {process.args!r} did not start"
 
 
 def _wait_for(predicate: object, deadline_s: float) -> bool:
@@ -76,13 +56,13 @@ def test_killed_worker_legs_resume_on_the_other(
     redis_server: EmbeddedRedis, czech_calls: list[Speech], tmp_path: Path
 ) -> None:
     url = redis_server.url
-    workers = {name: _start_worker(url, name, tmp_path / "models") for name in ("w1", "w2")}
+    workers = {name: start_recognition_worker(url, name, tmp_path / "models") for name in ("w1", "w2")}
     events = EventLog()
     recognizer: RemoteRecognizer | None = None
     clients: list[redis.Redis] = []
     try:
         for process in workers.values():
-            _wait_ready(process, 120)
+            wait_worker_ready(process, 120)
         recognizer = RemoteRecognizer(url, events, node="intake-1")
         assert _wait_for(lambda: recognizer.recognition_status().workers == 2, 10)
         assert recognizer.recognition_status().health is RecognitionHealth.OK
@@ -139,15 +119,7 @@ def test_killed_worker_legs_resume_on_the_other(
         for client in clients:
             client.close()
         for process in workers.values():
-            if process.poll() is None:
-                process.send_signal(signal.SIGTERM)
-                try:
-                    process.wait(20)
-                except subprocess.TimeoutExpired:
-                    process.kill()
-                    process.wait(10)
-            if process.stdout is not None:
-                process.stdout.close()
+            stop_recognition_worker(process)
 
 
 def test_a_leg_no_worker_takes_is_marked_not_transcribed(redis_server: EmbeddedRedis) -> None:
@@ -188,8 +160,8 @@ def test_a_worker_started_late_takes_the_waiting_leg(
         for frame in frames(speech.samples, speech.rate):
             recognizer.feed("call-1", "caller", frame)
         assert _wait_for(lambda: events.of(TranscriptionFailed, "call-1"), 10), events.kinds()
-        worker = _start_worker(redis_server.url, "late", tmp_path / "models")
-        _wait_ready(worker, 120)
+        worker = start_recognition_worker(redis_server.url, "late", tmp_path / "models")
+        wait_worker_ready(worker, 120)
         assert _wait_for(lambda: any(e.recovered for e in events.of(TranscriptionFailed, "call-1")), 20)
         for frame in frames(np.zeros(speech.rate, np.int16), speech.rate):
             recognizer.feed("call-1", "caller", frame)
@@ -200,14 +172,7 @@ def test_a_worker_started_late_takes_the_waiting_leg(
     finally:
         recognizer.close()
         if worker is not None:
-            worker.send_signal(signal.SIGTERM)
-            try:
-                worker.wait(20)
-            except subprocess.TimeoutExpired:
-                worker.kill()
-                worker.wait(10)
-            if worker.stdout is not None:
-                worker.stdout.close()
+            stop_recognition_worker(worker)
 
 
 @pytest.mark.slow
@@ -233,8 +198,8 @@ def test_a_node_taking_a_call_over_gets_the_dead_nodes_last_words(
         second_node.open_leg("call-1", "caller", two.rate)
         for frame in frames(np.concatenate([two.samples, pause]), two.rate):
             second_node.feed("call-1", "caller", frame)
-        worker = _start_worker(redis_server.url, "w1", tmp_path / "models")
-        _wait_ready(worker, 120)
+        worker = start_recognition_worker(redis_server.url, "w1", tmp_path / "models")
+        wait_worker_ready(worker, 120)
         assert second_node.close_leg("call-1", "caller").wait(90)
 
         def heard_of(speech: Speech) -> set[str]:
@@ -248,11 +213,4 @@ def test_a_node_taking_a_call_over_gets_the_dead_nodes_last_words(
         if second_node is not None:
             second_node.close()
         if worker is not None:
-            worker.send_signal(signal.SIGTERM)
-            try:
-                worker.wait(20)
-            except subprocess.TimeoutExpired:
-                worker.kill()
-                worker.wait(10)
-            if worker.stdout is not None:
-                worker.stdout.close()
+            stop_recognition_worker(worker)

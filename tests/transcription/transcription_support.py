@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
 import threading
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -82,3 +87,44 @@ def feed_speech(
             delay = start + (i + 1) * frame_ms * pace / 1000 - time.monotonic()
             if delay > 0:
                 time.sleep(delay)
+
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def start_recognition_worker(
+    url: str, name: str, models: Path, lease_s: float = 2.0
+) -> subprocess.Popen[str]:
+    """A real ``izs-recognition-worker`` process (one decoding slot, at most 4 legs) on ``url``."""
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    command = [
+        "nice", "-n", "10", sys.executable, "-m", "transcription.worker", "--redis", url, "--name", name,
+        "--models-dir", str(models), "--slots", "1", "--max-legs", "4", "--lease-s", str(lease_s),
+    ]  # fmt: skip
+    return subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+
+
+def wait_worker_ready(process: subprocess.Popen[str], deadline_s: float) -> None:
+    ready = threading.Event()
+
+    def watch() -> None:
+        assert process.stdout is not None
+        for line in process.stdout:
+            if "ready" in line:
+                ready.set()
+
+    threading.Thread(target=watch, daemon=True).start()
+    assert ready.wait(deadline_s), f"worker {process.args!r} did not start"
+
+
+def stop_recognition_worker(process: subprocess.Popen[str]) -> None:
+    """SIGTERM (the worker flushes and releases its legs), SIGKILL if it has not gone within 20 s."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(10)
+    if process.stdout is not None:
+        process.stdout.close()
