@@ -191,7 +191,7 @@ class CallService:
         await self._commands.serve(stopping)
 
     async def _follow_incident_command(self, session: CallSession) -> None:
-        await self._triage.follow_incident(session.call)
+        await self._triage.follow_incident(session.call, session=session)
         await self._records.save(session.call)
 
     async def report_aml(

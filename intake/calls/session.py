@@ -9,6 +9,7 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from intake.domain import Call, CallTriage, Location, TranscriptSegment
 from intake.ports import FlushDone
@@ -134,6 +135,9 @@ class CallSession:
     finals: list[str] = field(default_factory=list)
     partial: str = ""
     decision: TriageDecision | None = None
+    # updated_at of the incident the call last followed: an older read of it (a retriage that read the
+    # incident before a call taker's correction landed) never overwrites what the call already shows.
+    incident_seen_at: datetime | None = None
     last_partial_sent: float | None = None  # monotonic time of the last partial published
     speech_s: float = 0.0
     worker: asyncio.Task[None] | None = None

@@ -121,12 +121,15 @@ class CallTriageFlow:
                 await self.open_incident(call, decision)
             elif previous is not None:
                 await self._incidents.record_triage_update(call.incident_id, decision)
-        await self.follow_incident(call)
+        await self.follow_incident(call, session=session)
         await self._records.save(call)
 
-    async def follow_incident(self, call: Call, incident: Incident | None = None) -> None:
+    async def follow_incident(
+        self, call: Call, incident: Incident | None = None, session: CallSession | None = None
+    ) -> None:
         """The call record shows its incident's current decision (after the incident's own rules and the
-        call takers' corrections), so the call and incident views never tell two different emergencies."""
+        call takers' corrections), so the call and incident views never tell two different emergencies.
+        With the call's ``session``, a read of the incident older than one already followed is ignored."""
         if call.incident_id is None:
             return
         if incident is None:
@@ -140,6 +143,10 @@ class CallTriageFlow:
                     exc,
                 )
                 return
+        if session is not None:
+            if session.incident_seen_at is not None and incident.updated_at < session.incident_seen_at:
+                return
+            session.incident_seen_at = incident.updated_at
         call.priority = incident.priority
         call.tcpr = incident.tcpr
         call.triage = CallTriage(
@@ -161,7 +168,7 @@ class CallTriageFlow:
                 if session.call.incident_id is None:
                     session.call.incident_id = incident.id  # linked just now (by triage or a person)
                 if session.call.incident_id == incident.id:
-                    await self.follow_incident(session.call, incident)
+                    await self.follow_incident(session.call, incident, session)
                     await self._records.save(session.call)
                 continue
             try:

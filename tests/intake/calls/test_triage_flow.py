@@ -117,3 +117,27 @@ async def test_an_undecodable_msd_still_opens_the_incident_and_keeps_the_raw_msd
     [incident] = incidents.incidents.values()
     assert incident.priority == 2 and "manual" in incident.notes[0]
     assert bus.events[0].data["ecall"] == {"msd_hex": "ff", "error": "MSD truncated"}
+
+
+async def test_a_stale_read_of_the_incident_never_undoes_a_call_takers_correction_on_the_call() -> None:
+    """The race behind a flaky API test: triage opened the incident and, before its own follow-up read came
+    back, a call taker lowered the incident's priority and the call followed. The older read arrives last
+    and must not put the old priority back on the call record."""
+    import dataclasses
+    from datetime import timedelta
+
+    arrest = decision(IncidentType.MED_CARDIAC_ARREST, priority=1, tcpr=True, desk=DeskCode.ZZS)
+    flow, registry, incidents, _bus, _effects = triage_rig(ScriptedTriage(arrest))
+    session = CallSession(call=a_call("r1", desk=DeskCode.ZZS))
+    registry.add(session)
+    await flow.retriage(session, force=True)
+    (opened,) = incidents.incidents.values()
+    stale = dataclasses.replace(opened)
+    corrected = dataclasses.replace(opened, priority=2, updated_at=opened.updated_at + timedelta(seconds=1))
+    incidents.incidents[opened.id] = corrected
+
+    await flow.follow_incident_change(corrected)
+    assert session.call.priority == 2
+    await flow.follow_incident(session.call, stale, session)  # the older read, arriving late
+    assert session.call.priority == 2 and session.call.triage is not None
+    assert session.call.triage.priority == 2 and session.call.triage.source == "incident"
