@@ -159,6 +159,7 @@ async def run_demo(
             if outcome.sip_call_id:
                 labels[outcome.sip_call_id] = outcome.label
             if what == "dialled":
+                labels.setdefault(outcome.caller_id, outcome.label)  # until the Call-ID is known
                 say(f"{outcome.label:<10} dialling  {outcome.target} as {outcome.caller_id}")
 
         async with CallerFleet(on_event=on_caller, work_dir=None) as fleet:

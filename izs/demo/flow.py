@@ -165,9 +165,10 @@ class FlowTracker:
         name = flow.label or event.call_id[:8]
         if event.type == "call.offered":
             flow.call_ref = str(data.get("call_ref") or "")
-            flow.label = self._label_for(flow.call_ref) or flow.label
-            flow.dialled = str(data.get("dialled") or "")
             flow.caller = str((data.get("caller") or {}).get("display") or "")
+            # The caller learns its Call-ID a moment after the INVITE went out: until then the number names it.
+            flow.label = self._label_for(flow.call_ref) or flow.label or self._label_for(flow.caller) or ""
+            flow.dialled = str(data.get("dialled") or "")
             flow.offered_mono = mono
             flow.offered_at = event.at
             name = flow.label or event.call_id[:8]
