@@ -7,7 +7,9 @@ shared (CGNAT), multicast, reserved and unspecified addresses are refused unless
 ``settings.webhook_allow_private_targets`` is set. The rule is checked when a webhook is registered
 (:func:`check_webhook_url`) and again before every delivery after resolving the host name
 (:func:`resolve_webhook_target`), so a name that later resolves to an internal address is refused too.
-Redirects are never followed by the delivery client.
+The delivery then connects to the address that was checked (:func:`pinned_target`), never resolving the
+name a second time: a name that changes its answer between the check and the connection (DNS rebinding)
+cannot steer the request inside. Redirects are never followed by the delivery client.
 """
 
 from __future__ import annotations
@@ -15,7 +17,8 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import socket
-from urllib.parse import urlsplit
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit, urlunsplit
 
 from intake.errors import PermissionDenied
 
@@ -99,3 +102,30 @@ async def resolve_webhook_target(url: str, allow_private: bool) -> list[IpAddres
 async def check_webhook_url(url: str, allow_private: bool) -> None:
     """At registration: the URL's form, and its host resolved now (:class:`TargetRefused`)."""
     await resolve_webhook_target(url, allow_private)
+
+
+@dataclass(frozen=True, slots=True)
+class PinnedTarget:
+    """A request to ``url``'s host sent to one checked address: the URL with the address in place of the
+    name, the ``Host`` header the server expects, and for https the name TLS must present and verify
+    (httpcore's ``sni_hostname`` extension: the certificate is checked against the name, not the address)."""
+
+    url: str
+    headers: dict[str, str] = field(default_factory=dict)
+    extensions: dict[str, str] = field(default_factory=dict)
+
+
+def pinned_target(url: str, address: IpAddress) -> PinnedTarget:
+    host, _port = _parts(url)
+    if _literal(host) is not None:
+        return PinnedTarget(url)
+    parts = urlsplit(url)
+    literal = f"[{address}]" if isinstance(address, ipaddress.IPv6Address) else str(address)
+    netloc = literal if parts.port is None else f"{literal}:{parts.port}"
+    host_header = host if parts.port is None else f"{host}:{parts.port}"
+    extensions = {"sni_hostname": host} if parts.scheme == "https" else {}
+    return PinnedTarget(
+        urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment)),
+        {"Host": host_header},
+        extensions,
+    )

@@ -26,7 +26,7 @@ import httpx
 
 from intake.domain import utc_now
 from intake.errors import StorageError
-from intake.exchange.targets import TargetRefused, resolve_webhook_target
+from intake.exchange.targets import TargetRefused, pinned_target, resolve_webhook_target
 
 log = logging.getLogger(__name__)
 
@@ -152,9 +152,18 @@ async def _attempt(
     }
     error: str | None = None
     try:
-        await asyncio.wait_for(resolve_webhook_target(delivery.url, allow_private_targets), policy.timeout_s)
+        addresses = await asyncio.wait_for(
+            resolve_webhook_target(delivery.url, allow_private_targets), policy.timeout_s
+        )
+        target = pinned_target(delivery.url, addresses[0])  # the checked address, not a second lookup
         response = await asyncio.wait_for(
-            http_client.post(delivery.url, content=body, headers=headers, timeout=policy.timeout_s),
+            http_client.post(
+                target.url,
+                content=body,
+                headers={**headers, **target.headers},
+                extensions=target.extensions,
+                timeout=policy.timeout_s,
+            ),
             policy.timeout_s,
         )
         if not 200 <= response.status_code < 300:

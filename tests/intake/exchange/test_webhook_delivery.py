@@ -226,3 +226,75 @@ async def test_a_receiver_that_accepts_and_never_answers_costs_one_attempt_deadl
         for writer in held:
             writer.close()
         hung.close()
+
+
+class _PinnedResolver:
+    """The event loop's getaddrinfo answering for one made-up name (no DNS knows it), counting lookups:
+    the delivery may resolve the name once, for the check; the connection must use that answer."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, name: str, address: str) -> None:
+        import asyncio
+        import socket
+
+        self.lookups = 0
+        loop = asyncio.get_running_loop()
+        real = loop.getaddrinfo
+
+        async def getaddrinfo(host: Any, port: Any, *args: Any, **kwargs: Any) -> Any:
+            if host == name:
+                self.lookups += 1
+                return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (address, int(port or 0)))]
+            return await real(host, port, *args, **kwargs)
+
+        monkeypatch.setattr(loop, "getaddrinfo", getaddrinfo)
+
+
+async def test_the_delivery_connects_to_the_checked_address_not_a_second_lookup(
+    repository: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 16 (DNS rebinding): the name is resolved once, checked, and the request goes to that address
+    with the name in its Host header; the client never looks the name up again (here it could not: no DNS
+    knows ``hooks.example.test``, so a second lookup would fail the delivery)."""
+    resolver = _PinnedResolver(monkeypatch, "hooks.example.test", "127.0.0.1")
+    with Receiver(fail_first=0) as receiver:
+        port = receiver.server.server_address[1]
+        repository.create_webhook(f"http://hooks.example.test:{port}/hook", SECRET, ["incident.created"])
+        await enqueue_event(repository, incident_event(), now=T0)
+        async with httpx.AsyncClient() as http:
+            report = await deliver_due(repository, http, now=T0, allow_private_targets=True)
+    assert report.delivered, report
+    assert resolver.lookups == 1
+    headers, _body = receiver.requests[0]
+    assert headers["host"] == f"hooks.example.test:{port}"
+
+
+async def test_a_pinned_https_delivery_verifies_the_certificate_for_the_name(
+    repository: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Any
+) -> None:
+    """Over TLS the pinned connection presents the name (SNI) and checks the certificate against it: a
+    certificate for the name is accepted, one for another name is refused (the delivery fails, retried)."""
+    import ssl
+
+    from support.tls import CertificateAuthority
+
+    ca = CertificateAuthority.create(tmp_path / "ca")
+    _PinnedResolver(monkeypatch, "hooks.example.test", "127.0.0.1")
+    outcomes = []
+    for cert_name in ("hooks.example.test", "someone-else.example.test"):
+        cert, key = ca.issue(cert_name.split(".")[0], hosts=(cert_name,))
+        with Receiver(fail_first=0) as receiver:
+            context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            context.load_cert_chain(cert, key)
+            receiver.server.socket = context.wrap_socket(receiver.server.socket, server_side=True)
+            port = receiver.server.server_address[1]
+            hook = repository.create_webhook(
+                f"https://hooks.example.test:{port}/hook", SECRET, ["incident.created"]
+            )
+            await enqueue_event(repository, incident_event(len(outcomes) + 1), now=T0)
+            async with httpx.AsyncClient(verify=ca.client_context()) as http:
+                report = await deliver_due(repository, http, now=T0, allow_private_targets=True)
+            outcomes.append((report, receiver.requests))
+            repository.delete_webhook(hook.id)
+    (accepted, accepted_requests), (refused, refused_requests) = outcomes
+    assert accepted.delivered and accepted_requests and accepted_requests[0][0]["host"].startswith("hooks.")
+    assert refused.retrying and not refused.delivered and not refused_requests
