@@ -173,18 +173,14 @@ class TakerAutopilot:
             await asyncio.sleep(1.0)
             await self._watch_consoles()
             try:
-                states = await self._centre.live.taker_states()
+                states = await self._centre.live.live_takers()
             except IzsError as exc:
                 log.info("autopilot resync skipped: %s", exc.message)
                 continue
             for taker_id in self._takers:
-                state = states.get(taker_id, {})
-                if (
-                    state.get("state") == TakerState.BUSY.value
-                    and state.get("offered")
-                    and state.get("call_id")
-                ):
-                    self._take(str(state["call_id"]), taker_id)
+                live = states.get(taker_id)
+                if live is not None and live.state is TakerState.BUSY and live.offered and live.call_id:
+                    self._take(live.call_id, taker_id)
 
     async def _watch_consoles(self) -> None:
         for taker_id in sorted(self._takers):
