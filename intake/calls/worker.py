@@ -131,7 +131,9 @@ class CallWorker:
                 if session.flushing:
                     # The last words are still being decoded: wait for them before letting the call go.
                     pending, session.flushing = session.flushing, []
-                    flushed = await asyncio.to_thread(wait_flushed, pending, session.flush_backlog_s)
+                    flushed = await asyncio.to_thread(
+                        wait_flushed, pending, session.flush_backlog_s, self._clock
+                    )
                     if not flushed:
                         log.warning(
                             "call %s: decoder still busy with its last words; they are stored when they come",
