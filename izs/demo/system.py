@@ -141,6 +141,7 @@ class TakerAutopilot:
         self._pending: set[asyncio.Task[None]] = set()
         self._seen: set[tuple[str, str]] = set()
         self.accepted: list[tuple[str, str]] = []  # (call id, taker id) in order
+        self.left_to_person: list[tuple[str, str]] = []  # offers seen while a person was at the console
         self.failed: list[tuple[str, str, str]] = []
 
     async def start(self) -> None:
@@ -201,7 +202,11 @@ class TakerAutopilot:
             return taker_id in self.manual
 
     def _take(self, call_id: str, taker_id: str | None) -> None:
-        if taker_id not in self._takers or taker_id in self.manual or (call_id, taker_id) in self._seen:
+        if taker_id not in self._takers or (call_id, taker_id) in self._seen:
+            return
+        if taker_id in self.manual:
+            if (call_id, taker_id) not in self.left_to_person:
+                self.left_to_person.append((call_id, taker_id))
             return
         self._seen.add((call_id, taker_id))
         task = asyncio.create_task(
@@ -216,6 +221,7 @@ class TakerAutopilot:
         if await self._person_at_console(event.taker_id):
             # A person opened this taker's console meanwhile: the offer is theirs to take.
             self._seen.discard((event.call_id, event.taker_id))
+            self.left_to_person.append((event.call_id, event.taker_id))
             return
         try:
             await self._centre.calls.accept(event.call_id, event.taker_id)
