@@ -104,23 +104,33 @@ class FakeTakers:
         return list(self.takers.values())
 
 
-class FakeDeskState:
-    """Desk queues and taker states in memory, with the store's claim rule: a call is dequeued once."""
+class FakeTakerStates:
+    """Call takers' records as Redis keeps them; ``down`` makes reading fail as a lost Redis would."""
 
-    def __init__(self) -> None:
-        self.records: dict[str, dict[str, object]] = {}
-        self.queues: dict[str, list[QueueEntry]] = {d.value: [] for d in DeskCode}
+    def __init__(self, records: dict[str, dict[str, object]] | None = None) -> None:
+        self.records: dict[str, dict[str, object]] = records or {}
+        self.down = False
 
     async def taker_states(self) -> dict[str, dict[str, object]]:
+        if self.down:
+            raise LiveStateError("redis down")
         return self.records
 
     async def live_takers(self) -> dict[str, LiveTaker]:
-        return {t: LiveTaker.of(r) for t, r in self.records.items()}
+        return {t: LiveTaker.of(r) for t, r in (await self.taker_states()).items()}
 
     async def set_taker_state(
         self, taker_id: str, state: str, since: datetime, data: dict[str, object] | None = None
     ) -> None:
         self.records[taker_id] = {**(data or {}), "state": state, "since": since.isoformat()}
+
+
+class FakeDeskState(FakeTakerStates):
+    """Desk queues and taker states in memory, with the store's claim rule: a call is dequeued once."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.queues: dict[str, list[QueueEntry]] = {d.value: [] for d in DeskCode}
 
     async def queued_desk(self, call_id: str) -> str | None:
         return next((d for d, q in self.queues.items() if any(e.call_id == call_id for e in q)), None)
@@ -214,11 +224,7 @@ async def test_a_taker_state_change_outside_the_transition_table_is_refused() ->
 
 async def test_the_takers_list_shows_offline_when_redis_cannot_say() -> None:
     service, live, _, _ = desks_with(CallTaker("anna", "Anna", (DeskCode.ZZS,)))
-
-    async def unavailable() -> dict[str, LiveTaker]:
-        raise LiveStateError("redis down")
-
-    live.live_takers = unavailable  # type: ignore[method-assign]
+    live.down = True
     [anna] = await service.takers()
     assert anna["state"] == "offline" and anna["since"] is None
 
@@ -243,10 +249,12 @@ async def test_queues_show_each_entrys_wait_on_the_injected_clock() -> None:
 # --------------------------------------------------------------------------------------------- reports
 
 
-class FakeReportRecords:
-    def __init__(self, calls: Iterable[Call], incident: Incident) -> None:
+class FakeRecords:
+    """Stored calls, one incident and its timeline, as reports and the console's restore read them."""
+
+    def __init__(self, calls: Iterable[Call], incident: Incident | None = None) -> None:
         self.calls = {c.id: c for c in calls}
-        self.incident = incident
+        self.incident = incident or an_incident()
         self.timeline: list[tuple[str, str, str, dict[str, object]]] = []
 
     def list_calls(
@@ -269,6 +277,10 @@ class FakeReportRecords:
             if (since is None or c.offered_at >= since) and (until is None or c.offered_at < until)
         ]
         return found[offset : offset + limit], len(found)
+
+    def calls_in_states(self, states: Iterable[CallState]) -> list[Call]:
+        wanted = set(states)
+        return [c for c in self.calls.values() if c.state in wanted]
 
     def get_call(self, call_id: str) -> Call:
         return self.calls[call_id]
@@ -324,7 +336,7 @@ async def test_service_level_counts_on_the_injected_clock_and_leaves_out_short_a
         a_call("waiting", CallState.QUEUED, offered_at=T0 + timedelta(seconds=10)),
     ]
     clock = FakeClock(T0 + timedelta(seconds=40))  # "waiting" has waited 30 s by now
-    reports = ReportService(FakeReportRecords(calls, an_incident()), FakeBus(), clock)
+    reports = ReportService(FakeRecords(calls), FakeBus(), clock)
     overall, per_desk = await reports.service_levels(T0 - timedelta(hours=1))
     assert overall.until == clock.now()
     assert (overall.answered, overall.answered_within_threshold, overall.waiting_over_threshold) == (2, 1, 1)
@@ -333,9 +345,7 @@ async def test_service_level_counts_on_the_injected_clock_and_leaves_out_short_a
 
 
 async def test_a_tcpr_milestone_is_timed_from_the_answer_and_announced() -> None:
-    records = FakeReportRecords(
-        [a_call("c1", CallState.CONNECTED, answered_at=T0 + timedelta(seconds=10))], an_incident()
-    )
+    records = FakeRecords([a_call("c1", CallState.CONNECTED, answered_at=T0 + timedelta(seconds=10))])
     bus = FakeBus()
     reports = ReportService(records, bus, FakeClock(T0 + timedelta(seconds=75)))
     await reports.record_tcpr_milestone("KVK-1", "jana", "first_compression", call_id="c1")
@@ -350,24 +360,10 @@ async def test_a_tcpr_milestone_is_timed_from_the_answer_and_announced() -> None
 # --------------------------------------------------------------------------------------------- console
 
 
-class FakeConsoleLive:
+class FakeConsoleLive(FakeTakerStates):
     def __init__(self, records: dict[str, dict[str, object]]) -> None:
-        self.records = records
+        super().__init__(records)
         self.drafts: dict[tuple[str, str], dict[str, object]] = {}
-        self.down = False
-
-    async def taker_states(self) -> dict[str, dict[str, object]]:
-        if self.down:
-            raise LiveStateError("redis down")
-        return self.records
-
-    async def live_takers(self) -> dict[str, LiveTaker]:
-        return {t: LiveTaker.of(r) for t, r in (await self.taker_states()).items()}
-
-    async def set_taker_state(
-        self, taker_id: str, state: str, since: datetime, data: dict[str, object] | None = None
-    ) -> None:
-        self.records[taker_id] = {**(data or {}), "state": state, "since": since.isoformat()}
 
     async def console_seen(self, taker_id: str, session_id: str, ttl_ms: int) -> None:
         pass
@@ -385,25 +381,6 @@ class FakeConsoleLive:
 
     async def drop_console_draft(self, taker_id: str, call_id: str) -> None:
         self.drafts.pop((taker_id, call_id), None)
-
-
-class FakeConsoleRecords:
-    def __init__(self, calls: Iterable[Call]) -> None:
-        self.calls = list(calls)
-
-    def calls_in_states(self, states: Iterable[CallState]) -> list[Call]:
-        wanted = set(states)
-        return [c for c in self.calls if c.state in wanted]
-
-    def append_timeline(
-        self,
-        incident_id: str,
-        actor: str,
-        action: str,
-        data: Mapping[str, object] | None = None,
-        at: datetime | None = None,
-    ) -> TimelineEntry:
-        raise AssertionError("not used here")
 
 
 class FakeCalls:
@@ -433,7 +410,7 @@ def console_of(
     calls: list[Call], records: dict[str, dict[str, object]]
 ) -> tuple[ConsoleService, FakeConsoleLive]:
     live = FakeConsoleLive(records)
-    return ConsoleService(live, FakeConsoleRecords(calls), FakeCalls(calls), FakeIncidentLookup()), live
+    return ConsoleService(live, FakeRecords(calls), FakeCalls(calls), FakeIncidentLookup()), live
 
 
 async def test_a_reloaded_console_gets_the_pending_offer_back() -> None:
