@@ -24,6 +24,8 @@ from intake.exchange.cap import incident_to_cap
 from intake.exchange.eido import incident_to_eido
 from intake.incidents import taker_location
 from intake.serialize import decision_json
+from intake.storage.mapping import User as UserRecord
+from intake.storage.mapping import Webhook
 from routing.vocabulary import Agency, DeskCode
 
 ERRORS: dict[int | str, dict[str, Any]] = {
@@ -595,8 +597,11 @@ async def abandoned(ctx: Ctx, limit: Limit = 50, offset: Offset = 0) -> s.CallPa
 # ------------------------------------------------------------------------------------------- admin
 
 
-def _user_out(user: Any) -> s.UserOut:
-    return s.UserOut(username=user.username, role=user.role, active=user.active, created_at=user.created_at)
+def _user_out(user: UserRecord) -> s.UserOut:
+    # The stored role is checked against the published names here (a stored role nobody knows is an error).
+    return s.UserOut.model_validate(
+        {"username": user.username, "role": user.role, "active": user.active, "created_at": user.created_at}
+    )
 
 
 @router.get("/admin/users", response_model=list[s.UserOut], tags=["admin"])
@@ -619,7 +624,7 @@ async def change_user(username: str, body: s.UserUpdate, principal: User, ctx: C
     return _user_out(user)
 
 
-def _webhook_out(hook: Any) -> s.WebhookOut:
+def _webhook_out(hook: Webhook) -> s.WebhookOut:
     return s.WebhookOut(
         id=hook.id, url=hook.url, events=list(hook.events), active=hook.active, created_at=hook.created_at
     )
