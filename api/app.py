@@ -6,7 +6,7 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from importlib import resources
-from typing import Any
+from typing import TYPE_CHECKING
 
 from fastapi import Depends, FastAPI, WebSocket
 from fastapi.responses import HTMLResponse, RedirectResponse
@@ -24,6 +24,9 @@ from api.users import ensure_bootstrap_admin
 from intake.console import console_presence
 from intake.errors import IzsError
 
+if TYPE_CHECKING:
+    from intake.app import Centre
+
 log = logging.getLogger(__name__)
 
 STATIC = resources.files("api") / "static"
@@ -36,7 +39,7 @@ def _page(name: str) -> HTMLResponse:
     )
 
 
-def create_app(centre: Any, signer: TokenSigner | None = None) -> FastAPI:
+def create_app(centre: Centre, signer: TokenSigner | None = None) -> FastAPI:
     """The ASGI app for ``centre`` (a started :class:`intake.app.Centre`). Several apps (workers, nodes)
     may serve one centre's database and Redis; give them the same ``settings.secret_key``."""
     settings = centre.settings

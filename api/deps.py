@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from api.auth import PasswordVerifier, Principal, TokenSigner, authenticate
 from api.roles import PUBLIC, rule_for
-from intake.admin import AdminService
 from intake.errors import PermissionDenied
-from intake.reports import ReportService
-from intake.taking import CallTakingService
+
+if TYPE_CHECKING:
+    from intake.admin import AdminService
+    from intake.app import Centre
+    from intake.console import ConsoleService
+    from intake.reports import ReportService
+    from intake.storage.repository import Repository
+    from intake.taking import CallTakingService
 
 bearer = HTTPBearer(auto_error=False, description="token from POST /api/auth/token")
 
@@ -20,19 +25,32 @@ bearer = HTTPBearer(auto_error=False, description="token from POST /api/auth/tok
 class ApiContext:
     """What every endpoint needs, held on ``app.state.ctx``."""
 
-    def __init__(self, centre: Any, signer: TokenSigner, verifier: PasswordVerifier) -> None:
+    def __init__(self, centre: Centre, signer: TokenSigner, verifier: PasswordVerifier) -> None:
         self.centre = centre
         self.signer = signer
         self.verifier = verifier
-        # The intake services the endpoints call (the endpoints never reach into storage themselves).
-        self.taking = CallTakingService(centre.repo, centre.calls)
-        self.reports = ReportService(centre.repo, centre.bus)
-        self.admin = AdminService(
-            centre.repo, centre.bus, lambda: bool(centre.settings.webhook_allow_private_targets)
-        )
+
+    # The intake services the endpoints call, as the composition root (:class:`intake.app.Centre`) built
+    # them: the endpoints never reach into storage for a business rule, and never build a service.
 
     @property
-    def repo(self) -> Any:
+    def taking(self) -> CallTakingService:
+        return self.centre.taking
+
+    @property
+    def reports(self) -> ReportService:
+        return self.centre.reports
+
+    @property
+    def admin(self) -> AdminService:
+        return self.centre.admin
+
+    @property
+    def console(self) -> ConsoleService:
+        return self.centre.console
+
+    @property
+    def repo(self) -> Repository:
         """Storage, for the API's own infrastructure only (authentication, Idempotency-Key records)."""
         return self.centre.repo
 

@@ -18,12 +18,14 @@ from api.auth import Principal, Role, login
 from api.deps import ApiContext, authorize, authorize_public, ctx_of, require_user
 from api.live import audience_for
 from api.users import create_user
-from intake.console import current_work, keep_draft, play_recording
-from intake.domain import DESKS, IncidentStatus, Location, LocationSource, TakerState, utc_now
+from intake.domain import DESKS, IncidentStatus, Location, TakerState, utc_now
 from intake.errors import NotFound, PermissionDenied, ValidationFailed
 from intake.exchange.cap import incident_to_cap
 from intake.exchange.eido import incident_to_eido
+from intake.incidents import taker_location
 from intake.serialize import decision_json
+from intake.storage.mapping import User as UserRecord
+from intake.storage.mapping import Webhook
 from routing.vocabulary import Agency, DeskCode
 
 ERRORS: dict[int | str, dict[str, Any]] = {
@@ -56,12 +58,7 @@ STREAM_ID = re.compile(r"^\d{1,15}(-\d{1,15})?$")
 
 
 def _location(value: s.LocationIn | None) -> Location | None:
-    if value is None:
-        return None
-    fields = {k: v for k, v in value.model_dump().items() if v not in (None, "")}
-    if not fields:
-        return None
-    return Location(source=LocationSource.CALL_TAKER, confidence=1.0, **fields)
+    return taker_location(value.model_dump()) if value is not None else None
 
 
 # ------------------------------------------------------------------------------------------- auth
@@ -122,7 +119,7 @@ async def my_work(principal: User, ctx: Ctx) -> s.MyWorkOut:
         return s.MyWorkOut(
             taker_id=None, state="offline", call=None, partial="", offer=None, incident=None, draft=None
         )
-    work = await current_work(ctx.centre, taker.id)
+    work = await ctx.console.current_work(taker.id)
     call = None
     if work.call is not None:
         call = s.call_out(
@@ -148,7 +145,7 @@ async def my_work(principal: User, ctx: Ctx) -> s.MyWorkOut:
 async def my_draft(body: s.FormDraft, principal: User, ctx: Ctx) -> Response:
     """What the call taker typed into the incident form of their call, kept until saved: a console that
     reloads, or one opened on another PC, gets it back from ``/api/me/work``."""
-    await keep_draft(ctx.centre, principal.username, body.call_id, dict(body.values.items()))
+    await ctx.console.keep_draft(principal.username, body.call_id, dict(body.values.items()))
     return Response(status_code=204)
 
 
@@ -257,7 +254,7 @@ async def call_recording(
     call = await ctx.centre.calls.get(call_id)
     if principal.role is Role.CALL_TAKER and call.taker_id != principal.username:
         raise PermissionDenied("a call taker may replay only their own calls", call_id=call_id)
-    playable = await play_recording(ctx.centre, call, principal.actor, RECORDING_LEGS[legs], last_s)
+    playable = await ctx.console.play_recording(call, principal.actor, RECORDING_LEGS[legs], last_s)
     return Response(
         content=playable.audio,
         media_type="audio/flac",
@@ -318,7 +315,7 @@ async def aml_sms(body: s.AmlIn, ctx: Ctx) -> s.AmlOut:
         result = await ctx.centre.calls.report_aml(body.sender, body.text, body.received_at)
     except ValidationFailed as exc:
         return s.AmlOut(accepted=False, reason=str(exc.details.get("reason", exc.message)))
-    return s.AmlOut(accepted=True, **result)
+    return s.AmlOut.model_validate({**result, "accepted": True})
 
 
 # ---------------------------------------------------------------------------------------- incidents
@@ -375,7 +372,7 @@ async def update_incident(
 ) -> s.IncidentOut:
     """Change an incident; every change lands on its timeline with the acting user."""
     changes = body.changes()
-    if "location" in changes and not any(v not in (None, "") for v in changes["location"].values()):
+    if "location" in changes and taker_location(changes["location"]) is None:
         del changes["location"]  # an empty place changes nothing
     if not changes:  # only nulls given: nothing to change
         return s.incident_out(await ctx.centre.incidents.get(incident_id), with_timeline=True)
@@ -396,8 +393,8 @@ async def confirm_incident(
                 "choose the incident type: nothing was heard yet, the proposal has none",
                 field="incident_type",
             )
-    if "location" in corrections and not corrections["location"]:
-        corrections.pop("location")
+    if "location" in corrections and taker_location(corrections["location"]) is None:
+        corrections.pop("location")  # an empty place changes nothing
     incident = await ctx.centre.incidents.confirm(incident_id, principal.actor, corrections)
     return s.incident_out(incident, with_timeline=True)
 
@@ -509,7 +506,7 @@ async def list_desks() -> list[s.DeskOut]:
 async def list_queues(ctx: Ctx) -> s.QueuesOut:
     queues = await ctx.centre.desks.queues()
     return s.QueuesOut(
-        desks={desk: [s.QueueEntryOut(**e) for e in entries] for desk, entries in queues.items()}
+        desks={desk: [s.QueueEntryOut.model_validate(e) for e in entries] for desk, entries in queues.items()}
     )
 
 
@@ -543,7 +540,7 @@ async def _queued_on(ctx: ApiContext, desk: DeskCode, call_id: str) -> None:
 @router.get("/takers", response_model=list[s.TakerOut], tags=["desks"])
 async def list_takers(ctx: Ctx) -> list[s.TakerOut]:
     return [
-        s.TakerOut(**{k: v for k, v in t.items() if k in s.TakerOut.model_fields})
+        s.TakerOut.model_validate({k: v for k, v in t.items() if k in s.TakerOut.model_fields})
         for t in await ctx.centre.desks.takers()
     ]
 
@@ -580,8 +577,10 @@ async def summary(
     _, abandoned_total = await ctx.reports.abandoned_to_call_back(limit=0)
     queues = await ctx.centre.desks.queues()
     return s.SummaryOut(
-        service_level=s.ServiceLevelOut(**overall.to_json()),
-        per_desk={desk: s.ServiceLevelOut(**level.to_json()) for desk, level in per_desk.items()},
+        service_level=s.ServiceLevelOut.model_validate(overall.to_json()),
+        per_desk={
+            desk: s.ServiceLevelOut.model_validate(level.to_json()) for desk, level in per_desk.items()
+        },
         open_incidents_by_agency=await ctx.reports.open_incidents_by_agency(),
         abandoned_to_call_back=abandoned_total,
         waiting_now={desk: len(entries) for desk, entries in queues.items()},
@@ -598,8 +597,11 @@ async def abandoned(ctx: Ctx, limit: Limit = 50, offset: Offset = 0) -> s.CallPa
 # ------------------------------------------------------------------------------------------- admin
 
 
-def _user_out(user: Any) -> s.UserOut:
-    return s.UserOut(username=user.username, role=user.role, active=user.active, created_at=user.created_at)
+def _user_out(user: UserRecord) -> s.UserOut:
+    # The stored role is checked against the published names here (a stored role nobody knows is an error).
+    return s.UserOut.model_validate(
+        {"username": user.username, "role": user.role, "active": user.active, "created_at": user.created_at}
+    )
 
 
 @router.get("/admin/users", response_model=list[s.UserOut], tags=["admin"])
@@ -622,7 +624,7 @@ async def change_user(username: str, body: s.UserUpdate, principal: User, ctx: C
     return _user_out(user)
 
 
-def _webhook_out(hook: Any) -> s.WebhookOut:
+def _webhook_out(hook: Webhook) -> s.WebhookOut:
     return s.WebhookOut(
         id=hook.id, url=hook.url, events=list(hook.events), active=hook.active, created_at=hook.created_at
     )

@@ -6,11 +6,14 @@ import asyncio
 import contextlib
 import logging
 import socket
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import uvicorn
 
 from api.app import create_app
+
+if TYPE_CHECKING:
+    from intake.app import Centre
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +41,7 @@ def tls_options(settings: Any) -> dict[str, Any]:
     return {"ssl_certfile": str(settings.tls_certfile), "ssl_keyfile": str(settings.tls_keyfile)}
 
 
-async def serve(centre: Any, host: str | None = None, port: int | None = None) -> None:
+async def serve(centre: Centre, host: str | None = None, port: int | None = None) -> None:
     """Serve the centre's API and consoles until cancelled (one worker per process: run several
     processes / nodes behind a proxy for more; they share state through the database and Redis)."""
     settings = centre.settings

@@ -11,54 +11,21 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Iterable
-from typing import Protocol
 
-from intake.bus import EventBus, LiveEvent
+from intake.bus import LiveEvent
 from intake.errors import IllegalTransition
 from intake.exchange.targets import check_webhook_url
+from intake.ports import AdminRecords, Publisher
 from intake.storage.mapping import User, Webhook, WebhookDelivery
 
 ADMIN_ROLE = "admin"
-
-
-class AdminRecords(Protocol):
-    """Stored users and webhooks (:class:`intake.storage.repository.Repository`)."""
-
-    def create_user(self, username: str, password_hash: str, role: str, active: bool = True) -> User: ...
-
-    def get_user(self, username: str) -> User | None: ...
-
-    def list_users(self) -> list[User]: ...
-
-    def update_user(
-        self,
-        username: str,
-        *,
-        password_hash: str | None = None,
-        role: str | None = None,
-        active: bool | None = None,
-    ) -> User: ...
-
-    def revoke_tokens(self, username: str) -> User: ...
-
-    def create_webhook(
-        self, url: str, secret: str, events: Iterable[str], active: bool = True
-    ) -> Webhook: ...
-
-    def list_webhooks(self, active_only: bool = False) -> list[Webhook]: ...
-
-    def delete_webhook(self, webhook_id: int) -> None: ...
-
-    def list_deliveries(
-        self, webhook_id: int | None = None, status: str | None = None, limit: int = 50, offset: int = 0
-    ) -> list[WebhookDelivery]: ...
 
 
 class AdminService:
     """Users, tokens, webhooks and deliveries, with the rules that guard them."""
 
     def __init__(
-        self, records: AdminRecords, bus: EventBus, allow_private_webhook_targets: Callable[[], bool]
+        self, records: AdminRecords, bus: Publisher, allow_private_webhook_targets: Callable[[], bool]
     ) -> None:
         """``allow_private_webhook_targets`` is asked at each registration: the setting may change."""
         self._records = records

@@ -15,8 +15,10 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import TYPE_CHECKING
 
+from intake.admin import AdminService
 from intake.bus import EventBus
 from intake.calls import CallService
+from intake.console import ConsoleService
 from intake.desks import DeskService
 from intake.domain import CallTaker
 from intake.errors import LiveStateError, StorageError
@@ -24,7 +26,9 @@ from intake.health import CentreHealth, ComponentHealth
 from intake.incidents import DuplicateFinder, IncidentService
 from intake.journal import CallJournal
 from intake.metrics import Metrics
+from intake.reports import ReportService
 from intake.settings import Settings
+from intake.taking import CallTakingService
 from routing.acd import TakerState
 from routing.vocabulary import DeskCode
 from telephony.events import utc_now
@@ -93,6 +97,12 @@ class Centre:
     incidents: IncidentService
     calls: CallService
     triage: Triage
+    # The services the REST API calls, built from the collaborators above (__post_init__); api/ only hands
+    # them out and never builds one.
+    taking: CallTakingService = field(init=False)
+    reports: ReportService = field(init=False)
+    admin: AdminService = field(init=False)
+    console: ConsoleService = field(init=False)
     transcriber: TranscriptionService | RemoteRecognizer | None = None
     sip: SipEndpoint | None = None
     ami: AmiBridge | None = None
@@ -110,6 +120,18 @@ class Centre:
     recordings: RecordingRepository | None = None  # voice logging on the shared database
     recorder: CallRecorder | None = None  # this node's voice logging
     _last_recording_purge: date | None = None
+
+    def __post_init__(self) -> None:
+        self.taking = CallTakingService(self.repo, self.calls)
+        self.reports = ReportService(self.repo, self.bus)
+        # Asked at each registration: the centre's settings may be replaced while it runs.
+        self.admin = AdminService(self.repo, self.bus, self._allow_private_webhook_targets)
+        self.console = ConsoleService(
+            self.live, self.repo, self.calls, self.incidents, self.recordings, self.recorder
+        )
+
+    def _allow_private_webhook_targets(self) -> bool:
+        return bool(self.settings.webhook_allow_private_targets)
 
     # ------------------------------------------------------------------------------ lifecycle
 

@@ -12,11 +12,12 @@ import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
 
-from intake.bus import EventBus, LiveEvent
-from intake.domain import CallTaker, TakerState, utc_now
-from intake.errors import LiveStateError, NotFound, ValidationFailed
+from intake.bus import LiveEvent
+from intake.domain import CallTaker, TakerState
+from intake.errors import LiveStateError, ValidationFailed
+from intake.live import LiveTaker, QueueEntry
+from intake.ports import Clock, DeskState, JsonObject, Publisher, SystemClock, TakerRecords
 from routing import acd
 from routing.vocabulary import DeskCode
 
@@ -43,16 +44,18 @@ class Offer:
 class DeskService:
     def __init__(
         self,
-        repo: Any,
-        live: Any,
-        bus: EventBus,
+        takers: TakerRecords,
+        live: DeskState,
+        bus: Publisher,
         overflow_after: timedelta,
         wrap_up: timedelta,
         offer_timeout: timedelta = timedelta(seconds=20),
+        clock: Clock | None = None,
     ) -> None:
-        self._repo = repo
+        self._records = takers
         self._live = live
         self._bus = bus
+        self._clock = clock or SystemClock()
         self._overflow_after = overflow_after
         self._wrap_up = wrap_up
         self._offer_timeout = offer_timeout
@@ -78,49 +81,49 @@ class DeskService:
 
     async def register_takers(self, takers: list[CallTaker]) -> None:
         for taker in takers:
-            await asyncio.to_thread(self._repo.upsert_taker, taker)
+            await asyncio.to_thread(self._records.upsert_taker, taker)
             states = await self._live.taker_states()
             if taker.id not in states:
-                await self._live.set_taker_state(taker.id, TakerState.OFFLINE.value, utc_now(), {})
+                await self._live.set_taker_state(taker.id, TakerState.OFFLINE.value, self._clock.now(), {})
 
-    async def takers(self) -> list[dict[str, Any]]:
-        takers: list[CallTaker] = await asyncio.to_thread(self._repo.list_takers)
-        states = await self._safe_taker_states()
-        out = []
+    async def takers(self) -> list[JsonObject]:
+        """Every call taker with their live state (offline when Redis cannot say), for the REST answer."""
+        takers = await asyncio.to_thread(self._records.list_takers)
+        states = await self._safe_live_takers()
+        out: list[JsonObject] = []
         for taker in takers:
-            live = states.get(taker.id, {})
+            live = states.get(taker.id) or LiveTaker.of(None)
             out.append(
                 {
                     "id": taker.id,
                     "name": taker.name,
                     "desks": [d.value for d in taker.desks],
                     "languages": list(taker.languages),
-                    "state": live.get("state", TakerState.OFFLINE.value),
-                    "since": live.get("since"),
-                    "call_id": live.get("call_id"),
+                    "state": live.state.value,
+                    "since": live.since_iso,
+                    "call_id": live.call_id,
                     "sip_uri": taker.sip_uri,
                 }
             )
         return out
 
-    async def _safe_taker_states(self) -> dict[str, dict[str, Any]]:
+    async def _safe_live_takers(self) -> dict[str, LiveTaker]:
         try:
-            states: dict[str, dict[str, Any]] = await self._live.taker_states()
+            return await self._live.live_takers()
         except LiveStateError as exc:
             log.error("call-taker states unavailable: %s", exc)
             return {}
-        return states
 
     async def set_taker_state(self, taker_id: str, target: TakerState, actor: str, reason: str = "") -> None:
-        taker: CallTaker = await asyncio.to_thread(self._repo.get_taker, taker_id)  # NotFound for unknown ids
-        states = await self._live.taker_states()
-        current = TakerState(states.get(taker_id, {}).get("state", TakerState.OFFLINE.value))
+        taker = await asyncio.to_thread(self._records.get_taker, taker_id)  # NotFound for unknown ids
+        mine = (await self._live.live_takers()).get(taker_id) or LiveTaker.of(None)
+        current = mine.state
         if target is not current and target not in TAKER_TRANSITIONS[current]:
             raise ValidationFailed(f"call taker {taker_id}: {current.value} -> {target.value} is not allowed")
-        data: dict[str, Any] = {"by": actor, "reason": reason}
+        data: JsonObject = {"by": actor, "reason": reason}
         if target is TakerState.BUSY:
-            data["call_id"] = states.get(taker_id, {}).get("call_id")
-        await self._live.set_taker_state(taker_id, target.value, utc_now(), data)
+            data["call_id"] = mine.call_id
+        await self._live.set_taker_state(taker_id, target.value, self._clock.now(), data)
         await self._bus.publish(
             LiveEvent(
                 "taker.state", {"state": target.value, "by": actor, "reason": reason}, taker_id=taker_id
@@ -132,7 +135,7 @@ class DeskService:
             await self.dispatch()
 
     async def start_wrap_up(self, taker_id: str) -> None:
-        await self._live.set_taker_state(taker_id, TakerState.WRAP_UP.value, utc_now(), {})
+        await self._live.set_taker_state(taker_id, TakerState.WRAP_UP.value, self._clock.now(), {})
         await self._bus.publish(
             LiveEvent("taker.state", {"state": TakerState.WRAP_UP.value}, taker_id=taker_id)
         )
@@ -146,7 +149,7 @@ class DeskService:
         priority: int,
         arrival: datetime,
         front: bool,
-        data: dict[str, Any],
+        data: dict[str, object],
     ) -> None:
         await self._live.enqueue(desk.value, call_id, priority, arrival, front=front, data=data)
         await self._bus.publish(
@@ -207,17 +210,17 @@ class DeskService:
             await self.on_moved(call_id, from_desk, to_desk)
         await self.dispatch()
 
-    async def queues(self) -> dict[str, list[dict[str, Any]]]:
-        out: dict[str, list[dict[str, Any]]] = {}
-        for desk in DeskCode:
-            entries = await self._live.queue(desk.value)
-            out[desk.value] = [_entry_json(e) for e in entries]
-        return out
+    async def queues(self) -> dict[str, list[JsonObject]]:
+        """Every desk's queue in serving order, as the REST answer and the supervisor's board show it."""
+        now = self._clock.now()
+        return {
+            desk.value: [_entry_json(e, now) for e in await self._live.queue(desk.value)] for desk in DeskCode
+        }
 
     async def overflow_due(self) -> list[str]:
         """Calls that waited too long on an agency desk go to the 112 desk (leader-only duty)."""
         moved: list[str] = []
-        now = utc_now().timestamp()
+        now = self._clock.now().timestamp()
         limit = self._overflow_after.total_seconds()
         for desk in DeskCode:
             for entry in await self._live.queue(desk.value):
@@ -239,8 +242,8 @@ class DeskService:
         offers: list[Offer] = []
         async with self._dispatch_lock:
             try:
-                takers: list[CallTaker] = await asyncio.to_thread(self._repo.list_takers)
-                states = await self._live.taker_states()
+                takers = await asyncio.to_thread(self._records.list_takers)
+                states = await self._live.live_takers()
                 waiting = {
                     entry.call_id: (desk, entry)
                     for desk in DeskCode
@@ -253,7 +256,11 @@ class DeskService:
                 # A call held by the PBX is rung by its own desk queue; intake never claims it.
                 [_acd_entry(d, e) for d, e in waiting.values() if (e.data or {}).get("source") != "ami"],
                 # A taker with a PBX interface is rung by the PBX's desk queues, never offered by intake.
-                [_acd_taker(t, states.get(t.id, {})) for t in takers if t.interface is None],
+                [
+                    _acd_taker(t, states.get(t.id) or LiveTaker.of(None))
+                    for t in takers
+                    if t.interface is None
+                ],
             )
             for planned, taker in plan:
                 desk, entry = waiting[planned.call_ref]
@@ -261,7 +268,10 @@ class DeskService:
                     continue  # another node took it
                 log.info("desk %s: call %s claimed for call taker %s", desk.value, entry.call_id, taker.id)
                 await self._live.set_taker_state(
-                    taker.id, TakerState.BUSY.value, utc_now(), {"call_id": entry.call_id, "offered": True}
+                    taker.id,
+                    TakerState.BUSY.value,
+                    self._clock.now(),
+                    {"call_id": entry.call_id, "offered": True},
                 )
                 await self._bus.publish(
                     LiveEvent(
@@ -288,7 +298,7 @@ class DeskService:
         return offers
 
 
-def _acd_entry(desk: DeskCode, entry: Any) -> acd.QueueEntry:
+def _acd_entry(desk: DeskCode, entry: QueueEntry) -> acd.QueueEntry:
     """A Redis queue entry as routing's ACD rule sees it."""
     language = (entry.data or {}).get("language")
     return acd.QueueEntry(
@@ -301,33 +311,20 @@ def _acd_entry(desk: DeskCode, entry: Any) -> acd.QueueEntry:
     )
 
 
-def _acd_taker(taker: CallTaker, live: dict[str, Any]) -> acd.CallTaker:
-    """A call taker with their live state as routing's ACD rule sees them."""
-    try:
-        state = TakerState(live.get("state", TakerState.OFFLINE.value))
-    except ValueError:
-        state = TakerState.OFFLINE
-    try:
-        since = datetime.fromisoformat(str(live.get("since"))).timestamp()
-    except ValueError:
-        since = 0.0  # no record of when: treated as idle longest, never skipped
-    return acd.CallTaker(taker.id, frozenset(taker.desks), frozenset(taker.languages), state, since)
+def _acd_taker(taker: CallTaker, live: LiveTaker) -> acd.CallTaker:
+    """A call taker with their live state as routing's ACD rule sees them (no record of since when: idle
+    longest, never skipped)."""
+    since = live.since.timestamp() if live.since is not None else 0.0
+    return acd.CallTaker(taker.id, frozenset(taker.desks), frozenset(taker.languages), live.state, since)
 
 
-def _entry_json(entry: Any) -> dict[str, Any]:
-    data = dict(entry.data or {})
+def _entry_json(entry: QueueEntry, now: datetime) -> JsonObject:
+    """A queue entry as the REST answer shows it: the entry's own data (caller, language, ...) merged in."""
     return {
         "call_id": entry.call_id,
         "priority": entry.priority,
         "front": entry.front,
         "arrival": entry.arrival.isoformat() if entry.arrival else None,
-        "wait_s": round((utc_now() - entry.arrival).total_seconds(), 1) if entry.arrival else None,
-        **data,
+        "wait_s": round((now - entry.arrival).total_seconds(), 1) if entry.arrival else None,
+        **dict(entry.data or {}),
     }
-
-
-def find_taker(takers: list[CallTaker], taker_id: str) -> CallTaker:
-    for taker in takers:
-        if taker.id == taker_id:
-            return taker
-    raise NotFound(f"no call taker {taker_id}", taker_id=taker_id)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -17,7 +17,8 @@ from intake.bus import EventBus, LiveEvent
 from intake.domain import AgencyStatus, Call, Incident, IncidentStatus, Location, LocationSource, utc_now
 from intake.errors import LiveStateError, ValidationFailed
 from intake.location import PlaceGazetteer, location_from_spoken
-from intake.serialize import decision_json, decision_summary, incident_json
+from intake.serialize import decision_json, decision_summary
+from intake.views import incident_json
 from routing.duplicates import LinkProposal, OpenIncident, propose_link, rank_links
 from routing.types import SpokenLocation, TriageDecision
 from routing.vocabulary import Agency, IncidentType
@@ -378,7 +379,9 @@ class IncidentService:
                 elif key == "agency_status":
                     out[key] = {Agency(a): AgencyStatus(s) for a, s in dict(value).items()}
                 elif key == "location":
-                    out[key] = value if isinstance(value, Location) else _location_from_dict(value)
+                    location = value if isinstance(value, Location) else taker_location(value)
+                    if location is not None:
+                        out[key] = location
                 elif key == "note":
                     text = str(value).strip()
                     if not text:
@@ -391,11 +394,23 @@ class IncidentService:
         return out
 
 
-def _location_from_dict(value: Any) -> Location:
-    if not isinstance(value, dict):
+TAKER_LOCATION_FIELDS = frozenset(
+    {"municipality", "part", "street", "house_number", "landmark", "road", "lat", "lon", "radius_m"}
+)
+
+
+def taker_location(value: Mapping[str, object] | None) -> Location | None:
+    """A place a person typed (the incident form, the REST API): the fields given, with the certainty of
+    a person who asked; None when nothing was given (an empty place changes nothing)."""
+    if value is None:
+        return None
+    if not isinstance(value, Mapping):
         raise ValueError("location must be an object")
-    allowed = {"municipality", "part", "street", "house_number", "landmark", "road", "lat", "lon", "radius_m"}
-    fields = {k: v for k, v in value.items() if k in allowed and v not in (None, "")}
+    fields: dict[str, Any] = {
+        k: v for k, v in value.items() if k in TAKER_LOCATION_FIELDS and v not in (None, "")
+    }
+    if not fields:
+        return None
     return Location(source=LocationSource.CALL_TAKER, confidence=1.0, **fields)
 
 

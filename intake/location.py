@@ -28,7 +28,7 @@ from intake.domain import Call, Location, LocationSource
 from intake.errors import ValidationFailed
 from intake.numbers import parse_caller_number
 from intake.ports import Clock, IncidentLocations, RecentCalls
-from intake.serialize import call_json, location_json
+from intake.views import location_json
 from routing.types import SpokenLocation
 from telephony.events import GeoFix, LocationReported
 from telephony.location import AmlError, decode_aml
@@ -464,7 +464,7 @@ class CallLocations:
             call,
             "location.updated",
             {
-                "location": call_json(call)["location"],
+                "location": location_json(call.location),
                 "explanation": fused.explanation,
                 "history": [location_json(loc) for loc in fused.history],
             },

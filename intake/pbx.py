@@ -19,6 +19,7 @@ from typing import Any, Protocol
 
 from intake.domain import CallTaker, TakerState
 from intake.errors import LiveStateError
+from intake.live import LiveTaker
 from routing.vocabulary import QUEUE_NUMBER_BY_DESK, DeskCode
 from telephony.errors import AdapterError
 
@@ -196,12 +197,8 @@ class PbxCallControl:
         changes: list[MembershipChange] = []
         async with self._membership_lock:
             for taker in self._takers.values():
-                raw = states.get(taker.id, {}).get("state", TakerState.OFFLINE.value)
-                try:
-                    state = TakerState(raw)
-                except ValueError:
-                    state = TakerState.OFFLINE
-                changes += await self._apply(taker, state, states.get(taker.id, {}).get("reason", ""))
+                live = LiveTaker.of(states.get(taker.id))
+                changes += await self._apply(taker, live.state, live.reason)
         done = [c for c in changes if c.ok]
         if done:
             log.warning(

@@ -9,14 +9,26 @@ collaborator uses, so a unit test builds that collaborator with small fakes.
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
     from intake.bus import LiveEvent
+    from intake.calls.session import CallSession
     from intake.desks import Offer
-    from intake.domain import Call, CallState, Incident, Location, TranscriptSegment
+    from intake.domain import (
+        Call,
+        CallState,
+        CallTaker,
+        Incident,
+        IncidentStatus,
+        Location,
+        TimelineEntry,
+        TranscriptSegment,
+    )
+    from intake.live import LiveTaker, QueueEntry
+    from intake.storage.mapping import User, Webhook, WebhookDelivery
     from routing.acd import TakerState
     from routing.types import TriageDecision, TriageInput
     from routing.vocabulary import Agency, DeskCode, IncidentType
@@ -152,6 +164,115 @@ class CallStore(CallReader, CallWriter, Protocol):
     def calls_in_states(self, states: Iterable[CallState]) -> list[Call]: ...
 
 
+class CallListing(Protocol):
+    """Stored calls, filtered and paged (:meth:`intake.storage.calls.CallStore.list_calls`)."""
+
+    def list_calls(
+        self,
+        state: CallState | str | Collection[CallState | str] | None = None,
+        desk: DeskCode | str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        text: str | None = None,
+        abandoned_uncalled: bool = False,
+        limit: int = 50,
+        offset: int = 0,
+        with_transcript: bool = False,
+        scope_desks: Collection[str] | None = None,
+        scope_taker: str | None = None,
+    ) -> tuple[list[Call], int]: ...
+
+
+class TakerRecords(Protocol):
+    """The call takers' stored records (who they are, desks, languages, phone)."""
+
+    def upsert_taker(self, taker: CallTaker) -> None: ...
+
+    def get_taker(self, taker_id: str) -> CallTaker: ...
+
+    def list_takers(self) -> list[CallTaker]: ...
+
+
+class TakingRecords(CallListing, Protocol):
+    """What taking calls reads (:class:`intake.taking.CallTakingService`)."""
+
+    def get_taker(self, taker_id: str) -> CallTaker: ...
+
+
+class IncidentReader(Protocol):
+    def get_incident(self, incident_id: str) -> Incident: ...
+
+
+class TimelineWriter(Protocol):
+    def append_timeline(
+        self,
+        incident_id: str,
+        actor: str,
+        action: str,
+        data: Mapping[str, object] | None = None,
+        at: datetime | None = None,
+    ) -> TimelineEntry: ...
+
+
+class ReportRecords(CallListing, IncidentReader, TimelineWriter, Protocol):
+    """What statistics and follow-ups read and write (:class:`intake.reports.ReportService`)."""
+
+    def get_call(self, call_id: str) -> Call: ...
+
+    def mark_called_back(self, call_id: str, by: str, at: datetime | None = None) -> Call: ...
+
+    def list_incidents(
+        self,
+        status: IncidentStatus | str | Collection[IncidentStatus | str] | None = None,
+        agency: Agency | str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        text: str | None = None,
+        limit: int = 50,
+        offset: int = 0,
+        with_timeline: bool = False,
+    ) -> tuple[list[Incident], int]: ...
+
+
+class ConsoleRecords(TimelineWriter, Protocol):
+    """What a console's restore reads from the database, and where a replay is put on record."""
+
+    def calls_in_states(self, states: Iterable[CallState]) -> list[Call]: ...
+
+
+class AdminRecords(Protocol):
+    """Stored users and webhooks (:class:`intake.admin.AdminService`)."""
+
+    def create_user(self, username: str, password_hash: str, role: str, active: bool = True) -> User: ...
+
+    def get_user(self, username: str) -> User | None: ...
+
+    def list_users(self) -> list[User]: ...
+
+    def update_user(
+        self,
+        username: str,
+        *,
+        password_hash: str | None = None,
+        role: str | None = None,
+        active: bool | None = None,
+    ) -> User: ...
+
+    def revoke_tokens(self, username: str) -> User: ...
+
+    def create_webhook(
+        self, url: str, secret: str, events: Iterable[str], active: bool = True
+    ) -> Webhook: ...
+
+    def list_webhooks(self, active_only: bool = False) -> list[Webhook]: ...
+
+    def delete_webhook(self, webhook_id: int) -> None: ...
+
+    def list_deliveries(
+        self, webhook_id: int | None = None, status: str | None = None, limit: int = 50, offset: int = 0
+    ) -> list[WebhookDelivery]: ...
+
+
 class RecentCalls(Protocol):
     """Calls offered recently (to match an AML SMS to its call)."""
 
@@ -227,6 +348,58 @@ class QueueState(Protocol):
     async def queued_desk(self, call_id: str) -> str | None: ...
 
 
+class LiveTakers(TakerStates, Protocol):
+    async def live_takers(self) -> dict[str, LiveTaker]:
+        """taker id -> their state, read by :meth:`intake.live.LiveTaker.of`."""
+        ...
+
+
+class DeskState(LiveTakers, QueueState, Protocol):
+    """The desk queues and call takers' states in Redis (:class:`intake.live.LiveState`)."""
+
+    async def enqueue(
+        self,
+        desk: str,
+        call_id: str,
+        priority: int,
+        arrival: datetime,
+        front: bool = False,
+        data: dict[str, object] | None = None,
+    ) -> QueueEntry: ...
+
+    async def dequeue_specific(self, desk: str, call_id: str) -> QueueEntry | None: ...
+
+    async def queue(self, desk: str) -> list[QueueEntry]: ...
+
+    async def reprioritise(
+        self, desk: str, call_id: str, priority: int, front: bool | None = None
+    ) -> QueueEntry | None: ...
+
+    async def move(
+        self, call_id: str, from_desk: str, to_desk: str, priority: int | None = None
+    ) -> QueueEntry | None: ...
+
+
+class ConsoleSessions(Protocol):
+    """Which consoles are connected, on any node (:class:`intake.live.ConsolePresence`)."""
+
+    async def console_seen(self, taker_id: str, session_id: str, ttl_ms: int) -> None: ...
+
+    async def console_gone(self, taker_id: str, session_id: str) -> None: ...
+
+
+class ConsoleState(LiveTakers, ConsoleSessions, Protocol):
+    """A call taker's state, console presence and unsaved form input in Redis (:class:`intake.live.LiveState`)."""
+
+    async def put_console_draft(
+        self, taker_id: str, call_id: str, values: dict[str, object], ttl_ms: int
+    ) -> None: ...
+
+    async def console_draft(self, taker_id: str, call_id: str) -> JsonObject | None: ...
+
+    async def drop_console_draft(self, taker_id: str, call_id: str) -> None: ...
+
+
 class LiveCalls(ActiveCalls, NodeChannel, Leases, TakerStates, QueueState, Protocol):
     """All of Redis the call service uses (:class:`intake.live.LiveState`)."""
 
@@ -274,16 +447,38 @@ class Desks(Protocol):
     async def start_wrap_up(self, taker_id: str) -> None: ...
 
 
+class CallsInHand(Protocol):
+    """The calls service as a console's restore reads it (:class:`intake.calls.CallService`)."""
+
+    async def get(self, call_id: str) -> Call: ...
+
+    def session_by_id(self, call_id: str) -> CallSession | None: ...
+
+    def current_decision(self, call_id: str) -> TriageDecision | None: ...
+
+
+class TakingCalls(Protocol):
+    """The calls service as taking calls needs it (:class:`intake.calls.CallService`)."""
+
+    async def get(self, call_id: str) -> Call: ...
+
+    async def accept(self, call_id: str, taker_id: str) -> Call: ...
+
+    def live_calls(self) -> list[Call]: ...
+
+
+class IncidentLookup(Protocol):
+    async def get(self, incident_id: str) -> Incident: ...
+
+
 class IncidentLocations(Protocol):
     async def add_location(self, incident_id: str, location: Location, actor: str) -> Incident: ...
 
 
-class Incidents(IncidentLocations, Protocol):
+class Incidents(IncidentLookup, IncidentLocations, Protocol):
     """The incident record (:class:`intake.incidents.IncidentService`)."""
 
     on_changed: Callable[[Incident], Awaitable[None]] | None
-
-    async def get(self, incident_id: str) -> Incident: ...
 
     async def open_for_call(self, call: Call, decision: TriageDecision) -> tuple[Incident, bool]: ...
 

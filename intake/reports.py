@@ -11,15 +11,12 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
 
-from intake.bus import EventBus, LiveEvent
-from intake.domain import Call, CallState, Incident, IncidentStatus, utc_now
-from intake.serialize import call_json, incident_json
+from intake.bus import LiveEvent
+from intake.domain import Call, CallState, Incident, IncidentStatus
+from intake.ports import Clock, JsonObject, Publisher, ReportRecords, SystemClock
+from intake.views import call_json, incident_json
 from routing.vocabulary import Agency, DeskCode
-
-if TYPE_CHECKING:
-    from intake.storage.repository import Repository
 
 PAGE = 500
 
@@ -69,7 +66,7 @@ class ServiceLevel:
     def longest_wait_s(self) -> float | None:
         return round(max(self.waits), 1) if self.waits else None
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self) -> JsonObject:
         return {
             "since": self.since,
             "until": self.until,
@@ -87,16 +84,17 @@ class ServiceLevel:
 class ReportService:
     """Statistics and follow-ups over the centre's storage; changes are announced on the bus."""
 
-    def __init__(self, repo: Repository, bus: EventBus) -> None:
-        self._repo = repo
+    def __init__(self, records: ReportRecords, bus: Publisher, clock: Clock | None = None) -> None:
+        self._records = records
         self._bus = bus
+        self._clock = clock or SystemClock()
 
     async def _calls_between(self, since: datetime, until: datetime) -> list[Call]:
         calls: list[Call] = []
         offset = 0
         while True:
             page, total = await asyncio.to_thread(
-                self._repo.list_calls, since=since, until=until, limit=PAGE, offset=offset
+                self._records.list_calls, since=since, until=until, limit=PAGE, offset=offset
             )
             calls.extend(page)
             offset += len(page)
@@ -107,7 +105,7 @@ class ReportService:
         self, since: datetime, until: datetime | None = None, threshold_s: float = 10.0
     ) -> tuple[ServiceLevel, dict[str, ServiceLevel]]:
         """The centre's service level over calls offered in [since, until), and the same per desk."""
-        now = utc_now()
+        now = self._clock.now()
         until = until or now
         overall = ServiceLevel(since, until, threshold_s)
         per_desk = {d.value: ServiceLevel(since, until, threshold_s) for d in DeskCode}
@@ -119,13 +117,12 @@ class ReportService:
 
     async def abandoned_to_call_back(self, limit: int = 100, offset: int = 0) -> tuple[list[Call], int]:
         """Abandoned calls nobody has called back yet, newest first."""
-        result: tuple[list[Call], int] = await asyncio.to_thread(
-            self._repo.list_calls, abandoned_uncalled=True, limit=limit, offset=offset
+        return await asyncio.to_thread(
+            self._records.list_calls, abandoned_uncalled=True, limit=limit, offset=offset
         )
-        return result
 
     async def mark_called_back(self, call_id: str, by: str) -> Call:
-        call: Call = await asyncio.to_thread(self._repo.mark_called_back, call_id, by)
+        call = await asyncio.to_thread(self._records.mark_called_back, call_id, by)
         await self._bus.publish(
             LiveEvent(
                 "call.updated",
@@ -142,7 +139,7 @@ class ReportService:
         out: dict[str, int] = {}
         for agency in Agency:
             _, total = await asyncio.to_thread(
-                self._repo.list_incidents, status=open_statuses, agency=agency, limit=0
+                self._records.list_incidents, status=open_statuses, agency=agency, limit=0
             )
             out[agency.value] = total
         return out
@@ -162,15 +159,15 @@ class ReportService:
         """
         if milestone not in TCPR_MILESTONES:
             raise ValueError(f"unknown T-CPR milestone {milestone!r}")
-        at = at or utc_now()
-        data: dict[str, Any] = {"milestone": milestone, "at": at.isoformat()}
+        at = at or self._clock.now()
+        data: JsonObject = {"milestone": milestone, "at": at.isoformat()}
         if call_id:
-            call: Call = await asyncio.to_thread(self._repo.get_call, call_id)
+            call = await asyncio.to_thread(self._records.get_call, call_id)
             data["call_id"] = call_id
             if call.answered_at is not None:
                 data["seconds_since_answer"] = round((at - call.answered_at).total_seconds(), 1)
-        await asyncio.to_thread(self._repo.append_timeline, incident_id, actor, f"tcpr_{milestone}", data)
-        incident: Incident = await asyncio.to_thread(self._repo.get_incident, incident_id)
+        await asyncio.to_thread(self._records.append_timeline, incident_id, actor, f"tcpr_{milestone}", data)
+        incident = await asyncio.to_thread(self._records.get_incident, incident_id)
         await self._bus.publish(
             LiveEvent(
                 "incident.updated",

@@ -1,7 +1,7 @@
-"""Plain-JSON views of triage decisions (live events, timeline entries).
+"""Plain-JSON views of triage decisions (live events, timeline entries, a call's live triage).
 
-A call, an incident and a location have one representation, :mod:`intake.views` (the pydantic family the
-REST API uses too); their plain-JSON helpers are re-exported here for the modules that publish events.
+A call, an incident and a location are not converted here: they have one representation,
+:mod:`intake.views` (``CallView``/``call_json``, ``IncidentView``/``incident_json``, ``LocationView``).
 """
 
 from __future__ import annotations
@@ -9,7 +9,6 @@ from __future__ import annotations
 from dataclasses import asdict
 from typing import Any
 
-from intake.views import call_json, incident_json, location_json
 from routing.types import Evidence, Scored, SpokenLocation, TriageDecision
 
 
@@ -59,14 +58,3 @@ def decision_summary(decision: TriageDecision) -> dict[str, Any]:
         "municipality": decision.location.municipality if decision.location else None,
         "unsure": decision.unsure,
     }
-
-
-__all__ = [
-    "call_json",
-    "decision_json",
-    "decision_summary",
-    "evidence_json",
-    "incident_json",
-    "location_json",
-    "spoken_location_json",
-]

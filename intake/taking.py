@@ -10,42 +10,11 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Collection
 from datetime import datetime
-from typing import Protocol
 
-from intake.domain import Call, CallState, CallTaker
+from intake.domain import Call, CallTaker
 from intake.errors import NotFound, PermissionDenied
+from intake.ports import TakingCalls, TakingRecords
 from routing.vocabulary import DeskCode
-
-
-class LiveCalls(Protocol):
-    """The calls service as taking calls needs it."""
-
-    async def get(self, call_id: str) -> Call: ...
-
-    async def accept(self, call_id: str, taker_id: str) -> Call: ...
-
-    def live_calls(self) -> list[Call]: ...
-
-
-class CallRecords(Protocol):
-    """Stored calls and call takers (:class:`intake.storage.repository.Repository`)."""
-
-    def get_taker(self, taker_id: str) -> CallTaker: ...
-
-    def list_calls(
-        self,
-        state: CallState | str | Collection[CallState | str] | None = None,
-        desk: DeskCode | str | None = None,
-        since: datetime | None = None,
-        until: datetime | None = None,
-        text: str | None = None,
-        abandoned_uncalled: bool = False,
-        limit: int = 50,
-        offset: int = 0,
-        with_transcript: bool = False,
-        scope_desks: Collection[str] | None = None,
-        scope_taker: str | None = None,
-    ) -> tuple[list[Call], int]: ...
 
 
 def may_accept(call: Call, taker: CallTaker) -> bool:
@@ -59,7 +28,7 @@ def may_accept(call: Call, taker: CallTaker) -> bool:
 class CallTakingService:
     """Accepting calls and listing them, for call takers and supervisors."""
 
-    def __init__(self, records: CallRecords, calls: LiveCalls) -> None:
+    def __init__(self, records: TakingRecords, calls: TakingCalls) -> None:
         self._records = records
         self._calls = calls
 

@@ -170,7 +170,7 @@ def cmd_db_upgrade(args: argparse.Namespace) -> int:
 
 
 def cmd_incidents_list(args: argparse.Namespace) -> int:
-    from intake.serialize import incident_json
+    from intake.views import incident_json
 
     repo = _repository(_settings(args))
     incidents, total = repo.list_incidents(
@@ -196,7 +196,7 @@ def cmd_incidents_list(args: argparse.Namespace) -> int:
 
 
 def cmd_incidents_show(args: argparse.Namespace) -> int:
-    from intake.serialize import incident_json
+    from intake.views import incident_json
 
     repo = _repository(_settings(args))
     incident = repo.get_incident(args.id)

@@ -10,7 +10,7 @@ from intake.bus import LiveEvent
 from intake.domain import Call, settled_by_retry
 from intake.errors import LiveStateError, StorageError
 from intake.ports import ActiveCalls, CallWriter, Journal, Publisher
-from intake.serialize import call_json
+from intake.views import call_json
 
 log = logging.getLogger(__name__)
 

@@ -5,14 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
 from intake.domain import Call, CallTriage, Location, TranscriptSegment
-from intake.ports import FlushDone
+from intake.ports import Clock, FlushDone
 from routing.acd import is_front
 from routing.types import Scored, TriageDecision
 from routing.vocabulary import Agency, DeskCode, IncidentType
@@ -35,14 +34,15 @@ Pending = tuple[FlushDone, Callable[[], float]]
 def wait_flushed(
     pending: Sequence[Pending],
     backlog_s: float,
+    clock: Clock,
     stall_s: float = FLUSH_STALL_S,
     base_s: float = FLUSH_BASE_S,
     per_backlog_s: float = FLUSH_PER_BACKLOG_S,
-    clock: Callable[[], float] = time.monotonic,
 ) -> bool:
     """Wait for every (flush event, progress reading) pair: as long as some progress reading grows within
-    ``stall_s``, bounded by ``base_s + per_backlog_s * backlog_s`` in all. True when all flushed."""
-    start = clock()
+    ``stall_s``, bounded by ``base_s + per_backlog_s * backlog_s`` in all (``clock``'s monotonic time).
+    True when all flushed. Blocking: run it in a thread."""
+    start = clock.monotonic()
     limit = start + base_s + per_backlog_s * max(0.0, backlog_s)
     last_progress = [progress() for _, progress in pending]
     last_change = start
@@ -50,14 +50,14 @@ def wait_flushed(
         waiting = [i for i, (event, _) in enumerate(pending) if not event.is_set()]
         if not waiting:
             return True
-        now = clock()
+        now = clock.monotonic()
         if now >= limit or now - last_change >= stall_s:
             return False
         pending[waiting[0]][0].wait(min(0.5, max(0.0, limit - now)))
         for i, (_, progress) in enumerate(pending):
             reading = progress()
             if reading != last_progress[i]:
-                last_progress[i], last_change = reading, clock()
+                last_progress[i], last_change = reading, clock.monotonic()
 
 
 def new_call_id() -> str:

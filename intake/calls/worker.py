@@ -24,12 +24,13 @@ from intake.calls.transcript import TranscriptHandler
 from intake.calls.triage import CallTriageFlow
 from intake.domain import Call, CallState
 from intake.errors import IllegalTransition, LiveStateError, NotFound, StorageError
+from intake.live import LiveTaker
 from intake.location import CallLocations
 from intake.logs import call_context
 from intake.metrics import Metrics
 from intake.numbers import parse_caller_number
 from intake.ports import CallReader, Clock, Desks, Recorder, TakerStates
-from intake.serialize import call_json
+from intake.views import call_json
 from routing.acd import TakerState
 from routing.vocabulary import DESK_BY_DIALLED, DeskCode
 from telephony.errors import AdapterError
@@ -130,7 +131,9 @@ class CallWorker:
                 if session.flushing:
                     # The last words are still being decoded: wait for them before letting the call go.
                     pending, session.flushing = session.flushing, []
-                    flushed = await asyncio.to_thread(wait_flushed, pending, session.flush_backlog_s)
+                    flushed = await asyncio.to_thread(
+                        wait_flushed, pending, session.flush_backlog_s, self._clock
+                    )
                     if not flushed:
                         log.warning(
                             "call %s: decoder still busy with its last words; they are stored when they come",
@@ -313,7 +316,7 @@ class CallWorker:
         await asyncio.sleep(delay)
         try:
             states = await self._takers.taker_states() if self._takers is not None else {}
-            if states.get(taker_id, {}).get("state") == TakerState.WRAP_UP.value:
+            if LiveTaker.of(states.get(taker_id)).state is TakerState.WRAP_UP:
                 await self._desks.set_taker_state(taker_id, TakerState.AVAILABLE, "system", "wrap-up over")
         except (LiveStateError, NotFound, AdapterError) as exc:
             log.error("wrap-up end for %s failed: %s", taker_id, exc)

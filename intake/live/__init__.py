@@ -24,7 +24,7 @@ the queue scripts touch keys of several desks.
 
 from intake.live.connection import LiveRedis, LiveStore, connect_redis
 from intake.live.leases import Leases
-from intake.live.presence import ActiveCalls, ConsolePresence, NodeHealth, TakerStates
+from intake.live.presence import ActiveCalls, ConsolePresence, LiveTaker, NodeHealth, TakerStates
 from intake.live.queues import (
     MAX_PRIORITY,
     RANK_STEP,
@@ -50,6 +50,7 @@ __all__ = [
     "LiveRedis",
     "LiveState",
     "LiveStore",
+    "LiveTaker",
     "NodeHealth",
     "NodeReplies",
     "PubSub",

@@ -14,10 +14,13 @@ Keys (``ns`` = namespace):
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from intake.live.connection import LiveStore, dumps, from_ms, ms, text
+from routing.acd import TakerState
 
 
 class ActiveCalls(LiveStore):
@@ -40,6 +43,44 @@ class ActiveCalls(LiveStore):
     async def active_call(self, call_id: str) -> dict[str, Any] | None:
         raw = await self.conn.call("get active call", self.redis.hget(self._active_key, call_id))
         return json.loads(raw) if raw is not None else None
+
+
+@dataclass(frozen=True, slots=True)
+class LiveTaker:
+    """A call taker's state as the shared record says (one record of :meth:`TakerStates.taker_states`).
+
+    The one reading of that record: a state nobody knows (a newer node, a damaged record) or a taker with no
+    record reads as offline, never as free; an unreadable ``since`` reads as None (idle longest)."""
+
+    state: TakerState
+    since: datetime | None = None
+    call_id: str | None = None
+    offered: bool = False  # the call is offered to the taker, not taken yet
+    reason: str = ""
+
+    @classmethod
+    def of(cls, record: Mapping[str, object] | None) -> LiveTaker:
+        record = record or {}
+        try:
+            state = TakerState(str(record.get("state", TakerState.OFFLINE.value)))
+        except ValueError:
+            state = TakerState.OFFLINE
+        try:
+            since: datetime | None = datetime.fromisoformat(str(record["since"]))
+        except (KeyError, ValueError):
+            since = None
+        call_id = record.get("call_id")
+        return cls(
+            state=state,
+            since=since,
+            call_id=str(call_id) if call_id else None,
+            offered=bool(record.get("offered")),
+            reason=str(record.get("reason") or ""),
+        )
+
+    @property
+    def since_iso(self) -> str | None:
+        return self.since.isoformat() if self.since is not None else None
 
 
 class TakerStates(LiveStore):
@@ -78,6 +119,10 @@ class TakerStates(LiveStore):
                 "since": from_ms(int(record["since_ms"])).isoformat(),
             }
         return out
+
+    async def live_takers(self) -> dict[str, LiveTaker]:
+        """taker id -> their state, read by :meth:`LiveTaker.of`."""
+        return {taker_id: LiveTaker.of(record) for taker_id, record in (await self.taker_states()).items()}
 
     async def idle_takers(self) -> list[tuple[str, datetime]]:
         """Available call takers, longest idle first, with the time they became available."""

@@ -139,7 +139,7 @@ def append_entry(
         incident_id=row.id, seq=row.last_seq, at=at, actor=actor, action=action, data=data
     )
     session.add(entry)
-    return TimelineEntry(at=at, actor=actor, action=action, data=data, seq=row.last_seq)
+    return timeline_from_row(entry)
 
 
 def link_in_session(

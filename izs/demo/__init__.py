@@ -15,6 +15,7 @@ import socket
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from intake.errors import IzsError
 from intake.settings import Settings
@@ -22,6 +23,9 @@ from izs.demo.callers import CallerFleet, CallOutcome, PlannedCall
 from izs.demo.flow import FlowTracker
 from izs.demo.scenarios import Scenario, demo_selection, load_scenarios
 from izs.demo.speech import SpeechSynthesizer, SpokenAudio
+
+if TYPE_CHECKING:
+    from intake.app import Centre
 from izs.demo.system import (
     TakerAutopilot,
     create_demo_users,
@@ -205,8 +209,8 @@ def _all_ended(tracker: FlowTracker, outcomes: list[CallOutcome]) -> bool:
     return True
 
 
-async def _calls_not_on_record(centre: object, outcomes: list[CallOutcome]) -> list[str]:
-    repo = centre.repo  # type: ignore[attr-defined]
+async def _calls_not_on_record(centre: Centre, outcomes: list[CallOutcome]) -> list[str]:
+    repo = centre.repo
     lost = []
     for outcome in outcomes:
         if outcome.sip_call_id is None:
@@ -217,7 +221,7 @@ async def _calls_not_on_record(centre: object, outcomes: list[CallOutcome]) -> l
     return lost
 
 
-async def start_api(centre: object) -> tuple[asyncio.Task[None] | None, str | None]:
+async def start_api(centre: Centre) -> tuple[asyncio.Task[None] | None, str | None]:
     """The API and consoles on the settings' address (``http_port`` 0: a free port)."""
     try:
         import uvicorn
@@ -227,7 +231,7 @@ async def start_api(centre: object) -> tuple[asyncio.Task[None] | None, str | No
     except ImportError as exc:
         log.error("API unavailable, running without consoles: %s", exc)
         return None, None
-    settings = centre.settings  # type: ignore[attr-defined]
+    settings = centre.settings
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:

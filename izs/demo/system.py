@@ -141,6 +141,7 @@ class TakerAutopilot:
         self._pending: set[asyncio.Task[None]] = set()
         self._seen: set[tuple[str, str]] = set()
         self.accepted: list[tuple[str, str]] = []  # (call id, taker id) in order
+        self.left_to_person: list[tuple[str, str]] = []  # offers seen while a person was at the console
         self.failed: list[tuple[str, str, str]] = []
 
     async def start(self) -> None:
@@ -173,18 +174,14 @@ class TakerAutopilot:
             await asyncio.sleep(1.0)
             await self._watch_consoles()
             try:
-                states = await self._centre.live.taker_states()
+                states = await self._centre.live.live_takers()
             except IzsError as exc:
                 log.info("autopilot resync skipped: %s", exc.message)
                 continue
             for taker_id in self._takers:
-                state = states.get(taker_id, {})
-                if (
-                    state.get("state") == TakerState.BUSY.value
-                    and state.get("offered")
-                    and state.get("call_id")
-                ):
-                    self._take(str(state["call_id"]), taker_id)
+                live = states.get(taker_id)
+                if live is not None and live.state is TakerState.BUSY and live.offered and live.call_id:
+                    self._take(live.call_id, taker_id)
 
     async def _watch_consoles(self) -> None:
         for taker_id in sorted(self._takers):
@@ -205,7 +202,11 @@ class TakerAutopilot:
             return taker_id in self.manual
 
     def _take(self, call_id: str, taker_id: str | None) -> None:
-        if taker_id not in self._takers or taker_id in self.manual or (call_id, taker_id) in self._seen:
+        if taker_id not in self._takers or (call_id, taker_id) in self._seen:
+            return
+        if taker_id in self.manual:
+            if (call_id, taker_id) not in self.left_to_person:
+                self.left_to_person.append((call_id, taker_id))
             return
         self._seen.add((call_id, taker_id))
         task = asyncio.create_task(
@@ -220,6 +221,7 @@ class TakerAutopilot:
         if await self._person_at_console(event.taker_id):
             # A person opened this taker's console meanwhile: the offer is theirs to take.
             self._seen.discard((event.call_id, event.taker_id))
+            self.left_to_person.append((event.call_id, event.taker_id))
             return
         try:
             await self._centre.calls.accept(event.call_id, event.taker_id)

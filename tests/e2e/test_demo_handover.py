@@ -65,7 +65,10 @@ async def test_the_autopilot_yields_while_the_call_takers_console_is_connected(t
 
                     centre.calls.submit(CallOffered("person-1", "155", "+420603000001", CallSource.SIP))
                     offered = await until(lambda: _offered_to(centre, "zzs1"))
-                    await asyncio.sleep(1.0)  # ten times the autopilot's think time
+                    # The autopilot saw the offer and left it to the person (no fixed wait for it not to act).
+                    await until(
+                        lambda: asyncio.sleep(0, result=(offered, "zzs1") in autopilot.left_to_person)
+                    )
                     call = await centre.calls.get(offered)
                     assert call.state is CallState.QUEUED and autopilot.accepted == []
                     # The person takes it from the console.

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import itertools
 import threading
+from datetime import UTC, datetime, timedelta
 
 from intake.calls import wait_flushed
 
@@ -31,21 +32,25 @@ class Decoder:
 
 
 class Clock:
-    """Fake time that advances one second per reading, so the test never waits on the wall clock for the
-    bounds (the event waits themselves are short, 0.5 s at most each, and end when the flush is done)."""
+    """Fake time (an :class:`intake.ports.Clock`) that advances one second per monotonic reading, so the
+    test never waits on the wall clock for the bounds (the event waits themselves are short, 0.5 s at most
+    each, and end when the flush is done)."""
 
     def __init__(self) -> None:
-        self.now = 0.0
+        self.seconds = 0.0
 
-    def __call__(self) -> float:
-        self.now += 1.0
-        return self.now
+    def monotonic(self) -> float:
+        self.seconds += 1.0
+        return self.seconds
+
+    def now(self) -> datetime:
+        return datetime(2026, 12, 3, tzinfo=UTC) + timedelta(seconds=self.seconds)
 
 
 def test_a_decoder_that_keeps_making_progress_is_waited_for_beyond_the_stall_window() -> None:
     decoder = Decoder(steps=8)
     assert wait_flushed(
-        [(decoder.done, decoder.progress)], backlog_s=30.0, stall_s=2.0, base_s=5.0, clock=Clock()
+        [(decoder.done, decoder.progress)], backlog_s=30.0, clock=Clock(), stall_s=2.0, base_s=5.0
     )
 
 
@@ -53,7 +58,7 @@ def test_a_stalled_decoder_is_given_up_on_after_the_stall_window() -> None:
     decoder = Decoder(steps=None, progressing=False)
     clock = Clock()
     assert not wait_flushed([(decoder.done, decoder.progress)], backlog_s=30.0, stall_s=3.0, clock=clock)
-    assert clock.now <= 6.0
+    assert clock.seconds <= 6.0
 
 
 def test_the_wait_is_bounded_by_the_backlog_the_decoder_held() -> None:
@@ -67,7 +72,7 @@ def test_the_wait_is_bounded_by_the_backlog_the_decoder_held() -> None:
         per_backlog_s=1.0,
         clock=clock,
     )
-    assert 6.0 <= clock.now <= 9.0
+    assert 6.0 <= clock.seconds <= 9.0
 
 
 def test_a_flush_already_done_returns_at_once() -> None:
