@@ -587,7 +587,9 @@ async def _kill_and_restart_with_queued_calls(tmp_path: Path, waiting_voice: Pat
             refs = [await wait_for_ref(fleet.outcome(f"q{i}")) for i in range(3)]
             import httpx
 
-            async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{http_port}") as client:
+            # Logins hash at a lower CPU priority than calls (issue 16): on a loaded machine a login may
+            # take seconds, more than httpx's default 5 s.
+            async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{http_port}", timeout=30.0) as client:
                 token = (
                     await client.post(
                         "/api/auth/token", json={"username": "admin", "password": "drill-admin-pw"}
@@ -632,7 +634,9 @@ async def _kill_and_restart_with_queued_calls(tmp_path: Path, waiting_voice: Pat
         second = _serve(var_dir, config, log_path)
         try:
             await asyncio.to_thread(_wait_http, http_port, 60, second, log_path)
-            async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{http_port}") as client:
+            # Logins hash at a lower CPU priority than calls (issue 16): on a loaded machine a login may
+            # take seconds, more than httpx's default 5 s.
+            async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{http_port}", timeout=30.0) as client:
                 token = (
                     await client.post(
                         "/api/auth/token", json={"username": "admin", "password": "drill-admin-pw"}
