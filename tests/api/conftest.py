@@ -25,17 +25,6 @@ from api.auth import Role, TokenSigner, hash_password
 from intake.app import Centre
 
 
-async def eventually(check: Callable[[], Awaitable[Any]], timeout: float = 10.0) -> Any:
-    deadline = asyncio.get_running_loop().time() + timeout
-    last: Any = None
-    while asyncio.get_running_loop().time() < deadline:
-        last = await check()
-        if last:
-            return last
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"condition not met within {timeout} s (last: {last!r})")
-
-
 @pytest.fixture
 async def shared_redis(redis_url: str) -> str:
     url = api_redis_url(redis_url)

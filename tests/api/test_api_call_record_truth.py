@@ -5,10 +5,11 @@ refused location body is recorded on the call. Driven through a real centre (dat
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Any
 
 import httpx
+from support.waiting import eventually
 
 from telephony.events import LOCATION_REFUSED_HEADER, CallEnded, CallOffered, CallSource, EndReason
 from transcription.events import GAP_ENGINE, TranscriptFinal, TranscriptPartial
@@ -26,17 +27,6 @@ def offer(ref: str, dialled: str = "155", headers: dict[str, str] | None = None)
     return CallOffered(
         call_ref=ref, dialled=dialled, caller="+420603224590", source=CallSource.SIP, headers=headers or {}
     )
-
-
-async def eventually(check: Callable[[], Awaitable[Any]], timeout: float = 10.0) -> Any:
-    deadline = asyncio.get_running_loop().time() + timeout
-    last: Any = None
-    while asyncio.get_running_loop().time() < deadline:
-        last = await check()
-        if last:
-            return last
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"condition not met within {timeout} s (last: {last!r})")
 
 
 async def call_by_ref(client: httpx.AsyncClient, headers: dict[str, str], ref: str, centre: Any) -> dict:

@@ -10,6 +10,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import httpx
+from support.waiting import eventually
 from websockets.asyncio.client import ClientConnection, connect
 
 from api.app import create_app
@@ -24,17 +25,6 @@ STROKE = "Dobrý den, mamince visí koutek, nemůže mluvit a nehýbe pravou ruk
 
 def offer(ref: str, dialled: str = "155", caller: str = "+420603224590") -> CallOffered:
     return CallOffered(call_ref=ref, dialled=dialled, caller=caller, source=CallSource.SIP)
-
-
-async def eventually(check: Callable[[], Awaitable[Any]], timeout: float = 10.0) -> Any:
-    deadline = asyncio.get_running_loop().time() + timeout
-    last: Any = None
-    while asyncio.get_running_loop().time() < deadline:
-        last = await check()
-        if last:
-            return last
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"condition not met within {timeout} s (last: {last!r})")
 
 
 async def calls_by_ref(client: httpx.AsyncClient, headers: dict[str, str]) -> dict[str, dict]:

@@ -4,11 +4,12 @@ adapter events go in through ``CallService.submit`` exactly as the SIP endpoint 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from support.waiting import eventually
 
 from intake.app import Centre
 from intake.bus import LiveEvent
@@ -22,17 +23,6 @@ CARDIAC_ARREST = (
     "Dobrý den, můj manžel se zhroutil v kuchyni, nereaguje a nedýchá, jenom tak divně chrčí. "
     "Jsme v Sokolově, Husitská dvanáct."
 )
-
-
-async def eventually(check: Callable[[], Awaitable[Any]], timeout: float = 10.0) -> Any:
-    deadline = asyncio.get_running_loop().time() + timeout
-    last: Any = None
-    while asyncio.get_running_loop().time() < deadline:
-        last = await check()
-        if last:
-            return last
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"condition not met within {timeout} s (last: {last!r})")
 
 
 def settings_for(var_dir: Path, database_url: str, redis_url: str | None, node: str | None = None) -> Any:
