@@ -89,6 +89,9 @@ class TranscriptionConfig:
     max_backlog_s: float = 60.0
     # Legs decoded at the same time (transcription/scheduler.py grants them: waiting callers first).
     decode_slots: int = 2
+    # While another leg waits for a slot, a leg's turn ends after one utterance or this much speech (its
+    # words so far are committed, the rest stays queued): slots go round the waiting callers.
+    turn_speech_s: float = 4.0
     # Engine crashes per leg after which the leg stops being transcribed (the call goes on).
     max_restarts_per_leg: int = 3
     vad: VadConfig = field(default_factory=VadConfig)

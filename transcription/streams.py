@@ -100,6 +100,11 @@ def _as_text(value: object) -> str:
     return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
 
 
+def _flag(value: str) -> bool | None:
+    """A queue message's optional yes/no field: "1", "0", or absent (unchanged)."""
+    return None if not value else value == "1"
+
+
 def _stream_entries(reply: object) -> list[tuple[str, str, Fields]]:
     """(stream, entry id, fields) of an XREAD/XREADGROUP reply (redis-py's loose types narrowed here)."""
     out: list[tuple[str, str, Fields]] = []
@@ -204,16 +209,25 @@ class RemoteRecognizer:
         return True
 
     def set_leg_queue(
-        self, call_ref: str, leg: str, waiting: bool, priority: int = 3, waiting_since: float | None = None
+        self,
+        call_ref: str,
+        leg: str,
+        waiting: bool,
+        priority: int = 3,
+        waiting_since: float | None = None,
+        triaged: bool | None = None,
     ) -> None:
         since = wall_from_monotonic(
             time.monotonic() if waiting_since is None else waiting_since, time.monotonic(), time.time()
         )
-        self._post(
-            MSG_QUEUE,
-            (call_ref, leg),
-            {"waiting": "1" if waiting else "", "priority": str(priority), "since": repr(since)},
-        )
+        fields: dict[str, str | bytes] = {
+            "waiting": "1" if waiting else "",
+            "priority": str(priority),
+            "since": repr(since),
+        }
+        if triaged is not None:
+            fields["triaged"] = "1" if triaged else "0"
+        self._post(MSG_QUEUE, (call_ref, leg), fields)
 
     def close_leg(self, call_ref: str, leg: str) -> threading.Event:
         with self._lock:
@@ -627,7 +641,12 @@ class RecognitionWorker:
             self._owned[(call_ref, leg)] = owned
         if info.get("q_priority"):
             self._set_queue(
-                call_ref, leg, info.get("q_waiting", ""), info["q_priority"], info.get("q_since", "")
+                call_ref,
+                leg,
+                info.get("q_waiting", ""),
+                info["q_priority"],
+                info.get("q_since", ""),
+                info.get("q_triaged", ""),
             )
         if resumed:
             log.warning(
@@ -703,6 +722,7 @@ class RecognitionWorker:
                 text(fields, "waiting"),
                 text(fields, "priority"),
                 text(fields, "since"),
+                text(fields, "triaged"),
             )
         elif kind == MSG_CLOSE:
             owned.done = self.service.close_leg(owned.call_ref, owned.leg)
@@ -723,10 +743,14 @@ class RecognitionWorker:
         )
         self.service.feed(owned.call_ref, owned.leg, bytes(n_bytes - n_bytes % 2))
 
-    def _set_queue(self, call_ref: str, leg: str, waiting: str, priority: str, since: str) -> None:
+    def _set_queue(
+        self, call_ref: str, leg: str, waiting: str, priority: str, since: str, triaged: str = ""
+    ) -> None:
         try:
             since_mono = monotonic_from_wall(float(since), time.monotonic(), time.time()) if since else None
-            self.service.set_leg_queue(call_ref, leg, bool(waiting), int(priority or 3), since_mono)
+            self.service.set_leg_queue(
+                call_ref, leg, bool(waiting), int(priority or 3), since_mono, triaged=_flag(triaged)
+            )
         except ValueError:
             log.warning("recognition worker: malformed queue state of %s/%s ignored", call_ref, leg)
 

@@ -23,6 +23,7 @@ Printed: time to desk per priority and waits per priority (p50/p95).
 from __future__ import annotations
 
 import asyncio
+import re
 import shutil
 from collections import defaultdict
 from pathlib import Path
@@ -263,6 +264,7 @@ async def test_eight_calls_about_one_fire_end_up_linked_to_one_incident(tmp_path
 
 FLAG_TO_QUEUE_S = 1.0  # the queue follows a triage flag before the bus shows it; a dispatch round that read
 # the queue just before may still publish its offer after the flag (one Redis + database round under load)
+GAP_MARK = re.compile(r"\[(\d+(?:\.\d+)?) s not transcribed")
 RECOGNITION_TRIAGE_WAIT_S = 60.0  # after the last call is in, how long the paused takers stay away at most
 
 
@@ -373,6 +375,7 @@ async def test_surge_with_real_recognition_triages_waiting_callers_from_their_ow
             assert not pending, f"{len(pending)} callers still on the line"
         watcher.cancel()
         await asyncio.sleep(1.0)
+        final_status = centre.transcriber.recognition_status()
         await autopilot.stop()
         await tracker.stop()
         tracker.relabel()
@@ -426,6 +429,17 @@ async def test_surge_with_real_recognition_triages_waiting_callers_from_their_ow
                     f"desk {desk}: {answered.label} was offered to a call taker while the recognised cardiac "
                     f"arrest(s) {waiting_arrests} waited"
                 )
+        # Audio recognition could not take is marked in the caller's transcript, never dropped silently.
+        marked_s = sum(
+            float(m.group(1))
+            for f in flows.values()
+            for text in f.transcript
+            if (m := GAP_MARK.search(text)) is not None
+        )
+        assert marked_s == pytest.approx(final_status.not_transcribed_total_s, abs=0.5 + 0.05 * CALLS), (
+            marked_s,
+            final_status.not_transcribed_total_s,
+        )
         print(
             f"\nsurge with recognition: {len(from_words)}/{CALLS} callers "
             f"({100 * len(from_words) / CALLS:.0f} %) triaged from their own words before a call taker "
@@ -433,5 +447,9 @@ async def test_surge_with_real_recognition_triages_waiting_callers_from_their_ow
             f"p95 {percentile(first_word_to_triage, 95) or 0:.1f} s; cardiac arrests recognised "
             f"{len(triaged_arrests)}/{len(arrests)}, first answered: {connected[0].label if connected else '-'}; "
             f"recognition behind max {max(behind, default=0):.1f} s, untranscribed (marked) "
-            f"max {max(untranscribed, default=0):.1f} s"
+            f"max {max(untranscribed, default=0):.1f} s, {marked_s:.1f} s in transcript marks"
+        )
+        # What the decoding slots were spent on (seconds busy by the kind of leg when its turn began).
+        print(
+            "  decoding slots spent on: " + "; ".join(f"{kind} {s:.1f} s" for kind, s in final_status.slot_s)
         )
