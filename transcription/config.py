@@ -92,6 +92,11 @@ class TranscriptionConfig:
     # While another leg waits for a slot, a leg's turn ends after one utterance or this much speech (its
     # words so far are committed, the rest stays queued): slots go round the waiting callers.
     turn_speech_s: float = 4.0
+    # A leg alone on its slot with more audio queued than this when its turn comes is catching up (it waited
+    # for a slot): it only commits until it has. Below it, one decode covers everything new and shows it as
+    # a partial. It was 1 s: a decode slower than 1 s (a busy machine) then stopped partials altogether and
+    # words waited for the utterance end or a full 12 s window (word -> console p95 14 s).
+    caught_up_s: float = 12.0
     # Engine crashes per leg after which the leg stops being transcribed (the call goes on).
     max_restarts_per_leg: int = 3
     vad: VadConfig = field(default_factory=VadConfig)

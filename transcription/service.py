@@ -58,8 +58,6 @@ log = logging.getLogger(__name__)
 EventSink = Callable[[TranscriptEvent], None]
 # Minimum audio between two partial hypotheses of a leg (keeps consoles from flickering).
 PARTIAL_INTERVAL_S = 0.1
-# A worker with more queued audio than this is behind: it skips partials and only commits.
-CAUGHT_UP_S = 1.0
 # A bounded turn (another leg waits for the slot) takes the leg's backlog in slices of this much audio.
 TURN_SLICE_S = 0.5
 
@@ -715,7 +713,7 @@ class TranscriptionService:
         voiced_before, ended_before = pipeline.voiced_s, pipeline.utterances_ended
         bounded = self.gate.contended(key)
         slice_bytes = int(TURN_SLICE_S * state.declared_rate * 2)
-        caught_up_bytes = int(CAUGHT_UP_S * state.declared_rate * 2)
+        caught_up_bytes = int(self.config.caught_up_s * state.declared_rate * 2)
         while True:
             chunks, dropped, closing = self._take(state, slice_bytes if bounded else None)
             taken = sum(len(chunk) for chunk in chunks)
