@@ -323,7 +323,11 @@ class DecodeTimes:
 
 
 def compare_streaming(
-    base_config: TranscriptionConfig, registry: ModelRegistry, legs: list[Leg], ablation: bool = False
+    base_config: TranscriptionConfig,
+    registry: ModelRegistry,
+    legs: list[Leg],
+    ablation: bool = False,
+    with_before_15: bool = True,
 ) -> list[dict[str, float | str]]:
     """Today's streaming and the new one on the same calls, one call at a time, in real time."""
     variants: list[tuple[str, WhisperConfig, dict[str, float]]] = [
@@ -334,7 +338,10 @@ def compare_streaming(
         ),
         ("today: reduced context, finals at once, caught up 1 s", WhisperConfig(), {"caught_up_s": 1.0}),
         ("new: partial on every turn (caught up 12 s)", WhisperConfig(), {}),
+        ("new + next decode at once (step >= 1.0 x decode)", WhisperConfig(step_per_decode=1.0), {}),
     ]
+    if not with_before_15:
+        variants = variants[1:]
     if ablation:
         variants.insert(1, ("reduced context only (step 0.5 s)", WhisperConfig(final_on_commit=False), {}))
         # Cutting the window right after each final loses acoustic context: WER 0.72 vs 0.61 (09:03 run).
@@ -410,13 +417,17 @@ def print_comparison(rows: list[dict[str, float | str]], n_calls: int, audio_s: 
             f"{r['engine']!s:<55}{r['decodes']:>8}{r['decode_p50']:>10.2f}s{r['decode_p95']:>6.2f}s"
             f"{r['window_p50']:>10.1f}s"
         )
-    for label, base in (("before 15", rows[0]), ("today", rows[-2])):
-        new = rows[-1]
-        print(
-            f"ratio new/{label}: word->console p50 {float(new['console_p50']) / float(base['console_p50']):.2f}, "
-            f"p95 {float(new['console_p95']) / float(base['console_p95']):.2f}; CPU "
-            f"{float(new['rtf']) / float(base['rtf']):.2f}"
-        )
+    today = next(r for r in rows if str(r["engine"]).startswith("today"))
+    bases = [(str(rows[0]["engine"]).split(":")[0], rows[0])] if rows[0] is not today else []
+    for new in (r for r in rows if str(r["engine"]).startswith("new")):
+        for label, base in [*bases, ("today", today)]:
+            print(
+                f"ratio {str(new['engine'])[:40]} / {label}: word->console p50 "
+                f"{float(new['console_p50']) / float(base['console_p50']):.2f}, "
+                f"p95 {float(new['console_p95']) / float(base['console_p95']):.2f}; CPU "
+                f"{float(new['rtf']) / float(base['rtf']):.2f}; WER {float(new['wer']):.2f} vs "
+                f"{float(base['wer']):.2f}"
+            )
 
 
 def main() -> None:
@@ -430,6 +441,9 @@ def main() -> None:
     parser.add_argument("--skip-vosk", action="store_true")
     parser.add_argument("--ablation", action="store_true", help="also finals without the kept context")
     parser.add_argument("--cache-dir", type=Path, help="keep the joined Whisper model here between runs")
+    parser.add_argument(
+        "--without-before-15", action="store_true", help="skip the slow engine before issue 15 (~2 min)"
+    )
     args = parser.parse_args()
     levels = [int(x) for x in args.levels.split(",") if x]
     print(f"load average at start: {os.getloadavg()[0]:.2f} (2 cores; other work shares them)")
@@ -447,7 +461,9 @@ def main() -> None:
         )
         registry = ModelRegistry.from_config(base_config)
         registry.whisper_model_dir()  # join the parts outside the measurements
-        rows = compare_streaming(base_config, registry, cs_legs, args.ablation)
+        rows = compare_streaming(
+            base_config, registry, cs_legs, args.ablation, with_before_15=not args.without_before_15
+        )
         print_comparison(rows, len(cs_legs), sum(x.seconds for x in cs_legs))
         if not args.capacity:
             print(f"load average at end: {os.getloadavg()[0]:.2f}")

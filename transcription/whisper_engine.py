@@ -40,7 +40,6 @@ _TOKENS_PER_S = 12
 _MAX_TOKENS = 400
 _LOOP_COMPRESSION_RATIO = 2.8
 _MAX_RUN = 3
-_STEP_FOR_DECODE_TIME = 1.5
 
 
 # Whisper log-mel features: 100 frames a second, the encoder's fixed window is 3000 frames (30 s).
@@ -308,7 +307,7 @@ class WhisperStream:
         over_window = self._window_s() >= self._config.max_window_s
         # Re-decoding costs a whole 30 s Whisper window however short the audio; when decodes get slow
         # (many calls, a busy machine) partials come less often instead of the leg falling behind.
-        step_s = max(self._config.step_s, _STEP_FOR_DECODE_TIME * self._last_decode_s)
+        step_s = max(self._config.step_s, self._config.step_per_decode * self._last_decode_s)
         if not ((want_partial and new_s >= step_s) or (over_window and new_s > 0.5)):
             return StepResult()
         return self._advance(force=over_window, over_window=over_window, want_partial=want_partial)
