@@ -41,8 +41,10 @@ class WhisperConfig:
     # Re-decode the growing utterance window after this much new audio (LocalAgreement step).
     step_s: float = 0.5
     # ...stretched to this many times the last decode's duration when decoding is slow (a busy machine gets
-    # fewer partials instead of falling behind); 1.0 = decode again as soon as the last decode is done.
-    step_per_decode: float = 1.5
+    # fewer partials instead of falling behind); 1.0 = decode again as soon as the last decode is done. Was
+    # 1.5; 1.0 measured word -> console p50 x 0.69, p95 x 0.82 for 1.38 x the CPU of one call alone
+    # (benchmarks/transcription.py, load 7-21). Legs that wait for a slot commit only and never use it.
+    step_per_decode: float = 1.0
     # Commit the agreed prefix as a final and trim the window once it grows past this.
     max_window_s: float = 12.0
     # Reduced audio context: the encoder sees the window plus this much padding instead of Whisper's fixed
