@@ -218,24 +218,3 @@ def test_slot_time_is_reported_by_what_it_was_spent_on() -> None:
     }
     # Closed legs no longer count in the open legs' figure; the total since start keeps them.
     assert status.not_transcribed_s == 0.0 and status.not_transcribed_total_s == 3.0
-
-
-def test_a_triaged_caller_counts_one_turn_more_but_is_not_starved_by_callers_never_sure() -> None:
-    s = RecognitionScheduler(1, FakeClock())
-    open_and_set(s, "judged", LegQueueState.WAITING, priority=2, waiting_since=1.0)
-    open_and_set(s, "unsure", LegQueueState.WAITING, priority=2, waiting_since=2.0)
-    for ref, turns in (("judged", 1), ("unsure", 1)):
-        for _ in range(turns):
-            s.request(caller(ref))
-            s.start(caller(ref))
-            s.finish(caller(ref), spoke=True)
-    s.set_queue_state(caller("judged"), LegQueueState.WAITING, 2, 1.0, triaged=True)
-    s.request(caller("judged"))
-    s.request(caller("unsure"))
-    assert s.order() == [caller("unsure"), caller("judged")]
-    # The caller triage is never sure about has had two more turns: the judged caller's next words now.
-    for _ in range(2):
-        s.start(caller("unsure"))
-        s.finish(caller("unsure"), spoke=True)
-        s.request(caller("unsure"))
-    assert s.order()[0] == caller("judged")
