@@ -293,11 +293,13 @@ async def test_surge_with_real_recognition_triages_waiting_callers_from_their_ow
 ) -> None:
     """The same 50-call minute with transcription ON: every caller speaks their own scenario text
     (Festival Czech, espeak-ng for foreign callers) into a real SIP call, Whisper transcribes it (the
-    recognition scheduler serves waiting callers first, most urgent first) and triage orders the queue from
-    the caller's words. Asserted: no call lost, every placed call on record and answered or abandoned,
-    cardiac arrests triaged from speech reach a call taker before any other call of their desk.
-    Printed (figures, not pass/fail; README): share of waiting callers triaged from their own words before
-    a call taker answered, first word -> first triage p50/p95, recognition backlog and untranscribed audio.
+    recognition scheduler serves waiting callers first, those not yet triaged from their own words first, in
+    turns of one utterance) and triage orders the queue from the caller's words. Asserted: no call lost,
+    every placed call on record and answered or abandoned, cardiac arrests triaged from speech reach a call
+    taker before any other call of their desk, and the audio recognition reports as not transcribed is marked
+    in the stored transcripts of the calls it has finished. Printed (figures, not pass/fail; README): share
+    of waiting callers triaged from their own words before a call taker answered, first word -> first triage
+    p50/p95, recognition backlog, untranscribed audio and what the decoding slots were spent on.
     """
     scenarios = load_scenarios(SCENARIOS)
     rows = surge_calls(scenarios)
