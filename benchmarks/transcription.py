@@ -3,14 +3,17 @@
 Run (one command, ~3 min): PYTHONPATH=. .venv/bin/python benchmarks/transcription.py
       [--calls 3] [--ablation] [--cache-dir DIR] [--capacity [--seconds 8] [--levels 1,2,3] [--skip-vosk]]
 
-* Streaming side by side (always, first): today's engine before issue 15 (full 30 s encoder window,
-  LocalAgreement step 1 s, finals at sentence ends) and the shipped one (reduced audio context: the
-  window + ``context_pad_s``; step 0.5 s; agreed words emitted as finals at once and the window trimmed
-  after them), the same Festival Czech calls fed in real time on both cores, one call at a time, in the
-  SAME run. Word spoken -> on the console: for every word of the finals, the time from the moment the
-  audio of its end was fed to the first event showing it (a partial covering that audio that contains the
-  word, or its final); word -> final separately; WER/CER of each engine's finals; CPU seconds per audio
-  second. On a loaded machine absolute times are pessimistic: compare the two columns (ratios).
+* Streaming side by side (always, first), the same Festival Czech calls fed in real time on both cores,
+  one call at a time, in the SAME run: the engine before issue 15 (full 30 s encoder window,
+  LocalAgreement step 1 s, finals at sentence ends); today's (reduced audio context: the window +
+  ``context_pad_s``; step 0.5 s; agreed words emitted as finals at once; but a worker with more than 1 s of
+  audio queued when its turn came skipped the partial); and the new one (a leg alone on its slot shows a
+  partial after every decode unless it is catching up more than ``caught_up_s`` = 12 s). Word spoken ->
+  on the console: for every word of the finals, the time from the moment the audio of its end was fed to
+  the first event showing it (a partial covering that audio that contains the word, or its final); word ->
+  final separately; WER/CER of each engine's finals; CPU seconds per audio second; and where the seconds
+  go: how many decodes, how long each took, how much audio each read. On a loaded machine absolute times
+  are pessimistic: compare the columns (ratios).
 
 * Czech calls: the first ``--calls`` Czech callers of tests/fixtures/calls/dev.jsonl, synthesized with
   Festival (czech_machac / czech_dita alternately) and band-limited to 8 kHz telephone audio.
@@ -40,6 +43,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -56,6 +60,7 @@ from transcription.evaluation import (
 from transcription.events import TranscriptEvent, TranscriptFinal, TranscriptionFailed, TranscriptPartial
 from transcription.models import ModelRegistry
 from transcription.service import ModelEngines, TranscriptionService
+from transcription.whisper_engine import WHISPER_RATE, WhisperEngine
 
 ROOT = Path(__file__).resolve().parents[1]
 DEV = ROOT / "tests" / "fixtures" / "calls" / "dev.jsonl"
@@ -298,31 +303,63 @@ def word_latencies(recorder: Recorder, ref: str, fed_at: dict[int, float]) -> tu
     return console, final
 
 
+class DecodeTimes:
+    """Wraps the loaded Whisper engine's ``decode``: how long each decode took and how much audio it read."""
+
+    def __init__(self, engine: WhisperEngine) -> None:
+        self.took: list[float] = []
+        self.audio_s: list[float] = []
+        inner = engine.decode
+
+        def timed(audio: np.ndarray, language: str, prompt: str, offset_s: float) -> list[Any]:
+            started = time.monotonic()
+            try:
+                return inner(audio, language, prompt, offset_s)
+            finally:
+                self.took.append(time.monotonic() - started)
+                self.audio_s.append(audio.size / WHISPER_RATE)
+
+        engine.decode = timed  # type: ignore[method-assign]
+
+
 def compare_streaming(
-    base_config: TranscriptionConfig, registry: ModelRegistry, legs: list[Leg], ablation: bool = False
+    base_config: TranscriptionConfig,
+    registry: ModelRegistry,
+    legs: list[Leg],
+    ablation: bool = False,
+    with_before_15: bool = True,
 ) -> list[dict[str, float | str]]:
-    """Today's streaming and the shipped one on the same calls, one call at a time, in real time."""
-    variants = [
+    """Today's streaming and the new one on the same calls, one call at a time, in real time."""
+    variants: list[tuple[str, WhisperConfig, dict[str, float]]] = [
         (
             "before 15: 30 s window, step 1 s",
             WhisperConfig(step_s=1.0, context_pad_s=None, final_on_commit=False),
+            {"caught_up_s": 1.0},
         ),
         (
-            "reduced context only (step 0.5 s)",
-            WhisperConfig(final_on_commit=False),
+            "today: reduced context, finals at once, caught up 1 s",
+            WhisperConfig(step_per_decode=1.5),
+            {"caught_up_s": 1.0},
         ),
-        ("shipped: reduced context, commit finals", WhisperConfig()),
+        ("new: partial on every turn (caught up 12 s)", WhisperConfig(step_per_decode=1.5), {}),
+        ("new, shipped: + next decode at once (1.0 x decode)", WhisperConfig(), {}),
     ]
+    if not with_before_15:
+        variants = variants[1:]
     if ablation:
+        variants.insert(1, ("reduced context only (step 0.5 s)", WhisperConfig(final_on_commit=False), {}))
         # Cutting the window right after each final loses acoustic context: WER 0.72 vs 0.61 (09:03 run).
         variants.insert(
-            -1, ("reduced context, commit finals, no kept context", WhisperConfig(keep_context_s=0.0))
+            -1,
+            ("new, no kept context", WhisperConfig(keep_context_s=0.0), {}),
         )
     rows: list[dict[str, float | str]] = []
-    for name, whisper in variants:
-        config = dataclasses.replace(base_config, whisper=whisper)
+    for name, whisper, changes in variants:
+        config = dataclasses.replace(base_config, whisper=whisper, **changes)
         engines = ModelEngines(config, registry)
-        engines.engine("whisper", "cs")
+        engine = engines.engine("whisper", "cs")
+        assert isinstance(engine, WhisperEngine)
+        decodes = DecodeTimes(engine)
         console: list[float] = []
         to_final: list[float] = []
         pairs = []
@@ -350,6 +387,10 @@ def compare_streaming(
                 "cer": cer,
                 "rtf": cpu / audio,
                 "dropped": dropped,
+                "decodes": len(decodes.took),
+                "decode_p50": pct(decodes.took, 50),
+                "decode_p95": pct(decodes.took, 95),
+                "window_p50": pct(decodes.audio_s, 50),
             }
         )
         print(f"  measured {name}: {rows[-1]}", flush=True)
@@ -363,20 +404,34 @@ def print_comparison(rows: list[dict[str, float | str]], n_calls: int, audio_s: 
         "real time one at a time, both cores, Whisper base int8:"
     )
     print(
-        f"{'engine':<50}{'word->console p50':>18}{'p95':>7}{'word->final p50':>16}{'p95':>7}"
+        f"{'engine':<55}{'word->console p50':>18}{'p95':>7}{'word->final p50':>16}{'p95':>7}"
         f"{'WER':>6}{'CER':>6}{'CPU RTF':>8}{'dropped':>8}"
     )
     for r in rows:
         print(
-            f"{r['engine']!s:<50}{r['console_p50']:>17.2f}s{r['console_p95']:>6.2f}s{r['final_p50']:>15.2f}s"
+            f"{r['engine']!s:<55}{r['console_p50']:>17.2f}s{r['console_p95']:>6.2f}s{r['final_p50']:>15.2f}s"
             f"{r['final_p95']:>6.2f}s{r['wer']:>6.2f}{r['cer']:>6.2f}{r['rtf']:>8.2f}{r['dropped']:>8}"
         )
-    before, shipped = rows[0], rows[-1]
-    print(
-        f"ratio shipped/before: word->console p50 {float(shipped['console_p50']) / float(before['console_p50']):.2f}, "
-        f"p95 {float(shipped['console_p95']) / float(before['console_p95']):.2f}; CPU "
-        f"{float(shipped['rtf']) / float(before['rtf']):.2f}"
-    )
+    print()
+    print("Where the seconds go (one decode = one Whisper call over the window; a word waits for the next")
+    print("decode to start, then for it to finish):")
+    print(f"{'engine':<55}{'decodes':>8}{'decode p50':>11}{'p95':>7}{'window p50':>11}")
+    for r in rows:
+        print(
+            f"{r['engine']!s:<55}{r['decodes']:>8}{r['decode_p50']:>10.2f}s{r['decode_p95']:>6.2f}s"
+            f"{r['window_p50']:>10.1f}s"
+        )
+    today = next(r for r in rows if str(r["engine"]).startswith("today"))
+    bases = [(str(rows[0]["engine"]).split(":")[0], rows[0])] if rows[0] is not today else []
+    for new in (r for r in rows if str(r["engine"]).startswith("new")):
+        for label, base in [*bases, ("today", today)]:
+            print(
+                f"ratio {str(new['engine'])[:40]} / {label}: word->console p50 "
+                f"{float(new['console_p50']) / float(base['console_p50']):.2f}, "
+                f"p95 {float(new['console_p95']) / float(base['console_p95']):.2f}; CPU "
+                f"{float(new['rtf']) / float(base['rtf']):.2f}; WER {float(new['wer']):.2f} vs "
+                f"{float(base['wer']):.2f}"
+            )
 
 
 def main() -> None:
@@ -390,6 +445,9 @@ def main() -> None:
     parser.add_argument("--skip-vosk", action="store_true")
     parser.add_argument("--ablation", action="store_true", help="also finals without the kept context")
     parser.add_argument("--cache-dir", type=Path, help="keep the joined Whisper model here between runs")
+    parser.add_argument(
+        "--without-before-15", action="store_true", help="skip the slow engine before issue 15 (~2 min)"
+    )
     args = parser.parse_args()
     levels = [int(x) for x in args.levels.split(",") if x]
     print(f"load average at start: {os.getloadavg()[0]:.2f} (2 cores; other work shares them)")
@@ -407,7 +465,9 @@ def main() -> None:
         )
         registry = ModelRegistry.from_config(base_config)
         registry.whisper_model_dir()  # join the parts outside the measurements
-        rows = compare_streaming(base_config, registry, cs_legs, args.ablation)
+        rows = compare_streaming(
+            base_config, registry, cs_legs, args.ablation, with_before_15=not args.without_before_15
+        )
         print_comparison(rows, len(cs_legs), sum(x.seconds for x in cs_legs))
         if not args.capacity:
             print(f"load average at end: {os.getloadavg()[0]:.2f}")

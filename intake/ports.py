@@ -96,10 +96,17 @@ class Transcriber(Protocol):
         ...
 
     def set_leg_queue(
-        self, call_ref: str, leg: str, waiting: bool, priority: int = 3, waiting_since: float | None = None
+        self,
+        call_ref: str,
+        leg: str,
+        waiting: bool,
+        priority: int = 3,
+        waiting_since: float | None = None,
+        triaged: bool | None = None,
     ) -> None:
-        """Where the caller is (waiting in a queue with its priority, or with a call taker): recognition
-        capacity goes to waiting callers first."""
+        """Where the caller is (waiting in a queue with its priority, or with a call taker) and whether
+        triage has judged them from their own words (None: unchanged): recognition capacity goes to waiting
+        callers not yet heard first."""
 
 
 class Recorder(Protocol):

@@ -40,6 +40,11 @@ class WhisperConfig:
     beam_size: int = 1
     # Re-decode the growing utterance window after this much new audio (LocalAgreement step).
     step_s: float = 0.5
+    # ...stretched to this many times the last decode's duration when decoding is slow (a busy machine gets
+    # fewer partials instead of falling behind); 1.0 = decode again as soon as the last decode is done. Was
+    # 1.5; 1.0 measured word -> console p50 x 0.69, p95 x 0.82 for 1.38 x the CPU of one call alone
+    # (benchmarks/transcription.py, load 7-21). Legs that wait for a slot commit only and never use it.
+    step_per_decode: float = 1.0
     # Commit the agreed prefix as a final and trim the window once it grows past this.
     max_window_s: float = 12.0
     # Reduced audio context: the encoder sees the window plus this much padding instead of Whisper's fixed
@@ -89,6 +94,14 @@ class TranscriptionConfig:
     max_backlog_s: float = 60.0
     # Legs decoded at the same time (transcription/scheduler.py grants them: waiting callers first).
     decode_slots: int = 2
+    # While another leg waits for a slot, a leg's turn ends after one utterance or this much speech (its
+    # words so far are committed, the rest stays queued): slots go round the waiting callers.
+    turn_speech_s: float = 4.0
+    # A leg alone on its slot with more audio queued than this when its turn comes is catching up (it waited
+    # for a slot): it only commits until it has. Below it, one decode covers everything new and shows it as
+    # a partial. It was 1 s: a decode slower than 1 s (a busy machine) then stopped partials altogether and
+    # words waited for the utterance end or a full 12 s window (word -> console p95 14 s).
+    caught_up_s: float = 12.0
     # Engine crashes per leg after which the leg stops being transcribed (the call goes on).
     max_restarts_per_leg: int = 3
     vad: VadConfig = field(default_factory=VadConfig)

@@ -57,6 +57,10 @@ class EngineStream(Protocol):
     def end_utterance(self) -> list[Segment]:
         """The utterance ended (VAD silence, leg closed): commit everything still pending."""
 
+    def settle(self) -> list[Segment]:
+        """The leg yields its decoding turn mid-utterance (another leg waits for the slot): commit now what
+        lies safely before the end of the audio accepted so far; the rest waits for the leg's next turn."""
+
     def close(self) -> None: ...
 
 

@@ -42,6 +42,8 @@ class LegSchedule:
     transcribing: bool
     waiting_for_slot_s: float
     not_transcribed_s: float
+    triaged: bool = False  # intake said triage judged the caller from their own words
+    rounds: int = 0  # decoding turns in which the leg's speech was decoded
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +57,9 @@ class SlotStatus:
     not_transcribed_s: float
     legs: tuple[LegSchedule, ...]
     down_reason: str = ""
+    # Seconds the slots were busy, by what they were spent on (transcription/scheduler.py SPENT_*).
+    slot_s: tuple[tuple[str, float], ...] = ()
+    not_transcribed_total_s: float = 0.0  # since start, closed legs included
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +83,8 @@ class RecognitionStatus:
     legs_waiting_for_slot: int = 0
     not_transcribed_s: float = 0.0
     legs: tuple[LegSchedule, ...] = field(default=())
+    slot_s: tuple[tuple[str, float], ...] = ()  # decoding time by what it was spent on (this node)
+    not_transcribed_total_s: float = 0.0  # marked as not transcribed since start (this node)
     # Recognition in separate worker processes (transcription/streams.py): how many report alive; 0 when
     # recognition runs inside the node.
     workers: int = 0
@@ -125,6 +132,8 @@ class RecognitionStatus:
             legs_waiting_for_slot=slot_status.legs_waiting_for_slot,
             not_transcribed_s=slot_status.not_transcribed_s,
             legs=slot_status.legs,
+            slot_s=slot_status.slot_s,
+            not_transcribed_total_s=slot_status.not_transcribed_total_s,
         )
 
     @classmethod

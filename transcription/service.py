@@ -58,8 +58,8 @@ log = logging.getLogger(__name__)
 EventSink = Callable[[TranscriptEvent], None]
 # Minimum audio between two partial hypotheses of a leg (keeps consoles from flickering).
 PARTIAL_INTERVAL_S = 0.1
-# A worker with more queued audio than this is behind: it skips partials and only commits.
-CAUGHT_UP_S = 1.0
+# A bounded turn (another leg waits for the slot) takes the leg's backlog in slices of this much audio.
+TURN_SLICE_S = 0.5
 
 
 class EngineSource(Protocol):
@@ -153,6 +153,9 @@ class _LegPipeline:
         self._clipping_reported = False
         self._last_partial_s = -1.0
         self._last_partial_text = ""
+        # Speech the VAD passed on and utterances it ended: how much of the leg a turn heard.
+        self.voiced_s = 0.0
+        self.utterances_ended = 0
         # Leg time up to which every sound is either committed as a final or was silence: a worker taking the
         # leg over after a crash resumes here (transcription/streams.py). Written only after the finals.
         self.settled_s = state.start_s
@@ -260,6 +263,12 @@ class _LegPipeline:
         if not vad.in_utterance and self._language is not None and not self._pending:
             self.settled_s = vad.position_samples / self.rate
 
+    def settle(self) -> None:
+        """The leg yields its turn mid-utterance: commit the words heard so far as finals."""
+        if self.dead or self._stream is None or self._vad is None or not self._vad.in_utterance:
+            return
+        self._guard(lambda stream: self._emit_finals(stream.settle()))
+
     def finish(self) -> None:
         if self.dead:
             return
@@ -275,6 +284,11 @@ class _LegPipeline:
 
     # -- pipeline -----------------------------------------------------------------------------------
     def _handle(self, events: list[VadEvent], last: bool, closing: bool = False) -> None:
+        for event in events:
+            if isinstance(event, UtteranceAudio):
+                self.voiced_s += event.samples.size / self.rate
+            elif isinstance(event, UtteranceEnd):
+                self.utterances_ended += 1
         if self._language is None:
             self._pending.extend(events)
             self._pending_voiced.extend(e.samples for e in events if isinstance(e, UtteranceAudio))
@@ -505,10 +519,11 @@ class TranscriptionService:
             return False
         limit = int(self.config.max_backlog_s * state.declared_rate * 2)
         with state.condition:
-            if state.queue and state.queued_bytes + len(pcm) > limit:
+            if state.dropped_bytes or (state.queue and state.queued_bytes + len(pcm) > limit):
                 # Full: the NEWEST audio is the part not transcribed (marked when the worker reaches it). A
                 # leg waiting for the recognizer keeps the oldest, i.e. a waiting caller's first words,
-                # which is what triage needs; the recording keeps everything.
+                # which is what triage needs; the recording keeps everything. Once dropping, keep dropping
+                # until the worker has reached the gap, so it stays one interval after everything queued.
                 state.dropped_bytes += len(pcm)
                 self._drops.append((time.monotonic(), len(pcm) / 2 / state.declared_rate))
             else:
@@ -536,14 +551,23 @@ class TranscriptionService:
         return state.done
 
     def set_leg_queue(
-        self, call_ref: str, leg: str, waiting: bool, priority: int = 3, waiting_since: float | None = None
+        self,
+        call_ref: str,
+        leg: str,
+        waiting: bool,
+        priority: int = 3,
+        waiting_since: float | None = None,
+        triaged: bool | None = None,
     ) -> None:
         """Intake says where the caller is: ``waiting`` in a queue (with its ``priority``, 1 = most urgent,
-        and since when, any monotone clock) or in progress with a call taker. Waiting callers are decoded
-        first (their first words order the queue); see transcription/scheduler.py."""
+        and since when, any monotone clock) or in progress with a call taker, and whether triage has judged
+        the caller from their own words yet (``triaged``; None: unchanged). Waiting callers not yet triaged
+        are decoded first (their first words order the queue); see transcription/scheduler.py."""
         state = LegQueueState.WAITING if waiting else LegQueueState.IN_PROGRESS
         self.gate.call(
-            lambda scheduler: scheduler.set_queue_state((call_ref, leg), state, priority, waiting_since)
+            lambda scheduler: scheduler.set_queue_state(
+                (call_ref, leg), state, priority, waiting_since, triaged
+            )
         )
 
     def recognition_status(self, window_s: float = DEFAULT_WINDOW_S) -> RecognitionStatus:
@@ -661,36 +685,68 @@ class TranscriptionService:
                     )
                 )
 
+    def _take(self, state: _LegState, max_bytes: int | None) -> tuple[list[bytes], int, bool]:
+        """Up to ``max_bytes`` of the leg's queued audio (None: all of it), oldest first; the dropped
+        audio (newer than everything queued) and the closing flag only once the queue is empty."""
+        with state.condition:
+            if max_bytes is None:
+                chunks = list(state.queue)
+                state.queue.clear()
+            else:
+                chunks, size = [], 0
+                while state.queue and size < max_bytes:
+                    chunks.append(state.queue.popleft())
+                    size += len(chunks[-1])
+            state.queued_bytes -= sum(len(chunk) for chunk in chunks)
+            if state.queue:
+                return chunks, 0, False
+            dropped, state.dropped_bytes = state.dropped_bytes, 0
+            return chunks, dropped, state.closing
+
+    def _take_turn(self, state: _LegState, pipeline: _LegPipeline, key: tuple[str, str]) -> tuple[bool, bool]:
+        """One decoding turn; (closing, whether it decoded speech). Alone, a leg takes its whole backlog;
+        while another leg waits for a slot the turn ends after one utterance or ``turn_speech_s`` of speech
+        (the words so far committed), so slots go round the waiting callers one utterance at a time; the
+        rest stays queued for the leg's next turn. A large batch or a waiting leg means the recognizer is
+        behind: no partials then, only commits (an utterance is decoded once, at its end, at the turn's end
+        or when the window is full)."""
+        voiced_before, ended_before = pipeline.voiced_s, pipeline.utterances_ended
+        bounded = self.gate.contended(key)
+        slice_bytes = int(TURN_SLICE_S * state.declared_rate * 2)
+        caught_up_bytes = int(self.config.caught_up_s * state.declared_rate * 2)
+        while True:
+            chunks, dropped, closing = self._take(state, slice_bytes if bounded else None)
+            taken = sum(len(chunk) for chunk in chunks)
+            if chunks:
+                caught_up = not bounded and taken <= caught_up_bytes and not self.gate.contended(key)
+                pipeline.feed(chunks, caught_up)
+            if dropped:  # dropped audio is newer than everything that was queued with it
+                pipeline.skip(dropped)
+            state.processed_bytes += dropped + taken
+            heard_s = pipeline.voiced_s - voiced_before
+            if not bounded or not chunks or dropped or closing:
+                return closing, heard_s > 0
+            if heard_s > 0 and (
+                pipeline.utterances_ended > ended_before or heard_s >= self.config.turn_speech_s
+            ):
+                if self.gate.contended(key):
+                    pipeline.settle()
+                    return False, True
+                bounded = False  # nobody waits any more: take the rest at once
+
     def _serve_leg(self, state: _LegState) -> None:
         if state.pipeline is None:
             state.pipeline = _LegPipeline(self, state)
         pipeline = state.pipeline
-        caught_up_bytes = int(CAUGHT_UP_S * state.declared_rate * 2)
         while True:
             with state.condition:
                 while not state.queue and not state.closing and not state.dropped_bytes:
                     state.condition.wait()
             key = (state.call_ref, state.leg)
             # Decoding waits for a slot (waiting callers first); meanwhile the leg's audio stays queued and
-            # the whole backlog is taken (and caught up, commits only) once the slot is granted.
-            with self.gate.turn(key):
-                with state.condition:
-                    chunks = list(state.queue)
-                    state.queue.clear()
-                    state.queued_bytes = 0
-                    dropped, state.dropped_bytes = state.dropped_bytes, 0
-                    closing = state.closing
-                if chunks:
-                    # A large batch means the worker is behind, and other legs waiting for a slot mean
-                    # the recognizer is: skip partials and only commit (an utterance is then decoded once,
-                    # at its end or when the window is full), so capacity goes to their first words.
-                    caught_up = sum(
-                        len(chunk) for chunk in chunks
-                    ) <= caught_up_bytes and not self.gate.contended(key)
-                    pipeline.feed(chunks, caught_up)
-                if dropped:  # dropped audio is newer than everything that was queued with it
-                    pipeline.skip(dropped)
-                state.processed_bytes += dropped + sum(len(chunk) for chunk in chunks)
+            # is caught up (commits only) once the slot is granted.
+            with self.gate.turn(key) as turn:
+                closing, turn.spoke = self._take_turn(state, pipeline, key)
             if closing:
                 with state.condition:
                     more = bool(state.queue) or bool(state.dropped_bytes)

@@ -107,6 +107,11 @@ def _as_text(value: object) -> str:
     return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
 
 
+def _flag(value: str) -> bool | None:
+    """A queue message's optional yes/no field: "1", "0", or absent (unchanged)."""
+    return None if not value else value == "1"
+
+
 def _stream_entries(reply: object) -> list[tuple[str, str, Fields]]:
     """(stream, entry id, fields) of an XREAD/XREADGROUP reply (redis-py's loose types narrowed here)."""
     out: list[tuple[str, str, Fields]] = []
@@ -222,7 +227,13 @@ class RemoteRecognizer:
         return True
 
     def set_leg_queue(
-        self, call_ref: str, leg: str, waiting: bool, priority: int = 3, waiting_since: float | None = None
+        self,
+        call_ref: str,
+        leg: str,
+        waiting: bool,
+        priority: int = 3,
+        waiting_since: float | None = None,
+        triaged: bool | None = None,
     ) -> None:
         since = wall_from_monotonic(
             time.monotonic() if waiting_since is None else waiting_since, time.monotonic(), time.time()
@@ -231,11 +242,14 @@ class RemoteRecognizer:
             state = self._legs.get((call_ref, leg))
         if state is None:
             return
-        self._post(
-            MSG_QUEUE,
-            (call_ref, state.wire),
-            {"waiting": "1" if waiting else "", "priority": str(priority), "since": repr(since)},
-        )
+        fields: dict[str, str | bytes] = {
+            "waiting": "1" if waiting else "",
+            "priority": str(priority),
+            "since": repr(since),
+        }
+        if triaged is not None:
+            fields["triaged"] = "1" if triaged else "0"
+        self._post(MSG_QUEUE, (call_ref, state.wire), fields)
 
     def close_leg(self, call_ref: str, leg: str) -> threading.Event:
         with self._lock:
@@ -757,7 +771,12 @@ class RecognitionWorker:
             self._owned[(call_ref, leg)] = owned
         if info.get("q_priority"):
             self._set_queue(
-                call_ref, leg, info.get("q_waiting", ""), info["q_priority"], info.get("q_since", "")
+                call_ref,
+                leg,
+                info.get("q_waiting", ""),
+                info["q_priority"],
+                info.get("q_since", ""),
+                info.get("q_triaged", ""),
             )
         if resumed:
             log.warning(
@@ -833,6 +852,7 @@ class RecognitionWorker:
                 text(fields, "waiting"),
                 text(fields, "priority"),
                 text(fields, "since"),
+                text(fields, "triaged"),
             )
         elif kind == MSG_CLOSE:
             owned.done = self.service.close_leg(owned.call_ref, owned.leg)
@@ -853,10 +873,14 @@ class RecognitionWorker:
         )
         self.service.feed(owned.call_ref, owned.leg, bytes(n_bytes - n_bytes % 2))
 
-    def _set_queue(self, call_ref: str, leg: str, waiting: str, priority: str, since: str) -> None:
+    def _set_queue(
+        self, call_ref: str, leg: str, waiting: str, priority: str, since: str, triaged: str = ""
+    ) -> None:
         try:
             since_mono = monotonic_from_wall(float(since), time.monotonic(), time.time()) if since else None
-            self.service.set_leg_queue(call_ref, leg, bool(waiting), int(priority or 3), since_mono)
+            self.service.set_leg_queue(
+                call_ref, leg, bool(waiting), int(priority or 3), since_mono, triaged=_flag(triaged)
+            )
         except ValueError:
             log.warning("recognition worker: malformed queue state of %s/%s ignored", call_ref, leg)
 

@@ -109,6 +109,11 @@ class VoskStream:
                 partial = Hypothesis(text=text, audio_s=self._offset_s + self._samples / self._rate)
         return StepResult(finals=finals, partial=partial)
 
+    def settle(self) -> list[Segment]:
+        # Vosk decodes as it accepts: what its endpoints committed is all there is to give now.
+        finals, self._finals = self._finals, []
+        return finals
+
     def end_utterance(self) -> list[Segment]:
         finals, self._finals = self._finals, []
         if self._recognizer is not None:

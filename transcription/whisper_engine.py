@@ -40,7 +40,6 @@ _TOKENS_PER_S = 12
 _MAX_TOKENS = 400
 _LOOP_COMPRESSION_RATIO = 2.8
 _MAX_RUN = 3
-_STEP_FOR_DECODE_TIME = 1.5
 
 
 # Whisper log-mel features: 100 frames a second, the encoder's fixed window is 3000 frames (30 s).
@@ -308,9 +307,28 @@ class WhisperStream:
         over_window = self._window_s() >= self._config.max_window_s
         # Re-decoding costs a whole 30 s Whisper window however short the audio; when decodes get slow
         # (many calls, a busy machine) partials come less often instead of the leg falling behind.
-        step_s = max(self._config.step_s, _STEP_FOR_DECODE_TIME * self._last_decode_s)
+        step_s = max(self._config.step_s, self._config.step_per_decode * self._last_decode_s)
         if not ((want_partial and new_s >= step_s) or (over_window and new_s > 0.5)):
             return StepResult()
+        return self._advance(force=over_window, over_window=over_window, want_partial=want_partial)
+
+    def settle(self) -> list[Segment]:
+        if self._buffered == self._decoded_upto and not self._previous_tail:
+            return []
+        if self._buffered == self._decoded_upto:
+            # Decoded already: what the last hypothesis placed safely before the window end is settled.
+            settled = self._window_end_s() - 1.0
+            forced = [w for w in self._previous_tail if w.end_s <= settled]
+            self._previous_tail = self._previous_tail[len(forced) :]
+            self._commit(forced)
+            return self._finals_after_commit(over_window=False, emit_now=True)
+        return self._advance(force=True, over_window=False, want_partial=False, emit_now=True).finals
+
+    def _advance(
+        self, force: bool, over_window: bool, want_partial: bool, emit_now: bool = False
+    ) -> StepResult:
+        """Decode the window, commit what two hypotheses agree on and, with ``force``, what lies safely
+        before the window end (falling behind, one endless utterance, or a leg yielding its turn)."""
         tail = self._decode()
         agreed: list[_TimedWord] = []
         for previous, current in zip(self._previous_tail, tail, strict=False):
@@ -319,8 +337,7 @@ class WhisperStream:
             agreed.append(current)
         self._commit(agreed)
         tail = tail[len(agreed) :]
-        if over_window:
-            # Falling behind or one endless utterance: commit what lies safely before the window end.
+        if force:
             settled_before = self._window_end_s() - 1.0
             forced = [w for w in tail if w.end_s <= settled_before]
             if not forced and self._window_s() >= _HARD_WINDOW_S:
@@ -328,19 +345,23 @@ class WhisperStream:
             self._commit(forced)
             tail = tail[len(forced) :]
         self._previous_tail = tail
-        finals: list[Segment] = []
-        sentence_done = bool(self._committed) and self._committed[-1].text.endswith(_SENTENCE_END)
-        if self._committed and (over_window or sentence_done or self._config.final_on_commit):
-            finals = self._emit()
-            self._trim_to(self._trim_point(over_window))
-        elif over_window and not self._committed:
-            self._trim_to(self._window_end_s() - 1.0)
+        finals = self._finals_after_commit(over_window, emit_now)
         partial = None
         if want_partial:
             text = " ".join(w.text for w in [*self._committed, *tail])
             if text:
                 partial = Hypothesis(text=text, audio_s=round(self._window_end_s(), 3))
         return StepResult(finals=finals, partial=partial)
+
+    def _finals_after_commit(self, over_window: bool, emit_now: bool = False) -> list[Segment]:
+        sentence_done = bool(self._committed) and self._committed[-1].text.endswith(_SENTENCE_END)
+        if self._committed and (over_window or sentence_done or emit_now or self._config.final_on_commit):
+            finals = self._emit()
+            self._trim_to(self._trim_point(over_window))
+            return finals
+        if over_window and not self._committed:
+            self._trim_to(self._window_end_s() - 1.0)
+        return []
 
     def end_utterance(self) -> list[Segment]:
         if self._buffered - self._decoded_upto > 0 or self._previous_tail:

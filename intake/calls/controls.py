@@ -9,10 +9,16 @@ from typing import cast
 
 from intake.domain import Call
 from intake.ports import CallControl, PbxQueueControl, Transcriber
+from routing.types import TriageDecision
 from routing.vocabulary import DeskCode
 from telephony.errors import AdapterError
 
 log = logging.getLogger(__name__)
+
+
+def triaged_from_words(decision: TriageDecision | None, caller_text: str) -> bool:
+    """Triage has judged the caller from their own words: recognition then serves callers not yet heard."""
+    return decision is not None and not decision.unsure and bool(caller_text.strip())
 
 
 class CallControls:
@@ -89,13 +95,14 @@ class CallControls:
         except AdapterError as exc:
             log.error("call %s: PBX kept the old queue priority on %s: %s", call.id, desk.value, exc)
 
-    def tell_recognition(self, call: Call, waiting: bool, priority: int) -> None:
-        """Recognition decodes waiting callers first, most urgent and longest waiting first."""
+    def tell_recognition(self, call: Call, waiting: bool, priority: int, triaged: bool | None = None) -> None:
+        """Recognition decodes waiting callers first: those not yet triaged from their own words (``triaged``;
+        None: unchanged), then most urgent and longest waiting first."""
         if self.transcriber is None:
             return
         try:
             self.transcriber.set_leg_queue(
-                call.call_ref, "caller", waiting, priority, call.offered_at.timestamp()
+                call.call_ref, "caller", waiting, priority, call.offered_at.timestamp(), triaged=triaged
             )
         except RuntimeError as exc:  # scheduling is an optimisation: the call and its audio go on
             log.error("call %s: recognition not told the queue state: %s", call.id, exc)

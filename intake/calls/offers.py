@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from intake.calls.controls import CallControls
+from intake.calls.controls import CallControls, triaged_from_words
 from intake.calls.records import CallRecords
 from intake.calls.session import BackgroundTasks, CallSession, SessionRegistry, urgent_front
 from intake.desks import Offer
@@ -50,7 +50,12 @@ class Offers:
         decision = session.decision
         desk = call.desk or DeskCode.D112
         front = urgent_front(decision)
-        self._controls.tell_recognition(call, waiting=True, priority=1 if front else (call.priority or 2))
+        self._controls.tell_recognition(
+            call,
+            waiting=True,
+            priority=1 if front else (call.priority or 2),
+            triaged=triaged_from_words(decision, session.caller_text),
+        )
         try:
             await self._desks.enqueue(
                 call.id,

@@ -9,7 +9,7 @@ import time
 from contextlib import suppress
 
 from intake.bus import LiveEvent
-from intake.calls.controls import CallControls
+from intake.calls.controls import CallControls, triaged_from_words
 from intake.calls.records import CallRecords
 from intake.calls.session import CallSession, SessionRegistry, call_triage_from_decision, urgent_front
 from intake.domain import Call, CallState, CallTriage, Incident
@@ -99,10 +99,14 @@ class CallTriageFlow:
                 if old_desk is not None and call.desk is not None and old_desk != call.desk:
                     await self._desks.move(call.id, old_desk, call.desk, "triage", "triage changed desk")
                     moved_in_queue = True
-                if (old_priority, old_front) != (call.priority, front) and call.desk is not None:
+                heard = triaged_from_words(decision, session.caller_text)
+                if heard != triaged_from_words(previous, session.caller_text) or (
+                    (old_priority, old_front) != (call.priority, front)
+                ):
                     self._controls.tell_recognition(
-                        call, waiting=True, priority=1 if front else call.priority
+                        call, waiting=True, priority=1 if front else call.priority, triaged=heard
                     )
+                if (old_priority, old_front) != (call.priority, front) and call.desk is not None:
                     await self._desks.reprioritise(
                         call.id, call.desk, 1 if front else call.priority, front, "triage"
                     )

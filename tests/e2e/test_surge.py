@@ -23,6 +23,7 @@ Printed: time to desk per priority and waits per priority (p50/p95).
 from __future__ import annotations
 
 import asyncio
+import re
 import shutil
 from collections import defaultdict
 from pathlib import Path
@@ -263,7 +264,9 @@ async def test_eight_calls_about_one_fire_end_up_linked_to_one_incident(tmp_path
 
 FLAG_TO_QUEUE_S = 1.0  # the queue follows a triage flag before the bus shows it; a dispatch round that read
 # the queue just before may still publish its offer after the flag (one Redis + database round under load)
-RECOGNITION_TRIAGE_WAIT_S = 60.0  # after the last call is in, how long the paused takers stay away at most
+GAP_MARK = re.compile(r"\[(\d+(?:\.\d+)?) s not transcribed")
+RECOGNITION_TRIAGE_WAIT_S = 60.0
+FLUSH_WAIT_S = 180.0  # after the hang-ups, how long the check of the marks waits for recognition to finish  # after the last call is in, how long the paused takers stay away at most
 
 
 async def calls_on_record(centre: Centre, outcomes: list[CallOutcome]) -> dict[str, Call]:
@@ -290,11 +293,13 @@ async def test_surge_with_real_recognition_triages_waiting_callers_from_their_ow
 ) -> None:
     """The same 50-call minute with transcription ON: every caller speaks their own scenario text
     (Festival Czech, espeak-ng for foreign callers) into a real SIP call, Whisper transcribes it (the
-    recognition scheduler serves waiting callers first, most urgent first) and triage orders the queue from
-    the caller's words. Asserted: no call lost, every placed call on record and answered or abandoned,
-    cardiac arrests triaged from speech reach a call taker before any other call of their desk.
-    Printed (figures, not pass/fail; README): share of waiting callers triaged from their own words before
-    a call taker answered, first word -> first triage p50/p95, recognition backlog and untranscribed audio.
+    recognition scheduler serves waiting callers first, those not yet triaged from their own words first, in
+    turns of one utterance) and triage orders the queue from the caller's words. Asserted: no call lost,
+    every placed call on record and answered or abandoned, cardiac arrests triaged from speech reach a call
+    taker before any other call of their desk, and the audio recognition reports as not transcribed is marked
+    in the stored transcripts of the calls it has finished. Printed (figures, not pass/fail; README): share
+    of waiting callers triaged from their own words before a call taker answered, first word -> first triage
+    p50/p95, recognition backlog, untranscribed audio and what the decoding slots were spent on.
     """
     scenarios = load_scenarios(SCENARIOS)
     rows = surge_calls(scenarios)
@@ -378,6 +383,36 @@ async def test_surge_with_real_recognition_triages_waiting_callers_from_their_ow
         tracker.relabel()
 
         await calls_on_record(centre, outcomes)
+        # Every caller's audio is on record as words or as a mark. Recognition may still be flushing what the
+        # ended calls had queued (minutes on a loaded machine: that is how far behind it is), so the check is
+        # on the legs it has finished: the marks stored in those calls' transcripts (late finals are stored
+        # after the call ended) add up to the audio recognition reports as not transcribed for them.
+        transcriber = centre.transcriber
+        final_status = transcriber.recognition_status()
+        marked_s = closed_s = -1.0
+        hung_up = asyncio.get_running_loop().time()
+        deadline = hung_up + FLUSH_WAIT_S
+        while asyncio.get_running_loop().time() < deadline:
+            final_status = transcriber.recognition_status()
+            open_refs = {leg.call_ref for leg in final_status.legs}
+            closed_s = final_status.not_transcribed_total_s - sum(
+                leg.not_transcribed_s for leg in final_status.legs
+            )
+            stored = await calls_on_record(centre, outcomes)
+            marked_s = sum(
+                float(m.group(1))
+                for call in stored.values()
+                if call.call_ref not in open_refs
+                for segment in call.transcript
+                if (m := GAP_MARK.search(segment.text)) is not None
+            )
+            if abs(marked_s - closed_s) <= 0.5 + 0.05 * CALLS and (
+                not open_refs or asyncio.get_running_loop().time() > hung_up + 60.0
+            ):
+                break
+            await asyncio.sleep(1.0)
+        flushed_after_s = asyncio.get_running_loop().time() - hung_up
+        still_open = len({leg.call_ref for leg in final_status.legs})
 
         # Intake told recognition which callers wait in a queue (they are decoded first).
         assert max(waiting_legs, default=0) >= 10, max(waiting_legs, default=0)
@@ -401,6 +436,21 @@ async def test_surge_with_real_recognition_triages_waiting_callers_from_their_ow
         triaged_arrests = {
             label for label in arrests if label in flows and flows[label].tcpr_mono is not None
         }
+        print(
+            f"\nsurge with recognition: {len(from_words)}/{CALLS} callers "
+            f"({100 * len(from_words) / CALLS:.0f} %) triaged from their own words before a call taker "
+            f"answered; first word -> first triage p50 {percentile(first_word_to_triage, 50) or 0:.1f} s "
+            f"p95 {percentile(first_word_to_triage, 95) or 0:.1f} s; cardiac arrests recognised "
+            f"{len(triaged_arrests)}/{len(arrests)}, first answered: {connected[0].label if connected else '-'}; "
+            f"recognition behind max {max(behind, default=0):.1f} s, untranscribed (marked) "
+            f"max {max(untranscribed, default=0):.1f} s at once, {final_status.not_transcribed_total_s:.1f} s in "
+            f"all; {CALLS - still_open} calls' recognition finished {flushed_after_s:.0f} s after the hang-ups, "
+            f"their marks {marked_s:.1f} s of {closed_s:.1f} s not transcribed"
+        )
+        # What the decoding slots were spent on (seconds busy by the kind of leg when its turn began).
+        print(
+            "  decoding slots spent on: " + "; ".join(f"{kind} {s:.1f} s" for kind, s in final_status.slot_s)
+        )
         # No call is taken from a desk while a cardiac arrest recognised from the caller's words waits there.
         # Judged at the moment the call was offered to its call taker (the ACD's decision; the answer follows a
         # SIP leg later), with FLAG_TO_QUEUE_S for a dispatch round already under way. Two arrests both at the
@@ -410,7 +460,9 @@ async def test_surge_with_real_recognition_triages_waiting_callers_from_their_ow
             by_desk[flow.taker_offer_desk or "-"].append(flow)
         for desk, served in by_desk.items():
             for answered in served:
-                offered = answered.taker_offered_mono
+                # The offer event may reach the tracker after the answer on a loaded bus: the answer is later,
+                # so judging at it is the stricter check.
+                offered = answered.taker_offered_mono or answered.connected_mono
                 assert offered is not None, answered.label
                 answered_front = answered.tcpr_mono is not None and answered.tcpr_mono < offered
                 waiting_arrests = [
@@ -426,12 +478,4 @@ async def test_surge_with_real_recognition_triages_waiting_callers_from_their_ow
                     f"desk {desk}: {answered.label} was offered to a call taker while the recognised cardiac "
                     f"arrest(s) {waiting_arrests} waited"
                 )
-        print(
-            f"\nsurge with recognition: {len(from_words)}/{CALLS} callers "
-            f"({100 * len(from_words) / CALLS:.0f} %) triaged from their own words before a call taker "
-            f"answered; first word -> first triage p50 {percentile(first_word_to_triage, 50) or 0:.1f} s "
-            f"p95 {percentile(first_word_to_triage, 95) or 0:.1f} s; cardiac arrests recognised "
-            f"{len(triaged_arrests)}/{len(arrests)}, first answered: {connected[0].label if connected else '-'}; "
-            f"recognition behind max {max(behind, default=0):.1f} s, untranscribed (marked) "
-            f"max {max(untranscribed, default=0):.1f} s"
-        )
+        assert marked_s == pytest.approx(closed_s, abs=0.5 + 0.05 * CALLS), (marked_s, closed_s, still_open)

@@ -76,6 +76,9 @@ class FaultyStream:
     def end_utterance(self) -> list[Segment]:
         return self._inner.end_utterance()
 
+    def settle(self) -> list[Segment]:
+        return self._inner.settle()
+
     def close(self) -> None:
         self._inner.close()
 

@@ -141,3 +141,80 @@ def test_gate_lets_the_most_urgent_waiting_thread_in_first() -> None:
     for t in threads:
         t.join(5)
     assert order == ["high", "low"]
+
+
+def test_waiting_callers_not_yet_triaged_from_their_own_words_go_before_triaged_ones() -> None:
+    s = RecognitionScheduler(1, FakeClock())
+    open_and_set(s, "arrest-heard", LegQueueState.WAITING, priority=1, waiting_since=1.0)
+    s.set_queue_state(caller("arrest-heard"), LegQueueState.WAITING, 1, 1.0, triaged=True)
+    open_and_set(s, "unheard", LegQueueState.WAITING, priority=3, waiting_since=50.0)
+    open_and_set(s, "talking", LegQueueState.IN_PROGRESS, priority=1)
+    for ref in ("arrest-heard", "unheard", "talking"):
+        s.request(caller(ref))
+    assert [k[0] for k in s.order()] == ["unheard", "arrest-heard", "talking"]
+    # Re-stating the queue place without saying anything about triage keeps what intake said before.
+    s.set_queue_state(caller("arrest-heard"), LegQueueState.WAITING, 1, 1.0)
+    assert s.status().legs[0].triaged
+
+
+def test_turns_go_round_the_waiting_callers_one_utterance_at_a_time() -> None:
+    s = RecognitionScheduler(1, FakeClock())
+    for ref, since in (("first", 1.0), ("second", 2.0), ("third", 3.0)):
+        open_and_set(s, ref, LegQueueState.WAITING, priority=2, waiting_since=since)
+    served: list[str] = []
+    for _ in range(6):
+        for ref in ("first", "second", "third"):
+            s.request(caller(ref))
+        key = s.order()[0]
+        assert s.may_run(key)
+        s.start(key)
+        served.append(key[0])
+        s.finish(key, spoke=True)
+    assert served == ["first", "second", "third"] * 2
+    # A turn that only ran the voice-activity detector over silence is no round heard.
+    s.request(caller("first"))
+    s.start(caller("first"))
+    s.finish(caller("first"), spoke=False)
+    assert {leg.call_ref: leg.rounds for leg in s.status().legs} == {"first": 2, "second": 2, "third": 2}
+
+
+def test_rounds_do_not_reorder_calls_in_progress() -> None:
+    s = RecognitionScheduler(1, FakeClock())
+    open_and_set(s, "p1", LegQueueState.IN_PROGRESS, priority=1, waiting_since=1.0)
+    open_and_set(s, "p3", LegQueueState.IN_PROGRESS, priority=3, waiting_since=2.0)
+    s.request(caller("p1"))
+    s.start(caller("p1"))
+    s.finish(caller("p1"), spoke=True)
+    s.request(caller("p1"))
+    s.request(caller("p3"))
+    assert s.order()[0] == caller("p1")
+
+
+def test_slot_time_is_reported_by_what_it_was_spent_on() -> None:
+    clock = FakeClock()
+    s = RecognitionScheduler(2, clock)
+    open_and_set(s, "w", LegQueueState.WAITING, priority=2, waiting_since=1.0)
+    open_and_set(s, "t", LegQueueState.IN_PROGRESS, priority=2)
+    s.request(caller("w"))
+    s.request(caller("t"))
+    s.start(caller("w"))
+    s.start(caller("t"))
+    clock.now += 1.5
+    s.finish(caller("w"), spoke=True)
+    s.finish(caller("t"), spoke=False)
+    s.set_queue_state(caller("w"), LegQueueState.WAITING, 2, 1.0, triaged=True)
+    s.request(caller("w"))
+    s.start(caller("w"))
+    clock.now += 0.5
+    s.finish(caller("w"), spoke=True)
+    s.finish(caller("w"), spoke=True)  # a second finish of the same turn counts nothing
+    s.mark_not_transcribed(caller("w"), 3.0)
+    s.close(caller("w"))
+    status = RecognitionStatus.combine(s.status())
+    assert dict(status.slot_s) == {
+        "in progress: silence": 1.5,
+        "waiting, not triaged from own words: speech": 1.5,
+        "waiting, triaged from own words: speech": 0.5,
+    }
+    # Closed legs no longer count in the open legs' figure; the total since start keeps them.
+    assert status.not_transcribed_s == 0.0 and status.not_transcribed_total_s == 3.0

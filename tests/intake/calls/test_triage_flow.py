@@ -31,7 +31,7 @@ from telephony.events import EcallFacts
 
 
 def triage_rig(
-    triage: ScriptedTriage,
+    triage: ScriptedTriage, controls: CallControls | None = None
 ) -> tuple[CallTriageFlow, SessionRegistry, FakeIncidents, FakeBus, Effects]:
     effects, clock = Effects(), FakeClock()
     store, live, bus = FakeStore(effects), FakeLive(effects), FakeBus(effects)
@@ -40,7 +40,8 @@ def triage_rig(
     locations = CallLocations(store, incidents, records.save, records.publish, clock)
     registry = SessionRegistry()
     flow = CallTriageFlow(
-        triage, registry, records, CallControls(), FakeDesks(effects, live), incidents, locations, store, bus,
+        triage, registry, records, controls or CallControls(), FakeDesks(effects, live), incidents, locations,
+        store, bus,
         "node-a", nodes=live,
     )  # fmt: skip
     return flow, registry, incidents, bus, effects
@@ -141,3 +142,42 @@ async def test_a_stale_read_of_the_incident_never_undoes_a_call_takers_correctio
     await flow.follow_incident(session.call, stale, session)  # the older read, arriving late
     assert session.call.priority == 2 and session.call.triage is not None
     assert session.call.triage.priority == 2 and session.call.triage.source == "incident"
+
+
+class QueueStates:
+    """The recognition side of :class:`CallControls`: what intake told it about each waiting caller."""
+
+    def __init__(self) -> None:
+        self.told: list[tuple[str, bool, int, bool | None]] = []
+
+    def set_leg_queue(
+        self,
+        call_ref: str,
+        leg: str,
+        waiting: bool,
+        priority: int = 3,
+        waiting_since: float | None = None,
+        triaged: bool | None = None,
+    ) -> None:
+        self.told.append((call_ref, waiting, priority, triaged))
+
+
+async def test_recognition_is_told_when_a_waiting_caller_is_triaged_from_their_own_words() -> None:
+    """Recognition serves waiting callers nobody has heard yet first; it learns from triage who was heard."""
+    unsure, fall = decision(unsure=True), decision(IncidentType.MED_OTHER, priority=2)
+    controls, told = CallControls(), QueueStates()
+    controls.transcriber = told  # type: ignore[assignment]
+    flow, _registry, _incidents, _bus, _effects = triage_rig(
+        ScriptedTriage(unsure, unsure, fall, fall), controls
+    )
+    session = CallSession(call=a_call("w1", desk=DeskCode.ZZS))
+    await flow.retriage(session, force=True)
+    session.finals.append("dobrý den")
+    await flow.retriage(session)
+    assert all(triaged is not True for *_, triaged in told.told)
+    session.finals.append("babička upadla na chodníku a nemůže vstát")
+    await flow.retriage(session)
+    assert told.told[-1] == (session.call.call_ref, True, 2, True)
+    count = len(told.told)
+    await flow.retriage(session)  # nothing new: recognition is not told again
+    assert len(told.told) == count
