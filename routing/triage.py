@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from routing.gazetteer import DEFAULT_GAZETTEER_DIR, Gazetteer
-from routing.location import extract_location
+from routing.location import extract_location, location_notes
 from routing.matcher import PhraseMatcher, SignalHit
 from routing.model import DEFAULT_MODEL_FILE, Features, TriageModel, Vector, extract
 from routing.protocol import TCPR_SIGNAL, Condition, Protocol, ScoreRule, TypeSpec, load_protocol
@@ -312,6 +312,7 @@ class Triage:
             f"negated {signal}: {' '.join(e.words)}" for signal, evs in report.negated.items() for e in evs
         )
         location = extract_location(inp.transcript, self.gazetteer) if inp.transcript.strip() else None
+        notes += location_notes(location)
 
         if not scored:
             return self._unsure(
