@@ -11,6 +11,7 @@ for German and colloquial names).
 from __future__ import annotations
 
 import csv
+import functools
 import re
 import tomllib
 from collections import defaultdict
@@ -539,12 +540,13 @@ def _strip_case(folded: str) -> tuple[str, ...]:
     )
 
 
-def _sound_variants(folded: str, glued: bool = True) -> list[tuple[str, float | None]]:
+@functools.lru_cache(maxsize=50_000)
+def _sound_variants(folded: str, glued: bool = True) -> tuple[tuple[str, float | None], ...]:
     """Sound keys of a heard word: as heard, and without a preposition glued to it (with its weight)."""
-    out = [(_sound_key(stem), None) for stem in _strip_case(folded)]
+    out: list[tuple[str, float | None]] = [(_sound_key(stem), None) for stem in _strip_case(folded)]
     if glued and len(folded) >= 6 and folded[0] in _GLUED_PREPOSITIONS:
         out.extend((_sound_key(stem), _GLUED_PREPOSITIONS[folded[0]]) for stem in _strip_case(folded[1:]))
-    return list(dict.fromkeys(out))
+    return tuple(dict.fromkeys(out))
 
 
 def _context_weight(words: Sequence[_Word], i: int) -> float:
