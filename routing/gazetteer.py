@@ -144,7 +144,9 @@ class Gazetteer:
     _word_cache: dict[str, tuple[str, tuple[str, ...]]] = field(default_factory=dict, repr=False)
     _sound_words: list[str] = field(default_factory=list, repr=False)
     _by_sound_first: dict[str, list[PlaceName]] = field(default_factory=lambda: defaultdict(list), repr=False)
-    _fuzzy_cache: dict[str, tuple[tuple[str, float], ...]] = field(default_factory=dict, repr=False)
+    _fuzzy_cache: dict[str, tuple[tuple[PlaceName, float, float | None], ...]] = field(
+        default_factory=dict, repr=False
+    )
     fuzzy_min_similarity: float = FUZZY_MIN_SIMILARITY  # 1.0: names only as heard exactly
 
     def __post_init__(self) -> None:
@@ -302,14 +304,30 @@ class Gazetteer:
             found.sort(key=lambda m: m.span)
         return found
 
-    def _sound_matches(self, key: str) -> tuple[tuple[str, float], ...]:
-        """Name words that sound like `key` (a word's sound key), with their similarity 0..1; cached."""
-        cached = self._fuzzy_cache.get(key)
-        if cached is None:
-            if len(self._fuzzy_cache) > 50000:
-                self._fuzzy_cache.clear()
-            hits = process.extract(key, self._sound_words, scorer=fuzz.ratio, score_cutoff=60.0, limit=8)
-            cached = self._fuzzy_cache[key] = tuple((word, score / 100.0) for word, score, _ in hits)
+    def _first_word_candidates(self, folded: str) -> tuple[tuple[PlaceName, float, float | None], ...]:
+        """Names whose first word a heard word may be (place, similarity, glued preposition's weight), only
+        those that could still reach the threshold with their other words heard exactly; cached per word."""
+        cached = self._fuzzy_cache.get(folded)
+        if cached is not None:
+            return cached
+        if len(self._fuzzy_cache) > 50000:
+            self._fuzzy_cache.clear()
+        best: dict[tuple[int, float | None], tuple[PlaceName, float, float | None]] = {}
+        for key, glued in _sound_variants(folded):
+            for sound, score, _ in process.extract(
+                key, self._sound_words, scorer=fuzz.ratio, score_cutoff=55.0, limit=8
+            ):
+                similarity = score / 100.0
+                for place in self._by_sound_first.get(sound, ()):
+                    letters = [len(w) for w in place.pattern]
+                    # with every other word heard exactly, can the letter-weighted mean still pass?
+                    reachable = similarity * letters[0] + sum(letters[1:]) >= self.fuzzy_min_similarity * sum(
+                        letters
+                    )
+                    slot = (id(place), glued)
+                    if reachable and (slot not in best or best[slot][1] < similarity):
+                        best[slot] = (place, similarity, glued)
+        cached = self._fuzzy_cache[folded] = tuple(best.values())
         return cached
 
     def _fuzzy_mentions(self, words: Sequence[_Word], exact: Sequence[Mention]) -> list[Mention]:
@@ -321,14 +339,12 @@ class Gazetteer:
         while i < len(words):
             best: tuple[float, PlaceName, float | None] | None = None
             if free[i]:
-                for key, glued in _sound_variants(words[i].folded):
-                    for sound, similarity in self._sound_matches(key):
-                        for place in self._by_sound_first.get(sound, ()):
-                            total = self._fuzzy_similarity(place, words, i, free, similarity)
-                            if total is None or (best is not None and total <= best[0]):
-                                continue
-                            if self._fuzzy_plausible(place, words, i, total, glued):
-                                best = (total, place, glued)
+                for place, similarity, glued in self._first_word_candidates(words[i].folded):
+                    total = self._fuzzy_similarity(place, words, i, free, similarity)
+                    if total is None or (best is not None and total <= best[0]):
+                        continue
+                    if self._fuzzy_plausible(place, words, i, total, glued):
+                        best = (total, place, glued)
             if best is None:
                 i += 1
                 continue
@@ -358,20 +374,15 @@ class Gazetteer:
             return None
         if any(words[i + k].clause != words[i].clause for k in range(1, n)):
             return None
-        scores = [first]
-        for k in range(1, n):
-            wanted = _sound_key(place.pattern[k])
-            heard = max(
-                (
-                    fuzz.ratio(key, wanted) / 100.0
-                    for key, _ in _sound_variants(words[i + k].folded, glued=False)
-                ),
-                default=0.0,
-            )
-            scores.append(heard)
         letters = [len(w) for w in place.pattern]
-        total = sum(s * n_letters for s, n_letters in zip(scores, letters, strict=True)) / sum(letters)
-        return total if total >= self.fuzzy_min_similarity else None
+        needed = self.fuzzy_min_similarity * sum(letters)
+        reached = first * letters[0]
+        for k in range(1, n):
+            # the rest of the name heard exactly could no longer lift the mean over the threshold: stop
+            if reached + sum(letters[k:]) < needed:
+                return None
+            reached += _word_similarity(words[i + k].folded, place.pattern[k]) * letters[k]
+        return reached / sum(letters) if reached >= needed else None
 
     def _fuzzy_plausible(
         self, place: PlaceName, words: Sequence[_Word], i: int, similarity: float, glued: float | None
@@ -537,6 +548,15 @@ def _strip_case(folded: str) -> tuple[str, ...]:
         folded[: len(folded) - len(e)]
         for e in _CASE_ENDINGS
         if folded.endswith(e) and len(folded) - len(e) >= 3
+    )
+
+
+@functools.lru_cache(maxsize=50_000)
+def _word_similarity(folded: str, name_word: str) -> float:
+    """How close a heard word (in its closest case-stemmed form) sounds to one word of a name, 0..1."""
+    wanted = _sound_key(name_word)
+    return max(
+        (fuzz.ratio(key, wanted) / 100.0 for key, _ in _sound_variants(folded, glued=False)), default=0.0
     )
 
 
