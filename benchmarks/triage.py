@@ -57,10 +57,17 @@ def main(argv: list[str]) -> int:
     )
     words_per_call = statistics.mean(len(c["caller"].split()) for c in calls)
     print(f"calls: {len(calls)}, mean words per call: {words_per_call:.0f}")
-    for label, with_model in (("rules alone", False), ("rules + learned model", True)):
+    configurations = (
+        ("rules alone", False, True),
+        ("rules + learned model, place names only as heard exactly", True, False),
+        ("rules + learned model (as shipped: misheard place names matched too)", True, True),
+    )
+    for label, with_model, fuzzy_places in configurations:
         started = time.perf_counter()
         triage = Triage.from_data_dir(with_model=with_model)
         build_s = time.perf_counter() - started
+        if not fuzzy_places:
+            triage.gazetteer.fuzzy_min_similarity = 1.0
         if with_model and triage.model is None:
             print("no learned model in routing/data/model/: run `izs triage train`")
             continue

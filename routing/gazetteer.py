@@ -11,6 +11,7 @@ for German and colloquial names).
 from __future__ import annotations
 
 import csv
+import functools
 import re
 import tomllib
 from collections import defaultdict
@@ -18,6 +19,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import simplemma
 from rapidfuzz import fuzz, process
 
 from routing.text import fold
@@ -61,6 +63,20 @@ _STREET_WORDS = frozenset({"namesti", "namesty", "ulice", "ulici", "trida", "tri
 _ADJECTIVE_ENDINGS = ("ska", "sky", "ske", "skou", "skeho", "cka", "cky", "cke", "ckou", "ckeho")
 _MIN_SCORE = 2.0  # a municipality needs at least this much to be "the place the caller is at"
 
+# Names as a recogniser hears them ("vkarlových vářech", "sokolov" lower case, "v horním slaskově"): after
+# the exact pass, the words no exact mention took are compared with the names by sound (_sound_key) and
+# edit distance, each word without its case ending. A match says how sure it is (the names' mean
+# similarity); it counts only from FUZZY_MIN_SIMILARITY (chosen on the training corpus' real recognitions
+# and dev.jsonl, docs/triage.md), its weight is scaled by that similarity, and a single misheard word needs
+# a place preposition or a capital letter ("nedéka" is "nedýchá" misheard, not Nejdek).
+FUZZY_MIN_SIMILARITY = 0.85
+_FUZZY_MIN_LETTERS = 5  # a name word shorter than this is only taken as heard exactly ("cheb", not "chleb")
+# "vkarlových", "skraslici", "usokolova": Whisper glues the preposition to the name; its weight as a word
+_GLUED_PREPOSITIONS = {"v": 3.0, "f": 3.0, "z": 1.0, "s": 1.0, "u": 2.0}
+_SURNAME_ENDINGS = ("ová", "ové", "ový", "ého")
+_SOUND_RULES = (("ch", "h"), ("y", "i"), ("w", "v"), ("q", "k"), ("x", "ks"))
+_DOUBLE_RE = re.compile(r"(.)\1+")
+
 
 @dataclass(frozen=True, slots=True)
 class PlaceName:
@@ -79,6 +95,7 @@ class Mention:
     span: tuple[int, int]
     weight: float
     fuzzy: bool
+    similarity: float = 1.0  # < 1.0 (or a fuzzy mention): the words were heard differently from the name
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,6 +110,17 @@ class PlaceMatch:
     span: tuple[int, int]
     municipality_code: str = ""
     mentions: tuple[Mention, ...] = ()
+
+    @property
+    def heard_as(self) -> tuple[str, ...] | None:
+        """The words, when the municipality was matched from words heard differently (fuzzy), else None."""
+        strongest = max(self.mentions, key=lambda m: m.weight, default=None)
+        return strongest.words if strongest is not None and strongest.fuzzy else None
+
+    @property
+    def similarity(self) -> float:
+        strongest = max(self.mentions, key=lambda m: m.weight, default=None)
+        return strongest.similarity if strongest is not None else 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,6 +142,12 @@ class Gazetteer:
     _first_stems: list[str] = field(default_factory=list, repr=False)
     _heads: dict[str, PlaceName] = field(default_factory=dict, repr=False)
     _word_cache: dict[str, tuple[str, tuple[str, ...]]] = field(default_factory=dict, repr=False)
+    _sound_words: list[str] = field(default_factory=list, repr=False)
+    _by_sound_first: dict[str, list[PlaceName]] = field(default_factory=lambda: defaultdict(list), repr=False)
+    _fuzzy_cache: dict[str, tuple[tuple[PlaceName, float, float | None], ...]] = field(
+        default_factory=dict, repr=False
+    )
+    fuzzy_min_similarity: float = FUZZY_MIN_SIMILARITY  # 1.0: names only as heard exactly
 
     def __post_init__(self) -> None:
         head_owners: dict[str, set[str]] = defaultdict(set)
@@ -133,6 +167,13 @@ class Gazetteer:
                 and head not in self._by_first_single()
             ):
                 self._heads.setdefault(head, name)
+        sounds: set[str] = set()
+        for name in self.names:
+            if len(name.pattern[0]) >= 4 or len(name.pattern) >= 2:
+                keys = [_sound_key(w) for w in name.pattern]
+                self._by_sound_first[keys[0]].append(name)
+                sounds.update(keys)
+        self._sound_words = sorted(sounds)
 
     def _by_first_single(self) -> set[str]:
         return {n.pattern[0] for n in self.names if len(n.pattern) == 1}
@@ -258,7 +299,111 @@ class Gazetteer:
                 )
             )
             i += n
+        if self.fuzzy_min_similarity < 1.0:
+            found.extend(self._fuzzy_mentions(words, found))
+            found.sort(key=lambda m: m.span)
         return found
+
+    def _first_word_candidates(self, folded: str) -> tuple[tuple[PlaceName, float, float | None], ...]:
+        """Names whose first word a heard word may be (place, similarity, glued preposition's weight), only
+        those that could still reach the threshold with their other words heard exactly; cached per word."""
+        cached = self._fuzzy_cache.get(folded)
+        if cached is not None:
+            return cached
+        if len(self._fuzzy_cache) > 50000:
+            self._fuzzy_cache.clear()
+        best: dict[tuple[int, float | None], tuple[PlaceName, float, float | None]] = {}
+        for key, glued in _sound_variants(folded):
+            for sound, score, _ in process.extract(
+                key, self._sound_words, scorer=fuzz.ratio, score_cutoff=55.0, limit=8
+            ):
+                similarity = score / 100.0
+                for place in self._by_sound_first.get(sound, ()):
+                    letters = [len(w) for w in place.pattern]
+                    # with every other word heard exactly, can the letter-weighted mean still pass?
+                    reachable = similarity * letters[0] + sum(letters[1:]) >= self.fuzzy_min_similarity * sum(
+                        letters
+                    )
+                    slot = (id(place), glued)
+                    if reachable and (slot not in best or best[slot][1] < similarity):
+                        best[slot] = (place, similarity, glued)
+        cached = self._fuzzy_cache[folded] = tuple(best.values())
+        return cached
+
+    def _fuzzy_mentions(self, words: Sequence[_Word], exact: Sequence[Mention]) -> list[Mention]:
+        """Names heard differently: words no exact mention took, matched by sound and edit distance."""
+        taken = [m.span for m in exact]
+        free = [not any(a <= w.start < b for a, b in taken) for w in words]
+        found: list[Mention] = []
+        i = 0
+        while i < len(words):
+            best: tuple[float, PlaceName, float | None] | None = None
+            if free[i]:
+                for place, similarity, glued in self._first_word_candidates(words[i].folded):
+                    total = self._fuzzy_similarity(place, words, i, free, similarity)
+                    if total is None or (best is not None and total <= best[0]):
+                        continue
+                    if self._fuzzy_plausible(place, words, i, total, glued):
+                        best = (total, place, glued)
+            if best is None:
+                i += 1
+                continue
+            similarity, place, glued = best
+            n = len(place.pattern)
+            span_words = words[i : i + n]
+            context = glued if glued is not None else _context_weight(words, i)
+            found.append(
+                Mention(
+                    place=place,
+                    words=tuple(w.text for w in span_words),
+                    span=(span_words[0].start, span_words[-1].end),
+                    weight=round(context * similarity, 3),
+                    fuzzy=True,
+                    similarity=round(similarity, 3),
+                )
+            )
+            i += n
+        return found
+
+    def _fuzzy_similarity(
+        self, place: PlaceName, words: Sequence[_Word], i: int, free: Sequence[bool], first: float
+    ) -> float | None:
+        """The name's words against the text's words from i: similarity weighted by letters, or None."""
+        n = len(place.pattern)
+        if i + n > len(words) or not all(free[i : i + n]):
+            return None
+        if any(words[i + k].clause != words[i].clause for k in range(1, n)):
+            return None
+        letters = [len(w) for w in place.pattern]
+        needed = self.fuzzy_min_similarity * sum(letters)
+        reached = first * letters[0]
+        for k in range(1, n):
+            # the rest of the name heard exactly could no longer lift the mean over the threshold: stop
+            if reached + sum(letters[k:]) < needed:
+                return None
+            reached += _word_similarity(words[i + k].folded, place.pattern[k]) * letters[k]
+        return reached / sum(letters) if reached >= needed else None
+
+    def _fuzzy_plausible(
+        self, place: PlaceName, words: Sequence[_Word], i: int, similarity: float, glued: float | None
+    ) -> bool:
+        first = words[i]
+        previous = words[i - 1].folded if i > 0 and words[i - 1].clause == first.clause else ""
+        after_preposition = glued is not None or _CONTEXT_WEIGHTS.get(previous, 0.0) >= 1.0
+        if place.common_word and not after_preposition:
+            return False
+        if len(place.pattern) == 1:
+            # one word is weak evidence: a name long enough, said after a place preposition or with a capital,
+            # not an adjective or a surname ("karlovarská", "Hálová", "Hodková")
+            if len(place.pattern[0]) < _FUZZY_MIN_LETTERS or not (after_preposition or first.capitalised):
+                return False
+            if first.folded.endswith(_ADJECTIVE_ENDINGS) or first.text.lower().endswith(_SURNAME_ENDINGS):
+                return False
+        # a real Czech word that is not the name itself ("chleba", "vchodovou") was heard right; a name of two
+        # or more words heard close enough is evidence enough ("v karlových vadech")
+        if (similarity >= 1.0 and glued is None) or len(place.pattern) >= 2:
+            return True
+        return not simplemma.is_known(first.text.lower(), lang="cs")
 
     def _plausible(self, place: PlaceName, words: Sequence[_Word], i: int, cased: bool) -> bool:
         first = words[i]
@@ -387,6 +532,41 @@ def _words(text: str, cache: dict[str, tuple[str, tuple[str, ...]]]) -> list[_Wo
         )
         last_end = match.end()
     return out
+
+
+def _sound_key(folded: str) -> str:
+    """A folded word as it sounds, for comparing with what a recogniser wrote: y = i, ch = h, no doubles."""
+    for a, b in _SOUND_RULES:
+        folded = folded.replace(a, b)
+    return _DOUBLE_RE.sub(r"\1", folded)
+
+
+def _strip_case(folded: str) -> tuple[str, ...]:
+    """The word without each case ending it could carry, at least three letters kept ("varech" -> "var",
+    "vare", "varech"): the name's stem is compared with each and the closest counts."""
+    return tuple(
+        folded[: len(folded) - len(e)]
+        for e in _CASE_ENDINGS
+        if folded.endswith(e) and len(folded) - len(e) >= 3
+    )
+
+
+@functools.lru_cache(maxsize=50_000)
+def _word_similarity(folded: str, name_word: str) -> float:
+    """How close a heard word (in its closest case-stemmed form) sounds to one word of a name, 0..1."""
+    wanted = _sound_key(name_word)
+    return max(
+        (fuzz.ratio(key, wanted) / 100.0 for key, _ in _sound_variants(folded, glued=False)), default=0.0
+    )
+
+
+@functools.lru_cache(maxsize=50_000)
+def _sound_variants(folded: str, glued: bool = True) -> tuple[tuple[str, float | None], ...]:
+    """Sound keys of a heard word: as heard, and without a preposition glued to it (with its weight)."""
+    out: list[tuple[str, float | None]] = [(_sound_key(stem), None) for stem in _strip_case(folded)]
+    if glued and len(folded) >= 6 and folded[0] in _GLUED_PREPOSITIONS:
+        out.extend((_sound_key(stem), _GLUED_PREPOSITIONS[folded[0]]) for stem in _strip_case(folded[1:]))
+    return tuple(dict.fromkeys(out))
 
 
 def _context_weight(words: Sequence[_Word], i: int) -> float:

@@ -268,6 +268,17 @@ def _landmark(text: str, words: Sequence[_W]) -> tuple[str, Evidence] | None:
     return None
 
 
+def location_notes(location: SpokenLocation | None) -> tuple[str, ...]:
+    """A note per municipality matched from misheard words: "municipality heard as '…', matched …"."""
+    if location is None:
+        return ()
+    return tuple(
+        f"municipality heard as '{' '.join(e.words)}', matched {location.municipality} (similarity {e.weight:.2f})"
+        for e in location.evidence
+        if e.rule == "location.municipality.fuzzy"
+    )
+
+
 def extract_location(text: str, gazetteer: Gazetteer) -> SpokenLocation | None:
     """Everything the caller said about where they are; None when nothing at all."""
     words = _tokens(text)
@@ -275,7 +286,17 @@ def extract_location(text: str, gazetteer: Gazetteer) -> SpokenLocation | None:
     place: PlaceMatch | None = gazetteer.best(matches)
     evidence: list[Evidence] = []
     places = [m.span for match in matches for m in match.mentions]
-    if place is not None:
+    if place is not None and place.heard_as is not None:
+        # matched from words heard differently: says so, with how sure, so a call taker can overrule it
+        evidence.append(
+            Evidence(
+                rule="location.municipality.fuzzy",
+                words=place.words,
+                weight=place.similarity,
+                span=place.span,
+            )
+        )
+    elif place is not None:
         evidence.append(Evidence(rule="location.municipality", words=place.words, span=place.span))
     street = _street(words, places)
     road = _road(words)

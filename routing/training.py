@@ -7,7 +7,8 @@ fitted noise model's). dev.jsonl and the sealed split are never trained on.
 
 The calls are split into FOLDS by a hash of their id (a call's clean and recognised texts stay together).
 Out-of-fold predictions give (1) each head's temperature (calibration), (2) the cross-validated figures, and
-(3) the combination of rules and model, chosen by measurement (TYPE_SOURCES x AGENCY_SOURCES x CLEAR_AGENCY, then TCPR_THRESHOLDS): which decides the type,
+(3) the combination of rules and model, chosen by measurement (TYPE_SOURCES x AGENCY_SOURCES x CLEAR_AGENCY, then
+RULES_WEIGHTS x AGENCY_SOURCES, then TCPR_THRESHOLDS): which decides the type, how much the heard signals weigh in it,
 where the agencies come from, how sure the words must be before the dialled agency yields, and the model
 probability that adds to the T-CPR rules. Then every head is fitted on all calls.
 
@@ -45,6 +46,9 @@ REGULARISATION_C = 8.0
 TEMPERATURES = tuple(round(0.3 + 0.05 * i, 2) for i in range(55))
 TCPR_THRESHOLDS = (None, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 TYPE_SOURCES = ("model", "rules_if_sure")
+# With the type from the model: how much the rules' heard signals weigh beside the type head
+# (CombinePolicy.rules_weight); 0.0 is the head alone. Tried after the first choice, with every agency source.
+RULES_WEIGHTS = (0.0, 0.1, 0.2, 0.35, 0.5, 0.75, 1.0, 1.5, 2.0)
 AGENCY_SOURCES = ("heads", "type_rules", "union")
 # Safety by construction: the dialled number's agency is kept unless the model's primary agency is at least
 # this sure (routing.safety); 0.0 (the model always decides) is not on offer even where it measures best.
@@ -403,6 +407,8 @@ def train(
         for i in range(len(samples)):
             oof[i][name] = {c: float(v) for c, v in zip(classes[name], p[i], strict=True)}
     policy, scores = choose_policy(triage, samples, heard, oof)
+    for tried, score in scores:
+        say(f"combination out-of-fold: {tried} -> {score}")
     tcpr_probs = {
         head: _probs(oof_logits["tcpr" if head == "full" else "tcpr_prefix"], temperatures[name], True)[:, 0]
         for head, name in zip(TCPR_HEADS, ("tcpr", "tcpr_prefix"), strict=True)
@@ -520,11 +526,14 @@ def choose_policy(
     oof: Sequence[dict[str, dict[str, float]]],
 ) -> tuple[CombinePolicy, list[tuple[dict[str, Any], float]]]:
     """Every combination on the out-of-fold predictions; the best sum of primary-agency, agency-set and type
-    accuracy wins (ties: the earlier, simpler one). The T-CPR head and threshold are choose_tcpr's."""
+    accuracy wins (ties: the earlier, simpler one). Then, with the clear_agency chosen, the weight of the heard
+    signals in the model's type (RULES_WEIGHTS) with every agency source. The T-CPR head and threshold are
+    choose_tcpr's."""
     scores: list[tuple[dict[str, Any], float]] = []
     best: tuple[float, CombinePolicy] | None = None
-    for type_source, agency_source, clear in itertools.product(TYPE_SOURCES, AGENCY_SOURCES, CLEAR_AGENCY):
-        policy = CombinePolicy(type_source=type_source, agency_source=agency_source, clear_agency=clear)
+
+    def consider(policy: CombinePolicy) -> None:
+        nonlocal best
         pairs = [
             (s.scenario, prediction(decide_with(triage, s, h, p, policy)))
             for s, h, p in zip(samples, heard, oof, strict=True)
@@ -533,7 +542,17 @@ def choose_policy(
         scores.append((policy.to_json(), round(score, 4)))
         if best is None or score > best[0] + 1e-9:
             best = (score, policy)
+
+    for type_source, agency_source, clear in itertools.product(TYPE_SOURCES, AGENCY_SOURCES, CLEAR_AGENCY):
+        consider(CombinePolicy(type_source=type_source, agency_source=agency_source, clear_agency=clear))
     assert best is not None
+    clear = best[1].clear_agency
+    for weight, agency_source in itertools.product(RULES_WEIGHTS[1:], AGENCY_SOURCES):
+        consider(
+            CombinePolicy(
+                type_source="model", agency_source=agency_source, clear_agency=clear, rules_weight=weight
+            )
+        )
     return best[1], scores
 
 

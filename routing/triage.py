@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from routing.gazetteer import DEFAULT_GAZETTEER_DIR, Gazetteer
-from routing.location import extract_location
+from routing.location import extract_location, location_notes
 from routing.matcher import PhraseMatcher, SignalHit
 from routing.model import DEFAULT_MODEL_FILE, Features, TriageModel, Vector, extract
 from routing.protocol import TCPR_SIGNAL, Condition, Protocol, ScoreRule, TypeSpec, load_protocol
@@ -36,12 +36,18 @@ class CombinePolicy:
     (the decided type's agencies plus the protocol's agency rules) or "union" of both. clear_agency: the
     primary-agency probability from which the words "clearly point elsewhere" than the dialled number.
     tcpr_threshold: the T-CPR head's probability that raises T-CPR besides the rules (None: the rules alone).
+    rules_weight: with type_source "model", how much the signals the rules heard weigh beside the type head:
+    each type's log-probability gains rules_weight x its protocol score (the strongest of its rules that fired,
+    routing/data/types.toml), so a type whose signals were heard ("unresponsive") outranks one whose signals
+    were not ("poisoning" without a drug or alcohol word) unless the words say clearly otherwise. 0.0: the head
+    alone.
     """
 
     type_source: str = "model"
     agency_source: str = "heads"
     clear_agency: float = 0.5
     tcpr_threshold: float | None = None
+    rules_weight: float = 0.0
 
     def to_json(self) -> dict[str, object]:
         return {
@@ -49,17 +55,20 @@ class CombinePolicy:
             "agency_source": self.agency_source,
             "clear_agency": self.clear_agency,
             "tcpr_threshold": self.tcpr_threshold,
+            "rules_weight": self.rules_weight,
         }
 
     @classmethod
     def from_json(cls, data: Mapping[str, object]) -> CombinePolicy:
         threshold = data.get("tcpr_threshold")
         clear = data.get("clear_agency", 0.5)
+        weight = data.get("rules_weight", 0.0)
         return cls(
             type_source=str(data.get("type_source", "model")),
             agency_source=str(data.get("agency_source", "heads")),
             clear_agency=float(clear) if isinstance(clear, int | float) else 0.5,
             tcpr_threshold=float(threshold) if isinstance(threshold, int | float) else None,
+            rules_weight=float(weight) if isinstance(weight, int | float) else 0.0,
         )
 
 
@@ -195,6 +204,8 @@ class Triage:
         present: dict[str, tuple[Evidence, ...]] = dict(report.present)
         type_probs = sorted(probs["type"].items(), key=lambda kv: (-kv[1], kv[0]))
         ranked = [(IncidentType(t), p) for t, p in type_probs if t in IncidentType.__members__]
+        if policy.type_source == "model" and policy.rules_weight > 0.0:
+            ranked = weigh_heard_signals(ranked, self.rule_type_scores(inp, report), policy.rules_weight)
         if not ranked:
             return safeguard(rules, inp, no_emergency_proof(report.present), clear=not rules.unsure)
         tcpr = self.tcpr_flag(rules, probs, policy)
@@ -258,6 +269,12 @@ class Triage:
             proof = tuple(ev for ev in type_evidence if ev.rule.startswith("model."))
         return safeguard(decision, inp, proof, clear=primary_p >= policy.clear_agency)
 
+    def rule_type_scores(self, inp: TriageInput, report: SignalReport) -> dict[IncidentType, float]:
+        """Each type's protocol score from the signals heard (types none of whose rules fired are absent)."""
+        dialled_desk = DESK_BY_DIALLED.get(inp.dialled.strip(), DeskCode.D112)
+        scored = self._score_types(report.present, report.strength, dialled_desk, prior=False)
+        return {itype: score for itype, score, _ in scored}
+
     def _combined_agencies(
         self,
         spec: TypeSpec | None,
@@ -312,6 +329,7 @@ class Triage:
             f"negated {signal}: {' '.join(e.words)}" for signal, evs in report.negated.items() for e in evs
         )
         location = extract_location(inp.transcript, self.gazetteer) if inp.transcript.strip() else None
+        notes += location_notes(location)
 
         if not scored:
             return self._unsure(
@@ -353,7 +371,12 @@ class Triage:
     # -----------------------------------------------------------------------------------------------------
 
     def _score_types(
-        self, present: Mapping[str, object], strength: Mapping[str, float], dialled_desk: DeskCode
+        self,
+        present: Mapping[str, object],
+        strength: Mapping[str, float],
+        dialled_desk: DeskCode,
+        *,
+        prior: bool = True,
     ) -> list[tuple[IncidentType, float, ScoreRule]]:
         results: list[tuple[IncidentType, float, ScoreRule]] = []
         for itype, spec in self.protocol.types.items():
@@ -368,7 +391,7 @@ class Triage:
                 continue
             fired.sort(key=lambda x: -x[0])
             score = fired[0][0] + 0.25 * sum(w for w, _ in fired[1:])
-            if spec.agencies and DESK_BY_AGENCY[spec.agencies[0]] == dialled_desk:
+            if prior and spec.agencies and DESK_BY_AGENCY[spec.agencies[0]] == dialled_desk:
                 score += self.protocol.settings.dialled_prior
             results.append((itype, score, fired[0][1]))
         results.sort(key=lambda x: -x[1])
@@ -462,6 +485,25 @@ def _evidence_for(
         for ev in present.get(signal, ()):
             out.append(Evidence(rule=f"{rule_id}/{ev.rule}", words=ev.words, weight=ev.weight, span=ev.span))
     return tuple(out)
+
+
+def weigh_heard_signals(
+    ranked: Sequence[tuple[IncidentType, float]], scores: Mapping[IncidentType, float], weight: float
+) -> list[tuple[IncidentType, float]]:
+    """The type head's probabilities with the rules' evidence: log p(t) + weight x score(t), renormalised.
+
+    The head reads n-grams; a phrase it learned from one type ("nejde probudit" in many overdose calls) can
+    outweigh what the protocol heard ("unresponsive", no drug or alcohol word). Weighing the heard signals in
+    keeps the type consistent with them; the weight is chosen by measurement (routing/training.py)."""
+    if not scores:
+        return list(ranked)
+    logits = [math.log(max(p, 1e-9)) + weight * scores.get(t, 0.0) for t, p in ranked]
+    top = max(logits)
+    exp = [math.exp(z - top) for z in logits]
+    total = sum(exp)
+    blended = [(t, e / total) for (t, _), e in zip(ranked, exp, strict=True)]
+    blended.sort(key=lambda tp: (-tp[1], tp[0].value))
+    return blended
 
 
 def _tcpr_confidence(tcpr: bool, strength: Mapping[str, float]) -> float:

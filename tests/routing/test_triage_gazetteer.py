@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from routing.gazetteer import Gazetteer
 from routing.location import extract_location, parse_spoken_number
@@ -134,3 +136,70 @@ def test_street_named_with_a_genitive_word(gazetteer: Gazetteer) -> None:
 def test_abbreviations_are_not_streets(gazetteer: Gazetteer) -> None:
     loc = extract_location("Je to šedivej Passat, SPZ začíná čtyři Ká, jedeme na šestce z Varů.", gazetteer)
     assert loc is None or loc.house_number is None
+
+
+# ---------------------------------------------------------------------------- names as a recogniser hears them
+
+
+@pytest.mark.parametrize(
+    ("text", "municipality"),
+    [
+        # Whisper output of Festival Czech through the telephone band (routing/data/corpus/recognised/)
+        ("Jsme vkarlových vářech, manžel zkolaboval.", "Karlovy Vary"),  # preposition glued on
+        ("Jsme v karlových vadech u nádraží.", "Karlovy Vary"),  # one word of two misheard
+        ("Pomoc, v horním slaskově leží muž.", "Horní Slavkov"),
+        ("Bydlí vkraslicích, leží na zemi.", "Kraslice"),  # "v Kraslicích" glued
+        ("Leží tady v svatavě ve fabrice.", "Svatava"),  # lower case in a cased text
+        # not places: misheard protocol words, real words, surnames, a doorway
+        ("Hatečka nedéka, krev nikde, ale nedéka.", None),  # "nedýchá", not Nejdek
+        ("Koupila jsem chleba a spadla.", None),
+        ("Sokolov, Jednoty. V celém vchodu je cítit plyn.", "Sokolov"),  # "vchodu" is not Chodov
+        ("Dobrý den, tady Hálová, Cheb, Kamenná.", "Cheb"),  # a surname, not Hazlov
+        ("My friend fell, his leg is broken, near Loket.", "Loket"),  # "his" is not Chyše
+        ("Jsme v diskadlových vadech.", None),  # too far from "Karlových Varech" to trust
+    ],
+)
+def test_misheard_place_names_match_only_when_close_enough(
+    gazetteer: Gazetteer, text: str, municipality: str | None
+) -> None:
+    found = gazetteer.locate(text)
+    assert (found.municipality if found else None) == municipality
+
+
+def test_a_fuzzy_match_says_how_it_was_heard(gazetteer: Gazetteer) -> None:
+    found = gazetteer.locate("Pomoc, v horním slaskově leží muž.")
+    assert found is not None
+    assert found.heard_as == ("horním", "slaskově")
+    assert 0.85 <= found.similarity < 1.0
+    exact = gazetteer.locate("Pomoc, v Horním Slavkově leží muž.")
+    assert exact is not None and exact.heard_as is None and exact.similarity == 1.0
+
+
+def test_fuzzy_matching_can_be_switched_off(gazetteer: Gazetteer) -> None:
+    strict = Gazetteer(gazetteer.names, fuzzy_min_similarity=1.0)
+    assert strict.locate("Pomoc, v horním slaskově leží muž.") is None
+    assert strict.locate("v Chebu u nádraží") is not None
+
+
+def test_the_location_evidence_and_the_notes_name_a_fuzzy_match(gazetteer: Gazetteer) -> None:
+    from routing.location import location_notes
+
+    location = extract_location("Jsme vkarlových vářech, manžel zkolaboval.", gazetteer)
+    assert location is not None and location.municipality == "Karlovy Vary"
+    assert [e.rule for e in location.evidence][:1] == ["location.municipality.fuzzy"]
+    assert location_notes(location) == (
+        "municipality heard as 'vkarlových vářech', matched Karlovy Vary (similarity 1.00)",
+    )
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(alphabet="aábcčdďeéěfghiíjklmnňoópqrřsštťuúůvwxyýzž ,.", max_size=120))
+def test_fuzzy_mentions_never_raise_and_hold_the_threshold(text: str) -> None:
+    gazetteer = _GAZETTEER
+    for match in gazetteer.resolve(text):
+        for mention in match.mentions:
+            assert mention.similarity >= gazetteer.fuzzy_min_similarity or not mention.fuzzy
+            assert 0 <= mention.span[0] < mention.span[1] <= len(text)
+
+
+_GAZETTEER = Gazetteer.load_default()

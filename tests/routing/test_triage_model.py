@@ -11,7 +11,7 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from routing.model import MAGIC, Head, ModelError, TriageModel, extract
-from routing.triage import Triage
+from routing.triage import Triage, weigh_heard_signals
 from routing.types import TriageInput
 from routing.vocabulary import Agency, IncidentType
 
@@ -144,3 +144,49 @@ def test_learned_triage_with_no_transcript_is_unknown(learned: Triage) -> None:
     d = learned.decide(TriageInput(dialled="150", transcript=""))
     assert d.incident_type.value is IncidentType.UNKNOWN
     assert [a.value for a in d.agencies] == [Agency.HZS]
+
+
+# ------------------------------------------------------------------- the type agrees with the signals heard
+
+
+def test_an_unconscious_person_without_a_poisoning_word_is_unconscious(learned: Triage) -> None:
+    # The type head alone said MED_POISONING ("nejde probudit" is frequent in overdose calls); the rules heard
+    # "unresponsive" and no drug or alcohol word. The heard signals weigh in (CombinePolicy.rules_weight).
+    assert learned.model is not None and learned.model.meta["policy"]["rules_weight"] > 0.0
+    d = learned.decide(TriageInput(dialled="155", transcript="Manžel zkolaboval, nejde probudit."))
+    assert d.incident_type.value is IncidentType.MED_UNCONSCIOUS
+    assert not d.tcpr.value
+    assert [a.value for a in d.agencies][:1] == [Agency.ZZS]
+    # with a poisoning cue the same words are a poisoning
+    d = learned.decide(
+        TriageInput(dialled="155", transcript="Manžel spolykal prášky na spaní, zkolaboval, nejde probudit.")
+    )
+    assert d.incident_type.value is IncidentType.MED_POISONING
+
+
+_TYPES = list(IncidentType)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(st.floats(min_value=1e-6, max_value=1.0), min_size=3, max_size=8),
+    st.dictionaries(st.integers(min_value=0, max_value=7), st.floats(min_value=0.0, max_value=8.0)),
+    st.floats(min_value=0.0, max_value=2.0),
+    st.integers(min_value=0, max_value=7),
+    st.floats(min_value=0.1, max_value=3.0),
+)
+def test_heard_signals_only_ever_raise_the_type_they_support(
+    raw: list[float], rule: dict[int, float], weight: float, boosted: int, extra: float
+) -> None:
+    total = sum(raw)
+    ranked = [(_TYPES[i], p / total) for i, p in enumerate(raw)]
+    scores = {_TYPES[i]: s for i, s in rule.items() if i < len(raw)}
+    blended = dict(weigh_heard_signals(ranked, scores, weight))
+    assert abs(sum(blended.values()) - 1.0) < 1e-6
+    if weight == 0.0 or not scores:
+        assert all(abs(blended[t] - p) < 1e-9 for t, p in ranked)
+    # more of a type's signals heard never lowers that type's probability
+    target = _TYPES[boosted % len(raw)]
+    more = dict(scores)
+    more[target] = more.get(target, 0.0) + extra
+    assert dict(weigh_heard_signals(ranked, more, weight))[target] >= blended[target] - 1e-9
