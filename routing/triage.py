@@ -225,22 +225,42 @@ class Triage:
             chosen, confidence = rules.incident_type.value, rules.incident_type.confidence
         else:
             chosen, confidence = ranked[0]
-        confidence = round(float(confidence), 3)
-        unsure = confidence < UNSURE_TYPE_BELOW and not rules.tcpr.value
-        type_evidence: tuple[Evidence, ...] = ()
-        if rules.incident_type.value is chosen:
-            type_evidence = rules.incident_type.evidence
-        elif tcpr:
-            type_evidence = tcpr_evidence
-        if explain is not None and self.model is not None:
-            type_evidence = (
-                *type_evidence,
-                *self._model_evidence(inp.transcript, explain, "type", chosen.value),
-            )
         if rules.tcpr.value:
             present[TCPR_SIGNAL] = rules.tcpr.evidence
+
+        def type_evidence_for(chosen: IncidentType) -> tuple[Evidence, ...]:
+            evidence: tuple[Evidence, ...] = ()
+            if rules.incident_type.value is chosen:
+                evidence = rules.incident_type.evidence
+            elif tcpr:
+                evidence = tcpr_evidence
+            if explain is not None and self.model is not None:
+                evidence = (*evidence, *self._model_evidence(inp.transcript, explain, "type", chosen.value))
+            return evidence
+
+        confidence = round(float(confidence), 3)
+        type_evidence = type_evidence_for(chosen)
         spec = self.protocol.types.get(chosen)
         agencies = self._combined_agencies(spec, present, probs, policy, confidence, type_evidence)
+        story = (
+            None
+            if tcpr
+            else one_story(chosen, agencies, ranked, probs.get("primary", {}), self.protocol, present)
+        )
+        if story is not None and story[0] is not chosen:
+            # The agencies' head heard another kind of emergency than the type head: the type follows.
+            chosen, confidence = story[0], round(float(story[1]), 3)
+            type_evidence = type_evidence_for(chosen)
+            spec = self.protocol.types.get(chosen)
+            agencies = self._combined_agencies(spec, present, probs, policy, confidence, type_evidence)
+        elif story is not None:
+            # The type is the likelier story: its own most likely agency leads (the other stays beside it).
+            lead = story[2]
+            agencies = (
+                Scored(lead, round(float(probs.get("primary", {}).get(lead.value, 0.0)), 3), type_evidence),
+                *(a for a in agencies if a.value is not lead),
+            )
+        unsure = confidence < UNSURE_TYPE_BELOW and not rules.tcpr.value
         primary_p = max(probs.get("primary", {"-": 0.0}).values())
         if tcpr:
             priority = Scored(1, max(confidence, 0.9), tcpr_evidence)
@@ -512,3 +532,51 @@ def _tcpr_confidence(tcpr: bool, strength: Mapping[str, float]) -> float:
     if "unresponsive" in strength:
         return 0.3  # unconscious but breathing said to be normal or not asked yet
     return 0.05
+
+
+def one_story(
+    chosen: IncidentType,
+    agencies: tuple[Scored[Agency], ...],
+    ranked: Sequence[tuple[IncidentType, float]],
+    primary_probs: Mapping[str, float],
+    protocol: Protocol,
+    present: Mapping[str, tuple[Evidence, ...]],
+) -> tuple[IncidentType, float, Agency] | None:
+    """A type and a leading agency that tell one story, or None when they already do.
+
+    The type head and the agencies' head are trained apart, so they can disagree: a suspicious bag at a
+    station typed POLICE_OTHER while the agencies' head leads with the fire brigade. Of the two consistent
+    readings — keep the type and lead with its likeliest agency, or keep the agency and take the likeliest
+    type it serves — the one with the higher joint probability wins. Returns (type, its probability, the
+    leading agency)."""
+    spec = protocol.types.get(chosen)
+    serving = serving_agencies(spec, protocol, present) if spec is not None else frozenset()
+    if not serving or not agencies or agencies[0].value in serving:
+        return None
+    primary = agencies[0].value
+    p_type = dict(ranked)
+    lead = max(serving, key=lambda a: (primary_probs.get(a.value, 0.0), a.value))
+    keep_type = p_type.get(chosen, 0.0) * primary_probs.get(lead.value, 0.0)
+    served = [
+        (t, p)
+        for t, p in ranked
+        if (s := protocol.types.get(t)) is not None and primary in serving_agencies(s, protocol, present)
+    ]
+    if served:
+        other, p_other = served[0]
+        if p_other * primary_probs.get(primary.value, 0.0) > keep_type:
+            return other, p_other, primary
+    return chosen, p_type.get(chosen, 0.0), lead
+
+
+def serving_agencies(
+    spec: TypeSpec, protocol: Protocol, present: Mapping[str, tuple[Evidence, ...]]
+) -> frozenset[Agency]:
+    """The agencies the protocol sends to an incident of this type with what was heard: the type's own and
+    those its agency rules add when their signals are present (an injured person at a traffic accident
+    brings ZZS; a fire rule does not make a police matter a fire brigade one unless fire was heard)."""
+    return frozenset(spec.agencies) | {
+        rule.agency
+        for rule in protocol.agency_rules
+        if rule.applies_to(spec) and rule.condition.holds(present)
+    }

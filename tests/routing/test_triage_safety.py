@@ -296,3 +296,38 @@ def test_dev_023_elderly_fall_on_158_goes_to_the_desk_of_its_agencies(triage: Tr
     )
     d = decide(triage, text, "158")
     assert d.desk in {DESK_BY_AGENCY[a.value] for a in d.agencies}
+
+
+def test_one_story_keeps_the_likelier_reading_of_type_and_leading_agency(triage: Triage) -> None:
+    """The type head and the agencies' head disagree (a police matter led by the fire brigade): the reading
+    with the higher joint probability wins, keeping the type (its likeliest agency leads) or the agency (the
+    likeliest type it serves)."""
+    from routing.triage import one_story
+
+    led_by_fire = (Scored(Agency.HZS, 0.54),)
+    police_ranked = [(IncidentType.POLICE_OTHER, 0.36), (IncidentType.FIRE_OTHER, 0.05)]
+    story = one_story(
+        IncidentType.POLICE_OTHER, led_by_fire, police_ranked, {"HZS": 0.54, "PCR": 0.37}, triage.protocol, {}
+    )
+    assert story is not None and story[0] is IncidentType.POLICE_OTHER and story[2] is Agency.PCR
+    fire_ranked = [(IncidentType.POLICE_OTHER, 0.30), (IncidentType.FIRE_BUILDING, 0.28)]
+    story = one_story(
+        IncidentType.POLICE_OTHER, led_by_fire, fire_ranked, {"HZS": 0.9, "PCR": 0.05}, triage.protocol, {}
+    )
+    assert story is not None and story[0] is IncidentType.FIRE_BUILDING and story[2] is Agency.HZS
+    led_by_police = (Scored(Agency.PCR, 0.6),)
+    assert (
+        one_story(IncidentType.POLICE_OTHER, led_by_police, police_ranked, {"PCR": 0.6}, triage.protocol, {})
+        is None
+    )
+
+
+def test_a_suspicious_bag_on_158_is_a_police_matter_led_by_the_police(learned: Triage) -> None:
+    """Seen in the demo (dev-001 recognised by Whisper): typed POLICE_OTHER while the fire brigade led."""
+    text = (
+        "Dobrý den tady na nadraží vchébu, zhalé u pokladen leží už a si hodinu takové velké černé bator. "
+        "Nikdo kněmune patří, ptali jsme se lidí okolo,"
+    )
+    d = decide(learned, text, "158")
+    assert d.incident_type.value is IncidentType.POLICE_OTHER
+    assert d.agencies[0].value is Agency.PCR and d.desk is DeskCode.PCR
