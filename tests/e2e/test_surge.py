@@ -265,8 +265,8 @@ async def test_eight_calls_about_one_fire_end_up_linked_to_one_incident(tmp_path
 FLAG_TO_QUEUE_S = 1.0  # the queue follows a triage flag before the bus shows it; a dispatch round that read
 # the queue just before may still publish its offer after the flag (one Redis + database round under load)
 GAP_MARK = re.compile(r"\[(\d+(?:\.\d+)?) s not transcribed")
-RECOGNITION_TRIAGE_WAIT_S = 60.0
-FLUSH_WAIT_S = 180.0  # after the hang-ups, how long the check of the marks waits for recognition to finish  # after the last call is in, how long the paused takers stay away at most
+RECOGNITION_TRIAGE_WAIT_S = 60.0  # after the last call is in, how long the paused takers stay away at most
+FLUSH_WAIT_S = 180.0  # after the hang-ups, how long the check of the marks waits for recognition to finish
 
 
 async def calls_on_record(centre: Centre, outcomes: list[CallOutcome]) -> dict[str, Call]:
