@@ -56,6 +56,39 @@ def test_waiting_callers_first_words_are_decoded_before_anyone_s_whole_story(
         own = [final for call_ref, final in finals if call_ref == speech.call_id]
         assert [f.start_s for f in own] == sorted(f.start_s for f in own)
         pairs.append((speech.text, " ".join(f.text for f in own)))
+    # Cutting turns costs accuracy, bounded here against the same calls decoded whole, one after the other,
+    # in this run (where turns end depends on when the other legs ask for the slot, so an absolute bound on
+    # three calls is a coin toss at its edge). Measured: WER +0.08 to +0.18, CER +0.05 to +0.11 — the price
+    # of hearing every waiting caller's first words early in a surge (docs/transcription.md).
     wer, cer = corpus_error_rates(pairs)
-    assert wer <= 0.75 and cer <= 0.35, (wer, cer, pairs)
+    whole_wer, whole_cer = corpus_error_rates(
+        _decoded_whole(base_config, shared_engines, registry, czech_calls)
+    )
+    print(f"\nturns: WER {wer:.2f} CER {cer:.2f}; whole: WER {whole_wer:.2f} CER {whole_cer:.2f}")
+    assert wer <= whole_wer + 0.25 and cer <= whole_cer + 0.15, (wer, cer, whole_wer, whole_cer, pairs)
     assert spent.get("waiting, not triaged from own words: speech", 0.0) > 0.0, spent
+
+
+def _decoded_whole(
+    config: TranscriptionConfig, engines: ModelEngines, registry: ModelRegistry, calls: list[Speech]
+) -> list[tuple[str, str]]:
+    """(reference, transcript) of each call decoded alone on one slot, nobody waiting behind it."""
+    log = EventLog()
+    service = TranscriptionService(
+        dataclasses.replace(config, decode_slots=1, max_backlog_s=120.0),
+        log,
+        registry=registry,
+        engines=engines,
+    )
+    try:
+        for speech in calls:
+            ref = f"whole-{speech.call_id}"
+            service.open_leg(ref, "caller", speech.rate, language_hint="cs")
+            feed_speech(service, ref, "caller", speech)
+            assert service.close_leg(ref, "caller").wait(300)
+    finally:
+        service.close()
+    return [
+        (speech.text, " ".join(f.text for f in log.of(TranscriptFinal, f"whole-{speech.call_id}")))
+        for speech in calls
+    ]
