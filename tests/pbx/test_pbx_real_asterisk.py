@@ -124,7 +124,7 @@ def test_item3_no_offer_to_a_phone_that_is_not_a_queue_member_and_triage_still_r
     assert rig.phones["taker2"].wait_event("CALL_ESTABLISHED", 5)
     assert not any(e.get("type") == "CALL_INCOMING" for e in rig.phones["taker1"].events)
     assert rig.taker_state("taker1") == "available", "intake paused a taker it should never have offered to"
-    log = rig.intake.log()
+    log = rig.test_log()
     assert "did not take the offer" not in log and "could not ring" not in log
     caller.hangup()
     ended = rig.wait_intake_call("+420601000103", 20, state="ended")
@@ -161,7 +161,7 @@ def test_item4_a_cardiac_arrest_after_the_first_redirect_jumps_the_pbx_queue(fre
     )
     assert seen[-1] == 20 and seen == sorted(seen), seen
     if seen[0] != 10:
-        assert "queue priority 10 on desk-150: applied" in rig.intake.log(), "the first raise was not applied"
+        assert "queue priority 10 on desk-150: applied" in rig.test_log(), "the first raise was not applied"
     call = rig.wait_intake_call("+420601000104", 10, tcpr=True)
     assert call["desk"] == "ZZS" and call["state"] == "queued", call
     # Raised from the caller's words (triage reads partials too, so the stored finals may still lag; Whisper
@@ -238,7 +238,7 @@ def test_item6_a_media_fork_ending_is_re_established_and_never_ends_the_call(fre
     rig.phones["taker2"].hangup()
     ended = rig.wait_intake_call("+420601000106", 20, state="ended")
     assert ended["end_reason"] == "taker_hangup", ended
-    log = rig.intake.log()
+    log = rig.test_log()
     assert "is not allowed" not in log, "a fork's end was taken for the call's"
     assert "CallEnded for unknown call" not in log, "the caller's real hang-up was dropped"
     assert caller.wait_event("CALL_CLOSED", 10)
@@ -254,7 +254,7 @@ def test_item7_no_false_error_when_the_moved_caller_is_answered_at_once(fresh: R
     caller = rig.dial("item7", "150", "+420601000107", rig.voice("item7", *TRAUMA))
     call = rig.wait_intake_call("+420601000107", 90, state="connected")
     assert call["taker_id"] == "taker2" and call["desk"] == "ZZS", call
-    log = rig.intake.log()
+    log = rig.test_log()
     assert "PBX did not move the caller" not in log
     assert "QueueChangePriorityCaller failed" not in log
     caller.hangup()
