@@ -41,6 +41,22 @@ class TranscriptFinal:
     confidence: float | None = None
     engine: str = ""
 
+    @classmethod
+    def gap(
+        cls, call_ref: str, leg: str, start_s: float, seconds: float, why: str, language: str | None = None
+    ) -> TranscriptFinal:
+        """The mark for ``seconds`` of the leg's audio from ``start_s`` that no decoder heard, and why:
+        ``[N s not transcribed: why]`` (the one wording the console, the tests and readers look for)."""
+        return cls(
+            call_ref=call_ref,
+            leg=leg,
+            text=f"[{seconds:.1f} s not transcribed: {why}]",
+            start_s=start_s,
+            end_s=start_s + seconds,
+            language=language,
+            engine=GAP_ENGINE,
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class LanguageDetected:

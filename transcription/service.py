@@ -42,7 +42,6 @@ from transcription.config import ENGINE_VOSK, ENGINE_WHISPER, TranscriptionConfi
 from transcription.engine import Engine, EngineStream, LanguageGuess, LanguageIdentifier, Segment
 from transcription.errors import AudioFormatError, EngineError, TranscriptionError
 from transcription.events import (
-    GAP_ENGINE,
     LanguageDetected,
     TranscriptEvent,
     TranscriptFinal,
@@ -227,14 +226,8 @@ class _LegPipeline:
         self._handle(vad.skip(n_bytes // 2), last=False)
         # The transcript says where words may be missing: a caller's words are never lost without a trace.
         self._emit(
-            TranscriptFinal(
-                call_ref=self._state.call_ref,
-                leg=self._state.leg,
-                text=f"[{seconds:.1f} s not transcribed: recognition behind]",
-                start_s=start_s,
-                end_s=start_s + seconds,
-                language=self._language,
-                engine=GAP_ENGINE,
+            TranscriptFinal.gap(
+                self._state.call_ref, self._state.leg, start_s, seconds, "recognition behind", self._language
             )
         )
 

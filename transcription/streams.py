@@ -270,13 +270,8 @@ class RemoteRecognizer:
                 "recognition: %s/%s closed with no recognition worker alive (%.1f s)", call_ref, leg, seconds
             )
             self._emit(
-                TranscriptFinal(
-                    call_ref,
-                    leg,
-                    f"[{seconds:.1f} s not transcribed: no recognition worker alive; the recording has it]",
-                    0.0,
-                    seconds,
-                    engine=GAP_ENGINE,
+                TranscriptFinal.gap(
+                    call_ref, leg, 0.0, seconds, "no recognition worker alive; the recording has it"
                 )
             )
             state.done.set()
@@ -862,13 +857,8 @@ class RecognitionWorker:
         start_s = owned.cursor.seconds(from_offset)
         seconds = owned.cursor.seconds(n_bytes)
         self._on_event(
-            TranscriptFinal(
-                call_ref=owned.call_ref,
-                leg=owned.leg,
-                text=f"[{seconds:.1f} s not transcribed: recognition worker lost or behind]",
-                start_s=start_s,
-                end_s=start_s + seconds,
-                engine=GAP_ENGINE,
+            TranscriptFinal.gap(
+                owned.call_ref, owned.leg, start_s, seconds, "recognition worker lost or behind"
             )
         )
         self.service.feed(owned.call_ref, owned.leg, bytes(n_bytes - n_bytes % 2))
