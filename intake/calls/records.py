@@ -7,7 +7,7 @@ import asyncio
 import logging
 
 from intake.bus import LiveEvent
-from intake.domain import Call, settled_by_retry
+from intake.domain import Call
 from intake.errors import LiveStateError, StorageError
 from intake.ports import ActiveCalls, CallWriter, Journal, Publisher
 from intake.views import call_json
@@ -66,18 +66,17 @@ class CallRecords:
         except StorageError as exc:
             log.error("call %s: refused attempts of the same INVITE not settled: %s", call.id, exc)
             return
-        for call_id in settled:
+        for refused in settled:
             log.info(
-                "call %s: the refused attempt %s of the same INVITE needs no call-back", call.id, call_id
+                "call %s: the refused attempt %s of the same INVITE needs no call-back", call.id, refused.id
             )
+            view = call_json(refused)
             await self._bus.publish(
                 LiveEvent(
                     "call.updated",
-                    {
-                        "callback_done_at": call.offered_at.isoformat().replace("+00:00", "Z"),
-                        "callback_by": settled_by_retry(call.id),
-                    },
-                    call_id=call_id,
+                    {"callback_done_at": view["callback_done_at"], "callback_by": view["callback_by"]},
+                    call_id=refused.id,
+                    desk=refused.desk.value if refused.desk else None,
                 )
             )
 

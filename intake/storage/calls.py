@@ -22,6 +22,7 @@ from intake.storage.mapping import (
 )
 from intake.storage.tables import CallRow, TranscriptSegmentRow
 from routing.vocabulary import DeskCode
+from telephony.events import EndReason
 
 
 class CallStore(StoreCore):
@@ -194,20 +195,20 @@ class CallStore(StoreCore):
 
         return self._read("list live calls", work)
 
-    def settle_refused_attempts(self, call_ref: str, taken_as: str, at: datetime) -> list[str]:
+    def settle_refused_attempts(self, call_ref: str, taken_as: str, at: datetime) -> list[Call]:
         """The same INVITE (same SIP Call-ID) was taken as call ``taken_as`` after a node refused it (503 at
         its call limit, or stopping) and the front tried the next node: the refused attempt's record needs
         no call-back any more. It is kept (the refusal is part of the story) and marked called back by
-        intake. Returns the ids of the settled records."""
+        intake. Returns the settled records."""
 
-        def work(session: Session) -> list[str]:
+        def work(session: Session) -> list[Call]:
             rows = list(
                 session.scalars(
                     select(CallRow)
                     .where(
                         CallRow.call_ref == call_ref,
                         CallRow.id != taken_as,
-                        CallRow.end_reason == "rejected",
+                        CallRow.end_reason == EndReason.REJECTED.value,
                         CallRow.answered_at.is_(None),
                         CallRow.callback_done_at.is_(None),
                     )
@@ -219,7 +220,7 @@ class CallStore(StoreCore):
                 row.callback_by = settled_by_retry(taken_as)
                 row.updated_at = utc_now()
             session.flush()
-            return [row.id for row in rows]
+            return calls_from_rows(session, rows, with_transcript=False)
 
         return self._write(f"settle refused attempts of {call_ref}", work)
 

@@ -22,6 +22,7 @@ from intake.domain import (
 from intake.errors import NotFound, StorageError
 from routing.types import Scored, TriageDecision, TriageInput
 from routing.vocabulary import Agency, DeskCode, IncidentType
+from telephony.events import EndReason
 
 T0 = datetime(2026, 12, 3, 10, 0, tzinfo=UTC)
 
@@ -76,18 +77,18 @@ class FakeStore:
         self.segments.setdefault(call_id, []).append(segment)
         return len(self.segments[call_id])
 
-    def settle_refused_attempts(self, call_ref: str, taken_as: str, at: datetime) -> list[str]:
+    def settle_refused_attempts(self, call_ref: str, taken_as: str, at: datetime) -> list[Call]:
         settled = []
         for call in self.calls.values():
             if (
                 call.call_ref == call_ref
                 and call.id != taken_as
-                and call.end_reason == "rejected"
+                and call.end_reason == EndReason.REJECTED.value
                 and call.answered_at is None
                 and call.callback_done_at is None
             ):
                 call.callback_done_at, call.callback_by = at, settled_by_retry(taken_as)
-                settled.append(call.id)
+                settled.append(call)
         return settled
 
     def calls_in_states(self, states: Iterable[CallState]) -> list[Call]:

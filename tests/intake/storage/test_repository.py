@@ -207,7 +207,9 @@ def test_a_refused_attempt_is_settled_when_the_same_invite_is_taken_elsewhere(re
         "refused-on-a",
     ]
 
-    assert repository.settle_refused_attempts("same-invite", "taken-on-b", T0) == ["refused-on-a"]
+    assert [c.id for c in repository.settle_refused_attempts("same-invite", "taken-on-b", T0)] == [
+        "refused-on-a"
+    ]
     assert [c.id for c in repository.list_calls(abandoned_uncalled=True)[0]] == ["other-call"]
     settled = repository.get_call("refused-on-a")
     assert (
