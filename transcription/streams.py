@@ -73,9 +73,11 @@ PROGRESS_S = 0.5
 EVENTS_MAXLEN = 100_000
 RETRY_S = 0.5
 
-# Publish an event only while the leg's epoch is ours and to the node the leg's hash names (2: another node
-# took the call over, read ``reply`` again); optionally move the checkpoint forward (and trim the audio up to
-# it) and remember the leg's language, all at once.
+# Publish an event only while the leg's epoch is ours (else FENCED) and to the node the leg's hash names
+# (else REPLY_MOVED: another node took the call over, read ``reply`` again); optionally move the checkpoint
+# forward (and trim the audio up to it) and remember the leg's language, all at once.
+FENCED, PUBLISHED, REPLY_MOVED = 0, 1, 2
+NOT_SENT = -1  # Redis refused the script: logged, the leg goes on (nothing to retry or drop)
 _PUBLISH = """
 if redis.call('HGET', KEYS[1], 'epoch') ~= ARGV[1] then return 0 end
 if redis.call('HGET', KEYS[1], 'reply') ~= KEYS[2] then return 2 end
@@ -299,9 +301,7 @@ class RemoteRecognizer:
             error = self._last_error
         if error:
             return RecognitionStatus.down(f"recognition workers unreachable: {error}")
-        alive = alive_workers(
-            {name: float(r.get("at") or 0.0) for name, r in reports.items()}, now, self._worker_stale_s
-        )
+        alive = self._alive(reports, now)
         if not alive:
             return RecognitionStatus.down("no recognition worker alive")
         statuses = [RecognitionStatus.from_json(reports[name].get("status")) for name in alive]
@@ -336,12 +336,16 @@ class RemoteRecognizer:
             workers=len(alive),
         )
 
+    def _alive(self, reports: dict[str, dict[str, Any]], now_wall: float) -> list[str]:
+        """Names of the workers whose last report is recent."""
+        beats = {name: float(r.get("at") or 0.0) for name, r in reports.items()}
+        return alive_workers(beats, now_wall, self._worker_stale_s)
+
     def _workers_alive(self) -> bool:
         with self._lock:
             reports = dict(self._workers)
             error = self._last_error
-        beats = {name: float(r.get("at") or 0.0) for name, r in reports.items()}
-        return not error and bool(alive_workers(beats, time.time(), self._worker_stale_s))
+        return not error and bool(self._alive(reports, time.time()))
 
     def _say_unserved_legs(self) -> None:
         """A leg no worker has taken within ``worker_stale_s`` is not being transcribed (no worker alive, or
@@ -897,7 +901,7 @@ class RecognitionWorker:
     ) -> None:
         for _attempt in range(3):
             outcome = self._try_publish(owned, kind, payload, checkpoint, language)
-            if outcome != 2:
+            if outcome != REPLY_MOVED:
                 break
             # Another intake node took the call over (its first node died): its events go there now.
             try:
@@ -906,7 +910,7 @@ class RecognitionWorker:
                 log.error("recognition worker %s: reply stream of %s not read: %s", self.name, owned.leg, exc)
                 return
             owned.reply = _as_text(reply) if reply else owned.reply
-        if outcome == 0:
+        if outcome == FENCED:
             self._drop_lost(owned)
 
     def _try_publish(
@@ -937,7 +941,7 @@ class RecognitionWorker:
                 owned.leg,
                 exc,
             )
-            return 1
+            return NOT_SENT
         return int(ok)
 
     def _drop_lost(self, owned: _OwnedLeg) -> None:
@@ -989,11 +993,9 @@ class RecognitionWorker:
     # -- leases and health ----------------------------------------------------------------------------
     def _renew(self) -> None:
         with self._owned_lock:
-            owned = [o for o in self._owned.values() if not o.lost]
-        if not owned:
-            return
-        ids = [o.entry_id for o in owned]
-        self._redis.xclaim(self._control, WORKER_GROUP, self.name, 0, list[StreamIdT](ids), justid=True)
+            ids = [o.entry_id for o in self._owned.values() if not o.lost]
+        if ids:
+            self._redis.xclaim(self._control, WORKER_GROUP, self.name, 0, list[StreamIdT](ids), justid=True)
 
     def _heartbeat(self) -> None:
         status = self.service.recognition_status()
